@@ -1,0 +1,58 @@
+//! `floorhand`: the agent binary and its tools. `main` alone maps errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use floorhand::wire;
+
+/// Floorhand: an offline-first warehouse fulfilment agent.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every protocol message's postcard size beside its JSON size.
+    WireSizes {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("floorhand: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::WireSizes { json } => {
+            let rows = wire::rows();
+            if json {
+                for r in &rows {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", wire::table(&rows));
+                let pick = wire::typical_pick();
+                println!(
+                    "\ntypical pick confirmation: {} bytes postcard, {} bytes JSON, ratio {:.3} (goal: <= 24 bytes, <= 0.15)",
+                    pick.postcard,
+                    pick.json,
+                    pick.ratio()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

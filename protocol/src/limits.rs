@@ -1,0 +1,29 @@
+//! Size limits shared by every side, so that a sender refuses what a receiver would reject.
+
+/// Largest encoded down message (OMS → agent) an agent accepts, in bytes.
+///
+/// A 10,000-task wave encodes to roughly 700 KiB; the limit leaves room for longer
+/// descriptions. The agent sets its MQTT maximum packet size just above this.
+pub const MAX_DOWN_BYTES: usize = 2 * 1024 * 1024;
+
+/// Largest encoded up message (agent → OMS), in bytes. Events are small; a birth
+/// message lists the applied wave versions, which are bounded by [`MAX_WAVES_IN_BIRTH`].
+pub const MAX_UP_BYTES: usize = 64 * 1024;
+
+/// Most tasks one wave may carry.
+pub const MAX_TASKS_PER_WAVE: usize = 20_000;
+
+/// Most lines one pack order may carry.
+pub const MAX_PACK_LINES: usize = 1_000;
+
+/// Most wave versions listed in a birth message (the most recent ones).
+pub const MAX_WAVES_IN_BIRTH: usize = 1_000;
+
+/// Largest serial link frame on the wire, including COBS overhead and the delimiter.
+pub const MAX_LINK_FRAME: usize = 256;
+
+/// Longest barcode payload carried in a link `Scan`, in bytes.
+pub const MAX_SCAN_BYTES: usize = 128;
+
+/// Longest free-text field accepted in a down message (descriptions, addresses), in bytes.
+pub const MAX_TEXT: usize = 512;

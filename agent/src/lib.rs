@@ -4,4 +4,5 @@
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
+pub mod devices;
 pub mod wire;

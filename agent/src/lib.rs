@@ -3,6 +3,11 @@
 //!
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`wire`]: wire-size report over the protocol's example messages.
+//! - [`label`]: shipping labels in ZPL (pure); [`label_cli`]: `floorhand label`.
+//! - [`pack`]: the pack station workflow (pure state machine).
 
 pub mod devices;
+pub mod label;
+pub mod label_cli;
+pub mod pack;
 pub mod wire;

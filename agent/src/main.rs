@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use floorhand::label_cli::{self, LabelCommand};
 use floorhand::wire;
 
 /// Floorhand: an offline-first warehouse fulfilment agent.
@@ -21,6 +22,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shipping labels: render a carton's ZPL for integrators.
+    #[command(subcommand)]
+    Label(LabelCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     pick.ratio()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Label(LabelCommand::Render(args)) => {
+            std::io::Write::write_all(&mut std::io::stdout(), &label_cli::render(&args)?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

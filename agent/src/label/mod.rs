@@ -1,0 +1,321 @@
+//! Shipping labels in ZPL II: a pure module, order data in, printer bytes out.
+//!
+//! [`render`] fills a [`Template`] (the built-in 4x6 inch label from [`builtin`], or a
+//! user's template file) with a carton's data. Invariants: every label selects UTF-8
+//! (`^CI28`); every variable field goes through `^FH` hex escaping ([`escape`]), so no
+//! order data can become a printer command; every field is bounded in length.
+
+pub mod escape;
+pub mod sscc;
+pub mod template;
+
+use floorhand_protocol::oms::{Address, PackOrder};
+
+pub use sscc::{Sscc, SsccError};
+pub use template::{Template, TemplateError};
+
+/// Longest tracking number the built-in label's Code 128 fits across 4 inches.
+pub const MAX_TRACKING: usize = 30;
+
+/// Print resolution of the target printer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dpi {
+    /// 203 dpi (8 dots/mm), the common desktop and industrial head.
+    D203,
+    /// 300 dpi (12 dots/mm).
+    D300,
+}
+
+impl Dpi {
+    /// Reads `203` or `300`.
+    pub fn from_number(n: u16) -> Option<Dpi> {
+        match n {
+            203 => Some(Dpi::D203),
+            300 => Some(Dpi::D300),
+            _ => None,
+        }
+    }
+
+    /// Dots per inch.
+    pub fn dots_per_inch(self) -> u32 {
+        match self {
+            Dpi::D203 => 203,
+            Dpi::D300 => 300,
+        }
+    }
+
+    /// Dots per millimetre, as renderers take it.
+    pub fn dots_per_mm(self) -> u32 {
+        match self {
+            Dpi::D203 => 8,
+            Dpi::D300 => 12,
+        }
+    }
+
+    /// `v` dots at 203 dpi, in this resolution's dots (rounded).
+    fn scale(self, v: u32) -> u32 {
+        (v * self.dots_per_inch() + 101) / 203
+    }
+}
+
+/// Why a label could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// The tracking number cannot go into the Code 128 barcode as it is.
+    #[error(
+        "tracking number {tracking:?} cannot be printed as a barcode: {why}; correct it in the OMS"
+    )]
+    Tracking {
+        /// The tracking number.
+        tracking: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+/// One carton's label data.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelData<'a> {
+    /// The order, with addresses, carrier and tracking number.
+    pub order: &'a PackOrder,
+    /// Carton number within the order, from 1.
+    pub carton_no: u16,
+    /// Cartons in the order, when known (the last carton knows it).
+    pub carton_count: Option<u16>,
+    /// Carton weight in grams.
+    pub weight_g: u32,
+    /// The carton's SSCC.
+    pub sscc: &'a Sscc,
+}
+
+/// Checks that a tracking number can be a Code 128 barcode: printable ASCII without `>`
+/// (ZPL's Code 128 invocation character), at most [`MAX_TRACKING`] characters. A tracking
+/// number is never cut: a shortened one would scan as another parcel's.
+fn check_tracking(tracking: &str) -> Result<(), LabelError> {
+    let why = if tracking.len() > MAX_TRACKING {
+        Some("longer than 30 characters")
+    } else if !tracking.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Some("only printable ASCII characters fit in Code 128")
+    } else if tracking.contains('>') {
+        Some("`>` is a Code 128 control character in ZPL")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(LabelError::Tracking {
+            tracking: tracking.to_owned(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn address_value(a: &Address, key: &str) -> String {
+    let line = |n: usize| a.lines.get(n).cloned().unwrap_or_default();
+    match key {
+        "name" => a.name.clone(),
+        "company" => a.company.clone(),
+        "line1" => line(0),
+        "line2" => line(1),
+        "line3" => line(2),
+        "line4" => line(3),
+        "city" => a.city.clone(),
+        "region" => a.region.clone(),
+        "postal_code" => a.postal_code.clone(),
+        "country" => a.country.clone(),
+        "city_line" => [a.postal_code.as_str(), a.city.as_str(), a.region.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The value of placeholder `name` for `data`.
+fn value(data: &LabelData<'_>, name: &str) -> String {
+    let o = data.order;
+    if let Some(key) = name.strip_prefix("ship_from.") {
+        return address_value(&o.ship_from, key);
+    }
+    if let Some(key) = name.strip_prefix("ship_to.") {
+        return address_value(&o.ship_to, key);
+    }
+    match name {
+        "carrier" => o.carrier.clone(),
+        "service" => o.service.clone(),
+        "order_id" => o.order_id.clone(),
+        "carton_no" => data.carton_no.to_string(),
+        "carton_count" => data.carton_count.map(|n| n.to_string()).unwrap_or_default(),
+        "carton" => match data.carton_count {
+            Some(m) => format!("{} of {m}", data.carton_no),
+            None => data.carton_no.to_string(),
+        },
+        "weight_g" => data.weight_g.to_string(),
+        "weight_kg" => {
+            let centi = (data.weight_g + 5) / 10;
+            format!("{}.{:02} kg", centi / 100, centi % 100)
+        }
+        "tracking" => o.tracking.clone(),
+        "sscc" => data.sscc.as_str().to_owned(),
+        "digital_link" => data.sscc.digital_link(),
+        _ => String::new(),
+    }
+}
+
+/// Renders `data` with `template` into ZPL bytes.
+pub fn render(template: &Template, data: &LabelData<'_>) -> Result<Vec<u8>, LabelError> {
+    check_tracking(&data.order.tracking)?;
+    Ok(template.fill(|name| value(data, name)))
+}
+
+/// The built-in 4x6 inch label's template source at `dpi`: coordinates are laid out at
+/// 203 dpi and scaled.
+pub fn builtin_source(dpi: Dpi) -> String {
+    let s = |v: u32| dpi.scale(v);
+    // Module width of a barcode: 2 dots at 203 dpi is 3 at 300 (0.25 mm either way).
+    let module = |v: u32| dpi.scale(v).max(1);
+    let text = |x: u32, y: u32, h: u32, data: &str| {
+        format!(
+            "^FO{},{}^A0N,{h},{h}^FH^FD{data}^FS\n",
+            s(x),
+            s(y),
+            h = s(h)
+        )
+    };
+    // Code 128 with its human-readable line below; `mode` A is automatic, D is GS1-128.
+    let code128 = |x: u32, y: u32, width: u32, h: u32, mode: char, data: &str| {
+        format!(
+            "^FO{},{}^BY{}^BCN,{},Y,N,N,{mode}^FH^FD{data}^FS\n",
+            s(x),
+            s(y),
+            module(width),
+            s(h)
+        )
+    };
+    let rule = |y: u32| format!("^FO0,{}^GB{},{},{}^FS\n", s(y), s(812), s(3), s(3));
+    let mut z = String::new();
+    z.push_str("^XA\n^CI28\n");
+    z.push_str(&format!("^PW{}\n^LL{}\n^LH0,0\n", s(812), s(1218)));
+    // Text fields: x, y, height (dots at 203 dpi), data; rules between the blocks.
+    const TEXT: &[(u32, u32, u32, &str)] = &[
+        // Sender and carrier.
+        (30, 25, 22, "FROM"),
+        (30, 52, 26, "{{ship_from.name}}"),
+        (30, 82, 26, "{{ship_from.company}}"),
+        (30, 112, 26, "{{ship_from.line1}}"),
+        (30, 142, 26, "{{ship_from.city_line}} {{ship_from.country}}"),
+        (520, 30, 50, "{{carrier}}"),
+        (520, 90, 28, "{{service}}"),
+        // Recipient.
+        (30, 200, 22, "TO"),
+        (30, 228, 44, "{{ship_to.name}}"),
+        (30, 278, 36, "{{ship_to.company}}"),
+        (30, 320, 36, "{{ship_to.line1}}"),
+        (30, 362, 36, "{{ship_to.line2}}"),
+        (30, 404, 44, "{{ship_to.city_line}}"),
+        (30, 454, 44, "{{ship_to.country}}"),
+        // Order, carton, weight.
+        (30, 530, 30, "Order {{order_id}}"),
+        (30, 575, 30, "Carton {{carton}}"),
+        (30, 620, 30, "Weight {{weight_kg}}"),
+        (30, 705, 22, "TRACKING"),
+        (30, 920, 22, "SSCC"),
+    ];
+    for &(x, y, h, data) in TEXT {
+        z.push_str(&text(x, y, h, data));
+    }
+    for y in [185, 510, 690, 905] {
+        z.push_str(&rule(y));
+    }
+    // The SSCC's GS1 Digital Link.
+    z.push_str(&format!(
+        "^FO{},{}^BQN,2,{}^FH^FDMA,{{{{digital_link}}}}^FS\n",
+        s(640),
+        s(515),
+        module(5)
+    ));
+    // Carrier tracking number, Code 128 in automatic mode (subset C for digit runs).
+    z.push_str(&code128(40, 735, 2, 110, 'A', "{{tracking}}"));
+    // SSCC as GS1-128: mode D adds FNC1 after the start code (FIELD-NOTES.md).
+    z.push_str(&code128(90, 955, 3, 190, 'D', "(00){{sscc}}"));
+    z.push_str("^XZ\n");
+    z
+}
+
+/// The built-in 4x6 inch label at `dpi`.
+pub fn builtin(dpi: Dpi) -> Template {
+    // The built-in source is checked by a unit test for both resolutions; a failure here
+    // would be a bug in this file, not bad input.
+    Template::parse(&builtin_source(dpi)).unwrap_or_else(|e| panic!("built-in label: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> PackOrder {
+        match floorhand_protocol::examples::down()
+            .into_iter()
+            .find_map(|(_, env)| match env.body {
+                floorhand_protocol::oms::Down::PackOrder(p) => Some(*p),
+                _ => None,
+            }) {
+            Some(p) => p,
+            None => panic!("protocol examples have a PackOrder"),
+        }
+    }
+
+    #[test]
+    fn builtin_templates_pass_their_own_checks_at_both_resolutions() {
+        for dpi in [Dpi::D203, Dpi::D300] {
+            Template::parse(&builtin_source(dpi)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tracking_number_that_cannot_be_a_barcode_is_refused_not_cut() {
+        let sscc = Sscc::build(3, "4012345", 1).unwrap();
+        for bad in ["A>B", "ÄBC", "12\r3", &"9".repeat(31)] {
+            let mut o = order();
+            o.tracking = bad.to_owned();
+            let data = LabelData {
+                order: &o,
+                carton_no: 1,
+                carton_count: None,
+                weight_g: 1,
+                sscc: &sscc,
+            };
+            assert!(
+                matches!(
+                    render(&builtin(Dpi::D203), &data),
+                    Err(LabelError::Tracking { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn weight_prints_in_kilograms_rounded_to_ten_grams() {
+        let o = order();
+        let sscc = Sscc::build(3, "4012345", 1).unwrap();
+        for (g, text) in [
+            (1460, "1.46 kg"),
+            (5, "0.01 kg"),
+            (4, "0.00 kg"),
+            (12_345, "12.35 kg"),
+        ] {
+            let data = LabelData {
+                order: &o,
+                carton_no: 1,
+                carton_count: Some(2),
+                weight_g: g,
+                sscc: &sscc,
+            };
+            assert_eq!(value(&data, "weight_kg"), text);
+            assert_eq!(value(&data, "carton"), "1 of 2");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The pack station workflow: a pure state machine (in progress).

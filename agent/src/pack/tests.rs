@@ -1,0 +1,605 @@
+//! Pack workflow tests: every path, through one `Station` helper that feeds inputs and
+//! returns the effects.
+
+use floorhand_protocol::link::{Beep, Key, Level, ScanTarget, Screen};
+use floorhand_protocol::oms::{Capture, GtinPack, PackLine, PackOrder};
+
+use super::*;
+use crate::label::sscc::gs1_check_digit;
+
+const NOW: u64 = 1_795_300_000;
+
+/// A GTIN-14 with its check digit, from 13 digits.
+fn gtin(first13: &str) -> String {
+    format!("{first13}{}", gs1_check_digit(first13.as_bytes()))
+}
+
+fn bolt() -> String {
+    gtin("0950600013435")
+}
+fn nut() -> String {
+    gtin("0950600013436")
+}
+fn drill() -> String {
+    gtin("0950600013437")
+}
+
+fn order() -> PackOrder {
+    let example = floorhand_protocol::examples::down()
+        .into_iter()
+        .find_map(|(_, env)| match env.body {
+            floorhand_protocol::oms::Down::PackOrder(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap();
+    let line = |n: u32, g: String, sku: &str, qty: u32, capture: Capture, w: u32| PackLine {
+        order_line: n,
+        gtins: vec![GtinPack {
+            gtin: g,
+            pack_qty: 1,
+        }],
+        sku: sku.into(),
+        description: sku.into(),
+        qty,
+        capture,
+        unit_weight_g: w,
+    };
+    PackOrder {
+        lines: vec![
+            line(1, bolt(), "BOLT", 2, Capture::default(), 100),
+            line(
+                2,
+                nut(),
+                "NUT",
+                1,
+                Capture {
+                    lot: true,
+                    serial: false,
+                    expiry: false,
+                },
+                50,
+            ),
+        ],
+        ..example
+    }
+}
+
+struct Station {
+    packer: Packer,
+    serial: u64,
+    job: u64,
+}
+
+impl Station {
+    fn new() -> Station {
+        Station {
+            packer: Packer::new(Config {
+                company_prefix: "4012345".into(),
+                extension: 3,
+                tare_g: 200,
+                tolerance_pct: 10,
+                tolerance_min_g: 30,
+                template: crate::label::builtin(crate::label::Dpi::D203),
+            }),
+            serial: 0,
+            job: 100,
+        }
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Effect> {
+        self.packer.handle(NOW, input)
+    }
+
+    fn scan(&mut self, text: &str) -> Vec<Effect> {
+        self.feed(Input::Scan(text.into()))
+    }
+
+    fn key(&mut self, k: Key) -> Vec<Effect> {
+        self.feed(Input::Key(k))
+    }
+
+    fn type_number(&mut self, n: u32) -> Vec<Effect> {
+        let mut last = Vec::new();
+        for d in n.to_string().bytes() {
+            last = self.key(Key::Digit(d - b'0'));
+        }
+        last
+    }
+
+    /// Scans the order and lets the runtime find it.
+    fn start(&mut self, o: PackOrder) -> Vec<Effect> {
+        let id = o.order_id.clone();
+        assert_eq!(self.scan(&id), vec![Effect::LookUpOrder(id)]);
+        self.feed(Input::Order(Box::new(o)))
+    }
+
+    /// Answers the SSCC allocation the last effects asked for.
+    fn allocate(&mut self, effects: &[Effect]) -> Vec<Effect> {
+        assert_eq!(effects, [Effect::AllocateSscc], "expected an SSCC request");
+        self.serial += 1;
+        self.feed(Input::SsccSerial(self.serial))
+    }
+
+    /// Commits what the last effects asked for, returning the job id it created.
+    fn commit(&mut self) -> (u64, Vec<Effect>) {
+        self.job += 1;
+        let job = self.job;
+        (job, self.feed(Input::Committed { job_id: Some(job) }))
+    }
+
+    /// Types `weight` and closes: returns the CartonClosed commit.
+    fn close_with_weight(&mut self, weight: u32) -> Commit {
+        self.type_number(weight);
+        let e = self.key(Key::Enter);
+        let e = self.allocate(&e);
+        only_commit(&e)
+    }
+}
+
+fn only_commit(effects: &[Effect]) -> Commit {
+    match effects {
+        [Effect::Commit(c)] => c.clone(),
+        other => panic!("expected one commit, got {other:?}"),
+    }
+}
+
+fn beeps(effects: &[Effect]) -> Vec<Beep> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Beep(b) => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn message_text(effects: &[Effect]) -> Option<(Level, String)> {
+    effects.iter().find_map(|e| match e {
+        Effect::Show(Screen::Message { level, text }) => Some((*level, text.to_string())),
+        _ => None,
+    })
+}
+
+/// Asserts the effects refuse with an error beep and a message containing `text`.
+fn check_refused(effects: &[Effect], text: &str) {
+    assert_eq!(beeps(effects), [Beep::Error], "{effects:?}");
+    let (level, msg) = message_text(effects).expect("a message");
+    assert_eq!(level, Level::Error);
+    assert!(msg.contains(text), "{msg:?} should contain {text:?}");
+}
+
+#[test]
+fn packing_a_whole_order_commits_the_carton_and_label_before_the_ok_beep() {
+    let mut s = Station::new();
+    let e = s.start(order());
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert_eq!(beeps(&s.scan(&bolt())), [Beep::Ok]);
+    assert_eq!(beeps(&s.scan(&format!("]C101{}10L-77", nut()))), [Beep::Ok]);
+    assert_eq!(beeps(&s.scan(&bolt())), [Beep::Ok]);
+    assert_eq!(
+        message_text(&s.key(Key::F(keys::CLOSE))),
+        None,
+        "F1 asks for the weight"
+    );
+    // 200 tare + 2 x 100 + 50 = 450 g expected.
+    let commit = s.close_with_weight(455);
+    let Commit::CartonClosed {
+        at,
+        order_id,
+        carton_no,
+        sscc,
+        weight_g,
+        short_ship,
+        order_complete,
+        contents,
+        label,
+    } = commit
+    else {
+        panic!("expected CartonClosed, got {commit:?}");
+    };
+    assert_eq!((at, order_id.as_str(), carton_no), (NOW, "SO-10042", 1));
+    assert_eq!(sscc, "340123450000000017");
+    assert_eq!((weight_g, short_ship, order_complete), (455, None, true));
+    assert_eq!(contents.len(), 3);
+    assert_eq!(contents[1].lot.as_deref(), Some("L-77"));
+    let zpl = String::from_utf8(label).unwrap();
+    assert!(zpl.contains("(00)340123450000000017") && zpl.contains("Carton 1 of 1"));
+    // The ok-beep comes only with the commit; then the station waits for the next order.
+    let (_, e) = s.commit();
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert!(e.contains(&Effect::Show(Screen::Scan {
+        target: ScanTarget::Order,
+        hint: fit("Scan order or tote"),
+    })));
+}
+
+#[test]
+fn an_item_not_in_the_order_is_refused_with_an_error_beep() {
+    let mut s = Station::new();
+    s.start(order());
+    check_refused(&s.scan(&drill()), "Not in this order");
+}
+
+#[test]
+fn one_unit_too_many_is_refused() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.scan(&bolt());
+    check_refused(&s.scan(&bolt()), "Too many BOLT: 2/2");
+}
+
+#[test]
+fn a_barcode_that_is_not_an_item_is_refused_as_wrong_item() {
+    let mut s = Station::new();
+    s.start(order());
+    check_refused(&s.scan("A-12-03-B"), "Wrong item");
+    let mut bad = bolt();
+    bad.replace_range(13.., if bad.ends_with('0') { "1" } else { "0" });
+    check_refused(&s.scan(&bad), "check digit");
+}
+
+#[test]
+fn a_line_that_needs_a_lot_asks_for_it_and_keeps_it() {
+    let mut s = Station::new();
+    s.start(order());
+    let e = s.scan(&nut());
+    assert!(e.contains(&Effect::Show(Screen::Scan {
+        target: ScanTarget::Lot,
+        hint: fit("Scan lot"),
+    })));
+    assert_eq!(beeps(&s.scan("LOT-9")), [Beep::Ok]);
+    s.scan(&bolt());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { contents, .. } = s.close_with_weight(450) else {
+        panic!()
+    };
+    assert_eq!(contents[0].lot.as_deref(), Some("LOT-9"));
+}
+
+#[test]
+fn a_serial_scanned_twice_in_an_order_is_refused() {
+    let mut o = order();
+    o.lines[0].capture.serial = true;
+    let mut s = Station::new();
+    s.start(o);
+    assert_eq!(beeps(&s.scan(&format!("]C101{}21SN1", bolt()))), [Beep::Ok]);
+    check_refused(
+        &s.scan(&format!("]C101{}21SN1", bolt())),
+        "Serial SN1 already",
+    );
+    s.scan(&bolt());
+    assert_eq!(beeps(&s.scan("SN2")), [Beep::Ok]);
+}
+
+#[test]
+fn a_carton_outside_the_weight_tolerance_asks_for_a_recheck() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    // Expected 300 g, tolerance max(30, 30) g.
+    s.type_number(400);
+    let e = s.key(Key::Enter);
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    let (level, text) = message_text(&e).unwrap();
+    assert_eq!(level, Level::Warning);
+    assert!(text.contains("Recheck: 400 g, expected 300"), "{text}");
+    // Re-weighed right: closes.
+    s.type_number(310);
+    let e = s.key(Key::Enter);
+    assert!(matches!(
+        only_commit(&s.allocate(&e)),
+        Commit::CartonClosed { weight_g: 310, .. }
+    ));
+}
+
+#[test]
+fn a_recheck_confirmed_with_enter_keeps_the_weight() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.type_number(900);
+    s.key(Key::Enter);
+    let e = s.key(Key::Enter);
+    assert!(matches!(
+        only_commit(&s.allocate(&e)),
+        Commit::CartonClosed { weight_g: 900, .. }
+    ));
+}
+
+#[test]
+fn a_scale_reading_closes_without_typing() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let e = s.feed(Input::ScaleWeight(305));
+    assert!(matches!(
+        only_commit(&s.allocate(&e)),
+        Commit::CartonClosed { weight_g: 305, .. }
+    ));
+}
+
+#[test]
+fn every_carton_of_an_order_gets_its_own_sscc_and_label() {
+    let mut s = Station::new();
+    s.start(order());
+    check_refused(&s.key(Key::F(keys::CLOSE)), "Carton is empty");
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let first = s.close_with_weight(300);
+    let (_, e) = s.commit();
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert!(e.contains(&Effect::Show(Screen::Scan {
+        target: ScanTarget::Item,
+        hint: fit("SO-10042 carton 2"),
+    })));
+    s.scan(&bolt());
+    s.scan(&format!("]C101{}10L1", nut()));
+    s.key(Key::F(keys::CLOSE));
+    let second = s.close_with_weight(350);
+    match (first, second) {
+        (
+            Commit::CartonClosed {
+                carton_no: 1,
+                sscc: a,
+                order_complete: false,
+                label: la,
+                ..
+            },
+            Commit::CartonClosed {
+                carton_no: 2,
+                sscc: b,
+                order_complete: true,
+                label: lb,
+                ..
+            },
+        ) => {
+            assert_ne!(a, b);
+            let (la, lb) = (
+                String::from_utf8(la).unwrap(),
+                String::from_utf8(lb).unwrap(),
+            );
+            assert!(la.contains(&format!("(00){a}")) && la.contains("Carton 1^FS"));
+            assert!(lb.contains(&format!("(00){b}")) && lb.contains("Carton 2 of 2"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_incomplete_order_closes_only_with_a_reason_which_is_reported() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    // Closing the carton alone does not end the order: it starts carton 2.
+    s.close_with_weight(300);
+    s.commit();
+    s.scan(&bolt());
+    let e = s.key(Key::F(keys::SHORT));
+    assert!(matches!(
+        e.as_slice(),
+        [Effect::Show(Screen::Reasons { selected: 0, .. })]
+    ));
+    s.key(Key::Down);
+    s.key(Key::Enter); // "damaged"
+    let commit = s.close_with_weight(300);
+    let Commit::CartonClosed {
+        short_ship,
+        order_complete,
+        label,
+        ..
+    } = commit
+    else {
+        panic!("{commit:?}")
+    };
+    assert_eq!(short_ship.as_deref(), Some("damaged: NUT 0/1"));
+    assert!(!order_complete);
+    assert!(String::from_utf8(label).unwrap().contains("Carton 2 of 2"));
+    let (_, e) = s.commit();
+    assert!(e.contains(&Effect::Show(Screen::Scan {
+        target: ScanTarget::Order,
+        hint: fit("Scan order or tote"),
+    })));
+}
+
+#[test]
+fn a_short_ship_with_an_empty_carton_is_reported_on_its_own() {
+    let mut s = Station::new();
+    s.start(order());
+    s.key(Key::F(keys::SHORT));
+    let e = s.key(Key::Enter);
+    assert_eq!(
+        only_commit(&e),
+        Commit::ShortShipped {
+            at: NOW,
+            order_id: "SO-10042".into(),
+            detail: "not enough: BOLT 0/2, NUT 0/1".into(),
+        }
+    );
+    let e = s.feed(Input::Committed { job_id: None });
+    assert_eq!(beeps(&e), [Beep::Ok]);
+}
+
+#[test]
+fn a_complete_order_is_not_closed_short() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.scan(&bolt());
+    s.scan(&nut());
+    s.scan("L1");
+    check_refused(&s.key(Key::F(keys::SHORT)), "F1 closes");
+}
+
+#[test]
+fn the_last_label_and_any_scanned_carton_label_can_be_reprinted() {
+    let mut s = Station::new();
+    check_refused(&s.key(Key::F(keys::REPRINT)), "No label printed yet");
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { sscc, .. } = s.close_with_weight(300) else {
+        panic!()
+    };
+    s.commit();
+    let e = s.key(Key::F(keys::REPRINT));
+    assert_eq!(
+        only_commit(&e),
+        Commit::Reprint {
+            at: NOW,
+            sscc: sscc.clone()
+        }
+    );
+    let (_, e) = s.commit();
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    // Any carton's SSCC, scanned from its label (GS1-128 with AI 00).
+    let other = "]C100106141411234567897";
+    assert_eq!(
+        only_commit(&s.scan(other)),
+        Commit::Reprint {
+            at: NOW,
+            sscc: "106141411234567897".into()
+        }
+    );
+    check_refused(
+        &s.feed(Input::CommitFailed("no label stored".into())),
+        "No reprint",
+    );
+}
+
+#[test]
+fn a_print_fault_is_reported_and_shown_then_the_retry_is_recorded() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { sscc, .. } = s.close_with_weight(300) else {
+        panic!()
+    };
+    let (job_id, _) = s.commit();
+    let e = s.feed(Input::PrintReport {
+        job_id,
+        fault: Some("paper out".into()),
+    });
+    assert_eq!(
+        e[0],
+        Effect::Commit(Commit::PrintFailed {
+            at: NOW,
+            sscc: sscc.clone(),
+            job_id,
+            fault: "paper out".into()
+        })
+    );
+    check_refused(&e, "Label NOT printed: paper out");
+    assert!(s.feed(Input::Committed { job_id: None }).is_empty());
+    let e = s.feed(Input::PrintReport {
+        job_id,
+        fault: None,
+    });
+    assert_eq!(
+        e,
+        [Effect::Commit(Commit::LabelPrinted {
+            at: NOW,
+            sscc,
+            job_id
+        })]
+    );
+    // A job this station does not know is ignored.
+    assert!(
+        s.feed(Input::PrintReport {
+            job_id: 9999,
+            fault: None
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_cancellation_mid_pack_stops_and_asks_to_set_the_carton_aside() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    assert!(s.feed(Input::OrderCancelled("SO-OTHER".into())).is_empty());
+    let e = s.feed(Input::OrderCancelled("SO-10042".into()));
+    check_refused(&e, "CANCELLED: set carton aside");
+    check_refused(&s.scan(&bolt()), "Order cancelled");
+    assert!(s.key(Key::F(keys::CLOSE)).is_empty());
+    let e = s.key(Key::Enter);
+    assert!(e.contains(&Effect::Show(Screen::Scan {
+        target: ScanTarget::Order,
+        hint: fit("Scan order or tote"),
+    })));
+    // Scanned again later, the cancelled order is refused.
+    s.scan("SO-10042");
+    check_refused(&s.feed(Input::Order(Box::new(order()))), "cancelled");
+}
+
+#[test]
+fn a_cancellation_while_a_carton_is_saving_keeps_the_packer_stopped() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.close_with_weight(300);
+    check_refused(
+        &s.feed(Input::OrderCancelled("SO-10042".into())),
+        "CANCELLED: set carton aside",
+    );
+    let (_, e) = s.commit();
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert!(
+        !e.iter()
+            .any(|x| matches!(x, Effect::Show(Screen::Scan { .. })))
+    );
+    check_refused(&s.scan(&bolt()), "Order cancelled");
+}
+
+#[test]
+fn an_unknown_order_is_refused_and_the_station_waits_again() {
+    let mut s = Station::new();
+    s.scan("T-9999");
+    let e = s.feed(Input::OrderNotFound("T-9999".into()));
+    check_refused(&e, "No open order or tote T-9999");
+    check_refused(&s.scan(&bolt()), "Scan an order or tote first");
+}
+
+#[test]
+fn a_failed_commit_keeps_the_carton_open_to_close_again() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.close_with_weight(300);
+    check_refused(&s.scan(&bolt()), "Saving");
+    check_refused(
+        &s.feed(Input::CommitFailed("disk full".into())),
+        "disk full",
+    );
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { contents, sscc, .. } = s.close_with_weight(300) else {
+        panic!()
+    };
+    assert_eq!(contents.len(), 1);
+    // A new serial: an SSCC is never reused, even for a failed commit.
+    assert_eq!(sscc, "340123450000000024");
+}
+
+#[test]
+fn a_tracking_number_that_cannot_print_stops_the_close_with_a_clear_error() {
+    let mut o = order();
+    o.tracking = "BAD>1".into();
+    let mut s = Station::new();
+    s.start(o);
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.type_number(300);
+    let e = s.key(Key::Enter);
+    let e = s.allocate(&e);
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert!(!e.iter().any(|x| matches!(x, Effect::Commit(_))));
+}

@@ -2,7 +2,9 @@
 //! drive the same code the binary runs.
 //!
 //! Code map (see `ARCHITECTURE.md`):
+//! - [`barcode`]: pure barcode parsing (GTINs, GS1 AIs, Digital Link, location checks).
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
+pub mod barcode;
 pub mod devices;
 pub mod wire;

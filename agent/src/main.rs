@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use floorhand::barcode::cli::BarcodeCommand;
 use floorhand::wire;
 
 /// Floorhand: an offline-first warehouse fulfilment agent.
@@ -21,6 +22,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Barcode tools: `barcode parse DATA` shows what Floorhand reads from a label.
+    #[command(subcommand)]
+    Barcode(BarcodeCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Barcode(cmd) => {
+            let (json, valid) = floorhand::barcode::cli::run(&cmd)?;
+            println!("{json}");
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

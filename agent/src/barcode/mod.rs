@@ -6,11 +6,13 @@
 //!   bracketed form; [`link`]: GS1 Digital Link URIs; [`value`]: one AI's data checked.
 //! - [`item`]: required and excluded AIs over all the scans of one item.
 //! - [`location`]: location barcodes and their two-digit check codes.
+//! - [`cli`]: `floorhand barcode parse`, the JSON report for integrators.
 //!
 //! [`parse`] never panics and never fails: what is wrong is listed in
 //! [`Barcode::errors`], each naming the AI and the byte where it was found.
 
 pub mod ai;
+pub mod cli;
 pub mod element;
 pub mod gtin;
 pub mod item;

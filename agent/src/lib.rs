@@ -3,8 +3,10 @@
 //!
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`barcode`]: pure barcode parsing (GTINs, GS1 AIs, Digital Link, location checks).
+//! - [`pick`]: the pick workflow, a pure state machine (scans and keys in, effects out).
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
 pub mod barcode;
 pub mod devices;
+pub mod pick;
 pub mod wire;

@@ -288,6 +288,12 @@ pub enum Form {
     Text,
 }
 
+/// Parses a YYMMDD date typed or scanned on its own (an expiry label without AIs).
+/// Day 00 means end of month, as in AI 17.
+pub fn parse_yymmdd(s: &str) -> Result<Date, BarcodeError> {
+    value::date(s, true).map_err(|p| BarcodeError::new(None, Some(0), p))
+}
+
 /// A parsed scan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Barcode {

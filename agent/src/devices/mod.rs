@@ -1,2 +1,4 @@
 //! Adapters for the hardware beside the agent: the only code that opens serial ports or
 //! sockets to devices. Each submodule owns one kind of device.
+
+pub mod scanner;

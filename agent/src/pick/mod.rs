@@ -16,6 +16,13 @@
 //! than [`PickConfig::bounce_ms`] after it is a scanner bounce: it is ignored (audited, no
 //! beep, no count). A picker scanning the same each barcode again takes longer than that,
 //! so each-scans still count.
+//!
+//! Runtime hook (the agent's event loop): convert the store's open tasks to [`PickTask`]
+//! and send [`Input::Tasks`]; feed every `devices::scanner::ScannerEvent::Scan(raw)` as
+//! [`Input::scan`]`(&raw)` and every terminal key as [`Input::Key`]; for each
+//! [`Effect::Persist`] run the command in one store transaction (with its outbox event)
+//! and answer [`Input::Committed`] or [`Input::Failed`] with the same id; send `Show` and
+//! `Beep` to the terminal in order; write `Audit` lines to the audit log.
 
 mod screens;
 #[cfg(test)]

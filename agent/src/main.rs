@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use floorhand::barcode::cli::BarcodeCommand;
 use floorhand::label_cli::{self, LabelCommand};
 use floorhand::wire;
 
@@ -25,6 +26,9 @@ enum Command {
     /// Shipping labels: render a carton's ZPL for integrators.
     #[command(subcommand)]
     Label(LabelCommand),
+    /// Barcode tools: `barcode parse DATA` shows what Floorhand reads from a label.
+    #[command(subcommand)]
+    Barcode(BarcodeCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Label(LabelCommand::Render(args)) => {
             std::io::Write::write_all(&mut std::io::stdout(), &label_cli::render(&args)?)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Barcode(cmd) => {
+            let (json, valid) = floorhand::barcode::cli::run(&cmd)?;
+            println!("{json}");
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

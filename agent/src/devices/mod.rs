@@ -2,3 +2,4 @@
 //! sockets to devices. Each submodule owns one kind of device.
 
 pub mod printer;
+pub mod scanner;

@@ -1,0 +1,699 @@
+//! Workflow tests: every path of the pick state machine, driven input by input.
+
+use floorhand_protocol::link::{Beep, Key, Level, ScanTarget, Screen, fit};
+
+use super::*;
+
+const WIDGET: &str = "9506000134352"; // GTIN-13 of the each
+const WIDGET_CASE: &str = "19506000134359"; // GTIN-14 of a case of 6
+const GADGET: &str = "96385074"; // EAN-8
+
+fn task(id: u64, location: &str, seq: u32, prio: u8, qty: u32) -> PickTask {
+    PickTask {
+        task_id: id,
+        location: location.into(),
+        location_check: 42,
+        pick_seq: seq,
+        priority: prio,
+        gtins: vec![
+            PackGtin {
+                gtin: gtin(WIDGET),
+                pack_qty: 1,
+            },
+            PackGtin {
+                gtin: gtin(WIDGET_CASE),
+                pack_qty: 6,
+            },
+        ],
+        sku: format!("SKU-{id}"),
+        description: format!("Widget {id}"),
+        qty,
+        picked: 0,
+        capture: Capture::default(),
+        tote_required: false,
+        qty_entry: QtyEntry::ScanEach,
+    }
+}
+
+fn gtin(s: &str) -> Gtin14 {
+    Gtin14::parse(s).expect("test GTIN")
+}
+
+/// A device driven by a test, with its own clock.
+struct Rig {
+    p: Picker,
+    now: u64,
+}
+
+impl Rig {
+    fn logged_in(tasks: Vec<PickTask>) -> Self {
+        let mut r = Rig {
+            p: Picker::new(PickConfig::default()),
+            now: 1_000,
+        };
+        r.input(Input::Tasks(tasks));
+        let e = r.scan("OP7");
+        assert_eq!(persisted(&e), Some(&Command::Login { operator: 7 }));
+        r.commit(&e);
+        r
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Effect> {
+        self.now += 1_000;
+        let effects = self.p.handle(self.now, input);
+        let audits = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Audit(_)))
+            .count();
+        assert_eq!(audits, 1, "every input is audited once: {effects:?}");
+        effects
+    }
+
+    fn scan(&mut self, data: &str) -> Vec<Effect> {
+        self.input(Input::scan(data.as_bytes()))
+    }
+
+    fn key(&mut self, k: Key) -> Vec<Effect> {
+        self.input(Input::Key(k))
+    }
+
+    fn keys(&mut self, ks: &[Key]) -> Vec<Effect> {
+        ks.iter().map(|k| self.key(*k)).last().unwrap_or_default()
+    }
+
+    /// Answers the command persisted in `effects` as committed.
+    fn commit(&mut self, effects: &[Effect]) -> Vec<Effect> {
+        let id = effects.iter().find_map(|e| match e {
+            Effect::Persist { id, .. } => Some(*id),
+            _ => None,
+        });
+        let e = self.input(Input::Committed {
+            id: id.expect("a persisted command"),
+        });
+        assert_eq!(
+            beeps(&e).first(),
+            Some(&Beep::Ok),
+            "ok-beep after the commit: {e:?}"
+        );
+        e
+    }
+
+    /// Scans the location and commits the task start.
+    fn arrive(&mut self, location: &str) -> Vec<Effect> {
+        let e = self.scan(location);
+        assert!(
+            matches!(persisted(&e), Some(Command::StartTask { .. })),
+            "{e:?}"
+        );
+        self.commit(&e)
+    }
+}
+
+fn persisted(effects: &[Effect]) -> Option<&Command> {
+    effects.iter().find_map(|e| match e {
+        Effect::Persist { command, .. } => Some(command),
+        _ => None,
+    })
+}
+
+fn beeps(effects: &[Effect]) -> Vec<Beep> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Beep(b) => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn screen(effects: &[Effect]) -> Option<&Screen> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Show(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// The last screen as one line of text.
+fn shown(effects: &[Effect]) -> String {
+    match screen(effects) {
+        Some(Screen::Pick(p)) => format!("pick {} {} x{}", p.location, p.item, p.qty),
+        Some(Screen::Scan { target, hint }) => format!("scan {target:?}: {hint}"),
+        Some(Screen::Message { level, text }) => format!("{level:?}: {text}"),
+        Some(Screen::Quantity { prompt, value, max }) => format!("{prompt} {value}/{max}"),
+        Some(Screen::WaveDone { picked, short }) => {
+            format!("wave done {picked} picked {short} short")
+        }
+        Some(s) => format!("{s:?}"),
+        None => "-".into(),
+    }
+}
+
+#[test]
+fn login_by_badge_is_saved_before_the_ok_beep_then_the_first_task_shows() {
+    let mut r = Rig {
+        p: Picker::new(PickConfig::default()),
+        now: 0,
+    };
+    assert_eq!(
+        r.p.screen(),
+        Screen::Scan {
+            target: ScanTarget::Badge,
+            hint: fit("Scan your badge")
+        }
+    );
+    r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 1)]));
+    let e = r.scan("OP7");
+    assert_eq!(persisted(&e), Some(&Command::Login { operator: 7 }));
+    assert_eq!(beeps(&e), [], "no beep before the commit");
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x1");
+    assert_eq!(r.p.operator(), Some(7));
+}
+
+#[test]
+fn one_operator_per_device_and_the_same_badge_logs_out() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    let e = r.scan("OP8");
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(
+        shown(&e),
+        "Error: Operator 7 is logged in: log out first (F4)"
+    );
+    let e = r.scan("OP7");
+    assert_eq!(persisted(&e), Some(&Command::Logout { operator: 7 }));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "scan Badge: Scan your badge");
+    assert_eq!(r.p.operator(), None);
+    let e = r.scan("OP8");
+    assert_eq!(persisted(&e), Some(&Command::Login { operator: 8 }));
+}
+
+#[test]
+fn tasks_come_in_pick_path_order_priority_then_sequence_then_location() {
+    let mut r = Rig::logged_in(vec![
+        task(1, "C-01", 5, 0, 1),
+        task(2, "B-01", 1, 0, 1),
+        task(3, "A-01", 9, 3, 1),
+        task(4, "A-02", 1, 0, 1),
+    ]);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let Screen::Pick(p) = r.p.screen() else {
+            panic!()
+        };
+        order.push(p.location.to_string());
+        let loc = p.location.to_string();
+        r.arrive(&loc);
+        let e = r.scan(WIDGET);
+        assert_eq!(beeps(&e), [Beep::Ok]);
+        let e = r.key(Key::Enter);
+        r.commit(&e);
+    }
+    // Priority 3 first; then sequence 1 (A-02 before B-01 by location code); then 5.
+    assert_eq!(order, ["A-01", "A-02", "B-01", "C-01"]);
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "wave done 4 picked 0 short"
+    );
+}
+
+#[test]
+fn each_scans_count_and_the_confirmation_beeps_only_after_the_commit() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    let e = r.arrive("A-01");
+    assert_eq!(shown(&e), "scan Item: 0/3 Widget 1");
+    r.scan(WIDGET);
+    let e = r.scan(&format!("0{WIDGET}"));
+    assert_eq!(
+        shown(&e),
+        "scan Item: 2/3 Widget 1",
+        "GTIN-14 with a leading 0 is the EAN-13"
+    );
+    let e = r.scan(&format!("]C101{:0>14}", WIDGET));
+    assert_eq!(shown(&e), "Info: Enter: confirm 3 Widget 1");
+    let e = r.key(Key::Enter);
+    assert_eq!(
+        persisted(&e),
+        Some(&Command::ConfirmPick {
+            task_id: 1,
+            units: Units {
+                qty: 3,
+                ..Units::default()
+            }
+        })
+    );
+    assert_eq!(beeps(&e), [], "never beep ok before the commit");
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+}
+
+#[test]
+fn the_check_code_can_be_typed_or_scanned_instead_of_the_location() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)]);
+    let e = r.keys(&[Key::Digit(4), Key::Digit(2)]);
+    assert_eq!(shown(&e), "Check code 42/99");
+    let e = r.key(Key::Enter);
+    assert_eq!(persisted(&e), Some(&Command::StartTask { task_id: 1 }));
+    r.commit(&e);
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.scan("42");
+    assert_eq!(persisted(&e), Some(&Command::StartTask { task_id: 2 }));
+}
+
+#[test]
+fn a_wrong_check_code_or_location_is_refused_with_an_error_beep() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    let e = r.keys(&[Key::Digit(1), Key::Digit(3), Key::Enter]);
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(shown(&e), "Error: Check code 13 is not A-01");
+    let e = r.scan("B-07");
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(shown(&e), "Error: Wrong location B-07: go to A-01");
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "Error: Scan the location A-01 first");
+    assert_eq!(persisted(&e), None);
+}
+
+#[test]
+fn a_wrong_item_is_refused_and_nothing_is_counted() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    let e = r.scan(GADGET);
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(shown(&e), "Error: Wrong item 00000096385074: pick Widget 1");
+    let e = r.scan("TOTE-9");
+    assert_eq!(shown(&e), "Error: Not Widget 1: scan the item");
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "scan Item: 1/2 Widget 1");
+}
+
+#[test]
+fn a_pack_gtin_adds_its_pack_quantity_and_over_picks_are_refused() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 8)]);
+    r.arrive("A-01");
+    let e = r.scan(WIDGET_CASE);
+    assert_eq!(shown(&e), "scan Item: 6/8 Widget 1");
+    let e = r.scan(&format!("]C101{WIDGET_CASE}"));
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(shown(&e), "Error: Too many: 2 left to pick, this scan is 6");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "Error: Too many: 0 left to pick, this scan is 1");
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 8, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_typed_quantity_is_accepted_where_allowed_and_refused_above_what_is_left() {
+    let mut t = task(1, "A-01", 1, 0, 10);
+    t.qty_entry = QtyEntry::Typed;
+    let mut r = Rig::logged_in(vec![t, task(2, "A-02", 2, 0, 5)]);
+    r.arrive("A-01");
+    let e = r.key(Key::Digit(5));
+    assert_eq!(
+        shown(&e),
+        "Error: Scan the item once, then type the quantity"
+    );
+    r.scan(WIDGET);
+    let e = r.keys(&[Key::Digit(1), Key::Digit(2), Key::Enter]);
+    assert_eq!(shown(&e), "Error: Too many: 10 left to pick, typed 12");
+    let e = r.keys(&[Key::Digit(7), Key::Enter]);
+    assert_eq!(shown(&e), "scan Item: 7/10 Widget 1");
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 7, .. },
+            ..
+        })
+    ));
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "scan Item: 0/3 Widget 1",
+        "a partial confirmation stays on the task"
+    );
+    // Typing is off for task 2.
+    r.key(Key::F(2));
+    let e = r.key(Key::Enter);
+    assert!(persisted(&e).is_none());
+}
+
+#[test]
+fn lot_and_expiry_come_from_gs1_data_and_what_is_missing_is_asked_for() {
+    let mut t = task(1, "A-01", 1, 0, 2);
+    t.capture = Capture {
+        lot: true,
+        serial: false,
+        expiry: true,
+    };
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    let e = r.scan(&format!("]C101{:0>14}17270600\x1d10L42", WIDGET));
+    assert_eq!(shown(&e), "scan Item: 1/2 Widget 1");
+    // A plain EAN-13 joins the same lot.
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "Info: Enter: confirm 2 Widget 1");
+    let e = r.key(Key::Enter);
+    let units = Units {
+        qty: 2,
+        lot: Some("L42".into()),
+        expiry: Some(Date {
+            year: 2027,
+            month: 6,
+            day: 0,
+        }),
+        ..Units::default()
+    };
+    assert_eq!(
+        persisted(&e),
+        Some(&Command::ConfirmPick { task_id: 1, units })
+    );
+
+    let mut t = task(2, "A-02", 1, 0, 1);
+    t.capture = Capture {
+        lot: true,
+        serial: false,
+        expiry: true,
+    };
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-02");
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "scan Lot: Widget 2");
+    let e = r.key(Key::Enter);
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    // A lot label "10D9T" on its own is the lot 10D9T, not AI 10 with lot D9T.
+    let e = r.scan("10D9T");
+    assert_eq!(shown(&e), "scan Expiry: Widget 2");
+    let e = r.scan("270632");
+    assert_eq!(shown(&e), "Error: Expiry 270632: day 32 is not a date");
+    r.scan("270631"); // June has 30 days.
+    let e = r.scan("]C117270630");
+    assert_eq!(shown(&e), "Info: Enter: confirm 1 Widget 2");
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!(units.lot.as_deref(), Some("10D9T"));
+    assert_eq!(
+        units.expiry,
+        Some(Date {
+            year: 2027,
+            month: 6,
+            day: 30
+        })
+    );
+}
+
+#[test]
+fn a_different_lot_cannot_join_the_units_in_hand() {
+    let mut t = task(1, "A-01", 1, 0, 3);
+    t.capture.lot = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    r.scan(&format!("]C101{:0>14}10L1", WIDGET));
+    let e = r.scan(&format!("]C101{:0>14}10L2", WIDGET));
+    assert_eq!(shown(&e), "Error: Other lot L2: confirm these first");
+}
+
+#[test]
+fn serial_numbered_units_are_confirmed_one_by_one_and_a_serial_only_once() {
+    let mut t = task(1, "A-01", 1, 0, 2);
+    t.capture.serial = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    let s1 = format!("]C101{:0>14}21S1", WIDGET);
+    let e = r.scan(&s1);
+    assert_eq!(shown(&e), "Info: Enter: confirm 1 Widget 1");
+    let e = r.scan(&format!("]C101{:0>14}21S2", WIDGET));
+    assert_eq!(
+        shown(&e),
+        "Error: Serial-numbered: confirm this unit first (Enter)"
+    );
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 1, .. },
+            ..
+        })
+    ));
+    r.commit(&e);
+    let e = r.scan(&s1);
+    assert_eq!(shown(&e), "Error: Serial S1 is already picked");
+    let e = r.scan(WIDGET_CASE);
+    assert_eq!(
+        shown(&e),
+        "Error: Serial-numbered: scan each unit, not the pack"
+    );
+}
+
+#[test]
+fn a_tote_is_asked_for_before_the_confirmation_where_required() {
+    let mut t = task(1, "A-01", 1, 0, 1);
+    t.tote_required = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "scan Tote: Widget 1");
+    let e = r.key(Key::Enter);
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    let e = r.scan("T-0042");
+    assert_eq!(shown(&e), "Info: Enter: confirm 1 Widget 1");
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!(units.tote.as_deref(), Some("T-0042"));
+}
+
+#[test]
+fn a_short_pick_takes_a_reason_from_the_menu() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::F(1));
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 0, .. })),
+        "{e:?}"
+    );
+    let e = r.keys(&[Key::Down, Key::Down, Key::Down, Key::Up]);
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 2, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Enter);
+    let units = Units {
+        qty: 2,
+        ..Units::default()
+    };
+    let expected = Command::ShortPick {
+        task_id: 1,
+        units,
+        reason: ShortReason::WrongItem,
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    // Back leaves the menu without saving anything.
+    r.key(Key::F(1));
+    let e = r.key(Key::Back);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    assert_eq!(persisted(&e), None);
+}
+
+#[test]
+fn skipped_tasks_go_to_the_end_and_must_still_be_done() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)]);
+    let e = r.key(Key::F(2));
+    assert_eq!(persisted(&e), Some(&Command::Skip { task_id: 1 }));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "pick A-01 Widget 1 x1",
+        "the skipped task is not dropped"
+    );
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 2 picked 0 short");
+}
+
+#[test]
+fn undo_reopens_the_last_confirmed_task() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.key(Key::F(3));
+    assert_eq!(
+        persisted(&e),
+        Some(&Command::UndoPick { task_id: 1, qty: 1 })
+    );
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x1");
+    let e = r.key(Key::F(3));
+    assert_eq!(shown(&e), "Error: Nothing to undo");
+}
+
+#[test]
+fn a_bounced_scanner_sending_the_same_scan_twice_counts_once() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    let now = r.now + 1_000;
+    let e = r.p.handle(now, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(shown(&e), "scan Item: 1/3 Widget 1");
+    // The same bytes 40 ms later: a bounce. Ignored: no count, no beep, still audited.
+    let e = r.p.handle(now + 40, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(beeps(&e), []);
+    assert!(
+        matches!(&e[..], [Effect::Audit(a)] if a.outcome.starts_with("ignored")),
+        "{e:?}"
+    );
+    // The picker scanning the next unit (after the window) counts.
+    let e = r.p.handle(now + 700, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(shown(&e), "scan Item: 2/3 Widget 1");
+}
+
+#[test]
+fn a_cancellation_between_the_item_scan_and_the_confirm_asks_for_a_put_back() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "B-01", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 2,
+        location: "A-01".into(),
+    };
+    assert_eq!(
+        persisted(&e),
+        Some(&expected),
+        "no ConfirmPick for a cancelled task"
+    );
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick B-01 Widget 2 x1");
+}
+
+#[test]
+fn a_revocation_while_the_confirmation_is_saving_puts_back_the_confirmed_units() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let confirm = r.key(Key::Enter);
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(beeps(&e), [], "decided after the store answers");
+    let e = r.commit(&confirm);
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    let e = r.scan("A-01");
+    assert_eq!(
+        persisted(&e),
+        Some(&Command::PutBack {
+            task_id: 1,
+            qty: 1,
+            location: "A-01".into()
+        })
+    );
+}
+
+#[test]
+fn a_task_missing_from_a_task_update_is_treated_as_revoked() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    let e = r.input(Input::Tasks(vec![task(2, "A-02", 2, 0, 1)]));
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    assert_eq!(
+        shown(&e),
+        "pick A-02 Widget 2 x1",
+        "nothing in hand: straight to the next task"
+    );
+}
+
+#[test]
+fn a_malformed_gs1_scan_is_refused_and_changes_nothing() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.scan(&format!("]C101{:0>14}17271332", WIDGET));
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(
+        shown(&e),
+        "Error: Bad label: AI 17: month 13 is not a month"
+    );
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 1, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn input_while_saving_is_refused_and_a_failed_save_keeps_the_units_in_hand() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let Some(Effect::Persist { id, .. }) = e.iter().find(|e| matches!(e, Effect::Persist { .. }))
+    else {
+        panic!("{e:?}")
+    };
+    let e2 = r.scan(&format!("0{WIDGET}"));
+    assert_eq!(
+        shown(&e2),
+        "Error: Saving... wait for the beep, then scan again"
+    );
+    let e2 = r.input(Input::Failed {
+        id: *id,
+        reason: "disk full".into(),
+    });
+    assert_eq!(beeps(&e2), [Beep::Error]);
+    assert_eq!(shown(&e2), "Error: Not saved: disk full");
+    let e2 = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e2),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 1, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn put_back_text_always_shows_count_and_location() {
+    let long = "An extremely long description of a widget that does not fit";
+    let t = screens::put_back_text(3, long, "A-12-03-B");
+    assert!(t.len() <= 48, "{t}");
+    assert!(t.starts_with("Put back 3 of An extremely"), "{t}");
+    assert!(t.ends_with("… at A-12-03-B"), "{t}");
+    let _ = Level::Info;
+}

@@ -1,0 +1,134 @@
+//! The scanner reader over a real pseudo-terminal pair made by socat: scans arrive with
+//! their GS bytes, and a scanner that goes away and comes back is reported and reopened.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use floorhand::devices::scanner::{self, ScannerConfig, ScannerEvent};
+
+/// A socat pty pair: the test writes to `a`, the scanner module reads `b`.
+struct PtyPair {
+    child: Child,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+impl PtyPair {
+    fn start(dir: &Path) -> Self {
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let child = Command::new("socat")
+            .arg("-d")
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat is installed (scripts/setup)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(a.exists() && b.exists()) {
+            assert!(
+                Instant::now() < deadline,
+                "socat did not create {}",
+                b.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, a, b }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.a)
+            .expect("open pty a");
+        f.write_all(bytes).expect("write pty a");
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("floorhand-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn next(rx: &mpsc::Receiver<ScannerEvent>) -> ScannerEvent {
+    // A deadline so a broken reader fails the test instead of hanging it.
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("a scanner event")
+}
+
+#[test]
+fn serial_scanner_on_a_pty_delivers_scans_with_gs_and_reconnects_after_unplug() {
+    let dir = temp_dir("scanner");
+    let pty = PtyPair::start(&dir);
+    let config = ScannerConfig {
+        reopen_ms: 100,
+        ..ScannerConfig::serial(&pty.b, 115_200)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || scanner::run(&config, &stop, |ev| tx.send(ev).is_ok()))
+    };
+    // The reader opens b asynchronously; bytes written before that would be lost, so the
+    // first scan is repeated until it arrives.
+    let first = b"]C10109506000134352\x1d10ABC\x1d17270630\r";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        pty.write(first);
+        if let Ok(ev) = rx.recv_timeout(Duration::from_millis(300)) {
+            break ev;
+        }
+        assert!(Instant::now() < deadline, "no scan from the pty");
+    };
+    assert_eq!(got, ScannerEvent::Scan(first[..first.len() - 1].to_vec()));
+    pty.write(b"OP7\rA-12-03-B\r");
+    // Earlier copies of the first scan may still be queued in the pty: skip those.
+    let mut ev = next(&rx);
+    while ev == got {
+        ev = next(&rx);
+    }
+    assert_eq!(ev, ScannerEvent::Scan(b"OP7".to_vec()));
+    assert_eq!(next(&rx), ScannerEvent::Scan(b"A-12-03-B".to_vec()));
+
+    // Unplug: socat goes away with both ptys.
+    pty.stop();
+    assert!(matches!(next(&rx), ScannerEvent::Disconnected(_)));
+
+    // Plug back in: the same names, new ptys.
+    let pty = PtyPair::start(&dir);
+    assert_eq!(next(&rx), ScannerEvent::Reconnected);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        pty.write(b"9506000134352\r");
+        if let Ok(ev) = rx.recv_timeout(Duration::from_millis(300)) {
+            break ev;
+        }
+        assert!(Instant::now() < deadline, "no scan after reconnect");
+    };
+    assert_eq!(got, ScannerEvent::Scan(b"9506000134352".to_vec()));
+
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("reader thread").expect("valid config");
+    drop(pty);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -176,3 +176,28 @@ pub fn decode_png(bytes: &[u8]) -> Result<Image, PngError> {
         rgb: buf,
     })
 }
+
+/// Draws `view` as `profile`'s display shows it, in the display's own colour type, and
+/// returns the picture as RGB: what `floorhand-terminal` would save for it.
+pub fn render_rgb8(view: &crate::core::View, profile: crate::render::Profile) -> Image {
+    use crate::render::{Palette, Profile, draw};
+    use embedded_graphics::pixelcolor::{BinaryColor, Rgb565};
+    fn go<C: PixelColor + Default + Into<Rgb888> + Palette>(
+        view: &crate::core::View,
+        profile: Profile,
+    ) -> Vec<u8> {
+        let mut fb = Framebuffer::<C>::new(profile.size());
+        let Ok(()) = draw(view, profile, &mut fb);
+        fb.to_rgb8()
+    }
+    let rgb = match profile {
+        Profile::Mono128x64 => go::<BinaryColor>(view, profile),
+        Profile::Color320x240 => go::<Rgb565>(view, profile),
+    };
+    let size = profile.size();
+    Image {
+        width: size.width,
+        height: size.height,
+        rgb,
+    }
+}

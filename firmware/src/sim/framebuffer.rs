@@ -78,6 +78,8 @@ impl<C: PixelColor + Into<Rgb888>> Framebuffer<C> {
         let mut s = String::new();
         let (w, h) = (self.size.width as i32, self.size.height as i32);
         for y in (0..h).step_by(2 * step as usize) {
+            // Colour codes only where the colour changes: a mono frame is mostly runs.
+            let mut last = None;
             for x in (0..w).step_by(step as usize) {
                 let top: Rgb888 = self
                     .pixel(Point::new(x, y))
@@ -85,16 +87,20 @@ impl<C: PixelColor + Into<Rgb888>> Framebuffer<C> {
                 let bottom: Rgb888 = self
                     .pixel(Point::new(x, y + step))
                     .map_or(Rgb888::BLACK, Into::into);
-                let _ = write!(
-                    s,
-                    "\x1b[38;2;{};{};{}m\x1b[48;2;{};{};{}m\u{2580}",
-                    top.r(),
-                    top.g(),
-                    top.b(),
-                    bottom.r(),
-                    bottom.g(),
-                    bottom.b()
-                );
+                if last != Some((top, bottom)) {
+                    last = Some((top, bottom));
+                    let _ = write!(
+                        s,
+                        "\x1b[38;2;{};{};{}m\x1b[48;2;{};{};{}m",
+                        top.r(),
+                        top.g(),
+                        top.b(),
+                        bottom.r(),
+                        bottom.g(),
+                        bottom.b()
+                    );
+                }
+                s.push('\u{2580}');
             }
             s.push_str("\x1b[0m\n");
         }
@@ -199,5 +205,38 @@ pub fn render_rgb8(view: &crate::core::View, profile: crate::render::Profile) ->
         width: size.width,
         height: size.height,
         rgb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_graphics::pixelcolor::BinaryColor;
+
+    #[test]
+    fn ansi_art_has_one_text_row_per_two_pixel_rows_and_colours_only_on_change() {
+        let mut fb = Framebuffer::<BinaryColor>::new(Size::new(4, 4));
+        let _ = fb.draw_iter([Pixel(Point::new(3, 0), BinaryColor::On)]);
+        let art = fb.ansi(1);
+        assert_eq!(art.lines().count(), 2);
+        let first = art.lines().next().unwrap();
+        assert_eq!(first.matches('\u{2580}').count(), 4);
+        // Black/black for three cells, then white over black, then the reset.
+        assert_eq!(first.matches("\x1b[38;2;").count(), 2, "{first:?}");
+    }
+
+    #[test]
+    fn a_png_reads_back_as_the_same_pixels() {
+        let mut fb = Framebuffer::<BinaryColor>::new(Size::new(5, 3));
+        let _ = fb.draw_iter([Pixel(Point::new(4, 2), BinaryColor::On)]);
+        let img = decode_png(&fb.png()).unwrap();
+        assert_eq!((img.width, img.height), (5, 3));
+        assert_eq!(img.rgb, fb.to_rgb8());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_png_is_refused_with_a_clear_error() {
+        let err = decode_png(b"GIF89a").unwrap_err();
+        assert!(err.to_string().contains("not a readable PNG"), "{err}");
     }
 }

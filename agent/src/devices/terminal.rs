@@ -1,0 +1,629 @@
+//! The picker's display terminal, seen from the agent: sends hello, screens, beeps and
+//! heartbeats over a serial link; receives keys and scans; notices a dead link.
+//!
+//! Split in two, like the terminal itself:
+//! - [`LinkState`] is pure: `now_ms` and inputs in, [`Output`]s out. It never reads a
+//!   clock or touches the port.
+//! - [`spawn`] runs the reader loop on its own thread (the serial port is blocking I/O):
+//!   it reads bytes, feeds them through the protocol's `FrameDecoder` into the state, and
+//!   writes what the state says to send. Bad bytes on the line are counted and logged,
+//!   never a panic.
+//!
+//! The handshake cannot ping-pong: the terminal answers every agent hello, and the agent
+//! answers a terminal hello with its own only when the hello was unsolicited (the terminal
+//! restarted); a hello it asked for is answered with the current screen alone.
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use floorhand_protocol::envelope::DecodeError;
+use floorhand_protocol::frame::{self, FrameDecoder, FrameError};
+use floorhand_protocol::limits::MAX_LINK_FRAME;
+use floorhand_protocol::link::{
+    Beep, Display, FromTerminal, Hello, Key, Level, MenuReason, PickPrompt, Scan, ScanTarget,
+    Screen, ToTerminal, fit,
+};
+use floorhand_protocol::{Envelope, PROTOCOL_VERSION};
+
+/// The agent sends a heartbeat this often; the terminal answers each one.
+pub const HEARTBEAT_MS: u64 = 1_000;
+
+/// No frame from the terminal for this long means the link is dead.
+pub const DEAD_AFTER_MS: u64 = 3_500;
+
+/// What happened at the terminal, for the workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalEvent {
+    /// The terminal said hello with a protocol version we speak.
+    Connected(Hello),
+    /// The picker pressed a key.
+    Key(Key),
+    /// A scanner on the terminal read a barcode.
+    Scan(Scan),
+    /// No frame from the terminal within [`DEAD_AFTER_MS`].
+    LinkLost,
+    /// The terminal speaks another protocol version: update one side.
+    VersionMismatch {
+        /// The terminal's version.
+        terminal: u8,
+    },
+    /// A frame was dropped (line noise); the link goes on.
+    BadFrame(FrameError),
+}
+
+/// What [`LinkState`] wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this to the terminal.
+    Send(ToTerminal),
+    /// Tell the workflow.
+    Event(TerminalEvent),
+}
+
+/// The agent's side of the link, as a pure state machine.
+#[derive(Debug, Clone)]
+pub struct LinkState {
+    screen: Option<Screen>,
+    alive: bool,
+    last_rx_ms: u64,
+    next_heartbeat_ms: u64,
+    awaiting_hello: bool,
+}
+
+impl Default for LinkState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LinkState {
+    /// A link that has not started.
+    pub fn new() -> Self {
+        LinkState {
+            screen: None,
+            alive: false,
+            last_rx_ms: 0,
+            next_heartbeat_ms: 0,
+            awaiting_hello: false,
+        }
+    }
+
+    /// Whether the terminal answered within [`DEAD_AFTER_MS`].
+    pub fn alive(&self) -> bool {
+        self.alive
+    }
+
+    /// The screen the terminal should show.
+    pub fn screen(&self) -> Option<&Screen> {
+        self.screen.as_ref()
+    }
+
+    /// The port is open: say hello.
+    pub fn start(&mut self, now_ms: u64) -> Vec<Output> {
+        self.next_heartbeat_ms = now_ms + HEARTBEAT_MS;
+        self.last_rx_ms = now_ms;
+        vec![self.hello()]
+    }
+
+    fn hello(&mut self) -> Output {
+        self.awaiting_hello = true;
+        Output::Send(ToTerminal::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            software: fit(env!("CARGO_PKG_VERSION")),
+            display: Display::None,
+        }))
+    }
+
+    /// Show `screen` now, and again whenever the terminal resyncs.
+    pub fn show(&mut self, screen: Screen) -> Vec<Output> {
+        self.screen = Some(screen.clone());
+        vec![Output::Send(ToTerminal::Show(screen))]
+    }
+
+    /// Sound the terminal's buzzer.
+    pub fn beep(&mut self, beep: Beep) -> Vec<Output> {
+        vec![Output::Send(ToTerminal::Beep(beep))]
+    }
+
+    /// A frame (or a dropped one) from the terminal.
+    pub fn on_frame(
+        &mut self,
+        now_ms: u64,
+        frame: Result<Envelope<FromTerminal>, FrameError>,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        let msg = match frame {
+            Ok(env) => env.body,
+            Err(FrameError::Decode(DecodeError::UnsupportedVersion { got, .. })) => {
+                out.push(Output::Event(TerminalEvent::VersionMismatch {
+                    terminal: got,
+                }));
+                return out;
+            }
+            Err(e) => {
+                out.push(Output::Event(TerminalEvent::BadFrame(e)));
+                return out;
+            }
+        };
+        let was_alive = self.alive;
+        self.alive = true;
+        self.last_rx_ms = now_ms;
+        match msg {
+            FromTerminal::Hello(h) if h.protocol != PROTOCOL_VERSION => {
+                out.push(Output::Event(TerminalEvent::VersionMismatch {
+                    terminal: h.protocol,
+                }));
+            }
+            FromTerminal::Hello(h) => {
+                if self.awaiting_hello {
+                    self.awaiting_hello = false;
+                } else {
+                    // Unsolicited: the terminal restarted and needs our version.
+                    out.push(self.hello());
+                }
+                if let Some(s) = &self.screen {
+                    out.push(Output::Send(ToTerminal::Show(s.clone())));
+                }
+                out.push(Output::Event(TerminalEvent::Connected(h)));
+            }
+            other => {
+                if !was_alive && !self.awaiting_hello {
+                    // Back after silence without a hello: ask for one, the answer brings
+                    // the current screen (the terminal may have missed it).
+                    out.push(self.hello());
+                }
+                match other {
+                    FromTerminal::Key(k) => out.push(Output::Event(TerminalEvent::Key(k))),
+                    FromTerminal::Scan(s) => out.push(Output::Event(TerminalEvent::Scan(s))),
+                    FromTerminal::Heartbeat | FromTerminal::Hello(_) => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Time passed: heartbeats out, and the dead-link check.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        if now_ms >= self.next_heartbeat_ms {
+            self.next_heartbeat_ms = now_ms + HEARTBEAT_MS;
+            out.push(Output::Send(ToTerminal::Heartbeat));
+        }
+        if self.alive && now_ms.saturating_sub(self.last_rx_ms) >= DEAD_AFTER_MS {
+            self.alive = false;
+            self.awaiting_hello = false;
+            out.push(Output::Event(TerminalEvent::LinkLost));
+        }
+        out
+    }
+}
+
+/// Why the terminal link could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TerminalError {
+    /// The serial port would not open.
+    #[error(
+        "cannot open terminal port {path}: {source} (check the path and that no other program holds it)"
+    )]
+    Open {
+        /// The port's path.
+        path: String,
+        /// Why.
+        source: serialport::Error,
+    },
+    /// Reading or writing the port failed.
+    #[error("terminal port I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The link's thread has stopped; nothing more can be sent.
+    #[error("the terminal link has stopped")]
+    Stopped,
+}
+
+/// Where the terminal is.
+#[derive(Debug, Clone)]
+pub struct TerminalConfig {
+    /// Serial port or pty path.
+    pub path: String,
+    /// Baud rate (ignored by ptys).
+    pub baud: u32,
+}
+
+enum Command {
+    Show(Screen),
+    Beep(Beep),
+    Stop,
+}
+
+/// Sends screens and beeps to the running link.
+pub struct TerminalHandle {
+    commands: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<Result<(), TerminalError>>>,
+}
+
+impl TerminalHandle {
+    /// Shows `screen` on the terminal (and again after every resync).
+    pub fn show(&self, screen: Screen) -> Result<(), TerminalError> {
+        self.commands
+            .send(Command::Show(screen))
+            .map_err(|_| TerminalError::Stopped)
+    }
+
+    /// Sounds the terminal's buzzer.
+    pub fn beep(&self, beep: Beep) -> Result<(), TerminalError> {
+        self.commands
+            .send(Command::Beep(beep))
+            .map_err(|_| TerminalError::Stopped)
+    }
+
+    /// Stops the link and returns how its thread ended.
+    pub fn stop(mut self) -> Result<(), TerminalError> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), TerminalError> {
+        let _ = self.commands.send(Command::Stop);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(TerminalError::Stopped),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TerminalHandle {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// Opens the terminal's port and runs the link on a thread. Events arrive on the returned
+/// receiver (`blocking_recv` from threads, `recv().await` from tasks).
+pub fn spawn(
+    config: &TerminalConfig,
+) -> Result<
+    (
+        TerminalHandle,
+        tokio::sync::mpsc::UnboundedReceiver<TerminalEvent>,
+    ),
+    TerminalError,
+> {
+    let port = serialport::new(&config.path, config.baud)
+        .timeout(Duration::from_millis(20))
+        .open()
+        .map_err(|source| TerminalError::Open {
+            path: config.path.clone(),
+            source,
+        })?;
+    let (cmd_tx, cmd_rx) = mpsc::channel();
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("terminal-link".into())
+        .spawn(move || run(port, cmd_rx, ev_tx))?;
+    Ok((
+        TerminalHandle {
+            commands: cmd_tx,
+            thread: Some(thread),
+        },
+        ev_rx,
+    ))
+}
+
+/// The reader loop: the only code here that touches the port or the clock.
+fn run(
+    mut port: Box<dyn serialport::SerialPort>,
+    commands: mpsc::Receiver<Command>,
+    events: tokio::sync::mpsc::UnboundedSender<TerminalEvent>,
+) -> Result<(), TerminalError> {
+    let start = Instant::now();
+    let now = || start.elapsed().as_millis() as u64;
+    let mut state = LinkState::new();
+    let mut decoder = FrameDecoder::<MAX_LINK_FRAME>::new();
+    let mut writer = Writer { next_id: 1 };
+    writer.apply(&mut *port, &events, state.start(now()))?;
+    let mut buf = [0u8; 256];
+    loop {
+        match port.read(&mut buf) {
+            Ok(n) => {
+                let mut frames = Vec::new();
+                decoder.feed::<FromTerminal>(&buf[..n], |f| frames.push(f));
+                for f in frames {
+                    let out = state.on_frame(now(), f);
+                    writer.apply(&mut *port, &events, out)?;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        loop {
+            let out = match commands.try_recv() {
+                Ok(Command::Show(s)) => state.show(s),
+                Ok(Command::Beep(b)) => state.beep(b),
+                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+                Err(mpsc::TryRecvError::Empty) => break,
+            };
+            writer.apply(&mut *port, &events, out)?;
+        }
+        let out = state.tick(now());
+        writer.apply(&mut *port, &events, out)?;
+    }
+}
+
+struct Writer {
+    next_id: u64,
+}
+
+impl Writer {
+    fn apply(
+        &mut self,
+        port: &mut dyn serialport::SerialPort,
+        events: &tokio::sync::mpsc::UnboundedSender<TerminalEvent>,
+        outputs: Vec<Output>,
+    ) -> Result<(), TerminalError> {
+        for o in outputs {
+            match o {
+                Output::Send(msg) => {
+                    let bytes = frame::encode_to_vec(&Envelope::new(self.next_id, &msg));
+                    self.next_id += 1;
+                    port.write_all(&bytes)?;
+                    port.flush()?;
+                }
+                Output::Event(TerminalEvent::BadFrame(e)) => {
+                    tracing::debug!(error = %e, "terminal: frame dropped");
+                }
+                Output::Event(ev) => {
+                    if let TerminalEvent::LinkLost = ev {
+                        tracing::warn!("terminal: link lost (no frame within {DEAD_AFTER_MS} ms)");
+                    }
+                    // Nobody listening is fine: the link keeps the terminal's screen alive.
+                    let _ = events.send(ev);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every screen with each text at its longest and each number at its widest: the largest
+/// screen updates the link can carry.
+pub fn worst_case_screens() -> Vec<(&'static str, Screen)> {
+    let text = |n: usize| "W".repeat(n);
+    vec![
+        (
+            "Pick",
+            Screen::Pick(PickPrompt {
+                location: fit(&text(16)),
+                item: fit(&text(32)),
+                qty: u16::MAX,
+                done: u16::MAX,
+                total: u16::MAX,
+            }),
+        ),
+        (
+            "Scan",
+            Screen::Scan {
+                target: ScanTarget::Carton,
+                hint: fit(&text(32)),
+            },
+        ),
+        (
+            "Quantity",
+            Screen::Quantity {
+                prompt: fit(&text(24)),
+                value: u32::MAX,
+                max: u32::MAX,
+            },
+        ),
+        (
+            "Reasons",
+            Screen::Reasons {
+                options: [MenuReason::NotEnough; 6].into_iter().collect(),
+                selected: u8::MAX,
+            },
+        ),
+        (
+            "Message",
+            Screen::Message {
+                level: Level::Warning,
+                text: fit(&text(48)),
+            },
+        ),
+        (
+            "Offline",
+            Screen::Offline {
+                backlog: u32::MAX,
+                since_s: u32::MAX,
+            },
+        ),
+        (
+            "WaveDone",
+            Screen::WaveDone {
+                picked: u16::MAX,
+                short: u16::MAX,
+            },
+        ),
+    ]
+}
+
+/// Bytes on the wire for showing `screen` as message `msg_id`: COBS, CRC and delimiter.
+pub fn show_frame_len(msg_id: u64, screen: &Screen) -> usize {
+    frame::encode_to_vec(&Envelope::new(msg_id, ToTerminal::Show(screen.clone()))).len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello_from_terminal(protocol: u8) -> Result<Envelope<FromTerminal>, FrameError> {
+        Ok(Envelope::new(
+            1,
+            FromTerminal::Hello(Hello {
+                protocol,
+                software: fit("0.1.0"),
+                display: Display::Mono128x64,
+            }),
+        ))
+    }
+
+    fn from_terminal(msg: FromTerminal) -> Result<Envelope<FromTerminal>, FrameError> {
+        Ok(Envelope::new(2, msg))
+    }
+
+    fn sends(out: &[Output]) -> Vec<&ToTerminal> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(m) => Some(m),
+                Output::Event(_) => None,
+            })
+            .collect()
+    }
+
+    fn says_hello(out: &[Output]) -> bool {
+        sends(out).iter().any(|m| matches!(m, ToTerminal::Hello(_)))
+    }
+
+    fn screen() -> Screen {
+        Screen::Message {
+            level: Level::Info,
+            text: fit("Scan your badge"),
+        }
+    }
+
+    #[test]
+    fn the_answer_to_our_hello_brings_the_screen_but_no_second_hello() {
+        let mut l = LinkState::new();
+        assert!(says_hello(&l.start(0)));
+        l.show(screen());
+        let out = l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
+        assert!(!says_hello(&out));
+        assert_eq!(sends(&out), vec![&ToTerminal::Show(screen())]);
+        assert!(matches!(
+            out.last(),
+            Some(Output::Event(TerminalEvent::Connected(_)))
+        ));
+    }
+
+    #[test]
+    fn an_unsolicited_hello_from_a_restarted_terminal_gets_hello_and_the_screen() {
+        let mut l = LinkState::new();
+        l.start(0);
+        l.show(screen());
+        l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
+        let out = l.on_frame(5_000, hello_from_terminal(PROTOCOL_VERSION));
+        assert!(says_hello(&out));
+        assert!(sends(&out).contains(&&ToTerminal::Show(screen())));
+        // Its answer to our hello ends the exchange.
+        let out = l.on_frame(5_010, hello_from_terminal(PROTOCOL_VERSION));
+        assert!(!says_hello(&out));
+    }
+
+    #[test]
+    fn silence_past_the_timeout_is_reported_once_as_link_lost() {
+        let mut l = LinkState::new();
+        l.start(0);
+        l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
+        let mut lost = 0;
+        for t in (0..10_000).step_by(100) {
+            lost += l
+                .tick(t)
+                .iter()
+                .filter(|o| **o == Output::Event(TerminalEvent::LinkLost))
+                .count();
+        }
+        assert_eq!(lost, 1);
+        assert!(!l.alive());
+    }
+
+    #[test]
+    fn heartbeats_go_out_every_second_and_answers_keep_the_link_alive() {
+        let mut l = LinkState::new();
+        l.start(0);
+        l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
+        let mut beats = 0;
+        for t in (100..=10_000).step_by(100) {
+            let out = l.tick(t);
+            if out.contains(&Output::Send(ToTerminal::Heartbeat)) {
+                beats += 1;
+                l.on_frame(t + 5, from_terminal(FromTerminal::Heartbeat));
+            }
+            assert!(!out.contains(&Output::Event(TerminalEvent::LinkLost)));
+        }
+        assert_eq!(beats, 10);
+        assert!(l.alive());
+    }
+
+    #[test]
+    fn a_heartbeat_after_a_dead_link_asks_for_hello_then_resends_the_screen() {
+        let mut l = LinkState::new();
+        l.start(0);
+        l.show(screen());
+        l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
+        l.tick(DEAD_AFTER_MS + 10);
+        assert!(!l.alive());
+        let out = l.on_frame(6_000, from_terminal(FromTerminal::Heartbeat));
+        assert!(says_hello(&out));
+        let out = l.on_frame(6_010, hello_from_terminal(PROTOCOL_VERSION));
+        assert_eq!(sends(&out), vec![&ToTerminal::Show(screen())]);
+    }
+
+    #[test]
+    fn keys_and_scans_become_events() {
+        let mut l = LinkState::new();
+        l.start(0);
+        l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
+        let out = l.on_frame(20, from_terminal(FromTerminal::Key(Key::Digit(3))));
+        assert_eq!(out, vec![Output::Event(TerminalEvent::Key(Key::Digit(3)))]);
+    }
+
+    #[test]
+    fn a_terminal_of_another_version_is_reported() {
+        let mut l = LinkState::new();
+        l.start(0);
+        let out = l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION + 1));
+        assert_eq!(
+            out,
+            vec![Output::Event(TerminalEvent::VersionMismatch {
+                terminal: PROTOCOL_VERSION + 1
+            })]
+        );
+        let out = l.on_frame(
+            20,
+            Err(FrameError::Decode(DecodeError::UnsupportedVersion {
+                got: 7,
+                supported: PROTOCOL_VERSION,
+            })),
+        );
+        assert_eq!(
+            out,
+            vec![Output::Event(TerminalEvent::VersionMismatch {
+                terminal: 7
+            })]
+        );
+    }
+
+    #[test]
+    fn every_screen_at_its_largest_still_fits_one_link_frame() {
+        // Message ids grow for as long as the link runs; the largest varint is 10 bytes.
+        for (name, s) in worst_case_screens() {
+            let len = show_frame_len(u64::MAX, &s);
+            // A link that has sent under two million messages uses 3-byte ids.
+            let typical_id = show_frame_len(1_000_000, &s);
+            let over = if len > 64 {
+                ", over the 64-byte goal"
+            } else {
+                ""
+            };
+            println!(
+                "worst case Show/{name}: {len} bytes, {:.2} ms at 115200 baud{over} \
+                 ({typical_id} bytes with a 3-byte message id)",
+                len as f64 * 10.0 / 115_200.0 * 1000.0,
+            );
+            assert!(len <= MAX_LINK_FRAME, "Show/{name} is {len} bytes");
+        }
+    }
+}

@@ -3,6 +3,8 @@
 //!
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`wire`]: wire-size report over the protocol's example messages.
+//! - [`store`]: the local SQLite mirror, the only code that knows SQL.
 
 pub mod devices;
+pub mod store;
 pub mod wire;

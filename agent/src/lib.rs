@@ -3,8 +3,10 @@
 //!
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`wire`]: wire-size report over the protocol's example messages.
+//! - [`cli_status`]: `floorhand status`, the store's report for a person.
 //! - [`store`]: the local SQLite mirror, the only code that knows SQL.
 
+pub mod cli_status;
 pub mod devices;
 pub mod store;
 pub mod wire;

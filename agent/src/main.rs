@@ -21,6 +21,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print tasks by state, the outbox backlog, storage use and the operator's pace.
+    Status {
+        /// The agent's SQLite database.
+        #[arg(long, value_name = "PATH")]
+        db: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     pick.ratio()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { db } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            println!("{}", floorhand::cli_status::report(&db, now)?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -6,13 +6,31 @@
 //! put-back and the OMS gets a `Conflict` event.
 
 use floorhand_protocol::oms::{
-    ConfigUpdate, Down, EventKind, GtinPack, PackOrder, RejectReason, Task, Wave, wave_digest,
+    ConfigUpdate, Down, EventKind, GtinPack, PackOrder, RejectReason, Wave, wave_digest,
 };
 use rusqlite::{OptionalExtension, params};
 
 use super::outbox::meta_set;
 use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
 use super::{Applied, Db, Gtin, Settings, StoreError, TaskState, Tx, sql, unsql};
+
+/// Inserts a task, or updates it where the device has no work on it yet.
+const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
+        location, pick_seq, location_check, gtins, sku, description, qty, capture_lot,
+        capture_serial, capture_expiry, tote_required, state, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17)
+     ON CONFLICT (task_id) DO UPDATE SET
+        wave_id = excluded.wave_id, wave_version = excluded.wave_version,
+        order_id = excluded.order_id, order_line = excluded.order_line,
+        location = excluded.location, pick_seq = excluded.pick_seq,
+        location_check = excluded.location_check, gtins = excluded.gtins,
+        sku = excluded.sku, description = excluded.description, qty = excluded.qty,
+        capture_lot = excluded.capture_lot, capture_serial = excluded.capture_serial,
+        capture_expiry = excluded.capture_expiry, tote_required = excluded.tote_required,
+        state = 'open', picked_qty = 0, ended = NULL, completed_at = NULL,
+        updated_at = excluded.updated_at
+     WHERE tasks.state IN ('open', 'skipped')
+        OR (tasks.state IN ('revoked', 'cancelled') AND tasks.picked_qty = 0)";
 
 /// How work was taken away from the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,9 +263,7 @@ impl Tx<'_> {
                 sql(wave.cutoff),
                 now
             ])?;
-        for task in &wave.tasks {
-            self.upsert_task(wave, task)?;
-        }
+        self.upsert_tasks(wave)?;
         // The wave carries its complete task set: what the new version left out is revoked.
         let missing: Vec<u64> = {
             let mut stmt = self.tx.prepare_cached(
@@ -276,35 +292,18 @@ impl Tx<'_> {
         })
     }
 
-    /// Inserts a task, or updates it when the device has not started it (or it was taken
-    /// away before anything was picked). A started task keeps the device's work; only
-    /// its wave version moves, so it is not mistaken for a task the OMS dropped.
-    fn upsert_task(&mut self, wave: &Wave, task: &Task) -> Result<(), StoreError> {
-        let changed = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
-                    location, pick_seq, location_check, gtins, sku, description, qty,
-                    capture_lot, capture_serial, capture_expiry, tote_required, state,
-                    updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                    ?16, 'open', ?17)
-                 ON CONFLICT (task_id) DO UPDATE SET
-                    wave_id = excluded.wave_id, wave_version = excluded.wave_version,
-                    order_id = excluded.order_id, order_line = excluded.order_line,
-                    location = excluded.location, pick_seq = excluded.pick_seq,
-                    location_check = excluded.location_check, gtins = excluded.gtins,
-                    sku = excluded.sku, description = excluded.description,
-                    qty = excluded.qty, capture_lot = excluded.capture_lot,
-                    capture_serial = excluded.capture_serial,
-                    capture_expiry = excluded.capture_expiry,
-                    tote_required = excluded.tote_required, state = 'open',
-                    picked_qty = 0, ended = NULL, completed_at = NULL,
-                    updated_at = excluded.updated_at
-                 WHERE tasks.state IN ('open', 'skipped')
-                    OR (tasks.state IN ('revoked', 'cancelled') AND tasks.picked_qty = 0)",
-            )?
-            .execute(params![
+    /// Inserts the wave's tasks, or updates those the device has not started (or that
+    /// were taken away before anything was picked). A started task keeps the device's
+    /// work; only its wave version moves, so it is not mistaken for a task the OMS dropped.
+    /// The statements are prepared once for the whole wave.
+    fn upsert_tasks(&mut self, wave: &Wave) -> Result<(), StoreError> {
+        let mut upsert = self.tx.prepare_cached(UPSERT_TASK)?;
+        let mut touch = self.tx.prepare_cached(
+            "UPDATE tasks SET wave_id = ?2, wave_version = ?3 WHERE task_id = ?1",
+        )?;
+        let now = sql(self.now);
+        for task in &wave.tasks {
+            let changed = upsert.execute(params![
                 sql(task.task_id),
                 sql(wave.wave_id),
                 wave.version,
@@ -321,14 +320,11 @@ impl Tx<'_> {
                 task.capture.serial,
                 task.capture.expiry,
                 task.tote_required,
-                sql(self.now),
+                now,
             ])?;
-        if changed == 0 {
-            self.tx
-                .prepare_cached(
-                    "UPDATE tasks SET wave_id = ?2, wave_version = ?3 WHERE task_id = ?1",
-                )?
-                .execute(params![sql(task.task_id), sql(wave.wave_id), wave.version])?;
+            if changed == 0 {
+                touch.execute(params![sql(task.task_id), sql(wave.wave_id), wave.version])?;
+            }
         }
         Ok(())
     }

@@ -31,6 +31,9 @@ struct Opts {
     /// every sync free). Default: target/floorhand-bench.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Run only the benchmarks whose name contains TEXT (e.g. `wave`), for profiling one.
+    #[arg(long, value_name = "TEXT")]
+    only: Option<String>,
 }
 
 /// What every benchmark gets.
@@ -117,7 +120,10 @@ fn main() -> anyhow::Result<()> {
         dir,
     };
     let mut rows = Vec::new();
-    for (name, bench) in BENCHES {
+    let selected = BENCHES
+        .iter()
+        .filter(|(name, _)| opts.only.as_deref().is_none_or(|o| name.contains(o)));
+    for (name, bench) in selected {
         eprintln!("floorhand-bench: {name} ...");
         rows.extend(bench(&ctx).with_context(|| format!("benchmark {name:?}"))?);
     }

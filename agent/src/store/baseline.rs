@@ -22,6 +22,7 @@ impl RawDb {
         conn.busy_timeout(cfg.busy_timeout)?;
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", cfg.synchronous.pragma())?;
+        conn.pragma_update(None, "cache_size", super::CACHE_SIZE)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS one_row (id INTEGER PRIMARY KEY, task_id INTEGER NOT NULL,
                 qty INTEGER NOT NULL, at INTEGER NOT NULL);

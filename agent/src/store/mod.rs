@@ -392,6 +392,10 @@ pub(crate) struct Tx<'c> {
     now: u64,
 }
 
+/// SQLite page cache, in KiB when negative: 8 MiB holds a 10,000-task wave's pages, so
+/// applying one does not spill to the WAL before its commit (the default is 2 MiB).
+const CACHE_SIZE: i64 = -8192;
+
 /// u64 ids (OMS ids may use all 64 bits) are stored bit-for-bit as SQLite's i64.
 fn sql(v: u64) -> i64 {
     v as i64
@@ -419,6 +423,7 @@ impl Db {
             )));
         }
         conn.pragma_update(None, "synchronous", cfg.synchronous.pragma())?;
+        conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;

@@ -11,6 +11,7 @@ use floorhand_protocol::limits::MAX_WAVES_IN_BIRTH;
 use floorhand_protocol::oms::{Event, EventKind, Up, WaveVersion, encode_up};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::waves::WAVE_IS_DONE;
 use super::{Db, StoreError, Tx, sql, unsql};
 
 /// One outbox row: the exact bytes to publish.
@@ -176,13 +177,16 @@ impl Db {
         self.write(0, |t, _| meta_next(&t.tx, SESSION))
     }
 
-    /// What a birth message reports: the version of each open wave (most recent first, at
+    /// What a birth message reports: the version of each open wave (one with a task the
+    /// picker still has work on) (most recent first, at
     /// most [`MAX_WAVES_IN_BIRTH`]) and the highest event seq written.
     pub fn birth_snapshot(&self) -> Result<(Vec<WaveVersion>, u64), StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT wave_id, version FROM waves WHERE status = 'open'
-             ORDER BY received_at DESC, wave_id DESC LIMIT ?1",
-        )?;
+        // Whether a wave is done is decided here, not read from `waves.status`, which
+        // confirmations leave for the purge to settle.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT wave_id, version FROM waves WHERE NOT {WAVE_IS_DONE}
+             ORDER BY received_at DESC, wave_id DESC LIMIT ?1"
+        ))?;
         let rows = stmt.query_map([MAX_WAVES_IN_BIRTH as i64], |r| {
             Ok(WaveVersion {
                 wave_id: unsql(r.get(0)?),

@@ -81,12 +81,11 @@ impl Tx<'_> {
         })
     }
 
-    /// Sets a task's state, picked quantity and last event, closing the wave when the
-    /// task was its last open one.
+    /// Sets a task's state, picked quantity and last event. (The wave's `status` is
+    /// settled later, by the purge: the hot path stays at one row per table.)
     fn set_task(
         &mut self,
         task_id: u64,
-        p: &Progress,
         state: TaskState,
         picked: u32,
         seq: u64,
@@ -106,9 +105,6 @@ impl Tx<'_> {
                 sql(self.now),
                 completed
             ])?;
-        if state.is_final() {
-            self.close_wave_if_done(p.wave_id)?;
-        }
         Ok(())
     }
 }
@@ -136,7 +132,7 @@ impl Db {
                 )));
             }
             let seq = t.event(operator, EventKind::TaskStarted { task_id })?;
-            t.set_task(task_id, &p, TaskState::InProgress, p.picked, seq)?;
+            t.set_task(task_id, TaskState::InProgress, p.picked, seq)?;
             Ok(seq)
         })
     }
@@ -193,7 +189,7 @@ impl Db {
             } else {
                 TaskState::InProgress
             };
-            t.set_task(task_id, &p, state, picked, seq)?;
+            t.set_task(task_id, state, picked, seq)?;
             Ok(seq)
         })
     }
@@ -244,7 +240,7 @@ impl Db {
                     sql(seq)
                 ])?;
             }
-            t.set_task(task_id, &p, TaskState::Short, picked, seq)?;
+            t.set_task(task_id, TaskState::Short, picked, seq)?;
             Ok(seq)
         })
     }
@@ -255,7 +251,7 @@ impl Db {
             let p = t.progress(task_id)?;
             workable(task_id, &p)?;
             let seq = t.event(operator, EventKind::Skipped { task_id })?;
-            t.set_task(task_id, &p, TaskState::Skipped, p.picked, seq)?;
+            t.set_task(task_id, TaskState::Skipped, p.picked, seq)?;
             Ok(seq)
         })
     }
@@ -298,7 +294,7 @@ impl Db {
                 "UPDATE waves SET status = 'open', completed_at = NULL WHERE wave_id = ?1",
             )?
             .execute([sql(p.wave_id)])?;
-            t.set_task(task_id, &p, state, picked, seq)?;
+            t.set_task(task_id, state, picked, seq)?;
             Ok(seq)
         })
     }
@@ -333,7 +329,7 @@ impl Db {
                     location: p.location.clone(),
                 },
             )?;
-            t.set_task(task_id, &p, state, p.picked, seq)?;
+            t.set_task(task_id, state, p.picked, seq)?;
             Ok(seq)
         })
     }

@@ -27,7 +27,7 @@ CREATE TABLE waves (
 
 CREATE TABLE tasks (
     task_id        INTEGER PRIMARY KEY,
-    wave_id        INTEGER NOT NULL REFERENCES waves (wave_id),
+    wave_id        INTEGER NOT NULL,
     wave_version   INTEGER NOT NULL,
     order_id       TEXT NOT NULL,
     order_line     INTEGER NOT NULL,
@@ -49,12 +49,13 @@ CREATE TABLE tasks (
     updated_at     INTEGER NOT NULL,
     completed_at   INTEGER
 );
-CREATE INDEX tasks_by_wave ON tasks (wave_id, state);
+-- Not on state: a confirmation then changes no index entry of its task.
+CREATE INDEX tasks_by_wave ON tasks (wave_id, wave_version);
 CREATE INDEX tasks_by_order ON tasks (order_id);
 
 CREATE TABLE picks (
     pick_id  INTEGER PRIMARY KEY,
-    task_id  INTEGER NOT NULL REFERENCES tasks (task_id),
+    task_id  INTEGER NOT NULL,
     qty      INTEGER NOT NULL,
     lot      TEXT,
     serial   TEXT,
@@ -98,7 +99,6 @@ CREATE TABLE audit (
     outcome  TEXT NOT NULL
 );
 CREATE INDEX audit_by_time ON audit (at);
-CREATE INDEX picks_by_operator ON picks (operator, at);
 ";
 
 /// Version 3: pack stations: pack orders, their totes and lines, and label print jobs.

@@ -7,6 +7,7 @@ use floorhand_protocol::oms::EventKind;
 use rusqlite::{Connection, params};
 
 use super::outbox::{acked_through, meta_get, meta_set};
+use super::waves::WAVE_IS_DONE;
 use super::{Db, OutboxStats, Settings, StoreError, TaskState, Tx, sql, unsql};
 
 pub(super) const CFG_STATUS_INTERVAL_S: &str = "cfg_status_interval_s";
@@ -154,6 +155,17 @@ impl Db {
             n += t.tx.execute(
                 &format!("DELETE FROM tasks WHERE task_id IN ({done_tasks})"),
                 params![cutoff, acked],
+            )?;
+            // Confirmations leave `waves.status` alone; settle it here, dating each done
+            // wave by its last completed task.
+            t.tx.execute(
+                &format!(
+                    "UPDATE waves SET status = 'done', completed_at = coalesce(
+                        (SELECT max(completed_at) FROM tasks WHERE tasks.wave_id = waves.wave_id),
+                        ?1)
+                     WHERE status = 'open' AND {WAVE_IS_DONE}"
+                ),
+                [sql(now)],
             )?;
             n += t.tx.execute(
                 "DELETE FROM waves WHERE status = 'done' AND completed_at <= ?1

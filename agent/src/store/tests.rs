@@ -702,3 +702,38 @@ fn database_from_a_newer_agent_is_refused_with_a_clear_error() {
     assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
     assert!(err.to_string().contains("run a newer floorhand"));
 }
+
+#[test]
+fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() {
+    let cfg = StoreConfig {
+        retention: Duration::from_secs(3600),
+        ..StoreConfig::default()
+    };
+    let mut f = fixture_with(cfg);
+    f.db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
+    f.db.apply_down(2, &wave(11, 1, 200, 1), T0).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
+    let last = f.db.confirm_pick(T0 + 10, 7, &pick(101, 3)).unwrap();
+    let open: Vec<u64> =
+        f.db.birth_snapshot()
+            .unwrap()
+            .0
+            .iter()
+            .map(|w| w.wave_id)
+            .collect();
+    assert_eq!(open, vec![11]);
+    f.db.ack(last).unwrap();
+    f.db.purge(T0 + 3605).unwrap();
+    assert!(
+        f.db.task(101).unwrap().is_some(),
+        "completed 3595 s ago: kept"
+    );
+    f.db.purge(T0 + 3610).unwrap();
+    assert!(f.db.task(100).unwrap().is_none() && f.db.task(101).unwrap().is_none());
+    // The wave row is gone too: a redelivery of it would be a new wave now.
+    assert!(matches!(
+        f.db.apply_down(3, &wave(10, 1, 100, 2), T0 + 3700).unwrap(),
+        Applied::WaveApplied { .. }
+    ));
+    assert_eq!(state(&f.db, 200), TaskState::Open);
+}

@@ -14,12 +14,15 @@ use super::outbox::meta_set;
 use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
 use super::{Applied, Db, Gtin, Settings, StoreError, TaskState, Tx, sql, unsql};
 
-/// Inserts a task, or updates it where the device has no work on it yet.
-const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
+/// Inserts a task (fresh values for every column the OMS owns).
+const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
         location, pick_seq, location_check, gtins, sku, description, qty, capture_lot,
         capture_serial, capture_expiry, tote_required, state, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17)
-     ON CONFLICT (task_id) DO UPDATE SET
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17)";
+
+/// With [`INSERT_TASK`]: an existing task is updated only where the device has no work on
+/// it yet.
+const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         wave_id = excluded.wave_id, wave_version = excluded.wave_version,
         order_id = excluded.order_id, order_line = excluded.order_line,
         location = excluded.location, pick_seq = excluded.pick_seq,
@@ -31,6 +34,11 @@ const UPSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, or
         updated_at = excluded.updated_at
      WHERE tasks.state IN ('open', 'skipped')
         OR (tasks.state IN ('revoked', 'cancelled') AND tasks.picked_qty = 0)";
+
+/// SQL condition on `waves`: no task of the wave needs the picker any more.
+pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks
+    WHERE tasks.wave_id = waves.wave_id
+      AND tasks.state IN ('open', 'in_progress', 'skipped', 'put_back'))";
 
 /// How work was taken away from the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +166,7 @@ impl Db {
                     for &task_id in task_ids {
                         tally.add(t.end_task(task_id, Some(*wave_id), Ending::Revoked)?);
                     }
+                    t.close_wave_if_done(*wave_id)?;
                     Applied::Revoked {
                         tasks: tally.tasks,
                         put_backs: tally.put_backs,
@@ -263,9 +272,12 @@ impl Tx<'_> {
                 sql(wave.cutoff),
                 now
             ])?;
-        self.upsert_tasks(wave)?;
-        // The wave carries its complete task set: what the new version left out is revoked.
-        let missing: Vec<u64> = {
+        self.upsert_tasks(wave, have.is_none())?;
+        // The wave carries its complete task set: what a new version left out is revoked.
+        // (A wave seen for the first time has no other tasks: skip the scan.)
+        let missing: Vec<u64> = if have.is_none() {
+            Vec::new()
+        } else {
             let mut stmt = self.tx.prepare_cached(
                 "SELECT task_id FROM tasks
                  WHERE wave_id = ?1 AND wave_version < ?2
@@ -295,15 +307,24 @@ impl Tx<'_> {
     /// Inserts the wave's tasks, or updates those the device has not started (or that
     /// were taken away before anything was picked). A started task keeps the device's
     /// work; only its wave version moves, so it is not mistaken for a task the OMS dropped.
-    /// The statements are prepared once for the whole wave.
-    fn upsert_tasks(&mut self, wave: &Wave) -> Result<(), StoreError> {
-        let mut upsert = self.tx.prepare_cached(UPSERT_TASK)?;
+    ///
+    /// For a wave seen for the first time almost every task is new: a plain insert that
+    /// skips existing ids is tried first, and only a task that already exists (moved from
+    /// another wave) takes the upsert. Statements are prepared once for the whole wave.
+    fn upsert_tasks(&mut self, wave: &Wave, first_time: bool) -> Result<(), StoreError> {
+        let mut insert = self
+            .tx
+            .prepare_cached(&format!("{INSERT_TASK} ON CONFLICT (task_id) DO NOTHING"))?;
+        let mut upsert = self
+            .tx
+            .prepare_cached(&format!("{INSERT_TASK} {ON_CONFLICT_UPDATE}"))?;
         let mut touch = self.tx.prepare_cached(
             "UPDATE tasks SET wave_id = ?2, wave_version = ?3 WHERE task_id = ?1",
         )?;
         let now = sql(self.now);
         for task in &wave.tasks {
-            let changed = upsert.execute(params![
+            let gtins = encode_gtins(&task.gtins);
+            let values = params![
                 sql(task.task_id),
                 sql(wave.wave_id),
                 wave.version,
@@ -312,7 +333,7 @@ impl Tx<'_> {
                 task.location,
                 task.pick_seq,
                 task.location_check,
-                encode_gtins(&task.gtins),
+                gtins,
                 task.sku,
                 task.description,
                 task.qty,
@@ -321,8 +342,9 @@ impl Tx<'_> {
                 task.capture.expiry,
                 task.tote_required,
                 now,
-            ])?;
-            if changed == 0 {
+            ];
+            let inserted = first_time && insert.execute(values)? == 1;
+            if !inserted && upsert.execute(values)? == 0 {
                 touch.execute(params![sql(task.task_id), sql(wave.wave_id), wave.version])?;
             }
         }
@@ -390,22 +412,29 @@ impl Tx<'_> {
                 .execute(params![sql(task_id), how.state().as_str(), sql(self.now)])?;
             Ended::Tombstoned
         };
-        self.close_wave_if_done(wave_id)?;
         Ok(ended)
     }
 
     fn cancel_order(&mut self, order_id: &str) -> Result<Applied, StoreError> {
-        let task_ids: Vec<u64> = {
+        let tasks: Vec<(u64, u64)> = {
             let mut stmt = self
                 .tx
-                .prepare_cached("SELECT task_id FROM tasks WHERE order_id = ?1")?;
-            let rows = stmt.query_map([order_id], |r| r.get::<_, i64>(0))?;
-            rows.map(|r| r.map(unsql))
+                .prepare_cached("SELECT task_id, wave_id FROM tasks WHERE order_id = ?1")?;
+            let rows = stmt.query_map([order_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            rows.map(|r| r.map(|(t, w)| (unsql(t), unsql(w))))
                 .collect::<Result<Vec<_>, rusqlite::Error>>()?
         };
         let mut tally = Tally::default();
-        for task_id in task_ids {
+        for &(task_id, _) in &tasks {
             tally.add(self.end_task(task_id, None, Ending::Cancelled)?);
+        }
+        let mut waves: Vec<u64> = tasks.iter().map(|&(_, w)| w).collect();
+        waves.sort_unstable();
+        waves.dedup();
+        for wave_id in waves {
+            self.close_wave_if_done(wave_id)?;
         }
         self.tx
             .prepare_cached(
@@ -420,14 +449,12 @@ impl Tx<'_> {
     }
 
     /// Marks a wave done once none of its tasks needs the picker any more.
-    pub(super) fn close_wave_if_done(&mut self, wave_id: u64) -> Result<(), StoreError> {
+    fn close_wave_if_done(&mut self, wave_id: u64) -> Result<(), StoreError> {
         self.tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE waves SET status = 'done', completed_at = ?2
-                 WHERE wave_id = ?1 AND status = 'open' AND NOT EXISTS (
-                    SELECT 1 FROM tasks WHERE wave_id = ?1
-                      AND state IN ('open', 'in_progress', 'skipped', 'put_back'))",
-            )?
+                 WHERE wave_id = ?1 AND status = 'open' AND {WAVE_IS_DONE}"
+            ))?
             .execute(params![sql(wave_id), sql(self.now)])?;
         Ok(())
     }

@@ -4,14 +4,19 @@
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`barcode`]: pure barcode parsing (GTINs, GS1 AIs, Digital Link, location checks).
 //! - [`pick`]: the pick workflow, a pure state machine (scans and keys in, effects out).
-//! - [`wire`]: wire-size report over the protocol's example messages.
-//! - [`label`]: shipping labels in ZPL (pure); [`label_cli`]: `floorhand label`.
 //! - [`pack`]: the pack station workflow (pure state machine).
+//! - [`label`]: shipping labels in ZPL (pure); [`label_cli`]: `floorhand label`.
+//! - [`store`]: the local SQLite mirror, the only code that knows SQL.
+//! - [`cli_status`]: `floorhand status`, the store's report for a person.
+//! - [`devices`]: scanners, printers and terminals, the only code that opens ports.
+//! - [`wire`]: wire-size report over the protocol's example messages.
 
 pub mod barcode;
+pub mod cli_status;
 pub mod devices;
 pub mod label;
 pub mod label_cli;
 pub mod pack;
 pub mod pick;
+pub mod store;
 pub mod wire;

@@ -29,6 +29,12 @@ enum Command {
     /// Barcode tools: `barcode parse DATA` shows what Floorhand reads from a label.
     #[command(subcommand)]
     Barcode(BarcodeCommand),
+    /// Print tasks by state, the outbox backlog, storage use and the operator's pace.
+    Status {
+        /// The agent's SQLite database.
+        #[arg(long, value_name = "PATH")]
+        db: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +80,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Status { db } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            println!("{}", floorhand::cli_status::report(&db, now)?);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,0 +1,316 @@
+//! `floorhand-bench`: Floorhand's benchmarks, each beside a baseline measured in the same
+//! run, printed as one table. `scripts/bench` runs it in release mode.
+//!
+//! Adding a figure: write a `fn(&Ctx) -> anyhow::Result<Vec<Row>>` and list it in
+//! [`BENCHES`]. A row says what was measured for Floorhand and for the baseline, their
+//! ratio, and the goal. `--quick` makes every benchmark small, to check the harness runs.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use floorhand::store::{
+    Db, PickConfirmation, RawDb, StoreConfig, Synchronous, sample_tasks, sample_wave,
+};
+use floorhand::wire;
+use floorhand_protocol::oms::Down;
+use serde::Serialize;
+
+/// Runs Floorhand's benchmarks and prints one table.
+#[derive(Parser)]
+#[command(about, long_about = None)]
+struct Opts {
+    /// Every benchmark small: checks the harness, not the goals.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the rows as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Scratch directory for database files; use the device's real disk (a tmpfs makes
+    /// every sync free). Default: target/floorhand-bench.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Run only the benchmarks whose name contains TEXT (e.g. `wave`), for profiling one.
+    #[arg(long, value_name = "TEXT")]
+    only: Option<String>,
+}
+
+/// What every benchmark gets.
+struct Ctx {
+    quick: bool,
+    dir: PathBuf,
+}
+
+impl Ctx {
+    /// A fresh file path in the scratch directory.
+    fn file(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(name);
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// Whether a ratio must stay at or below, or at or above, its goal.
+#[derive(Debug, Clone, Copy, Serialize)]
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+/// One line of the table.
+#[derive(Debug, Serialize)]
+struct Row {
+    figure: String,
+    floorhand: String,
+    baseline: String,
+    /// Floorhand's figure divided by the baseline's.
+    ratio: Option<f64>,
+    goal: Option<Goal>,
+    /// Whether the ratio meets the goal.
+    met: Option<bool>,
+}
+
+impl Row {
+    fn new(
+        figure: &str,
+        floorhand: String,
+        baseline: String,
+        ratio: f64,
+        goal: Option<Goal>,
+    ) -> Row {
+        let met = goal.map(|g| match g {
+            Goal::AtMost(x) => ratio <= x,
+            Goal::AtLeast(x) => ratio >= x,
+        });
+        Row {
+            figure: figure.to_string(),
+            floorhand,
+            baseline,
+            ratio: Some(ratio),
+            goal,
+            met,
+        }
+    }
+}
+
+type Bench = fn(&Ctx) -> anyhow::Result<Vec<Row>>;
+
+/// Every benchmark, in table order.
+const BENCHES: &[(&str, Bench)] = &[
+    ("wire sizes", wire_sizes),
+    ("scan to durable confirmation", scan_to_durable),
+    ("wave apply", wave_apply),
+];
+
+fn main() -> anyhow::Result<()> {
+    let opts = Opts::parse();
+    let dir = opts
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/floorhand-bench"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ctx = Ctx {
+        quick: opts.quick,
+        dir,
+    };
+    let mut rows = Vec::new();
+    let selected = BENCHES
+        .iter()
+        .filter(|(name, _)| opts.only.as_deref().is_none_or(|o| name.contains(o)));
+    for (name, bench) in selected {
+        eprintln!("floorhand-bench: {name} ...");
+        rows.extend(bench(&ctx).with_context(|| format!("benchmark {name:?}"))?);
+    }
+    print!("{}", table(&rows));
+    println!(
+        "\n{} run; database files in {}",
+        if ctx.quick {
+            "quick (harness check, goals not meaningful)"
+        } else {
+            "full"
+        },
+        ctx.dir.display()
+    );
+    if let Some(path) = &opts.json {
+        let doc = serde_json::json!({ "quick": ctx.quick, "rows": rows });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn table(rows: &[Row]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<44} {:>16} {:>16} {:>7}  {:<9} met",
+        "figure", "Floorhand", "baseline", "ratio", "goal"
+    );
+    for r in rows {
+        let ratio = r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default();
+        let goal = match r.goal {
+            Some(Goal::AtMost(x)) => format!("<= {x}"),
+            Some(Goal::AtLeast(x)) => format!(">= {x}"),
+            None => "-".into(),
+        };
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        let _ = writeln!(
+            out,
+            "{:<44} {:>16} {:>16} {:>7}  {:<9} {met}",
+            r.figure, r.floorhand, r.baseline, ratio, goal
+        );
+    }
+    out
+}
+
+/// The typical pick confirmation: postcard beside JSON.
+fn wire_sizes(_: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let pick = wire::typical_pick();
+    Ok(vec![Row::new(
+        "wire: typical pick, postcard vs JSON",
+        format!("{} B", pick.postcard),
+        format!("{} B", pick.json),
+        pick.ratio(),
+        Some(Goal::AtMost(0.15)),
+    )])
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// `confirm_pick` (task state, pick row, outbox row, one commit) beside a raw one-row
+/// commit with the same `synchronous`, interleaved in blocks so both see the same disk.
+fn scan_to_durable(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let n: usize = if ctx.quick { 60 } else { 3000 };
+    let cfg = StoreConfig {
+        synchronous: Synchronous::Full,
+        ..StoreConfig::default()
+    };
+    let mut db = Db::open(&ctx.file("confirm.db")?, &cfg)?;
+    let mut raw = RawDb::open(&ctx.file("raw-commit.db")?, &cfg)?;
+    let warmup = 20;
+    let tasks = n + warmup;
+    // One wave per 20,000 tasks, the protocol's limit.
+    for (i, chunk) in sample_tasks(1, tasks, 1).chunks(20_000).enumerate() {
+        let wave = sample_wave(i as u64 + 1, 1, chunk.to_vec());
+        db.apply_down(i as u64 + 1, &Down::WaveAssigned(wave), 1)?;
+    }
+    let mut confirm = |task_id: u64| -> anyhow::Result<Duration> {
+        let pick = PickConfirmation {
+            task_id,
+            qty: 1,
+            lot: None,
+            serial: None,
+            expiry: None,
+            tote: None,
+        };
+        let t = Instant::now();
+        db.confirm_pick(1_795_300_000, 7, &pick)?;
+        Ok(t.elapsed())
+    };
+    let mut commit = |i: u64| -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        raw.commit_one(i, 1, 1_795_300_000)?;
+        Ok(t.elapsed())
+    };
+    for i in 0..warmup as u64 {
+        confirm(n as u64 + 1 + i)?;
+        commit(i)?;
+    }
+    let (mut fh, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let block = 50;
+    for start in (0..n).step_by(block) {
+        for i in start..(start + block).min(n) {
+            fh.push(confirm(i as u64 + 1)?);
+        }
+        for i in start..(start + block).min(n) {
+            base.push(commit(i as u64)?);
+        }
+    }
+    let rate = |v: &[Duration]| v.len() as f64 / v.iter().sum::<Duration>().as_secs_f64();
+    let (fh_rate, base_rate) = (rate(&fh), rate(&base));
+    fh.sort();
+    base.sort();
+    let (fh50, b50) = (percentile(&fh, 0.5), percentile(&base, 0.5));
+    let (fh99, b99) = (percentile(&fh, 0.99), percentile(&base, 0.99));
+    let f = |d: Duration| d.as_secs_f64();
+    Ok(vec![
+        Row::new(
+            &format!("scan→durable p50, sync=FULL (n={n})"),
+            ms(fh50),
+            ms(b50),
+            f(fh50) / f(b50),
+            None,
+        ),
+        Row::new(
+            &format!("scan→durable p99, sync=FULL (n={n})"),
+            ms(fh99),
+            ms(b99),
+            f(fh99) / f(b99),
+            Some(Goal::AtMost(1.5)),
+        ),
+        Row::new(
+            "scan→durable rate, sync=FULL",
+            format!("{fh_rate:.0}/s"),
+            format!("{base_rate:.0}/s"),
+            fh_rate / base_rate,
+            Some(Goal::AtLeast(0.7)),
+        ),
+    ])
+}
+
+/// Median of `reps` timings of `f`.
+fn median(
+    reps: usize,
+    mut f: impl FnMut(usize) -> anyhow::Result<Duration>,
+) -> anyhow::Result<Duration> {
+    let mut v = (0..reps).map(&mut f).collect::<anyhow::Result<Vec<_>>>()?;
+    v.sort();
+    Ok(v[v.len() / 2])
+}
+
+/// Applying a wave (inbox check, wave row, task upserts, dropped-task scan, inbox row, one
+/// commit) beside a raw bulk insert of the same rows in one transaction.
+fn wave_apply(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let (n, reps) = if ctx.quick { (500, 1) } else { (10_000, 5) };
+    let cfg = StoreConfig::default();
+    let tasks = sample_tasks(1, n, 3);
+    let down = Down::WaveAssigned(sample_wave(1, 1, tasks.clone()));
+    let fh = median(reps, |i| {
+        let mut db = Db::open(&ctx.file(&format!("wave-{i}.db"))?, &cfg)?;
+        let t = Instant::now();
+        db.apply_down(1, &down, 1)?;
+        Ok(t.elapsed())
+    })?;
+    let base = median(reps, |i| {
+        let mut raw = RawDb::open(&ctx.file(&format!("bulk-{i}.db"))?, &cfg)?;
+        let t = Instant::now();
+        raw.bulk_insert(1, &tasks)?;
+        Ok(t.elapsed())
+    })?;
+    let (fh_rate, base_rate) = (n as f64 / fh.as_secs_f64(), n as f64 / base.as_secs_f64());
+    Ok(vec![Row::new(
+        &format!("apply a {n}-task wave, tasks/s (median of {reps})"),
+        format!("{fh_rate:.0}/s"),
+        format!("{base_rate:.0}/s"),
+        fh_rate / base_rate,
+        Some(Goal::AtLeast(0.5)),
+    )])
+}

@@ -4,5 +4,8 @@
 //! Code map (see `ARCHITECTURE.md`):
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
+pub mod config;
 pub mod devices;
+pub mod run;
+pub mod sync;
 pub mod wire;

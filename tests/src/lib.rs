@@ -1,6 +1,9 @@
 //! Helpers for Floorhand's cross-crate integration tests: locating the built binaries,
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
+pub mod mosquitto;
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -35,6 +35,12 @@ enum Command {
     /// OMS-side tools for integrators and tests: push waves, tail events, simulate an OMS.
     #[command(subcommand)]
     Oms(oms_cmd::OmsCommand),
+    /// Print tasks by state, the outbox backlog, storage use and the operator's pace.
+    Status {
+        /// The agent's SQLite database.
+        #[arg(long, value_name = "PATH")]
+        db: std::path::PathBuf,
+    },
 }
 
 /// How the OMS tools reach the broker.
@@ -113,6 +119,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     pick.ratio()
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { db } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            println!("{}", floorhand::cli_status::report(&db, now)?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -293,7 +293,7 @@ async fn poll_task(mut t: PollTask) {
             loop {
                 let room = connected && queued.len() + inflight.len() < MAX_QUEUED;
                 tokio::select! {
-                    ev = &mut poll => break ev,
+                    ev = &mut poll => break Some(ev),
                     Some(row) = t.rows.recv(), if room && held.is_none() => {
                         held = Some(row);
                     }
@@ -306,9 +306,7 @@ async fn poll_task(mut t: PollTask) {
                     }
                     _ = t.shutdown.changed() => {
                         if *t.shutdown.borrow() {
-                            drop(poll);
-                            graceful_stop(&mut t, connected).await;
-                            return;
+                            break None;
                         }
                     }
                 }
@@ -329,6 +327,10 @@ async fn poll_task(mut t: PollTask) {
                     }
                 }
             }
+        };
+        let Some(event) = event else {
+            graceful_stop(&mut t, connected).await;
+            return;
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {

@@ -1,0 +1,194 @@
+//! The outbox (events waiting for the OMS's ack), the persisted counters, and the birth
+//! snapshot.
+//!
+//! Seqs: the next event gets `high + 1`, where `high` is the larger of the highest seq in
+//! the outbox and the highest seq ever acknowledged (`meta.acked_through`). An ack deletes
+//! rows but raises `acked_through` in the same transaction, so a seq is never reused, even
+//! when an ack emptied the outbox and the agent restarted.
+
+use floorhand_protocol::Envelope;
+use floorhand_protocol::limits::MAX_WAVES_IN_BIRTH;
+use floorhand_protocol::oms::{Event, EventKind, Up, WaveVersion, encode_up};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Db, StoreError, Tx, sql, unsql};
+
+/// One outbox row: the exact bytes to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Event seq, also the envelope's `msg_id`.
+    pub seq: u64,
+    /// `encode_up(Envelope::new(seq, Up::Event(..)))`.
+    pub payload: Vec<u8>,
+    /// Whether the broker acknowledged it (PUBACK); it stays until the OMS's `Ack`.
+    pub sent: bool,
+    /// Unix seconds it was written.
+    pub created: u64,
+}
+
+/// The outbox backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Events not yet acknowledged by the OMS.
+    pub count: u64,
+    /// Age of the oldest of them in seconds, 0 if none.
+    pub oldest_age_s: u64,
+    /// Highest seq ever written.
+    pub high_seq: u64,
+}
+
+const ACKED_THROUGH: &str = "acked_through";
+const SESSION: &str = "session";
+
+pub(super) fn meta_get(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn meta_set(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
+/// Adds one to a counter (starting from 0) and returns the new value.
+pub(super) fn meta_next(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+    let v: i64 = conn
+        .prepare_cached(
+            "INSERT INTO meta (key, value) VALUES (?1, 1)
+             ON CONFLICT (key) DO UPDATE SET value = value + 1
+             RETURNING value",
+        )?
+        .query_row([key], |r| r.get(0))?;
+    Ok(unsql(v))
+}
+
+pub(super) fn acked_through(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(meta_get(conn, ACKED_THROUGH)?.map(unsql).unwrap_or(0))
+}
+
+pub(super) fn load_high_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let max: Option<i64> = conn.query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))?;
+    Ok(max.map(unsql).unwrap_or(0).max(acked_through(conn)?))
+}
+
+impl Tx<'_> {
+    /// Writes an event to the outbox in this transaction and returns its seq.
+    pub(super) fn event(&mut self, operator: u32, kind: EventKind) -> Result<u64, StoreError> {
+        let seq = self.high + 1;
+        let event = Event {
+            seq,
+            at: self.now,
+            operator,
+            kind,
+        };
+        let payload = encode_up(&Envelope::new(seq, Up::Event(event)))
+            .map_err(|source| StoreError::Encode { seq, source })?;
+        self.tx
+            .prepare_cached("INSERT INTO outbox (seq, created, payload) VALUES (?1, ?2, ?3)")?
+            .execute(params![sql(seq), sql(self.now), payload])?;
+        self.high = seq;
+        Ok(seq)
+    }
+
+    /// Deletes outbox rows up to `up_to_seq` (clamped to the highest seq written, so a
+    /// confused OMS cannot make the device skip seqs) and records the ack.
+    pub(super) fn ack(&mut self, up_to_seq: u64) -> Result<usize, StoreError> {
+        let up_to = up_to_seq.min(self.high);
+        let deleted = self
+            .tx
+            .prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+            .execute([sql(up_to)])?;
+        if up_to > acked_through(&self.tx)? {
+            meta_set(&self.tx, ACKED_THROUGH, sql(up_to))?;
+        }
+        Ok(deleted)
+    }
+}
+
+impl Db {
+    /// Writes an event that goes with no other change (a print result, a pack event).
+    pub fn append_event(
+        &mut self,
+        now: u64,
+        operator: u32,
+        kind: EventKind,
+    ) -> Result<u64, StoreError> {
+        self.write(now, |t, _| t.event(operator, kind))
+    }
+
+    /// Up to `limit` outbox rows with `seq > after_seq`, in seq order, sent or not.
+    pub fn outbox_pending(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, payload, sent, created FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![sql(after_seq), limit], |r| {
+            Ok(OutboxRow {
+                seq: unsql(r.get(0)?),
+                payload: r.get(1)?,
+                sent: r.get(2)?,
+                created: unsql(r.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Marks rows up to `up_to_seq` as accepted by the broker. They stay in the outbox
+    /// until the OMS acknowledges them: a broker without a session forgets publishes.
+    pub fn mark_sent(&mut self, up_to_seq: u64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET sent = 1 WHERE seq <= ?1 AND sent = 0")?
+            .execute([sql(up_to_seq.min(self.high_seq))])?;
+        Ok(())
+    }
+
+    /// Applies the OMS's cumulative ack: deletes rows with `seq <= up_to_seq`.
+    pub fn ack(&mut self, up_to_seq: u64) -> Result<usize, StoreError> {
+        self.write(0, |t, _| t.ack(up_to_seq))
+    }
+
+    /// The backlog: rows waiting for the OMS's ack and the age of the oldest.
+    pub fn outbox_stats(&self, now: u64) -> Result<OutboxStats, StoreError> {
+        let (count, oldest): (i64, Option<i64>) = self
+            .conn
+            .prepare_cached("SELECT count(*), min(created) FROM outbox")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(OutboxStats {
+            count: unsql(count),
+            oldest_age_s: oldest.map(|c| now.saturating_sub(unsql(c))).unwrap_or(0),
+            high_seq: self.high_seq,
+        })
+    }
+
+    /// The next MQTT session number (Sparkplug's bdSeq): one more than the last, persisted
+    /// before it is used, so a restart never repeats one.
+    pub fn next_session(&mut self) -> Result<u64, StoreError> {
+        self.write(0, |t, _| meta_next(&t.tx, SESSION))
+    }
+
+    /// What a birth message reports: the version of each open wave (most recent first, at
+    /// most [`MAX_WAVES_IN_BIRTH`]) and the highest event seq written.
+    pub fn birth_snapshot(&self) -> Result<(Vec<WaveVersion>, u64), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT wave_id, version FROM waves WHERE status = 'open'
+             ORDER BY received_at DESC, wave_id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([MAX_WAVES_IN_BIRTH as i64], |r| {
+            Ok(WaveVersion {
+                wave_id: unsql(r.get(0)?),
+                version: r.get(1)?,
+            })
+        })?;
+        Ok((rows.collect::<Result<Vec<_>, _>>()?, self.high_seq))
+    }
+}

@@ -1,0 +1,279 @@
+//! Pack station support: pack orders with their totes and lines, the SSCC serial counter,
+//! and the label print queue.
+
+use floorhand_protocol::oms::{Address, Capture, GtinPack, PackLine, PackOrder};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::outbox::meta_next;
+use super::waves::{decode_gtins, encode_gtins};
+use super::{Db, StoreError, sql, unsql};
+
+/// A label waiting for (or done with) the printer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintJob {
+    /// Job id, never reused.
+    pub job_id: u64,
+    /// SSCC of the carton.
+    pub sscc: String,
+    /// The label, ZPL bytes.
+    pub zpl: Vec<u8>,
+    /// Unix seconds it was queued.
+    pub created: u64,
+}
+
+const SSCC_SERIAL: &str = "sscc_serial";
+
+/// Field separator inside a stored address (ASCII unit separator); street lines go last.
+const SEP: char = '\u{1f}';
+
+fn encode_address(a: &Address) -> String {
+    let mut fields = vec![
+        a.name.as_str(),
+        &a.company,
+        &a.city,
+        &a.region,
+        &a.postal_code,
+        &a.country,
+    ];
+    fields.extend(a.lines.iter().map(String::as_str));
+    fields.join(&SEP.to_string())
+}
+
+fn decode_address(s: &str) -> Result<Address, StoreError> {
+    let mut it = s.split(SEP).map(str::to_string);
+    let mut next = || {
+        it.next()
+            .ok_or_else(|| StoreError::Corrupt(format!("address {s:?}")))
+    };
+    let (name, company, city, region, postal_code, country) =
+        (next()?, next()?, next()?, next()?, next()?, next()?);
+    Ok(Address {
+        name,
+        company,
+        city,
+        region,
+        postal_code,
+        country,
+        lines: it.collect(),
+    })
+}
+
+/// Stores a pack order, replacing an earlier copy with its totes and lines.
+pub(super) fn insert_pack_order(
+    conn: &Connection,
+    order: &PackOrder,
+    now: u64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM pack_orders WHERE order_id = ?1")?
+        .execute([&order.order_id])?;
+    conn.prepare_cached(
+        "INSERT INTO pack_orders (order_id, carrier, service, tracking, ship_from, ship_to,
+            status, received_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?7)",
+    )?
+    .execute(params![
+        order.order_id,
+        order.carrier,
+        order.service,
+        order.tracking,
+        encode_address(&order.ship_from),
+        encode_address(&order.ship_to),
+        sql(now)
+    ])?;
+    let mut tote = conn.prepare_cached(
+        "INSERT INTO pack_totes (tote, order_id) VALUES (?1, ?2)
+         ON CONFLICT (tote) DO UPDATE SET order_id = excluded.order_id",
+    )?;
+    for t in &order.totes {
+        tote.execute(params![t, order.order_id])?;
+    }
+    let mut line = conn.prepare_cached(
+        "INSERT INTO pack_lines (order_id, line_no, order_line, gtins, sku, description, qty,
+            capture_lot, capture_serial, capture_expiry, unit_weight_g)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for (i, l) in order.lines.iter().enumerate() {
+        line.execute(params![
+            order.order_id,
+            i as i64,
+            l.order_line,
+            encode_gtins(&l.gtins),
+            l.sku,
+            l.description,
+            l.qty,
+            l.capture.lot,
+            l.capture.serial,
+            l.capture.expiry,
+            l.unit_weight_g
+        ])?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// The pack order with this order id, or the one the tote with this code belongs to.
+    pub fn pack_order(&self, order_id_or_tote: &str) -> Result<Option<PackOrder>, StoreError> {
+        type Head = (String, String, String, String, String, String);
+        let head: Option<Head> = self
+            .conn
+            .prepare_cached(
+                "SELECT order_id, carrier, service, tracking, ship_from, ship_to
+                 FROM pack_orders
+                 WHERE order_id = ?1
+                    OR order_id = (SELECT order_id FROM pack_totes WHERE tote = ?1)
+                 ORDER BY order_id = ?1 DESC LIMIT 1",
+            )?
+            .query_row([order_id_or_tote], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((order_id, carrier, service, tracking, from, to)) = head else {
+            return Ok(None);
+        };
+        let totes = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT tote FROM pack_totes WHERE order_id = ?1 ORDER BY tote")?;
+            let rows = stmt.query_map([&order_id], |r| r.get(0))?;
+            rows.collect::<Result<Vec<String>, _>>()?
+        };
+        let mut lines = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT order_line, gtins, sku, description, qty, capture_lot, capture_serial,
+                capture_expiry, unit_weight_g
+             FROM pack_lines WHERE order_id = ?1 ORDER BY line_no",
+        )?;
+        let mut rows = stmt.query([&order_id])?;
+        while let Some(r) = rows.next()? {
+            let gtins: String = r.get(1)?;
+            lines.push(PackLine {
+                order_line: r.get(0)?,
+                gtins: decode_gtins(&gtins)?
+                    .into_iter()
+                    .map(|g| GtinPack {
+                        gtin: g.gtin,
+                        pack_qty: g.pack_qty,
+                    })
+                    .collect(),
+                sku: r.get(2)?,
+                description: r.get(3)?,
+                qty: r.get(4)?,
+                capture: Capture {
+                    lot: r.get(5)?,
+                    serial: r.get(6)?,
+                    expiry: r.get(7)?,
+                },
+                unit_weight_g: r.get(8)?,
+            });
+        }
+        Ok(Some(PackOrder {
+            order_id,
+            totes,
+            lines,
+            ship_from: decode_address(&from)?,
+            ship_to: decode_address(&to)?,
+            carrier,
+            service,
+            tracking,
+        }))
+    }
+
+    /// Marks a pack order shipped, so the retention purge may delete it.
+    pub fn close_pack_order(&mut self, now: u64, order_id: &str) -> Result<(), StoreError> {
+        self.write(now, |t, _| {
+            let n =
+                t.tx.prepare_cached(
+                    "UPDATE pack_orders SET status = 'done', updated_at = ?2 WHERE order_id = ?1",
+                )?
+                .execute(params![order_id, sql(now)])?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "pack order",
+                    id: order_id.to_string(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// The next SSCC serial reference: one more than the last, committed before it is
+    /// returned, so a label number never repeats, even across restarts.
+    pub fn next_sscc_serial(&mut self) -> Result<u64, StoreError> {
+        self.write(0, |t, _| meta_next(&t.tx, SSCC_SERIAL))
+    }
+
+    /// Queues a label; returns its job id.
+    pub fn enqueue_print(&mut self, now: u64, sscc: &str, zpl: &[u8]) -> Result<u64, StoreError> {
+        self.write(now, |t, _| {
+            let id: i64 =
+                t.tx.prepare_cached(
+                    "INSERT INTO print_jobs (sscc, zpl, created, state)
+                     VALUES (?1, ?2, ?3, 'pending') RETURNING job_id",
+                )?
+                .query_row(params![sscc, zpl, sql(now)], |r| r.get(0))?;
+            Ok(unsql(id))
+        })
+    }
+
+    /// Jobs not yet printed, oldest first.
+    pub fn pending_prints(&self) -> Result<Vec<PrintJob>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT job_id, sscc, zpl, created FROM print_jobs WHERE state = 'pending'
+             ORDER BY job_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PrintJob {
+                job_id: unsql(r.get(0)?),
+                sscc: r.get(1)?,
+                zpl: r.get(2)?,
+                created: unsql(r.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The printer took the label and reported no fault.
+    pub fn mark_printed(&mut self, job_id: u64, now: u64) -> Result<(), StoreError> {
+        self.finish_print(job_id, now, "printed", None)
+    }
+
+    /// The label could not be printed; `fault` says what the printer or transport said.
+    pub fn mark_print_failed(
+        &mut self,
+        job_id: u64,
+        now: u64,
+        fault: &str,
+    ) -> Result<(), StoreError> {
+        self.finish_print(job_id, now, "failed", Some(fault))
+    }
+
+    fn finish_print(
+        &mut self,
+        job_id: u64,
+        now: u64,
+        state: &str,
+        fault: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write(now, |t, _| {
+            let n =
+                t.tx.prepare_cached(
+                    "UPDATE print_jobs SET state = ?2, fault = ?3, done_at = ?4 WHERE job_id = ?1",
+                )?
+                .execute(params![sql(job_id), state, fault, sql(now)])?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: "print job",
+                    id: job_id.to_string(),
+                });
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! The schema as a list of migration steps, tracked in `PRAGMA user_version`.
+//!
+//! Step `n` takes a database from version `n` to `n + 1`. Steps are never edited once
+//! released, only appended, so every historical schema can be rebuilt by running the first
+//! `n` steps ([`migrate_to`]), which is what the migration tests do.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Version 1: the picking core: waves, tasks, picks, outbox, inbox and counters.
+const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE waves (
+    wave_id      INTEGER PRIMARY KEY,
+    version      INTEGER NOT NULL,
+    priority     INTEGER NOT NULL,
+    cutoff       INTEGER NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('open', 'done')),
+    received_at  INTEGER NOT NULL,
+    completed_at INTEGER
+);
+
+CREATE TABLE tasks (
+    task_id        INTEGER PRIMARY KEY,
+    wave_id        INTEGER NOT NULL REFERENCES waves (wave_id),
+    wave_version   INTEGER NOT NULL,
+    order_id       TEXT NOT NULL,
+    order_line     INTEGER NOT NULL,
+    location       TEXT NOT NULL,
+    pick_seq       INTEGER NOT NULL,
+    location_check INTEGER NOT NULL,
+    gtins          TEXT NOT NULL,
+    sku            TEXT NOT NULL,
+    description    TEXT NOT NULL,
+    qty            INTEGER NOT NULL,
+    capture_lot    INTEGER NOT NULL,
+    capture_serial INTEGER NOT NULL,
+    capture_expiry INTEGER NOT NULL,
+    tote_required  INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    picked_qty     INTEGER NOT NULL DEFAULT 0,
+    ended          TEXT CHECK (ended IN ('revoked', 'cancelled')),
+    last_seq       INTEGER NOT NULL DEFAULT 0,
+    updated_at     INTEGER NOT NULL,
+    completed_at   INTEGER
+);
+CREATE INDEX tasks_by_wave ON tasks (wave_id, state);
+CREATE INDEX tasks_by_order ON tasks (order_id);
+
+CREATE TABLE picks (
+    pick_id  INTEGER PRIMARY KEY,
+    task_id  INTEGER NOT NULL REFERENCES tasks (task_id),
+    qty      INTEGER NOT NULL,
+    lot      TEXT,
+    serial   TEXT,
+    expiry   INTEGER,
+    tote     TEXT,
+    operator INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,
+    undone   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX picks_by_task ON picks (task_id);
+
+CREATE TABLE outbox (
+    seq     INTEGER PRIMARY KEY,
+    created INTEGER NOT NULL,
+    sent    INTEGER NOT NULL DEFAULT 0,
+    payload BLOB NOT NULL
+);
+
+CREATE TABLE inbox (
+    msg_id     INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+);
+";
+
+/// Version 2: operator sessions and the audit log of every scan.
+const V2: &str = "
+CREATE TABLE sessions (
+    session_id INTEGER PRIMARY KEY,
+    operator   INTEGER NOT NULL,
+    badge      TEXT NOT NULL,
+    login_at   INTEGER NOT NULL,
+    logout_at  INTEGER
+);
+
+CREATE TABLE audit (
+    audit_id INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    operator INTEGER NOT NULL,
+    raw      BLOB NOT NULL,
+    outcome  TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (at);
+CREATE INDEX picks_by_operator ON picks (operator, at);
+";
+
+/// Version 3: pack stations: pack orders, their totes and lines, and label print jobs.
+const V3: &str = "
+CREATE TABLE pack_orders (
+    order_id    TEXT PRIMARY KEY,
+    carrier     TEXT NOT NULL,
+    service     TEXT NOT NULL,
+    tracking    TEXT NOT NULL,
+    ship_from   TEXT NOT NULL,
+    ship_to     TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('open', 'done', 'cancelled')),
+    received_at INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+CREATE TABLE pack_totes (
+    tote     TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES pack_orders (order_id) ON DELETE CASCADE
+);
+
+CREATE TABLE pack_lines (
+    order_id       TEXT NOT NULL REFERENCES pack_orders (order_id) ON DELETE CASCADE,
+    line_no        INTEGER NOT NULL,
+    order_line     INTEGER NOT NULL,
+    gtins          TEXT NOT NULL,
+    sku            TEXT NOT NULL,
+    description    TEXT NOT NULL,
+    qty            INTEGER NOT NULL,
+    capture_lot    INTEGER NOT NULL,
+    capture_serial INTEGER NOT NULL,
+    capture_expiry INTEGER NOT NULL,
+    unit_weight_g  INTEGER NOT NULL,
+    PRIMARY KEY (order_id, line_no)
+);
+
+CREATE TABLE print_jobs (
+    job_id  INTEGER PRIMARY KEY AUTOINCREMENT,
+    sscc    TEXT NOT NULL,
+    zpl     BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    state   TEXT NOT NULL CHECK (state IN ('pending', 'printed', 'failed')),
+    fault   TEXT,
+    done_at INTEGER
+);
+";
+
+/// Every migration step, oldest first. Append only.
+const STEPS: &[&str] = &[V1, V2, V3];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
+
+/// The file's `user_version`.
+pub(super) fn version(conn: &Connection) -> Result<u32, StoreError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("schema version {v}")))
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], one transaction per step.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database to `target` (at most [`SCHEMA_VERSION`]). Tests use it to build
+/// every older schema.
+pub(super) fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for step in found..target.min(SCHEMA_VERSION) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(STEPS[step as usize])?;
+        tx.pragma_update(None, "user_version", step + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,704 @@
+//! Rules of the store, each checked on a real SQLite file in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use floorhand_protocol::oms::{
+    ConfigUpdate, Date, Down, EventKind, PackOrder, RejectReason, ShortReason, Up, decode_up,
+};
+use floorhand_protocol::{Envelope, examples};
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+use super::schema::migrate_to;
+use super::*;
+
+const T0: u64 = 1_795_300_000;
+
+struct Fixture {
+    _dir: TempDir,
+    path: PathBuf,
+    db: Db,
+}
+
+fn fixture() -> Fixture {
+    fixture_with(StoreConfig::default())
+}
+
+fn fixture_with(cfg: StoreConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floorhand.db");
+    let db = Db::open(&path, &cfg).unwrap();
+    Fixture {
+        _dir: dir,
+        path,
+        db,
+    }
+}
+
+fn wave(wave_id: u64, version: u32, first_task: u64, n: usize) -> Down {
+    Down::WaveAssigned(sample_wave(
+        wave_id,
+        version,
+        sample_tasks(first_task, n, 3),
+    ))
+}
+
+fn pick(task_id: u64, qty: u32) -> PickConfirmation {
+    PickConfirmation {
+        task_id,
+        qty,
+        lot: None,
+        serial: None,
+        expiry: None,
+        tote: None,
+    }
+}
+
+/// The events in the outbox, in seq order.
+fn events(db: &Db) -> Vec<(u64, EventKind)> {
+    db.outbox_pending(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|row| match decode_up(&row.payload).unwrap().body {
+            Up::Event(e) => {
+                assert_eq!(e.seq, row.seq);
+                (e.seq, e.kind)
+            }
+            other => panic!("outbox holds a non-event: {other:?}"),
+        })
+        .collect()
+}
+
+fn state(db: &Db, task_id: u64) -> TaskState {
+    db.task(task_id).unwrap().unwrap().state
+}
+
+#[test]
+fn wave_delivered_twice_is_applied_once() {
+    let mut f = fixture();
+    let first = f.db.apply_down(1, &wave(10, 1, 100, 5), T0).unwrap();
+    assert_eq!(
+        first,
+        Applied::WaveApplied {
+            wave_id: 10,
+            version: 1,
+            tasks: 5,
+            resync_needed: false
+        }
+    );
+    f.db.confirm_pick(T0 + 1, 7, &pick(100, 3)).unwrap();
+    assert_eq!(
+        f.db.apply_down(1, &wave(10, 1, 100, 5), T0 + 2).unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    assert_eq!(f.db.open_tasks().unwrap().len(), 4);
+}
+
+#[test]
+fn older_wave_version_after_a_newer_one_is_stale() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 3, 100, 2), T0).unwrap();
+    assert_eq!(
+        f.db.apply_down(2, &wave(10, 2, 100, 5), T0).unwrap(),
+        Applied::WaveStale { have: 3 }
+    );
+    assert_eq!(
+        f.db.apply_down(3, &wave(10, 3, 100, 5), T0).unwrap(),
+        Applied::WaveStale { have: 3 }
+    );
+    assert_eq!(f.db.open_tasks().unwrap().len(), 2);
+}
+
+#[test]
+fn newer_wave_version_updates_open_tasks_keeps_started_work_and_revokes_dropped_tasks() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 1)).unwrap();
+    // Version 2 keeps 100 and 101 with 9 units each, drops 102.
+    let tasks = sample_tasks(100, 2, 9);
+    let v2 = Down::WaveAssigned(sample_wave(10, 2, tasks));
+    assert!(matches!(
+        f.db.apply_down(2, &v2, T0 + 1).unwrap(),
+        Applied::WaveApplied { version: 2, .. }
+    ));
+    let t100 = f.db.task(100).unwrap().unwrap();
+    assert_eq!((t100.qty, t100.state), (9, TaskState::Open));
+    let t101 = f.db.task(101).unwrap().unwrap();
+    assert_eq!(
+        (t101.qty, t101.picked_qty, t101.state),
+        (3, 1, TaskState::InProgress)
+    );
+    assert_eq!(state(&f.db, 102), TaskState::Revoked);
+    assert_eq!(f.db.birth_snapshot().unwrap().0[0].version, 2);
+}
+
+#[test]
+fn wave_whose_digest_does_not_match_asks_for_a_resync() {
+    let mut f = fixture();
+    let mut w = sample_wave(10, 1, sample_tasks(100, 3, 1));
+    w.digest ^= 1;
+    let applied = f.db.apply_down(1, &Down::WaveAssigned(w), T0).unwrap();
+    assert!(matches!(
+        applied,
+        Applied::WaveApplied {
+            resync_needed: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn cancellation_after_a_pick_keeps_the_pick_and_asks_for_a_put_back() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
+    let pick_seq = f.db.confirm_pick(T0 + 5, 7, &pick(100, 3)).unwrap();
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-10042".into(),
+    };
+    assert_eq!(
+        f.db.apply_down(2, &cancel, T0 + 9).unwrap(),
+        Applied::Cancelled {
+            tasks: 2,
+            put_backs: 1
+        }
+    );
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!((t.state, t.picked_qty), (TaskState::PutBackNeeded, 3));
+    assert_eq!(state(&f.db, 101), TaskState::Cancelled);
+    let evs = events(&f.db);
+    assert!(
+        evs.iter()
+            .any(|(s, k)| *s == pick_seq && matches!(k, EventKind::Picked(_)))
+    );
+    assert!(
+        matches!(&evs.last().unwrap().1, EventKind::Conflict { task_id: 100, detail } if detail.contains("put back")),
+        "{evs:?}"
+    );
+    // The put-back task is the picker's work now; the cancelled one is not.
+    let open: Vec<_> = f.db.open_tasks().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].state, TaskState::PutBackNeeded);
+    assert!(f.db.undo_pick(T0 + 10, 7, 100).is_err());
+    assert!(f.db.confirm_pick(T0 + 10, 7, &pick(101, 1)).is_err());
+
+    f.db.confirm_put_back(T0 + 20, 7, 100).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Cancelled);
+    assert!(matches!(
+        &events(&f.db).last().unwrap().1,
+        EventKind::PutBack { task_id: 100, qty: 3, location } if location == "A-00-00-A"
+    ));
+    assert!(f.db.open_tasks().unwrap().is_empty());
+    assert!(f.db.birth_snapshot().unwrap().0.is_empty(), "wave is done");
+}
+
+#[test]
+fn revocation_tombstones_only_the_named_wave_and_puts_back_picked_units() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.apply_down(2, &wave(11, 1, 200, 1), T0).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 2)).unwrap();
+    let revoke = Down::TasksRevoked {
+        wave_id: 10,
+        task_ids: vec![100, 101, 200, 999],
+    };
+    assert_eq!(
+        f.db.apply_down(3, &revoke, T0).unwrap(),
+        Applied::Revoked {
+            tasks: 2,
+            put_backs: 1
+        }
+    );
+    assert_eq!(state(&f.db, 100), TaskState::Revoked);
+    assert_eq!(state(&f.db, 101), TaskState::PutBackNeeded);
+    assert_eq!(state(&f.db, 102), TaskState::Open);
+    assert_eq!(state(&f.db, 200), TaskState::Open);
+    f.db.confirm_put_back(T0, 7, 101).unwrap();
+    assert_eq!(state(&f.db, 101), TaskState::Revoked);
+}
+
+#[test]
+fn revoked_task_sent_again_in_a_newer_version_is_reopened() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    let revoke = Down::TasksRevoked {
+        wave_id: 10,
+        task_ids: vec![100],
+    };
+    f.db.apply_down(2, &revoke, T0).unwrap();
+    f.db.apply_down(3, &wave(10, 2, 100, 1), T0).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Open);
+}
+
+#[test]
+fn confirmation_commits_pick_task_state_and_exact_outbox_bytes_together() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    let p = PickConfirmation {
+        task_id: 100,
+        qty: 2,
+        lot: Some("L42".into()),
+        serial: None,
+        expiry: Some(Date {
+            year: 2027,
+            month: 5,
+            day: 0,
+        }),
+        tote: Some("T-1".into()),
+    };
+    let seq = f.db.confirm_pick(T0 + 3, 17, &p).unwrap();
+    let row = &f.db.outbox_pending(0, 10).unwrap()[0];
+    let expected = floorhand_protocol::oms::encode_up(&Envelope::new(
+        seq,
+        Up::Event(floorhand_protocol::oms::Event {
+            seq,
+            at: T0 + 3,
+            operator: 17,
+            kind: EventKind::Picked(floorhand_protocol::oms::Picked {
+                task_id: 100,
+                qty: 2,
+                lot: Some("L42".into()),
+                serial: None,
+                expiry: p.expiry,
+                tote: Some("T-1".into()),
+            }),
+        }),
+    ))
+    .unwrap();
+    assert_eq!((row.seq, &row.payload), (seq, &expected));
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.picked_qty, t.remaining()),
+        (TaskState::InProgress, 2, 1)
+    );
+    f.db.confirm_pick(T0 + 4, 17, &pick(100, 1)).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+}
+
+#[test]
+fn refused_confirmation_writes_nothing_and_burns_no_seq() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    let err = f.db.confirm_pick(T0, 7, &pick(100, 4)).unwrap_err();
+    assert!(err.to_string().contains("4 more is not allowed"), "{err}");
+    assert!(matches!(
+        f.db.confirm_pick(T0, 7, &pick(555, 1)),
+        Err(StoreError::NotFound { what: "task", .. })
+    ));
+    assert!(f.db.confirm_pick(T0, 7, &pick(100, 0)).is_err());
+    assert!(events(&f.db).is_empty());
+    assert_eq!(f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap(), 1);
+}
+
+#[test]
+fn start_skip_short_and_undo_move_the_task_and_write_their_events() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.start_task(T0, 7, 100).unwrap();
+    assert!(f.db.start_task(T0, 7, 100).is_err(), "already started");
+    f.db.skip_task(T0, 7, 100).unwrap();
+    let order: Vec<u64> =
+        f.db.open_tasks()
+            .unwrap()
+            .iter()
+            .map(|t| t.task_id)
+            .collect();
+    assert_eq!(order, vec![101, 102, 100], "skipped task goes last");
+
+    f.db.confirm_pick(T0, 7, &pick(101, 2)).unwrap();
+    assert!(
+        f.db.short_pick(T0, 7, 101, 1, ShortReason::Damaged)
+            .is_err(),
+        "that is a full pick"
+    );
+    f.db.short_pick(T0, 7, 101, 0, ShortReason::Damaged)
+        .unwrap();
+    assert_eq!(state(&f.db, 101), TaskState::Short);
+
+    f.db.confirm_pick(T0, 7, &pick(102, 3)).unwrap();
+    f.db.undo_pick(T0, 7, 102).unwrap();
+    let t = f.db.task(102).unwrap().unwrap();
+    assert_eq!((t.state, t.picked_qty), (TaskState::Open, 0));
+    assert!(f.db.undo_pick(T0, 7, 102).is_err(), "nothing left to undo");
+
+    let kinds: Vec<&'static str> = events(&f.db)
+        .iter()
+        .map(|(_, k)| match k {
+            EventKind::TaskStarted { .. } => "started",
+            EventKind::Skipped { .. } => "skipped",
+            EventKind::Picked(_) => "picked",
+            EventKind::ShortPicked { .. } => "short",
+            EventKind::PickUndone { qty: 3, .. } => "undone",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["started", "skipped", "picked", "short", "picked", "undone"]
+    );
+}
+
+#[test]
+fn ack_deletes_only_up_to_its_seq_and_sent_rows_stay_until_acked() {
+    let mut f = fixture();
+    for i in 0..5 {
+        f.db.append_event(T0 + i, 1, EventKind::LoggedIn).unwrap();
+    }
+    f.db.mark_sent(4).unwrap();
+    let rows = f.db.outbox_pending(0, 10).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.sent).count(), 4);
+    assert_eq!(f.db.ack(3).unwrap(), 3);
+    let left: Vec<u64> =
+        f.db.outbox_pending(0, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+    assert_eq!(left, vec![4, 5]);
+    assert_eq!(
+        f.db.apply_down(9, &Down::Ack { up_to_seq: 4 }, T0).unwrap(),
+        Applied::Acked { deleted: 1 }
+    );
+    let stats = f.db.outbox_stats(T0 + 10).unwrap();
+    assert_eq!((stats.count, stats.oldest_age_s, stats.high_seq), (1, 6, 5));
+    assert_eq!(f.db.outbox_pending(4, 10).unwrap()[0].seq, 5);
+}
+
+#[test]
+fn seqs_are_never_reused_after_an_ack_and_a_restart() {
+    let mut f = fixture();
+    for _ in 0..3 {
+        f.db.append_event(T0, 1, EventKind::LoggedIn).unwrap();
+    }
+    // An OMS acking beyond what exists must not make the device skip seqs either.
+    f.db.ack(u64::MAX).unwrap();
+    assert!(f.db.outbox_pending(0, 10).unwrap().is_empty());
+    drop(f.db);
+    let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    assert_eq!(db.birth_snapshot().unwrap().1, 3);
+    assert_eq!(db.append_event(T0, 1, EventKind::LoggedOut).unwrap(), 4);
+}
+
+#[test]
+fn storage_full_refuses_waves_but_still_accepts_confirmations() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 20), T0).unwrap();
+    let used = f.db.usage().unwrap().bytes;
+    drop(f.db);
+    let cfg = StoreConfig {
+        max_bytes: used,
+        ..StoreConfig::default()
+    };
+    let mut db = Db::open(&f.path, &cfg).unwrap();
+    let applied = db.apply_down(2, &wave(11, 1, 200, 5), T0).unwrap();
+    assert!(
+        matches!(&applied, Applied::Refused { reason: RejectReason::StorageFull, detail } if detail.contains("storage full")),
+        "{applied:?}"
+    );
+    assert!(db.task(200).unwrap().is_none());
+    assert!(matches!(
+        &events(&db)[0].1,
+        EventKind::Rejected {
+            msg_id: 2,
+            reason: RejectReason::StorageFull,
+            ..
+        }
+    ));
+    for task_id in 100..120 {
+        db.confirm_pick(T0, 7, &pick(task_id, 3)).unwrap();
+    }
+    assert_eq!(events(&db).len(), 21);
+    // Not recorded as applied: once there is room, the redelivery goes through.
+    drop(db);
+    let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    assert!(matches!(
+        db.apply_down(2, &wave(11, 1, 200, 5), T0).unwrap(),
+        Applied::WaveApplied { .. }
+    ));
+}
+
+#[test]
+fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
+    let f = fixture();
+    let empty = f.db.usage().unwrap().bytes;
+    drop(f.db);
+    let cfg = StoreConfig {
+        max_bytes: empty * 4,
+        alarm_pct: 50,
+        retention: Duration::from_secs(60),
+        ..StoreConfig::default()
+    };
+    let mut db = Db::open(&f.path, &cfg).unwrap();
+    db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
+    assert!(!db.usage().unwrap().alarm);
+    assert!(events(&db).is_empty());
+    db.apply_down(2, &wave(11, 1, 1000, 2000), T0).unwrap();
+    let usage = db.usage().unwrap();
+    assert!(usage.alarm && usage.pct >= 50, "{usage:?}");
+    assert!(matches!(events(&db)[0].1, EventKind::StorageAlarm { pct } if pct >= 50));
+    assert!(db.status(T0).unwrap().to_string().contains("ALARM"));
+
+    let revoke = Down::TasksRevoked {
+        wave_id: 11,
+        task_ids: (1000..3000).collect(),
+    };
+    db.apply_down(3, &revoke, T0).unwrap();
+    db.ack(u64::MAX).unwrap();
+    db.purge(T0 + 3600).unwrap();
+    assert!(!db.usage().unwrap().alarm);
+    assert!(matches!(events(&db)[0].1, EventKind::StorageAlarm { pct } if pct < 50));
+}
+
+#[test]
+fn purge_deletes_only_completed_acknowledged_data_past_retention() {
+    let cfg = StoreConfig {
+        retention: Duration::from_secs(3600),
+        ..StoreConfig::default()
+    };
+    let mut f = fixture_with(cfg);
+    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    let acked = f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 3)).unwrap(); // completed, not acknowledged
+    f.db.ack(acked).unwrap();
+    f.db.login(T0, 7, "B7").unwrap();
+    f.db.audit_scan(T0, 7, b"]C10109506000134352", "ok")
+        .unwrap();
+
+    // Within retention nothing goes.
+    assert_eq!(f.db.purge(T0 + 60).unwrap(), 0);
+    let n = f.db.purge(T0 + 7200).unwrap();
+    assert!(
+        f.db.task(100).unwrap().is_none(),
+        "completed and acknowledged"
+    );
+    assert!(f.db.task(101).unwrap().is_some(), "not acknowledged");
+    assert!(f.db.task(102).unwrap().is_some(), "open");
+    assert_eq!(n, 2 + 1 + 1, "pick and task 100, inbox row, audit row");
+    assert_eq!(
+        f.db.outbox_pending(0, 10).unwrap().len(),
+        2,
+        "outbox untouched"
+    );
+    assert!(
+        f.db.status(T0).unwrap().operator.is_some(),
+        "open session kept"
+    );
+}
+
+#[test]
+fn async_handle_runs_calls_on_the_store_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floorhand.db");
+    let store = Store::open(&path, StoreConfig::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (applied, seq) = rt.block_on(async {
+        let applied = store
+            .call(|db| db.apply_down(1, &wave(10, 1, 100, 1), T0))
+            .await
+            .unwrap()
+            .unwrap();
+        let other = store.clone();
+        let seq = other
+            .call(|db| db.confirm_pick(T0, 7, &pick(100, 3)))
+            .await
+            .unwrap()
+            .unwrap();
+        (applied, seq)
+    });
+    assert!(matches!(applied, Applied::WaveApplied { tasks: 1, .. }));
+    assert_eq!(seq, 1);
+}
+
+#[test]
+fn session_and_sscc_counters_never_repeat_across_restarts() {
+    let mut f = fixture();
+    assert_eq!(f.db.next_session().unwrap(), 1);
+    assert_eq!(f.db.next_session().unwrap(), 2);
+    assert_eq!(f.db.next_sscc_serial().unwrap(), 1);
+    drop(f.db);
+    let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    assert_eq!(db.next_session().unwrap(), 3);
+    assert_eq!(db.next_sscc_serial().unwrap(), 2);
+}
+
+#[test]
+fn print_jobs_queue_and_finish() {
+    let mut f = fixture();
+    let a =
+        f.db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+    let b =
+        f.db.enqueue_print(T0, "003401234567890135", b"^XA^XZ")
+            .unwrap();
+    assert_eq!(f.db.pending_prints().unwrap().len(), 2);
+    f.db.mark_printed(a, T0 + 1).unwrap();
+    f.db.mark_print_failed(b, T0 + 1, "head open").unwrap();
+    assert!(f.db.pending_prints().unwrap().is_empty());
+    assert!(matches!(
+        f.db.mark_printed(99, T0),
+        Err(StoreError::NotFound {
+            what: "print job",
+            ..
+        })
+    ));
+}
+
+fn example_pack_order() -> (u64, Down) {
+    let (_, env) = examples::down()
+        .into_iter()
+        .find(|(name, _)| *name == "PackOrder")
+        .unwrap();
+    (env.msg_id, env.body)
+}
+
+#[test]
+fn pack_order_is_found_by_order_id_and_by_tote_and_cancelled_with_its_order() {
+    let mut f = fixture();
+    let (msg_id, down) = example_pack_order();
+    assert_eq!(
+        f.db.apply_down(msg_id, &down, T0).unwrap(),
+        Applied::PackOrderStored
+    );
+    let Down::PackOrder(sent) = &down else {
+        unreachable!()
+    };
+    let by_id: PackOrder = f.db.pack_order("SO-10042").unwrap().unwrap();
+    assert_eq!(&by_id, sent.as_ref());
+    assert_eq!(f.db.pack_order("T-0042").unwrap().unwrap(), by_id);
+    assert!(f.db.pack_order("T-9999").unwrap().is_none());
+    f.db.close_pack_order(T0, "SO-10042").unwrap();
+    assert!(f.db.close_pack_order(T0, "SO-1").is_err());
+}
+
+#[test]
+fn config_update_survives_a_restart() {
+    let mut f = fixture();
+    let update = Down::ConfigUpdate(ConfigUpdate {
+        status_interval_s: Some(30),
+        retention_hours: Some(1),
+        storage_alarm_pct: Some(90),
+    });
+    assert_eq!(
+        f.db.apply_down(1, &update, T0).unwrap(),
+        Applied::ConfigApplied
+    );
+    assert_eq!(
+        f.db.apply_down(2, &Down::ResyncRequest, T0).unwrap(),
+        Applied::Resync
+    );
+    drop(f.db);
+    let db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    assert_eq!(db.status_interval_s().unwrap(), Some(30));
+    assert_eq!(db.settings.alarm_pct, 90);
+    assert_eq!(db.settings.retention_s, 3600);
+}
+
+#[test]
+fn status_reports_tasks_backlog_storage_and_the_operators_pace() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 4), T0).unwrap();
+    f.db.login(T0, 17, "BADGE-17").unwrap();
+    f.db.confirm_pick(T0 + 60, 17, &pick(100, 3)).unwrap();
+    f.db.confirm_pick(T0 + 120, 17, &pick(101, 2)).unwrap();
+    drop(f.db);
+    let db = Db::open_read_only(&f.path).unwrap();
+    let r = db.status(T0 + 1800).unwrap();
+    let count = |s| r.tasks.iter().find(|(t, _)| *t == s).unwrap().1;
+    assert_eq!(count(TaskState::Open), 2);
+    assert_eq!(count(TaskState::InProgress), 1);
+    assert_eq!(count(TaskState::Picked), 1);
+    assert_eq!((r.outbox.count, r.outbox.oldest_age_s), (3, 1800));
+    let op = r.operator.clone().unwrap();
+    assert_eq!((op.operator, op.picks, op.units), (17, 2, 5));
+    assert!(
+        (op.picks_per_hour - 4.0).abs() < 1e-9,
+        "{}",
+        op.picks_per_hour
+    );
+    let text = r.to_string();
+    assert!(text.contains("4.0 picks per hour"), "{text}");
+    assert!(
+        text.contains("3 events not yet acknowledged, oldest 1800 s"),
+        "{text}"
+    );
+}
+
+#[test]
+fn read_only_open_of_a_missing_file_names_it_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.db");
+    let err = Db::open_read_only(&path).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!("no database at {}; is --db right?", path.display())
+    );
+    assert!(!path.exists());
+}
+
+/// Builds a database at schema version `v` with rows that version can hold.
+fn database_at(path: &Path, v: u32) {
+    let mut conn = Connection::open(path).unwrap();
+    migrate_to(&mut conn, v).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), v);
+    if v >= 1 {
+        conn.execute_batch(
+            "INSERT INTO waves VALUES (10, 1, 5, 0, 'open', 1, NULL);
+             INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line, location,
+                pick_seq, location_check, gtins, sku, description, qty, capture_lot,
+                capture_serial, capture_expiry, tote_required, state, picked_qty, updated_at)
+             VALUES (100, 10, 1, 'SO-1', 1, 'A-01', 1, 47, '09506000134352*1', 'SKU',
+                'Bolt', 3, 0, 0, 0, 0, 'in_progress', 1, 1);
+             INSERT INTO outbox VALUES (1, 1, 0, x'00');
+             INSERT INTO outbox VALUES (2, 1, 0, x'00');
+             INSERT INTO meta VALUES ('acked_through', 0);",
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
+    for v in 0..SCHEMA_VERSION {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        database_at(&path, v);
+        let mut db = Db::open(&path, &StoreConfig::default()).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION, "from v{v}");
+        assert_eq!(db.integrity_check().unwrap(), ["ok"], "from v{v}");
+        if v >= 1 {
+            let t = db.task(100).unwrap().unwrap();
+            assert_eq!(
+                (t.picked_qty, t.state),
+                (1, TaskState::InProgress),
+                "from v{v}"
+            );
+            assert_eq!(
+                db.confirm_pick(T0, 7, &pick(100, 2)).unwrap(),
+                3,
+                "from v{v}"
+            );
+        }
+        // Every table of the latest schema works after the migration.
+        db.login(T0, 7, "B").unwrap();
+        db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+        let (msg_id, down) = example_pack_order();
+        db.apply_down(msg_id, &down, T0).unwrap();
+    }
+}
+
+#[test]
+fn database_from_a_newer_agent_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = Db::open(&path, &StoreConfig::default()).err().unwrap();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    assert!(err.to_string().contains("run a newer floorhand"));
+}

@@ -1,0 +1,479 @@
+//! Applying down messages from the OMS: one transaction each, deduplicated by message id.
+//!
+//! A wave is applied only if its version is newer than the stored one; its tasks are
+//! upserted, and tasks of the wave missing from the new version are revoked. Work taken
+//! away is tombstoned, never deleted; if units were already picked the task waits for a
+//! put-back and the OMS gets a `Conflict` event.
+
+use floorhand_protocol::oms::{
+    ConfigUpdate, Down, EventKind, GtinPack, PackOrder, RejectReason, Task, Wave, wave_digest,
+};
+use rusqlite::{OptionalExtension, params};
+
+use super::outbox::meta_set;
+use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
+use super::{Applied, Db, Gtin, Settings, StoreError, TaskState, Tx, sql, unsql};
+
+/// How work was taken away from the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    Revoked,
+    Cancelled,
+}
+
+impl Ending {
+    fn state(self) -> TaskState {
+        match self {
+            Ending::Revoked => TaskState::Revoked,
+            Ending::Cancelled => TaskState::Cancelled,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Ending::Revoked => "revoked",
+            Ending::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What ending one task did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Tombstoned,
+    PutBack,
+    Untouched,
+}
+
+/// Tallies of tombstoned tasks.
+#[derive(Debug, Default)]
+struct Tally {
+    tasks: usize,
+    put_backs: usize,
+}
+
+impl Tally {
+    fn add(&mut self, e: Ended) {
+        match e {
+            Ended::Tombstoned => self.tasks += 1,
+            Ended::PutBack => {
+                self.tasks += 1;
+                self.put_backs += 1;
+            }
+            Ended::Untouched => {}
+        }
+    }
+}
+
+/// Encodes a task's GTINs in one column: `gtin*qty` joined by `,` (GTINs are digits).
+pub(super) fn encode_gtins(gtins: &[GtinPack]) -> String {
+    let mut s = String::with_capacity(gtins.len() * 18);
+    for (i, g) in gtins.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&g.gtin);
+        s.push('*');
+        s.push_str(&g.pack_qty.to_string());
+    }
+    s
+}
+
+/// The inverse of [`encode_gtins`].
+pub(super) fn decode_gtins(s: &str) -> Result<Vec<Gtin>, StoreError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|part| {
+            let (gtin, qty) = part
+                .rsplit_once('*')
+                .ok_or_else(|| StoreError::Corrupt(format!("gtin list {s:?}")))?;
+            let pack_qty = qty
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("gtin list {s:?}")))?;
+            Ok(Gtin {
+                gtin: gtin.to_string(),
+                pack_qty,
+            })
+        })
+        .collect()
+}
+
+/// Rejects a GTIN the column encoding could not carry; real GTINs are 14 digits.
+fn check_gtins(task_id: u64, gtins: &[GtinPack]) -> Result<(), String> {
+    match gtins
+        .iter()
+        .find(|g| g.gtin.is_empty() || !g.gtin.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(g) => Err(format!(
+            "task {task_id} has GTIN {:?}; a GTIN is digits only",
+            g.gtin
+        )),
+        None => Ok(()),
+    }
+}
+
+impl Db {
+    /// Applies one down message in one transaction: skips a message id seen before,
+    /// applies the message, records the id, commits. Only after this returns `Ok` may the
+    /// MQTT layer acknowledge the message.
+    pub fn apply_down(
+        &mut self,
+        msg_id: u64,
+        down: &Down,
+        now: u64,
+    ) -> Result<Applied, StoreError> {
+        let mut new_settings = None;
+        let applied = self.write(now, |t, settings| {
+            let seen =
+                t.tx.prepare_cached("SELECT 1 FROM inbox WHERE msg_id = ?1")?
+                    .query_row([sql(msg_id)], |_| Ok(()))
+                    .optional()?;
+            if seen.is_some() {
+                return Ok(Applied::Duplicate);
+            }
+            let applied = match down {
+                Down::WaveAssigned(wave) => t.apply_wave(msg_id, wave, settings)?,
+                Down::TasksRevoked { wave_id, task_ids } => {
+                    let mut tally = Tally::default();
+                    for &task_id in task_ids {
+                        tally.add(t.end_task(task_id, Some(*wave_id), Ending::Revoked)?);
+                    }
+                    Applied::Revoked {
+                        tasks: tally.tasks,
+                        put_backs: tally.put_backs,
+                    }
+                }
+                Down::OrderCancelled { order_id } => t.cancel_order(order_id)?,
+                Down::PackOrder(order) => t.store_pack_order(msg_id, order, settings)?,
+                Down::Ack { up_to_seq } => Applied::Acked {
+                    deleted: t.ack(*up_to_seq)?,
+                },
+                Down::ResyncRequest => Applied::Resync,
+                Down::ConfigUpdate(update) => {
+                    new_settings = Some(t.store_config(update, settings)?);
+                    Applied::ConfigApplied
+                }
+            };
+            if !matches!(applied, Applied::Refused { .. }) {
+                t.tx.prepare_cached("INSERT INTO inbox (msg_id, applied_at) VALUES (?1, ?2)")?
+                    .execute(params![sql(msg_id), sql(now)])?;
+            }
+            Ok(applied)
+        })?;
+        if let Some(s) = new_settings {
+            self.settings = s;
+        }
+        Ok(applied)
+    }
+}
+
+impl Tx<'_> {
+    /// Writes the `Rejected` event for a refused message and says so.
+    fn refuse(
+        &mut self,
+        msg_id: u64,
+        reason: RejectReason,
+        detail: String,
+    ) -> Result<Applied, StoreError> {
+        self.event(
+            0,
+            EventKind::Rejected {
+                msg_id,
+                reason: reason.clone(),
+                detail: detail.clone(),
+            },
+        )?;
+        Ok(Applied::Refused { reason, detail })
+    }
+
+    /// Refuses new work when storage is full; `None` when there is room.
+    pub(super) fn refuse_if_full(
+        &mut self,
+        msg_id: u64,
+        settings: &Settings,
+    ) -> Result<Option<Applied>, StoreError> {
+        match status::check_room(&self.tx, settings) {
+            Ok(_) => Ok(None),
+            Err(e @ StoreError::Full { .. }) => Ok(Some(self.refuse(
+                msg_id,
+                RejectReason::StorageFull,
+                e.to_string(),
+            )?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn apply_wave(
+        &mut self,
+        msg_id: u64,
+        wave: &Wave,
+        settings: &Settings,
+    ) -> Result<Applied, StoreError> {
+        let have: Option<u32> = self
+            .tx
+            .prepare_cached("SELECT version FROM waves WHERE wave_id = ?1")?
+            .query_row([sql(wave.wave_id)], |r| r.get(0))
+            .optional()?;
+        if let Some(have) = have.filter(|&have| have >= wave.version) {
+            return Ok(Applied::WaveStale { have });
+        }
+        if let Some(refused) = self.refuse_if_full(msg_id, settings)? {
+            return Ok(refused);
+        }
+        if let Err(detail) = wave
+            .tasks
+            .iter()
+            .try_for_each(|t| check_gtins(t.task_id, &t.gtins))
+        {
+            return self.refuse(msg_id, RejectReason::Invalid, detail);
+        }
+        let now = sql(self.now);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5)
+                 ON CONFLICT (wave_id) DO UPDATE SET
+                    version = excluded.version, priority = excluded.priority,
+                    cutoff = excluded.cutoff, status = 'open', completed_at = NULL",
+            )?
+            .execute(params![
+                sql(wave.wave_id),
+                wave.version,
+                wave.priority,
+                sql(wave.cutoff),
+                now
+            ])?;
+        for task in &wave.tasks {
+            self.upsert_task(wave, task)?;
+        }
+        // The wave carries its complete task set: what the new version left out is revoked.
+        let missing: Vec<u64> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT task_id FROM tasks
+                 WHERE wave_id = ?1 AND wave_version < ?2
+                   AND state NOT IN ('revoked', 'cancelled', 'put_back')",
+            )?;
+            let rows = stmt.query_map(params![sql(wave.wave_id), wave.version], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            rows.map(|r| r.map(unsql))
+                .collect::<Result<Vec<_>, rusqlite::Error>>()?
+        };
+        for task_id in missing {
+            self.end_task(task_id, Some(wave.wave_id), Ending::Revoked)?;
+        }
+        self.close_wave_if_done(wave.wave_id)?;
+        status::raise_alarm_if_needed(self, settings)?;
+        let resync_needed =
+            wave.task_count as usize != wave.tasks.len() || wave_digest(&wave.tasks) != wave.digest;
+        Ok(Applied::WaveApplied {
+            wave_id: wave.wave_id,
+            version: wave.version,
+            tasks: wave.tasks.len(),
+            resync_needed,
+        })
+    }
+
+    /// Inserts a task, or updates it when the device has not started it (or it was taken
+    /// away before anything was picked). A started task keeps the device's work; only
+    /// its wave version moves, so it is not mistaken for a task the OMS dropped.
+    fn upsert_task(&mut self, wave: &Wave, task: &Task) -> Result<(), StoreError> {
+        let changed = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
+                    location, pick_seq, location_check, gtins, sku, description, qty,
+                    capture_lot, capture_serial, capture_expiry, tote_required, state,
+                    updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                    ?16, 'open', ?17)
+                 ON CONFLICT (task_id) DO UPDATE SET
+                    wave_id = excluded.wave_id, wave_version = excluded.wave_version,
+                    order_id = excluded.order_id, order_line = excluded.order_line,
+                    location = excluded.location, pick_seq = excluded.pick_seq,
+                    location_check = excluded.location_check, gtins = excluded.gtins,
+                    sku = excluded.sku, description = excluded.description,
+                    qty = excluded.qty, capture_lot = excluded.capture_lot,
+                    capture_serial = excluded.capture_serial,
+                    capture_expiry = excluded.capture_expiry,
+                    tote_required = excluded.tote_required, state = 'open',
+                    picked_qty = 0, ended = NULL, completed_at = NULL,
+                    updated_at = excluded.updated_at
+                 WHERE tasks.state IN ('open', 'skipped')
+                    OR (tasks.state IN ('revoked', 'cancelled') AND tasks.picked_qty = 0)",
+            )?
+            .execute(params![
+                sql(task.task_id),
+                sql(wave.wave_id),
+                wave.version,
+                task.order_id,
+                task.order_line,
+                task.location,
+                task.pick_seq,
+                task.location_check,
+                encode_gtins(&task.gtins),
+                task.sku,
+                task.description,
+                task.qty,
+                task.capture.lot,
+                task.capture.serial,
+                task.capture.expiry,
+                task.tote_required,
+                sql(self.now),
+            ])?;
+        if changed == 0 {
+            self.tx
+                .prepare_cached(
+                    "UPDATE tasks SET wave_id = ?2, wave_version = ?3 WHERE task_id = ?1",
+                )?
+                .execute(params![sql(task.task_id), sql(wave.wave_id), wave.version])?;
+        }
+        Ok(())
+    }
+
+    /// Takes one task away. Unstarted work becomes a tombstone; picked units keep their
+    /// pick rows, the task waits for a put-back, and the OMS gets a `Conflict` event.
+    /// `wave`: when given, a task of another wave is left alone.
+    fn end_task(
+        &mut self,
+        task_id: u64,
+        wave: Option<u64>,
+        how: Ending,
+    ) -> Result<Ended, StoreError> {
+        let row: Option<(i64, String, u32, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT wave_id, state, picked_qty, location FROM tasks WHERE task_id = ?1",
+            )?
+            .query_row([sql(task_id)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((wave_id, state, picked, location)) = row else {
+            return Ok(Ended::Untouched);
+        };
+        let wave_id = unsql(wave_id);
+        if wave.is_some_and(|w| w != wave_id) {
+            return Ok(Ended::Untouched);
+        }
+        let state = TaskState::parse(&state)?;
+        if matches!(
+            state,
+            TaskState::Revoked | TaskState::Cancelled | TaskState::PutBackNeeded
+        ) {
+            return Ok(Ended::Untouched);
+        }
+        let ended = if picked > 0 {
+            let seq = self.event(
+                0,
+                EventKind::Conflict {
+                    task_id,
+                    detail: format!(
+                        "task {task_id} was {} after {picked} units were picked; \
+                         they are to be put back at {location}",
+                        how.verb()
+                    ),
+                },
+            )?;
+            self.tx
+                .prepare_cached(
+                    "UPDATE tasks SET state = 'put_back', ended = ?2, last_seq = ?3,
+                        updated_at = ?4, completed_at = NULL
+                     WHERE task_id = ?1",
+                )?
+                .execute(params![sql(task_id), how.verb(), sql(seq), sql(self.now)])?;
+            Ended::PutBack
+        } else {
+            self.tx
+                .prepare_cached(
+                    "UPDATE tasks SET state = ?2, ended = ?2, updated_at = ?3, completed_at = ?3
+                     WHERE task_id = ?1",
+                )?
+                .execute(params![sql(task_id), how.state().as_str(), sql(self.now)])?;
+            Ended::Tombstoned
+        };
+        self.close_wave_if_done(wave_id)?;
+        Ok(ended)
+    }
+
+    fn cancel_order(&mut self, order_id: &str) -> Result<Applied, StoreError> {
+        let task_ids: Vec<u64> = {
+            let mut stmt = self
+                .tx
+                .prepare_cached("SELECT task_id FROM tasks WHERE order_id = ?1")?;
+            let rows = stmt.query_map([order_id], |r| r.get::<_, i64>(0))?;
+            rows.map(|r| r.map(unsql))
+                .collect::<Result<Vec<_>, rusqlite::Error>>()?
+        };
+        let mut tally = Tally::default();
+        for task_id in task_ids {
+            tally.add(self.end_task(task_id, None, Ending::Cancelled)?);
+        }
+        self.tx
+            .prepare_cached(
+                "UPDATE pack_orders SET status = 'cancelled', updated_at = ?2
+                 WHERE order_id = ?1 AND status = 'open'",
+            )?
+            .execute(params![order_id, sql(self.now)])?;
+        Ok(Applied::Cancelled {
+            tasks: tally.tasks,
+            put_backs: tally.put_backs,
+        })
+    }
+
+    /// Marks a wave done once none of its tasks needs the picker any more.
+    pub(super) fn close_wave_if_done(&mut self, wave_id: u64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE waves SET status = 'done', completed_at = ?2
+                 WHERE wave_id = ?1 AND status = 'open' AND NOT EXISTS (
+                    SELECT 1 FROM tasks WHERE wave_id = ?1
+                      AND state IN ('open', 'in_progress', 'skipped', 'put_back'))",
+            )?
+            .execute(params![sql(wave_id), sql(self.now)])?;
+        Ok(())
+    }
+
+    fn store_config(
+        &mut self,
+        update: &ConfigUpdate,
+        settings: &Settings,
+    ) -> Result<Settings, StoreError> {
+        let mut s = settings.clone();
+        if let Some(v) = update.status_interval_s {
+            meta_set(&self.tx, CFG_STATUS_INTERVAL_S, i64::from(v))?;
+        }
+        if let Some(h) = update.retention_hours {
+            meta_set(&self.tx, CFG_RETENTION_H, i64::from(h))?;
+            s.retention_s = u64::from(h) * 3600;
+        }
+        if let Some(p) = update.storage_alarm_pct {
+            meta_set(&self.tx, CFG_ALARM_PCT, i64::from(p))?;
+            s.alarm_pct = p;
+        }
+        Ok(s)
+    }
+
+    fn store_pack_order(
+        &mut self,
+        msg_id: u64,
+        order: &PackOrder,
+        settings: &Settings,
+    ) -> Result<Applied, StoreError> {
+        if let Some(refused) = self.refuse_if_full(msg_id, settings)? {
+            return Ok(refused);
+        }
+        if let Err(detail) = order
+            .lines
+            .iter()
+            .try_for_each(|l| check_gtins(0, &l.gtins))
+        {
+            return self.refuse(msg_id, RejectReason::Invalid, detail);
+        }
+        super::print::insert_pack_order(&self.tx, order, self.now)?;
+        status::raise_alarm_if_needed(self, settings)?;
+        Ok(Applied::PackOrderStored)
+    }
+}

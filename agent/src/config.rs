@@ -48,6 +48,13 @@ pub struct Broker {
     /// MQTT keep-alive in seconds.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
+    /// Seconds one connection attempt may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_s: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    5
 }
 
 fn default_keep_alive() -> u64 {
@@ -220,6 +227,7 @@ impl Config {
             cert_file: b.cert_file.clone(),
             key_file: b.key_file.clone(),
             keep_alive: Duration::from_secs(b.keep_alive_s),
+            connect_timeout: Duration::from_secs(b.connect_timeout_s.max(1)),
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod mosquitto;
 pub mod proxy;
+pub mod sync_support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -130,15 +130,13 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: Arc<Shared>, generation: u64)
         }
         match from.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => match mode {
-                m if m == Mode::Pass as u8 => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
+            Ok(n) if mode == Mode::Pass as u8 => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
                 }
-                m if m == Mode::Stall as u8 => held.extend_from_slice(&buf[..n]),
-                _ => {} // black hole: swallowed
-            },
+            }
+            Ok(n) if mode == Mode::Stall as u8 => held.extend_from_slice(&buf[..n]),
+            Ok(_) => {} // black hole: swallowed
             Err(e)
                 if matches!(
                     e.kind(),

@@ -169,7 +169,8 @@ pub async fn start(
     let mut opts = mqtt::options(&cfg.device, &cfg.broker)?;
     let session = store.call(|db| db.next_session()).await??;
     opts.set_last_will(will(&cfg, session));
-    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    eventloop.set_network_options(mqtt::network_options(&cfg.broker));
 
     let (state_tx, state_rx) = watch::channel(LinkState::Down {
         since: now_s(),
@@ -698,10 +699,8 @@ async fn inbound(
                 }
             }
         };
-        if committed {
-            if let Err(e) = client.ack(&p).await {
-                tracing::warn!("sync: ack after commit not sent: {e}");
-            }
+        if committed && let Err(e) = client.ack(&p).await {
+            tracing::warn!("sync: ack after commit not sent: {e}");
         }
     }
 }

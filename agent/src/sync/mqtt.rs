@@ -28,6 +28,8 @@ pub struct BrokerSettings {
     pub key_file: Option<PathBuf>,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
+    /// How long one connection attempt (TCP, TLS and CONNACK) may take.
+    pub connect_timeout: Duration,
 }
 
 impl BrokerSettings {
@@ -41,6 +43,7 @@ impl BrokerSettings {
             cert_file: None,
             key_file: None,
             keep_alive: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -169,6 +172,13 @@ fn read_certs(
         return Err(err("no PEM certificate in the file".into()));
     }
     Ok(certs)
+}
+
+/// Network options: the connection timeout (whole seconds, at least one).
+pub fn network_options(s: &BrokerSettings) -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_connection_timeout(s.connect_timeout.as_secs().max(1));
+    n
 }
 
 /// A rustls client config with the ring provider, the configured CA as the only root,

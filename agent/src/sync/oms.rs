@@ -157,6 +157,7 @@ impl OmsSession {
         let mut opts = super::mqtt::options(&s.client_id, &s.broker)?;
         opts.set_manual_acks(false);
         let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+        eventloop.set_network_options(super::mqtt::network_options(&s.broker));
         let inner = Arc::new(Mutex::new(Inner {
             ledger: Ledger::new(),
             acked: HashMap::new(),
@@ -192,10 +193,10 @@ impl OmsSession {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let r = receive(&inner, &p.topic, &p.payload);
-                        if let Some(r) = r {
-                            if tx.send(r).is_err() {
-                                return;
-                            }
+                        if let Some(r) = r
+                            && tx.send(r).is_err()
+                        {
+                            return;
                         }
                     }
                     Ok(_) => {}
@@ -249,6 +250,26 @@ impl OmsSession {
             .get(device)
             .cloned()
             .unwrap_or_else(|| self.site.clone())
+    }
+
+    /// Publishes a ready-made envelope to `device` as it is: for tests of redelivery,
+    /// which need the same message id twice.
+    pub async fn send_envelope(&self, device: &str, env: &Envelope<Down>) -> Result<(), OmsError> {
+        let bytes = oms::encode_down(env)?;
+        self.send_raw(device, bytes).await
+    }
+
+    /// Publishes raw bytes on `device`'s down topic: for tests of bad input.
+    pub async fn send_raw(&self, device: &str, bytes: Vec<u8>) -> Result<(), OmsError> {
+        self.client
+            .publish(
+                topics::down(&self.site_for_send(device), device),
+                QoS::AtLeastOnce,
+                false,
+                bytes,
+            )
+            .await
+            .map_err(|e| OmsError::Broker(e.to_string()))
     }
 
     /// Sends an `Ack` to every device whose ack point moved since the last one.

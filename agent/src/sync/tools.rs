@@ -170,10 +170,10 @@ pub async fn sim(
         tokio::select! {
             r = rx.recv() => {
                 let Some(r) = r else { break };
-                if let Received::Birth { device, .. } = &r {
-                    if plan.devices.contains(device) {
-                        push_all(device.clone()).await?;
-                    }
+                if let Received::Birth { device, .. } = &r
+                    && plan.devices.contains(device)
+                {
+                    push_all(device.clone()).await?;
                 }
                 if let Some(o) = out.as_mut() {
                     let _ = writeln!(o, "{}", json_line(&r));

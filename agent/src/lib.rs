@@ -9,14 +9,19 @@
 //! - [`store`]: the local SQLite mirror, the only code that knows SQL.
 //! - [`cli_status`]: `floorhand status`, the store's report for a person.
 //! - [`devices`]: scanners, printers and terminals, the only code that opens ports.
+//! - [`sync`]: MQTT sync with the OMS, the only code that knows MQTT; [`run`]: the daemon;
+//!   [`config`]: its configuration file.
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
 pub mod barcode;
 pub mod cli_status;
+pub mod config;
 pub mod devices;
 pub mod label;
 pub mod label_cli;
 pub mod pack;
 pub mod pick;
+pub mod run;
 pub mod store;
+pub mod sync;
 pub mod wire;

@@ -2,10 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use floorhand::barcode::cli::BarcodeCommand;
 use floorhand::label_cli::{self, LabelCommand};
 use floorhand::wire;
+
+mod oms_cmd;
 
 /// Floorhand: an offline-first warehouse fulfilment agent.
 #[derive(Parser)]
@@ -29,6 +31,18 @@ enum Command {
     /// Barcode tools: `barcode parse DATA` shows what Floorhand reads from a label.
     #[command(subcommand)]
     Barcode(BarcodeCommand),
+    /// Run the agent: local store and MQTT sync with the OMS.
+    Run {
+        /// Configuration file (see examples/floorhand.toml).
+        #[arg(long, short)]
+        config: std::path::PathBuf,
+        /// Log as JSON lines instead of readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// OMS-side tools for integrators and tests: push waves, tail events, simulate an OMS.
+    #[command(subcommand)]
+    Oms(oms_cmd::OmsCommand),
     /// Print tasks by state, the outbox backlog, storage use and the operator's pace.
     Status {
         /// The agent's SQLite database.
@@ -37,8 +51,53 @@ enum Command {
     },
 }
 
+/// How the OMS tools reach the broker.
+#[derive(Args, Clone, Debug)]
+pub struct BrokerArgs {
+    /// Broker URL: mqtt://host:1883 or mqtts://host:8883.
+    #[arg(
+        long,
+        default_value = "mqtt://127.0.0.1:1883",
+        env = "FLOORHAND_BROKER"
+    )]
+    pub broker: String,
+    /// Site id (`+` for every site where receiving).
+    #[arg(long, default_value = "site1")]
+    pub site: String,
+    /// Username.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long)]
+    pub password_env: Option<String>,
+    /// CA certificate (PEM) for mqtts://.
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Client key (PEM).
+    #[arg(long)]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = matches!(cli.command, Command::Run { log_json: true, .. });
+    init_logs(json);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -50,6 +109,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { config, .. } => run_agent(&config),
+        Command::Oms(cmd) => oms_cmd::run(cmd),
         Command::WireSizes { json } => {
             let rows = wire::rows();
             if json {
@@ -89,4 +150,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let cfg = floorhand::config::Config::load(path)?;
+    runtime()?.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let agent = floorhand::run::Agent::start(&cfg, path, stop_rx)
+            .await
+            .with_context(|| format!("starting the agent from {}", path.display()))?;
+        tracing::info!(device = %cfg.device, site = %cfg.site, "floorhand agent running");
+        tokio::spawn(async move {
+            terminated().await;
+            tracing::info!("stopping (signal)");
+            let _ = stop_tx.send(true);
+        });
+        agent.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }

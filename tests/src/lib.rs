@@ -1,7 +1,10 @@
 //! Helpers for Floorhand's cross-crate integration tests: locating the built binaries,
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
+pub mod mosquitto;
+pub mod proxy;
 pub mod pty;
+pub mod sync_support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,0 +1,200 @@
+//! A real Mosquitto broker for a test: its own config, port and data directory; stopped
+//! on drop. Persistence, TLS and password files are options.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// TLS files for a broker listener.
+#[derive(Debug, Clone)]
+pub struct BrokerTls {
+    /// CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Broker certificate (PEM).
+    pub cert: PathBuf,
+    /// Broker key (PEM).
+    pub key: PathBuf,
+    /// Require client certificates signed by the CA.
+    pub require_client_cert: bool,
+}
+
+/// How to run the broker.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Keep sessions and queued messages across restarts (saved on a clean stop).
+    pub persistence: bool,
+    /// Serve TLS instead of plain MQTT.
+    pub tls: Option<BrokerTls>,
+    /// `(user, password)` pairs; anonymous access is refused when set.
+    pub users: Vec<(String, String)>,
+}
+
+/// A running Mosquitto.
+pub struct Mosquitto {
+    child: Option<Child>,
+    /// Port it listens on (127.0.0.1).
+    pub port: u16,
+    dir: PathBuf,
+    conf: PathBuf,
+    tls: bool,
+}
+
+fn mosquitto_bin() -> PathBuf {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("mosquitto is not installed: run scripts/setup");
+}
+
+impl Mosquitto {
+    /// Starts a broker with `opts` on a free port, data under `dir`.
+    pub fn start(dir: &Path, opts: Options) -> Mosquitto {
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let conf = dir.join("mosquitto.conf");
+        let mut c = String::new();
+        c += &format!("listener {port} 127.0.0.1\n");
+        // Running as root, Mosquitto would drop to user `mosquitto`, who cannot write
+        // the test's directory.
+        c += "user root\n";
+        c += &format!("persistence {}\n", opts.persistence);
+        c += &format!("persistence_location {}/\n", dir.display());
+        c += &format!("log_dest file {}/mosquitto.log\n", dir.display());
+        c += "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n";
+        // Tests push 10,000+ messages through one subscriber; the default of 1000
+        // queued messages per client would drop some while it catches up.
+        c += "max_queued_messages 1000000\nmax_inflight_messages 100\n";
+        if opts.users.is_empty() {
+            c += "allow_anonymous true\n";
+        } else {
+            let pw = dir.join("passwd");
+            let mut f = std::fs::File::create(&pw).expect("passwd file");
+            for (u, p) in &opts.users {
+                writeln!(f, "{u}:{p}").expect("write passwd");
+            }
+            drop(f);
+            let st = Command::new("mosquitto_passwd")
+                .arg("-U")
+                .arg(&pw)
+                .status()
+                .expect("mosquitto_passwd (package mosquitto)");
+            assert!(st.success(), "mosquitto_passwd -U failed");
+            c += &format!("allow_anonymous false\npassword_file {}\n", pw.display());
+        }
+        if let Some(t) = &opts.tls {
+            c += &format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display(),
+                t.require_client_cert
+            );
+        }
+        std::fs::write(&conf, c).expect("write mosquitto.conf");
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            conf,
+            tls: opts.tls.is_some(),
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("mosquitto exited with {st}; log: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `mqtt://127.0.0.1:PORT` (or `mqtts://localhost:PORT` with TLS).
+    pub fn url(&self) -> String {
+        if self.tls {
+            format!("mqtts://localhost:{}", self.port)
+        } else {
+            format!("mqtt://127.0.0.1:{}", self.port)
+        }
+    }
+
+    /// The broker's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Stops the broker cleanly (SIGTERM: with persistence on, it saves its state).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the broker at once (SIGKILL): nothing is saved.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port with the same config.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts a stopped broker again on the same port.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker is running");
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,174 @@
+//! An agent link and an OMS session in one test process, against a real broker.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use floorhand::store::{Store, StoreConfig, Synchronous};
+use floorhand::sync::agent::{self, LinkState, SyncConfig, SyncHandle};
+use floorhand::sync::mqtt::BrokerSettings;
+use floorhand::sync::oms::{OmsSession, OmsSettings, Received};
+use floorhand_protocol::oms::EventKind;
+use tokio::sync::watch;
+
+/// Waits until `cond` holds, checking every 20 ms; panics with `what` after `timeout`.
+pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A store config for tests: `synchronous=NORMAL`, since these tests are about the
+/// link, not power loss, and must commit thousands of events quickly.
+pub fn fast_store() -> StoreConfig {
+    StoreConfig {
+        synchronous: Synchronous::Normal,
+        ..StoreConfig::default()
+    }
+}
+
+/// A running agent link.
+pub struct TestAgent {
+    /// Its store.
+    pub store: Store,
+    /// Its link.
+    pub sync: SyncHandle,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Link settings for tests: quick reconnects and re-sends.
+pub fn test_sync_config(device: &str, broker: BrokerSettings) -> SyncConfig {
+    let mut c = SyncConfig::new(device, "site1", broker);
+    c.backoff = (Duration::from_millis(50), Duration::from_millis(500));
+    c.resend_after = Duration::from_secs(3);
+    c.status_interval = Duration::from_secs(3600);
+    c
+}
+
+impl TestAgent {
+    /// Opens (or reopens) the store at `db` and starts the link.
+    pub async fn start(db: &Path, cfg: SyncConfig) -> TestAgent {
+        let store = Store::open(db, fast_store()).expect("open store");
+        let (stop, rx) = watch::channel(false);
+        let (sync, task) = agent::start(cfg, store.clone(), rx)
+            .await
+            .expect("start link");
+        TestAgent {
+            store,
+            sync,
+            stop,
+            task,
+        }
+    }
+
+    /// Commits `n` events (skips of tasks 1..=n) to the outbox, one transaction each.
+    pub async fn queue_events(&self, n: u64) {
+        self.store
+            .call(move |db| {
+                for i in 1..=n {
+                    db.append_event(1_795_300_000, 7, EventKind::Skipped { task_id: i })
+                        .expect("append event");
+                }
+            })
+            .await
+            .expect("store");
+        self.sync.outbox_changed();
+    }
+
+    /// Events not yet acked by the OMS.
+    pub async fn backlog(&self) -> u64 {
+        self.store
+            .call(|db| db.outbox_stats(0).map(|s| s.count))
+            .await
+            .expect("store")
+            .expect("outbox stats")
+    }
+
+    /// Whether the link is up.
+    pub fn is_up(&self) -> bool {
+        matches!(*self.sync.state.borrow(), LinkState::Up { .. })
+    }
+
+    /// Stops the link (publishing `Death`) and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// What an OMS session received, in order.
+#[derive(Clone, Default)]
+pub struct Inbox {
+    items: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Inbox {
+    /// `(device, seq)` of every new event, in the order first received.
+    pub fn events(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .filter_map(|r| match r {
+                Received::Event { device, event } => Some((device.clone(), event.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every new event's kind, in order.
+    pub fn kinds(&self) -> Vec<EventKind> {
+        self.lock()
+            .iter()
+            .filter_map(|r| match r {
+                Received::Event { event, .. } => Some(event.kind.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Number of births received.
+    pub fn births(&self) -> usize {
+        self.lock()
+            .iter()
+            .filter(|r| matches!(r, Received::Birth { .. }))
+            .count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Received>> {
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Starts an acking OMS session on `url` and collects what it receives.
+pub fn start_oms(url: &str, client_id: &str) -> (OmsSession, Inbox) {
+    let mut broker = BrokerSettings::plain(url);
+    broker.connect_timeout = Duration::from_secs(1);
+    let s = OmsSettings {
+        broker,
+        site: "site1".into(),
+        client_id: client_id.into(),
+        ack: true,
+    };
+    let (session, mut rx) = OmsSession::start(&s).expect("oms session");
+    let inbox = Inbox::default();
+    let sink = inbox.clone();
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            sink.lock().push(r);
+        }
+    });
+    (session, inbox)
+}
+
+/// Plain broker settings for an agent in a test: short timeouts.
+pub fn test_broker(url: &str) -> BrokerSettings {
+    let mut b = BrokerSettings::plain(url);
+    b.keep_alive = Duration::from_secs(5);
+    b.connect_timeout = Duration::from_secs(1);
+    b
+}

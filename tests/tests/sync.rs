@@ -1,0 +1,426 @@
+//! Sync with the OMS over a real Mosquitto: exactly once, in order, through outages,
+//! link faults, TLS, bad credentials and bad input.
+
+use std::time::Duration;
+
+use floorhand::sync::agent::LinkState;
+use floorhand_protocol::envelope::encode_to_vec;
+use floorhand_protocol::oms::{Down, EventKind, RejectReason, Wave, wave_digest};
+use floorhand_protocol::{Envelope, examples};
+use floorhand_tests::mosquitto::{BrokerTls, Mosquitto, Options};
+use floorhand_tests::proxy::{FaultProxy, Mode};
+use floorhand_tests::sync_support::*;
+
+fn wave(wave_id: u64, version: u32, n: u64) -> Wave {
+    let tasks: Vec<_> = (1..=n)
+        .map(|i| examples::task(wave_id * 1000 + i, &format!("A-{i:02}"), i as u32))
+        .collect();
+    Wave {
+        wave_id,
+        version,
+        priority: 1,
+        cutoff: 0,
+        task_count: tasks.len() as u32,
+        digest: wave_digest(&tasks),
+        tasks,
+    }
+}
+
+async fn open_tasks(agent: &TestAgent) -> usize {
+    agent
+        .store
+        .call(|db| db.open_tasks().map(|t| t.len()))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Every seq 1..=n of `device` arrived exactly once, first seen in seq order.
+fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
+    let seqs: Vec<u64> = inbox
+        .events()
+        .into_iter()
+        .filter(|(d, _)| d == device)
+        .map(|(_, s)| s)
+        .collect();
+    let expected: Vec<u64> = (1..=n).collect();
+    if seqs != expected {
+        let first_bad = seqs
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(seqs.len().min(expected.len()));
+        panic!(
+            "{} events received, {} expected; first difference at index {first_bad}: {:?}",
+            seqs.len(),
+            n,
+            &seqs[first_bad.saturating_sub(2)..(first_bad + 3).min(seqs.len())]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_up_are_acked_and_deleted_and_a_wave_delivered_twice_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let (oms, inbox) = start_oms(&broker.url(), "oms-basic");
+    let agent = TestAgent::start(
+        &dir.path().join("d1.db"),
+        test_sync_config("d1", test_broker(&broker.url())),
+    )
+    .await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    agent.queue_events(50).await;
+    wait_until(Duration::from_secs(20), "50 events acked", || {
+        oms.ack_point("d1") == 50
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while agent.backlog().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox not emptied by acks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_all_in_order(&inbox, "d1", 50);
+    assert!(inbox.births() >= 1, "a birth is published after connect");
+
+    // The same message id twice: the second is a duplicate and changes nothing.
+    let env = Envelope::new(4242, Down::WaveAssigned(wave(7, 1, 5)));
+    oms.send_envelope("d1", &env).await.unwrap();
+    oms.send_envelope("d1", &env).await.unwrap();
+    let stats = agent.sync.stats.clone();
+    wait_until(Duration::from_secs(10), "both deliveries handled", || {
+        let s = stats.borrow();
+        s.duplicates == 1 && s.applied >= 1
+    })
+    .await;
+    assert_eq!(open_tasks(&agent).await, 5);
+    agent.stop().await;
+}
+
+async fn drain_through_outage(persistence: bool) {
+    const N: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(
+        &dir.path().join("broker"),
+        Options {
+            persistence,
+            ..Options::default()
+        },
+    );
+    let (oms, inbox) = start_oms(&broker.url(), "oms-outage");
+    let agent = TestAgent::start(
+        &dir.path().join("d1.db"),
+        test_sync_config("d1", test_broker(&broker.url())),
+    )
+    .await;
+    agent.queue_events(N).await;
+    wait_until(
+        Duration::from_secs(60),
+        "a third of the events received",
+        || inbox.events().len() as u64 >= N / 3,
+    )
+    .await;
+    if persistence {
+        broker.stop(); // SIGTERM: the broker saves sessions and queues
+    } else {
+        broker.kill(); // SIGKILL: everything in the broker is gone
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!agent.is_up(), "the agent noticed the outage");
+    broker.start_again();
+    wait_until(Duration::from_secs(120), "every event acked", || {
+        oms.ack_point("d1") == N
+    })
+    .await;
+    assert_all_in_order(&inbox, "d1", N);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while agent.backlog().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox not emptied by acks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = oms.counters();
+    assert_eq!(c.events, N, "each event processed once by the OMS");
+    eprintln!(
+        "outage (persistence {persistence}): {} events, {} duplicates dropped by the OMS, {} connects",
+        c.events,
+        c.duplicates,
+        agent.sync.stats.borrow().connects
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_survive_a_broker_restart_with_persistence() {
+    drain_through_outage(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_survive_a_broker_killed_without_persistence() {
+    drain_through_outage(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
+    const N: u64 = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let upstream = format!("127.0.0.1:{}", broker.port).parse().unwrap();
+    let proxy = FaultProxy::start(upstream);
+    let (oms, inbox) = start_oms(&broker.url(), "oms-faults");
+    let agent = TestAgent::start(
+        &dir.path().join("d1.db"),
+        test_sync_config("d1", test_broker(&proxy.url())),
+    )
+    .await;
+    agent.queue_events(N).await;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match i % 3 {
+            0 => proxy.cut(),
+            1 => {
+                proxy.set_mode(Mode::Stall);
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                proxy.set_mode(Mode::Pass);
+            }
+            _ => {
+                proxy.set_mode(Mode::Blackhole);
+                proxy.cut();
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                proxy.set_mode(Mode::Pass);
+            }
+        }
+    }
+    wait_until(Duration::from_secs(90), "every event acked", || {
+        oms.ack_point("d1") == N
+    })
+    .await;
+    assert_all_in_order(&inbox, "d1", N);
+    assert!(
+        agent.sync.stats.borrow().connects >= 5,
+        "the faults forced reconnects"
+    );
+    agent.stop().await;
+}
+
+/// A CA and a broker certificate for `localhost`, and a client certificate.
+struct Pki {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn make_pki(dir: &std::path::Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    // Every certificate needs its own subject: OpenSSL (in Mosquitto) takes a
+    // certificate whose subject equals its issuer for a self-signed one.
+    let params = |sans: Vec<String>, cn: &str| {
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = params(vec![], "Floorhand test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = params(vec!["localhost".to_string()], "localhost")
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = params(vec!["d1".to_string()], "d1")
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    let w = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    Pki {
+        ca: w("ca.pem", ca.pem()),
+        server_cert: w("server.pem", server.pem()),
+        server_key: w("server.key", server_key.serialize_pem()),
+        client_cert: w("client.pem", client.pem()),
+        client_key: w("client.key", client_key.serialize_pem()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_over_tls_with_a_ca_made_for_the_test_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(&dir.path().join("pki"));
+    let broker = Mosquitto::start(
+        &dir.path().join("broker"),
+        Options {
+            tls: Some(BrokerTls {
+                ca: pki.ca.clone(),
+                cert: pki.server_cert.clone(),
+                key: pki.server_key.clone(),
+                require_client_cert: true,
+            }),
+            ..Options::default()
+        },
+    );
+    let mut b = test_broker(&broker.url());
+    b.ca_file = Some(pki.ca.clone());
+    b.cert_file = Some(pki.client_cert.clone());
+    b.key_file = Some(pki.client_key.clone());
+    // The OMS side uses the same client certificate: the broker requires one.
+    let mut oms_b = b.clone();
+    oms_b.connect_timeout = Duration::from_secs(1);
+    let s = floorhand::sync::oms::OmsSettings {
+        broker: oms_b,
+        site: "site1".into(),
+        client_id: "oms-tls".into(),
+        ack: true,
+    };
+    let (oms, _rx) = floorhand::sync::oms::OmsSession::start(&s).unwrap();
+    let agent =
+        TestAgent::start(&dir.path().join("d1.db"), test_sync_config("d1", b.clone())).await;
+    agent.queue_events(20).await;
+    wait_until(Duration::from_secs(20), "20 events acked over TLS", || {
+        oms.ack_point("d1") == 20
+    })
+    .await;
+    agent.stop().await;
+
+    // Without the client certificate the broker refuses the handshake: a clear error,
+    // retried with backoff, never a crash.
+    let mut no_cert = b.clone();
+    no_cert.cert_file = None;
+    no_cert.key_file = None;
+    let agent = TestAgent::start(&dir.path().join("d2.db"), test_sync_config("d2", no_cert)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!agent.is_up());
+    assert_eq!(agent.sync.stats.borrow().connects, 0);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_give_a_clear_error_and_backoff_not_a_crash_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(
+        &dir.path().join("broker"),
+        Options {
+            users: vec![("d1".into(), "right-password".into())],
+            ..Options::default()
+        },
+    );
+    let mut b = test_broker(&broker.url());
+    b.username = Some("d1".into());
+    b.password = Some("wrong-password".into());
+    let agent =
+        TestAgent::start(&dir.path().join("d1.db"), test_sync_config("d1", b.clone())).await;
+    let mut state = agent.sync.state.clone();
+    wait_until(Duration::from_secs(10), "a refusal is reported", || {
+        matches!(&*state.borrow_and_update(), LinkState::Down { error, .. } if error.contains("refused"))
+    })
+    .await;
+    let LinkState::Down { error, .. } = agent.sync.state.borrow().clone() else {
+        panic!("link is up with a wrong password")
+    };
+    assert!(
+        error.contains("username or password") || error.contains("not authorised"),
+        "{error}"
+    );
+    // Still running, still trying, with growing delays (50 ms doubling to 500 ms): a
+    // crash loop would make hundreds of attempts in these two seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let attempts = broker.log().matches("not authorised").count()
+        + broker.log().matches("bad user name or password").count();
+    assert!(
+        (2..40).contains(&attempts),
+        "{attempts} attempts in the log"
+    );
+    agent.stop().await;
+
+    // With the right password the same agent database connects.
+    b.password = Some("right-password".into());
+    let agent = TestAgent::start(&dir.path().join("d1.db"), test_sync_config("d1", b)).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_foreign_messages_are_rejected_and_reported_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let (oms, inbox) = start_oms(&broker.url(), "oms-garbage");
+    let agent = TestAgent::start(
+        &dir.path().join("d1.db"),
+        test_sync_config("d1", test_broker(&broker.url())),
+    )
+    .await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    oms.send_envelope("d1", &Envelope::new(1, Down::WaveAssigned(wave(1, 1, 3))))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "wave applied", || {
+        agent.sync.stats.borrow().applied >= 1
+    })
+    .await;
+
+    // Undecodable bytes, another protocol version, an empty payload, and bytes that
+    // claim to be 2 MiB of tasks.
+    oms.send_raw("d1", vec![0x01, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let mut v9 = encode_to_vec(&Envelope::new(555u64, Down::ResyncRequest));
+    v9[0] = 9;
+    oms.send_raw("d1", v9).await.unwrap();
+    oms.send_raw("d1", vec![]).await.unwrap();
+    let mut huge = encode_to_vec(&Envelope::new(556u64, ()));
+    huge.extend_from_slice(&[0xff; 64]);
+    oms.send_raw("d1", huge).await.unwrap();
+    // A message for another device never reaches this one: it subscribes to its own topic.
+    oms.send_envelope("d2", &Envelope::new(2, Down::WaveAssigned(wave(2, 1, 4))))
+        .await
+        .unwrap();
+
+    wait_until(Duration::from_secs(10), "four rejections reported", || {
+        inbox
+            .kinds()
+            .iter()
+            .filter(|k| matches!(k, EventKind::Rejected { .. }))
+            .count()
+            == 4
+    })
+    .await;
+    let kinds = inbox.kinds();
+    assert!(kinds.iter().any(|k| matches!(
+        k,
+        EventKind::Rejected { msg_id: 555, reason: RejectReason::UnsupportedVersion, detail } if detail.contains("version 9")
+    )), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| matches!(
+            k,
+            EventKind::Rejected {
+                msg_id: 556,
+                reason: RejectReason::Malformed,
+                ..
+            }
+        )),
+        "{kinds:?}"
+    );
+    assert_eq!(open_tasks(&agent).await, 3, "state unchanged by bad input");
+
+    // The agent is still alive and applies the next good message.
+    oms.send_envelope("d1", &Envelope::new(3, Down::WaveAssigned(wave(3, 1, 2))))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "next wave applied", || {
+        agent.sync.stats.borrow().applied >= 2
+    })
+    .await;
+    assert_eq!(open_tasks(&agent).await, 5);
+    agent.stop().await;
+}

@@ -160,6 +160,7 @@ fn cancellation_after_a_pick_keeps_the_pick_and_asks_for_a_put_back() {
     assert_eq!(
         f.db.apply_down(2, &cancel, T0 + 9).unwrap(),
         Applied::Cancelled {
+            order_id: "SO-10042".into(),
             tasks: 2,
             put_backs: 1
         }

@@ -4,6 +4,7 @@
 pub mod mosquitto;
 pub mod proxy;
 pub mod pty;
+pub mod station_support;
 pub mod sync_support;
 
 use std::path::PathBuf;

@@ -215,11 +215,7 @@ fn idle(screen: &Screen) -> bool {
             target: ScanTarget::Badge,
             ..
         } | Screen::WaveDone { .. }
-            | Screen::Message {
-                level: Level::Info,
-                ..
-            }
-    )
+    ) || matches!(screen, Screen::Message { level: Level::Info, text } if text.starts_with("No tasks"))
 }
 
 impl Station {

@@ -36,6 +36,8 @@ struct Station {
     /// Queued job ids and their SSCCs, as handed to the printer thread.
     queue: BTreeMap<u64, String>,
     printer: PrinterView,
+    /// The kind (printer state) of the fault in the report being handled.
+    fault_kind: String,
 }
 
 /// Runs the pack station until shutdown.
@@ -73,6 +75,7 @@ pub(crate) async fn run(
         jobs: Some(jobs_tx),
         queue: BTreeMap::new(),
         printer: view_rx.borrow().clone(),
+        fault_kind: String::new(),
     };
     st.feed_printer().await?;
     let start = st.packer.start();
@@ -231,9 +234,13 @@ impl Station {
             Commit::PrintFailed {
                 at, job_id, fault, ..
             } => {
+                let kind = self.fault_kind.clone();
                 self.shell
                     .store
-                    .call(move |db| db.print_fault(at, OPERATOR, job_id, &fault).map(|_| None))
+                    .call(move |db| {
+                        db.print_fault(at, OPERATOR, job_id, &kind, &fault)
+                            .map(|_| None)
+                    })
                     .await
             }
         };
@@ -278,7 +285,10 @@ impl Station {
     async fn on_report(&mut self, report: JobReport) {
         let (job_id, fault) = match &report {
             JobReport::Printed { job_id } => (*job_id, None),
-            JobReport::Failed { job_id, fault } => (*job_id, Some(fault.to_string())),
+            JobReport::Failed { job_id, fault } => {
+                self.fault_kind = format!("{:?}", fault.state());
+                (*job_id, Some(fault.to_string()))
+            }
         };
         let effects = self.packer.handle(
             now_s(),
@@ -298,9 +308,10 @@ impl Station {
                         .await
                 }
                 Some(f) => {
+                    let kind = self.fault_kind.clone();
                     self.shell
                         .store
-                        .call(move |db| db.print_fault(at, OPERATOR, job_id, &f))
+                        .call(move |db| db.print_fault(at, OPERATOR, job_id, &kind, &f))
                         .await
                 }
             };

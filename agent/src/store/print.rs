@@ -363,14 +363,17 @@ impl Db {
         })
     }
 
-    /// The printer could not print job `job_id` (yet): the job stays queued with its
-    /// fault noted, and a `PrintFailed` event is written only when the fault differs
-    /// from the one already noted, so a fault is reported once, across restarts too.
+    /// The printer could not print job `job_id` (yet): the job stays queued with the
+    /// fault's `kind` (e.g. `Offline`, `PaperOut`) noted, and a `PrintFailed` event with
+    /// the `fault` text is written only when the kind differs from the one already noted,
+    /// so a fault is reported once, across restarts too (an unreachable printer's message
+    /// changes from "closed the connection" to "connection refused"; it is one fault).
     pub fn print_fault(
         &mut self,
         now: u64,
         operator: u32,
         job_id: u64,
+        kind: &str,
         fault: &str,
     ) -> Result<Option<u64>, StoreError> {
         self.write(now, |t, _| {
@@ -380,7 +383,7 @@ impl Db {
                      WHERE job_id = ?1 AND state = 'pending' AND fault IS NOT ?2
                      RETURNING sscc",
                 )?
-                .query_row(params![sql(job_id), fault], |r| r.get(0))
+                .query_row(params![sql(job_id), kind], |r| r.get(0))
                 .optional()?;
             let Some(sscc) = sscc else { return Ok(None) };
             t.event(

@@ -53,7 +53,7 @@ fn outbox_count(db: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_of_scans_lands_at_the_oms_exactly_once_per_confirmation() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let (oms, inbox) = start_oms(&broker.url(), "oms-picking");
     let mut scanner = ScannerWire::new(&dir.path().join("scanner"));
     let mut term = TerminalWire::new(&dir.path().join("terminal"));
@@ -177,6 +177,13 @@ async fn a_shift_of_scans_lands_at_the_oms_exactly_once_per_confirmation() {
             .any(|f| matches!(f, ToTerminal::Beep(_))),
         "beeps reach the terminal"
     );
+    // Offline: with the broker gone, the idle wave-done screen gives way to the banner;
+    // once the link is back, the workflow's screen returns.
+    let m = term.mark();
+    broker.kill();
+    let m = term.wait_shown(m, "Offline", log);
+    broker.start_again();
+    term.wait_shown(m, "WaveDone", log);
     // A graceful stop: SIGTERM ends the station, the link and the process with success.
     agent.stop();
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use floorhand_protocol::examples;
 use floorhand_protocol::link::Key;
-use floorhand_protocol::oms::{Down, EventKind, PackOrder};
+use floorhand_protocol::oms::{Down, EventKind, PackOrder, PrinterState};
 use floorhand_tests::fake_printer::FakePrinter;
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::station_support::{AgentProcess, ScannerWire, TerminalWire, station_config};
@@ -122,6 +122,19 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     wait_until(WAIT, "the print failure reported", || {
         count(&inbox, |k| matches!(k, EventKind::PrintFailed { .. })) == 1
     })
+    .await;
+
+    // The fault and the waiting label are in the device's `Status` too.
+    wait_until(
+        WAIT,
+        "a Status with the printer offline and one label queued",
+        || {
+            inbox
+                .statuses()
+                .iter()
+                .any(|s| s.printer == PrinterState::Offline && s.print_queue == 1)
+        },
+    )
     .await;
 
     // Restart the agent while the printer is still off; then the printer comes back.

@@ -65,11 +65,19 @@ impl Shell {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Tells the device threads to stop and waits for the scanner's.
+    /// Tells the device threads to stop and waits up to a second for the scanner's (a
+    /// keyboard wedge blocked in `read` notices only at its next byte; the process exit
+    /// ends it then).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.scanner_thread.take() {
-            let _ = t.join();
+            let deadline = Instant::now() + std::time::Duration::from_secs(1);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
         self.display.stop();
     }

@@ -396,3 +396,97 @@ impl Station {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CaptureFlags, Gtin};
+    use floorhand_protocol::link::fit;
+
+    #[test]
+    fn the_offline_banner_covers_only_idle_screens() {
+        let check = |screen: Screen, expected: bool| {
+            assert_eq!(idle(&screen), expected, "{screen:?}");
+        };
+        check(
+            Screen::Scan {
+                target: ScanTarget::Badge,
+                hint: fit("Scan your badge"),
+            },
+            true,
+        );
+        check(
+            Screen::WaveDone {
+                picked: 3,
+                short: 1,
+            },
+            true,
+        );
+        check(
+            Screen::Message {
+                level: Level::Info,
+                text: fit("No tasks: wait for the next wave"),
+            },
+            true,
+        );
+        check(
+            Screen::Message {
+                level: Level::Info,
+                text: fit("Enter: confirm 2 Hex bolt"),
+            },
+            false,
+        );
+        check(
+            Screen::Scan {
+                target: ScanTarget::Item,
+                hint: fit("0/2 Hex bolt"),
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn a_store_row_becomes_a_pick_task_and_a_bad_gtin_is_left_out() {
+        let row = TaskRow {
+            task_id: 9,
+            wave_id: 1,
+            priority: 4,
+            cutoff: 0,
+            order_id: "SO-1".into(),
+            order_line: 1,
+            location: "A-01".into(),
+            pick_seq: 3,
+            location_check: 47,
+            gtins: vec![
+                Gtin {
+                    gtin: "09506000134352".into(),
+                    pack_qty: 1,
+                },
+                Gtin {
+                    gtin: "not a gtin".into(),
+                    pack_qty: 6,
+                },
+            ],
+            sku: "BOLT".into(),
+            description: "Hex bolt".into(),
+            qty: 5,
+            picked_qty: 2,
+            capture: CaptureFlags {
+                lot: true,
+                serial: false,
+                expiry: true,
+            },
+            tote_required: true,
+            state: TaskState::InProgress,
+            updated_at: 0,
+        };
+        let t = pick_task(&row);
+        assert_eq!(
+            (t.task_id, t.priority, t.pick_seq, t.qty, t.picked),
+            (9, 4, 3, 5, 2)
+        );
+        assert_eq!(t.gtins.len(), 1);
+        assert_eq!(t.gtins[0].gtin, Gtin14::parse("9506000134352").unwrap());
+        assert!(t.capture.lot && t.capture.expiry && !t.capture.serial && t.tote_required);
+    }
+}

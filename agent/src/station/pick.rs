@@ -115,14 +115,24 @@ fn execute(
         } => db.short_pick(now, operator, *task_id, units.qty, short_reason(*reason)),
         Command::Skip { task_id } => db.skip_task(now, operator, *task_id),
         Command::UndoPick { task_id, .. } => db.undo_pick(now, operator, *task_id),
-        Command::PutBack { task_id, .. } => db.confirm_put_back(now, operator, *task_id),
+        Command::PutBack { task_id, .. } => {
+            // Units that were only in the picker's hand (never confirmed) go back with no
+            // event: the OMS never heard of them. Seq 0 stands for "nothing written".
+            let stored = db.task(*task_id)?;
+            if stored.is_some_and(|t| t.state != TaskState::PutBackNeeded && t.picked_qty == 0) {
+                return Ok(0);
+            }
+            db.confirm_put_back(now, operator, *task_id)
+        }
     }
 }
 
 /// What the store says after a change: the open tasks, and which of the tasks the
 /// picker knew were taken away (with why).
-type Reload = (Vec<TaskRow>, Vec<(u64, Withdrawal)>);
+type Reload = (Vec<TaskRow>, Vec<(u64, Option<Withdrawal>)>);
 
+/// Tasks the picker knew (open, or picked on this device) that the store no longer has
+/// for it: withdrawn (with why), or purged (`None`: forget them).
 fn reload(db: &Db, known: &BTreeSet<u64>) -> Result<Reload, StoreError> {
     let open = db.open_tasks()?;
     let mut gone = Vec::new();
@@ -133,14 +143,13 @@ fn reload(db: &Db, known: &BTreeSet<u64>) -> Result<Reload, StoreError> {
         {
             continue;
         }
-        if let Some(t) = db.task(*id)? {
-            match t.state {
-                TaskState::Cancelled => gone.push((*id, Withdrawal::OrderCancelled)),
-                TaskState::Revoked | TaskState::PutBackNeeded => {
-                    gone.push((*id, Withdrawal::Revoked));
-                }
-                _ => {}
+        match db.task(*id)?.map(|t| t.state) {
+            Some(TaskState::Cancelled) => gone.push((*id, Some(Withdrawal::OrderCancelled))),
+            Some(TaskState::Revoked | TaskState::PutBackNeeded) => {
+                gone.push((*id, Some(Withdrawal::Revoked)));
             }
+            Some(_) => {}
+            None => gone.push((*id, None)),
         }
     }
     Ok((open, gone))
@@ -153,6 +162,8 @@ struct Station {
     /// Task ids last sent to the picker.
     known: BTreeSet<u64>,
     scanner_down: Option<String>,
+    /// The first task load is done.
+    loaded: bool,
     /// Unix seconds the link went down, while it is down.
     offline_since: Option<u64>,
     banner: bool,
@@ -166,6 +177,7 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         shell,
         known: BTreeSet::new(),
         scanner_down: None,
+        loaded: false,
         offline_since: None,
         banner: false,
     };
@@ -309,17 +321,34 @@ impl Station {
             }
         };
         for (task_id, w) in gone {
-            let why = why.unwrap_or(w);
             self.known.remove(&task_id);
-            self.input(Input::Withdrawn { task_id, why }).await;
+            if let Some(w) = w {
+                let why = why.unwrap_or(w);
+                self.input(Input::Withdrawn { task_id, why }).await;
+            }
         }
+        // On the first load, put-backs left from before a restart are handed in as tasks
+        // and withdrawn at once, so the picker is asked to put the units back.
+        let first = !self.loaded;
+        self.loaded = true;
         let tasks: Vec<PickTask> = rows
             .iter()
-            .filter(|r| r.state != TaskState::PutBackNeeded)
+            .filter(|r| first || r.state != TaskState::PutBackNeeded)
             .map(pick_task)
             .collect();
-        self.known = tasks.iter().map(|t| t.task_id).collect();
+        // Picked tasks stay known: an order cancelled after its pick still needs a put-back.
+        self.known.extend(tasks.iter().map(|t| t.task_id));
         self.input(Input::Tasks(tasks)).await;
+        if first {
+            for r in rows.iter().filter(|r| r.state == TaskState::PutBackNeeded) {
+                self.known.remove(&r.task_id);
+                let input = Input::Withdrawn {
+                    task_id: r.task_id,
+                    why: Withdrawal::Revoked,
+                };
+                self.input(input).await;
+            }
+        }
     }
 
     async fn on_scanner(&mut self, ev: ScannerEvent) {

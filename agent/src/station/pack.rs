@@ -38,6 +38,8 @@ struct Station {
     printer: PrinterView,
     /// The kind (printer state) of the fault in the report being handled.
     fault_kind: String,
+    /// The workflow's last screen, shown again when a device warning is over.
+    workflow_screen: Option<floorhand_protocol::link::Screen>,
 }
 
 /// Runs the pack station until shutdown.
@@ -76,6 +78,7 @@ pub(crate) async fn run(
         queue: BTreeMap::new(),
         printer: view_rx.borrow().clone(),
         fault_kind: String::new(),
+        workflow_screen: None,
     };
     st.feed_printer().await?;
     let start = st.packer.start();
@@ -139,6 +142,7 @@ impl Station {
         while let Some(effect) = queue.pop_front() {
             let answer = match effect {
                 Effect::Show(s) => {
+                    self.workflow_screen = Some(s.clone());
                     self.shell.display.show(s);
                     continue;
                 }
@@ -349,7 +353,7 @@ impl Station {
             None => {
                 tracing::info!("printer ready");
                 if self.printer.fault.is_some() {
-                    self.shell.display.message(Level::Ok, "Printer ready");
+                    self.restore_screen();
                 }
             }
         }
@@ -385,8 +389,16 @@ impl Station {
                 self.shell.display.beep(Beep::Attention);
             }
             ScannerEvent::Reconnected => {
-                self.shell.display.message(Level::Ok, "Scanner back");
+                tracing::info!("scanner back");
+                self.restore_screen();
             }
+        }
+    }
+
+    /// Shows the workflow's screen again after a device warning.
+    fn restore_screen(&mut self) {
+        if let Some(s) = self.workflow_screen.clone() {
+            self.shell.display.show(s);
         }
     }
 }

@@ -91,25 +91,43 @@ impl Drop for AgentProcess {
 }
 
 /// A scanner: the test writes barcodes into one end of a pty pair, the agent reads the
-/// other end as its serial scanner.
+/// other end as its serial scanner. It can be unplugged and plugged in again.
 pub struct ScannerWire {
     /// The agent's end.
     pub port: PathBuf,
-    writer: File,
-    _pty: PtyPair,
+    dir: PathBuf,
+    writer: Option<File>,
+    pty: Option<PtyPair>,
 }
 
 impl ScannerWire {
     /// A pty pair under `dir`.
     pub fn new(dir: &Path) -> ScannerWire {
         std::fs::create_dir_all(dir).unwrap();
-        let pty = PtyPair::new(dir);
-        let writer = File::options().write(true).open(&pty.b).unwrap();
-        ScannerWire {
-            port: pty.a.clone(),
-            writer,
-            _pty: pty,
-        }
+        let mut w = ScannerWire {
+            port: dir.join("a"),
+            dir: dir.to_path_buf(),
+            writer: None,
+            pty: None,
+        };
+        w.plug_in();
+        w
+    }
+
+    /// Pulls the cable: the pty pair goes away (its links too).
+    pub fn unplug(&mut self) {
+        self.writer = None;
+        self.pty = None;
+        let _ = std::fs::remove_file(self.dir.join("a"));
+        let _ = std::fs::remove_file(self.dir.join("b"));
+    }
+
+    /// Plugs it in again: a new pty pair at the same path.
+    pub fn plug_in(&mut self) {
+        let pty = PtyPair::new(&self.dir);
+        assert_eq!(pty.a, self.port);
+        self.writer = Some(File::options().write(true).open(&pty.b).unwrap());
+        self.pty = Some(pty);
     }
 
     /// Writes barcodes, each followed by CR (the scanner's suffix), in one write.
@@ -119,8 +137,9 @@ impl ScannerWire {
             bytes.extend_from_slice(c.as_bytes());
             bytes.push(b'\r');
         }
-        self.writer.write_all(&bytes).unwrap();
-        self.writer.flush().unwrap();
+        let w = self.writer.as_mut().expect("the scanner is plugged in");
+        w.write_all(&bytes).unwrap();
+        w.flush().unwrap();
     }
 }
 

@@ -284,3 +284,14 @@ async fn an_order_cancelled_mid_pick_asks_for_put_backs_and_reports_the_confirme
     );
     r.agent.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplugged_scanner_is_shown_and_works_again_when_plugged_back_in() {
+    let (mut r, m) = Rig::start("oms-unplug").await;
+    r.scanner.unplug();
+    let m = r.term.wait_shown(m, "Scanner unplugged", || r.agent.log());
+    r.scanner.plug_in();
+    let m = r.term.wait_shown(m, "Badge", || r.agent.log());
+    r.scan(&["OP42"], m, "No tasks");
+    r.agent.stop();
+}

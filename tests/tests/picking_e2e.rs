@@ -295,3 +295,27 @@ async fn an_unplugged_scanner_is_shown_and_works_again_when_plugged_back_in() {
     r.scan(&["OP42"], m, "No tasks");
     r.agent.stop();
 }
+
+#[test]
+fn floorhand_run_with_a_missing_terminal_port_stops_at_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = floorhand_tests::mosquitto::free_port();
+    let config = station_config(
+        dir.path(),
+        "hh-2",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "[terminal]\nport = \"/dev/floorhand-no-such-tty\"\n",
+    );
+    let out = std::process::Command::new(floorhand_tests::workspace_bin("floorhand"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot open terminal port /dev/floorhand-no-such-tty"),
+        "{stderr}"
+    );
+}

@@ -166,6 +166,12 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     );
     let labels = texts(&jobs);
     assert!(labels[2].contains("SO-2"), "the third label is SO-2's");
+    for kind in inbox.kinds() {
+        if let EventKind::CartonClosed { sscc, .. } = kind {
+            let n = labels.iter().filter(|l| l.contains(&sscc)).count();
+            assert_eq!(n, 1, "carton {sscc} has exactly one label");
+        }
+    }
     assert_eq!(
         count(&inbox, |k| matches!(k, EventKind::CartonClosed { .. })),
         3

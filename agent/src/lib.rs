@@ -10,15 +10,18 @@
 //! - [`cli_status`]: `floorhand status`, the store's report for a person.
 //! - [`devices`]: scanners, printers and terminals, the only code that opens ports.
 //! - [`sync`]: MQTT sync with the OMS, the only code that knows MQTT; [`run`]: the daemon;
-//!   [`config`]: its configuration file.
+//!   [`config`]: its configuration file; [`logging`]: its log output; [`doctor`]: the
+//!   pre-shift station check.
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
 pub mod barcode;
 pub mod cli_status;
 pub mod config;
 pub mod devices;
+pub mod doctor;
 pub mod label;
 pub mod label_cli;
+pub mod logging;
 pub mod pack;
 pub mod pick;
 pub mod run;

@@ -85,6 +85,11 @@ impl Agent {
             _ = housekeeping => {}
             _ = log_link => {}
         }
+        // The store thread runs jobs in order: once this empty job has run, every commit
+        // queued before the stop is on disk, so the process may exit.
+        if store.call(|_| ()).await.is_err() {
+            tracing::warn!("store thread had already stopped");
+        }
     }
 }
 

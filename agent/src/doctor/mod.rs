@@ -110,7 +110,7 @@ pub async fn run(path: &Path) -> Report {
             report.checks.push(Check::fail(
                 "config",
                 e.to_string(),
-                "fix that key (every key is explained in /usr/share/doc/floorhand/floorhand.toml \
+                "fix that key (every key is explained in /usr/share/doc/floorhand/examples/floorhand.toml \
                  or examples/floorhand.toml)",
             ));
             return report;

@@ -40,6 +40,9 @@ pub struct Config {
     pub printer: Option<Printer>,
     /// Shipping labels (required for a pack station).
     pub label: Option<Label>,
+    /// Logging.
+    #[serde(default)]
+    pub log: Log,
 }
 
 /// `[station]`
@@ -147,6 +150,28 @@ pub struct Label {
 
 fn default_dpi() -> u16 {
     203
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// How log lines look on stderr.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `[log] format` values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines with timestamps; colours only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+    /// For systemd's journal: no colours and no timestamp (the journal adds its own).
+    Journald,
 }
 
 /// `[broker]`
@@ -685,5 +710,58 @@ company_prefix = "0614141"
             .unwrap_err()
             .to_string();
         assert!(e.contains("FLOORHAND_TEST_UNSET_PW is not set"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_sets_every_section() {
+        let text = include_str!("../../examples/floorhand.toml");
+        let c = Config::parse(Path::new("examples/floorhand.toml"), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.log.format, LogFormat::Journald);
+        assert_eq!(c.database.synchronous, SyncMode::Full);
+        assert_eq!(c.broker.username.as_deref(), Some("station-01"));
+        // Every key of every section is written out (commented keys are the optional
+        // alternatives), so the example documents them all.
+        for key in [
+            "device",
+            "site",
+            "[broker]",
+            "url",
+            "username",
+            "password_file",
+            "password_env",
+            "ca_file",
+            "cert_file",
+            "key_file",
+            "keep_alive_s",
+            "connect_timeout_s",
+            "[database]",
+            "path",
+            "synchronous",
+            "max_mb",
+            "alarm_pct",
+            "retention_hours",
+            "[sync]",
+            "status_interval_s",
+            "resend_after_s",
+            "max_backoff_s",
+            "[log]",
+            "format",
+        ] {
+            assert!(
+                text.contains(key),
+                "examples/floorhand.toml does not mention {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_named() {
+        check(
+            &format!("{GOOD}[log]\nformat = \"xml\""),
+            Err("unknown variant `xml`"),
+        );
+        let c = Config::parse(Path::new("f.toml"), GOOD).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
     }
 }

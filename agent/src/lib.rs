@@ -12,14 +12,18 @@
 //! - [`sync`]: MQTT sync with the OMS, the only code that knows MQTT; [`run`]: the daemon;
 //!   [`config`]: its configuration file.
 //! - [`station`]: the station runtime (devices + workflow + store), started by [`run`].
+//!   [`config`]: its configuration file; [`logging`]: its log output; [`doctor`]: the
+//!   pre-shift station check.
 //! - [`wire`]: wire-size report over the protocol's example messages.
 
 pub mod barcode;
 pub mod cli_status;
 pub mod config;
 pub mod devices;
+pub mod doctor;
 pub mod label;
 pub mod label_cli;
+pub mod logging;
 pub mod pack;
 pub mod pick;
 pub mod run;

@@ -43,6 +43,12 @@ enum Command {
     /// OMS-side tools for integrators and tests: push waves, tail events, simulate an OMS.
     #[command(subcommand)]
     Oms(oms_cmd::OmsCommand),
+    /// Check this station before a shift: config, database, disk, broker, devices.
+    Doctor {
+        /// Configuration file, as for `run`.
+        #[arg(long, short, default_value = "/etc/floorhand/floorhand.toml")]
+        config: std::path::PathBuf,
+    },
     /// Print tasks by state, the outbox backlog, storage use and the operator's pace.
     Status {
         /// The agent's SQLite database.
@@ -81,23 +87,13 @@ pub struct BrokerArgs {
     pub key_file: Option<std::path::PathBuf>,
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json = matches!(cli.command, Command::Run { log_json: true, .. });
-    init_logs(json);
+    let log_format = match &cli.command {
+        Command::Run { config, log_json } => floorhand::logging::format_for_run(config, *log_json),
+        _ => floorhand::config::LogFormat::Text,
+    };
+    floorhand::logging::init(log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -111,6 +107,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config, .. } => run_agent(&config),
         Command::Oms(cmd) => oms_cmd::run(cmd),
+        Command::Doctor { config } => {
+            let report = runtime()?.block_on(floorhand::doctor::run(&config));
+            print!("{}", report.render());
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::WireSizes { json } => {
             let rows = wire::rows();
             if json {

@@ -112,6 +112,11 @@ impl Agent {
         {
             tracing::warn!("station did not stop within 5 s");
         }
+        // The store thread runs jobs in order: once this empty job has run, every commit
+        // queued before the stop is on disk, so the process may exit.
+        if store.call(|_| ()).await.is_err() {
+            tracing::warn!("store thread had already stopped");
+        }
     }
 }
 

@@ -150,6 +150,17 @@ impl Inbox {
             .count()
     }
 
+    /// Devices whose `Death` (clean stop) arrived, in order.
+    pub fn deaths(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter_map(|r| match r {
+                Received::Death { device, .. } => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Received>> {
         self.items.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -182,4 +193,28 @@ pub fn test_broker(url: &str) -> BrokerSettings {
     b.keep_alive = Duration::from_secs(5);
     b.connect_timeout = Duration::from_secs(1);
     b
+}
+
+/// Every seq 1..=n of `device` arrived exactly once, first seen in seq order.
+pub fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
+    let seqs: Vec<u64> = inbox
+        .events()
+        .into_iter()
+        .filter(|(d, _)| d == device)
+        .map(|(_, s)| s)
+        .collect();
+    let expected: Vec<u64> = (1..=n).collect();
+    if seqs != expected {
+        let first_bad = seqs
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(seqs.len().min(expected.len()));
+        panic!(
+            "{} events received, {} expected; first difference at index {first_bad}: {:?}",
+            seqs.len(),
+            n,
+            &seqs[first_bad.saturating_sub(2)..(first_bad + 3).min(seqs.len())]
+        );
+    }
 }

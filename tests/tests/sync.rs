@@ -35,30 +35,6 @@ async fn open_tasks(agent: &TestAgent) -> usize {
         .unwrap()
 }
 
-/// Every seq 1..=n of `device` arrived exactly once, first seen in seq order.
-fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
-    let seqs: Vec<u64> = inbox
-        .events()
-        .into_iter()
-        .filter(|(d, _)| d == device)
-        .map(|(_, s)| s)
-        .collect();
-    let expected: Vec<u64> = (1..=n).collect();
-    if seqs != expected {
-        let first_bad = seqs
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(seqs.len().min(expected.len()));
-        panic!(
-            "{} events received, {} expected; first difference at index {first_bad}: {:?}",
-            seqs.len(),
-            n,
-            &seqs[first_bad.saturating_sub(2)..(first_bad + 3).min(seqs.len())]
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_flow_up_are_acked_and_deleted_and_a_wave_delivered_twice_applies_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -484,7 +484,7 @@ async fn graceful_stop(t: &mut PollTask, connected: bool) {
 }
 
 /// A person-readable reason for a connection error, with what to do about it.
-fn describe(e: &rumqttc::ConnectionError) -> String {
+pub(crate) fn describe(e: &rumqttc::ConnectionError) -> String {
     use rumqttc::{ConnectReturnCode as C, ConnectionError as E};
     match e {
         E::ConnectionRefused(C::BadUserNamePassword) => {

@@ -10,8 +10,8 @@ use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Where and how to reach the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how to reach the broker. Its `Debug` shows the password as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BrokerSettings {
     /// `mqtt://host:port` or `mqtts://host:port` (TLS).
     pub url: String,
@@ -30,6 +30,21 @@ pub struct BrokerSettings {
     pub keep_alive: Duration,
     /// How long one connection attempt (TCP, TLS and CONNACK) may take.
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for BrokerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("keep_alive", &self.keep_alive)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl BrokerSettings {
@@ -275,5 +290,18 @@ mod tests {
         s.ca_file = Some("/nonexistent/ca.pem".into());
         let e = options("d1", &s).unwrap_err().to_string();
         assert!(e.contains("ca_file /nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let mut s = BrokerSettings::plain("mqtt://h:1883");
+        s.username = Some("station7".into());
+        s.password = Some("hunter2-secret".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("station7"),
+            "{shown}"
+        );
     }
 }

@@ -568,13 +568,19 @@ async fn feeder(
                     }
                     Some(_) => {}
                 }
+                // Sleep until something happens: new rows (`outbox_changed`, an ack), a
+                // PUBACK to record, a new connection, or the re-send deadline. No polling:
+                // an idle agent wakes once per `resend_after`, a safety net for a writer
+                // that forgot to call `outbox_changed`.
+                let wake_at = tokio::time::Instant::from_std(last_progress + resend_after);
                 tokio::select! {
                     _ = outbox.notified() => {}
                     r = generation.changed() => {
                         if r.is_err() { return; }
                         break 'conn;
                     }
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    Some(s) = sent.recv() => sent_through = sent_through.max(s),
+                    _ = tokio::time::sleep_until(wake_at) => {}
                 }
                 continue;
             }

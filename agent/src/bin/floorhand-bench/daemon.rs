@@ -1,0 +1,212 @@
+//! Rows 5-7: the real `floorhand run` process (release build) against a real broker:
+//! resident memory with 100,000 tasks mirrored, idle CPU, and start to ready with a
+//! database of 1,000,000 rows.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use floorhand::store::{Db, SCHEMA_VERSION, StoreConfig, sample_tasks, sample_wave};
+use floorhand_protocol::examples;
+use floorhand_protocol::oms::{Down, Up};
+
+use crate::procs::{self, AgentProc, Broker};
+use crate::{Ctx, Goal, Row, median};
+
+const READY: &str = "floorhand agent running";
+const NOW: u64 = 1_795_300_000;
+
+/// Applies `tasks` tasks to `db` as waves of 20,000 (the protocol's limit).
+fn mirror_tasks(db: &mut Db, tasks: usize) -> anyhow::Result<()> {
+    for (i, chunk) in sample_tasks(1, tasks, 1).chunks(20_000).enumerate() {
+        let wave = sample_wave(i as u64 + 1, 1, chunk.to_vec());
+        db.apply_down(i as u64 + 1, &Down::WaveAssigned(wave), NOW)?;
+    }
+    Ok(())
+}
+
+/// A database with `tasks` tasks, `events` queued events and `audits` audit rows, built
+/// once and kept in the scratch directory (the name carries the sizes and the schema).
+fn cached_db(ctx: &Ctx, tasks: usize, events: usize, audits: usize) -> anyhow::Result<PathBuf> {
+    let name = format!("start-{tasks}t-{events}e-{audits}a-v{SCHEMA_VERSION}.db");
+    let path = ctx.dir.join(&name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    eprintln!("  building {name} (once) ...");
+    let tmp = ctx.file(&format!("{name}.tmp"))?;
+    {
+        let mut db = Db::open(&tmp, &StoreConfig::default())?;
+        mirror_tasks(&mut db, tasks)?;
+        let Up::Event(pick) = examples::typical_pick().body else {
+            anyhow::bail!("the typical pick example is not an event");
+        };
+        db.queue_sample_events(NOW, pick.operator, &pick.kind, events)?;
+        db.sample_audit(NOW, audits)?;
+    }
+    // Closed: the WAL was checkpointed into the file, which can be renamed alone.
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(path)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn file_mib(path: &Path) -> anyhow::Result<f64> {
+    Ok(std::fs::metadata(path)?.len() as f64 / (1024.0 * 1024.0))
+}
+
+/// Resident memory with 100,000 tasks mirrored, the binary's size, and idle CPU, from one
+/// agent process connected to a broker, beside an idle `mosquitto_sub`.
+pub fn memory_and_idle(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let (tasks, window) = if ctx.quick {
+        (2_000, Duration::from_secs(3))
+    } else {
+        (100_000, Duration::from_secs(30))
+    };
+    let db_path = ctx.file("mirror.db")?;
+    {
+        let mut db = Db::open(&db_path, &StoreConfig::default())?;
+        mirror_tasks(&mut db, tasks)?;
+    }
+    let broker = Broker::start(&ctx.dir.join("broker-idle"))?;
+    let config = procs::agent_config(&ctx.dir, &db_path, &broker.url())?;
+    let mut agent = AgentProc::spawn(&config)?;
+    let mut sub = procs::idle_subscriber(broker.port)?;
+    agent.wait_for(READY, Duration::from_secs(10))?;
+    agent.wait_for("link up", Duration::from_secs(10))?;
+    // Let the birth and the first status go out.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = agent.pid();
+    let (rss, hwm) = (
+        procs::status_kib(pid, "VmRSS")?,
+        procs::status_kib(pid, "VmHWM")?,
+    );
+    let sub_rss = procs::status_kib(sub.id(), "VmRSS")?;
+
+    let (a0, s0) = (procs::cpu_sample(pid)?, procs::cpu_sample(sub.id())?);
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let (a1, s1) = (procs::cpu_sample(pid)?, procs::cpu_sample(sub.id())?);
+    let secs = t0.elapsed().as_secs_f64();
+    procs::stop(&mut sub);
+    drop(agent);
+
+    let pct = |a: procs::CpuSample, b: procs::CpuSample| {
+        (b.cpu_ns - a.cpu_ns) as f64 / 1e9 / secs * 100.0
+    };
+    let wakeups =
+        |a: procs::CpuSample, b: procs::CpuSample| (b.switches - a.switches) as f64 / secs;
+    let (fh_pct, base_pct) = (pct(a0, a1), pct(s0, s1));
+    let bin = procs::floorhand_bin()?;
+    let pub_bin = which("mosquitto_pub")?;
+    let bin_mib = file_mib(&bin)?;
+    // mosquitto_pub is linked dynamically: count the MQTT library it loads too.
+    let pub_mib = file_mib(&pub_bin)? + libmosquitto_mib(&pub_bin);
+    Ok(vec![
+        Row::absolute(
+            &format!("agent RSS, {tasks} tasks mirrored (VmHWM)"),
+            mib(hwm),
+            format!("{:.1} MiB", mib(hwm)),
+            format!("{:.1} MiB", mib(sub_rss)),
+            Some(mib(hwm) / mib(sub_rss)),
+            Goal::ValueAtMost(12.0, "MiB"),
+        ),
+        Row::new(
+            "agent RSS once ready (VmRSS)",
+            format!("{:.1} MiB", mib(rss)),
+            format!("{:.1} MiB", mib(sub_rss)),
+            mib(rss) / mib(sub_rss),
+            None,
+        ),
+        Row::new(
+            "release binary size (mosquitto_pub+libmosquitto)",
+            format!("{bin_mib:.1} MiB"),
+            format!("{pub_mib:.2} MiB"),
+            bin_mib / pub_mib,
+            None,
+        ),
+        Row::absolute(
+            &format!("idle CPU over {:.0} s, % of a core", window.as_secs_f64()),
+            fh_pct,
+            format!("{fh_pct:.3}%"),
+            format!("{base_pct:.3}%"),
+            (base_pct > 0.0).then(|| fh_pct / base_pct),
+            Goal::ValueAtMost(0.1, "%"),
+        ),
+        Row::new(
+            "idle wakeups (context switches)/s",
+            format!("{:.1}/s", wakeups(a0, a1)),
+            format!("{:.1}/s", wakeups(s0, s1)),
+            wakeups(a0, a1) / wakeups(s0, s1).max(0.01),
+            None,
+        ),
+    ])
+}
+
+/// Size of the libmosquitto `bin` loads, from `ldd`; 0 if it cannot be found.
+fn libmosquitto_mib(bin: &Path) -> f64 {
+    let out = std::process::Command::new("ldd").arg(bin).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    text.unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("libmosquitto"))
+        .filter_map(|l| {
+            l.split("=>")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(PathBuf::from)
+        })
+        .filter_map(|p| file_mib(&p).ok())
+        .sum()
+}
+
+fn which(name: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{name} is not on PATH"))
+}
+
+/// Spawn to the readiness log line with a database of 1,000,000 rows, beside spawn to exit
+/// of `floorhand --version` (what starting the process costs at all).
+pub fn start_to_ready(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let (tasks, events, audits, reps) = if ctx.quick {
+        (2_000, 1_000, 7_000, 3)
+    } else {
+        (200_000, 100_000, 700_000, 7)
+    };
+    let rows = tasks + events + audits;
+    let db_path = cached_db(ctx, tasks, events, audits)?;
+    let broker = Broker::start(&ctx.dir.join("broker-start"))?;
+    let config = procs::agent_config(&ctx.dir, &db_path, &broker.url())?;
+    // Once unmeasured, so the file is in the page cache for every measured start.
+    AgentProc::spawn(&config)?.wait_for(READY, Duration::from_secs(30))?;
+    let fh = median(reps, |_| {
+        let mut agent = AgentProc::spawn(&config)?;
+        agent.wait_for(READY, Duration::from_secs(30))
+    })?;
+    let bin = procs::floorhand_bin()?;
+    let base = median(reps, |_| {
+        let t = Instant::now();
+        let st = std::process::Command::new(&bin)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(st.success(), "floorhand --version failed: {st}");
+        Ok(t.elapsed())
+    })?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Ok(vec![Row::absolute(
+        &format!("start to ready, {rows} rows (median of {reps})"),
+        ms(fh),
+        format!("{:.1} ms", ms(fh)),
+        format!("{:.1} ms", ms(base)),
+        Some(ms(fh) / ms(base)),
+        Goal::ValueAtMost(150.0, "ms"),
+    )])
+}

@@ -12,10 +12,12 @@
 //! - [`sync`]: MQTT sync with the OMS, the only code that knows MQTT; [`run`]: the daemon;
 //!   [`config`]: its configuration file.
 //! - [`wire`]: wire-size report over the protocol's example messages.
+//! - [`demo`]: `floorhand demo`, a whole shift with an outage on one command.
 
 pub mod barcode;
 pub mod cli_status;
 pub mod config;
+pub mod demo;
 pub mod devices;
 pub mod label;
 pub mod label_cli;

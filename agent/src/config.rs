@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::devices::printer::{PrinterConfig, Transport};
+use crate::devices::scanner::{Framer, ScannerConfig};
+use crate::devices::terminal::TerminalConfig;
+use crate::label::{Dpi, Sscc, Template};
 use crate::store::{StoreConfig, Synchronous};
 use crate::sync::agent::SyncConfig;
 use crate::sync::mqtt::BrokerSettings;
@@ -25,6 +29,124 @@ pub struct Config {
     /// Sync timing.
     #[serde(default)]
     pub sync: Sync,
+    /// What this device is: a handheld picker or a pack station, and its workflow settings.
+    #[serde(default)]
+    pub station: Station,
+    /// The barcode scanner, if one is attached to the agent's host.
+    pub scanner: Option<ScannerConfig>,
+    /// The picker's display terminal, if any (else screens go to the log).
+    pub terminal: Option<Terminal>,
+    /// The label printer (required for a pack station).
+    pub printer: Option<Printer>,
+    /// Shipping labels (required for a pack station).
+    pub label: Option<Label>,
+}
+
+/// `[station]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Station {
+    /// `picker` (a handheld) or `pack` (a pack station).
+    pub role: Role,
+    /// Badge barcodes are this prefix then the operator number, e.g. `OP1234`.
+    pub badge_prefix: String,
+    /// An identical scan within this many ms is a scanner bounce and is ignored.
+    pub bounce_ms: u64,
+    /// Pack: empty carton weight in grams.
+    pub tare_g: u32,
+    /// Pack: allowed weight deviation, percent of the expected weight.
+    pub weight_tolerance_pct: u32,
+    /// Pack: smallest allowed weight deviation in grams.
+    pub weight_tolerance_min_g: u32,
+}
+
+impl Default for Station {
+    fn default() -> Self {
+        let pick = crate::pick::PickConfig::default();
+        Station {
+            role: Role::Picker,
+            badge_prefix: pick.badge_prefix,
+            bounce_ms: pick.bounce_ms,
+            tare_g: 0,
+            weight_tolerance_pct: 10,
+            weight_tolerance_min_g: 50,
+        }
+    }
+}
+
+/// `station.role` values.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A handheld: the pick workflow.
+    #[default]
+    Picker,
+    /// A pack station: the pack workflow and a label printer.
+    Pack,
+}
+
+/// `[terminal]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terminal {
+    /// Serial port of the display terminal, e.g. `/dev/ttyAMA0`.
+    pub port: String,
+    /// Baud rate.
+    #[serde(default = "default_terminal_baud")]
+    pub baud: u32,
+}
+
+fn default_terminal_baud() -> u32 {
+    115_200
+}
+
+/// `[printer]`: exactly one of `tcp` and `serial`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Printer {
+    /// Raw TCP, `host:9100`.
+    pub tcp: Option<String>,
+    /// Serial port, e.g. `/dev/ttyUSB0`.
+    pub serial: Option<String>,
+    /// Baud rate of the serial port.
+    #[serde(default = "default_printer_baud")]
+    pub baud: u32,
+    /// Milliseconds to wait for a connection, a write or a `~HS` answer.
+    #[serde(default = "default_printer_timeout")]
+    pub timeout_ms: u64,
+    /// Milliseconds between attempts while the printer has a fault.
+    #[serde(default = "default_printer_retry")]
+    pub retry_ms: u64,
+}
+
+fn default_printer_baud() -> u32 {
+    9600
+}
+fn default_printer_timeout() -> u64 {
+    2000
+}
+fn default_printer_retry() -> u64 {
+    2000
+}
+
+/// `[label]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// Printer resolution: 203 or 300.
+    #[serde(default = "default_dpi")]
+    pub dpi: u16,
+    /// The site's GS1 company prefix (digits), for SSCCs.
+    pub company_prefix: String,
+    /// SSCC extension digit, 0-9.
+    #[serde(default)]
+    pub extension: u8,
+    /// A ZPL template file with `{{placeholders}}`; the built-in label if absent.
+    pub template: Option<PathBuf>,
+}
+
+fn default_dpi() -> u16 {
+    203
 }
 
 /// `[broker]`
@@ -197,7 +319,160 @@ impl Config {
                 "set password_file or password_env, not both",
             ));
         }
+        cfg.check_devices(path)?;
         Ok(cfg)
+    }
+
+    /// Checks the station, device and label sections.
+    fn check_devices(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key, why: String| ConfigError::Value {
+            path: path.to_path_buf(),
+            key,
+            why,
+        };
+        if self.station.badge_prefix.is_empty() {
+            return Err(bad(
+                "station.badge_prefix",
+                "must not be empty: set it to what badge barcodes start with, e.g. \"OP\"".into(),
+            ));
+        }
+        if let Some(s) = &self.scanner
+            && let Err(e) = Framer::new(s)
+        {
+            return Err(bad("scanner", e.to_string()));
+        }
+        if let Some(t) = &self.terminal
+            && t.port.is_empty()
+        {
+            return Err(bad("terminal.port", "must name a serial port".into()));
+        }
+        if let Some(p) = &self.printer {
+            match (&p.tcp, &p.serial) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        "printer.tcp",
+                        "set printer.tcp or printer.serial, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(bad(
+                        "printer.tcp",
+                        "set printer.tcp = \"host:9100\" or printer.serial = \"/dev/...\"".into(),
+                    ));
+                }
+                (Some(addr), None) if !addr.contains(':') => {
+                    return Err(bad(
+                        "printer.tcp",
+                        format!("{addr:?} has no port: write host:9100"),
+                    ));
+                }
+                _ => {}
+            }
+            if p.timeout_ms == 0 {
+                return Err(bad("printer.timeout_ms", "must be at least 1".into()));
+            }
+        }
+        if let Some(l) = &self.label {
+            if Dpi::from_number(l.dpi).is_none() {
+                return Err(bad("label.dpi", format!("{} is not 203 or 300", l.dpi)));
+            }
+            if l.extension > 9 {
+                return Err(bad(
+                    "label.extension",
+                    format!("{} is not a digit 0-9", l.extension),
+                ));
+            }
+            if let Err(e) = Sscc::build(l.extension, &l.company_prefix, 0) {
+                return Err(bad("label.company_prefix", e.to_string()));
+            }
+            if let Some(t) = &l.template {
+                self.label_template_at(path, t)?;
+            }
+        }
+        if self.station.role == Role::Pack {
+            if self.printer.is_none() {
+                return Err(bad(
+                    "printer",
+                    "a pack station (station.role = \"pack\") needs a [printer] section: \
+                     its labels print by themselves"
+                        .into(),
+                ));
+            }
+            if self.label.is_none() {
+                return Err(bad(
+                    "label",
+                    "a pack station (station.role = \"pack\") needs a [label] section with \
+                     the site's company_prefix"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn label_template_at(&self, path: &Path, t: &Path) -> Result<Template, ConfigError> {
+        let bad = |why: String| ConfigError::Value {
+            path: path.to_path_buf(),
+            key: "label.template",
+            why,
+        };
+        let src = std::fs::read_to_string(t).map_err(|e| bad(format!("{}: {e}", t.display())))?;
+        Template::parse(&src).map_err(|e| bad(format!("{}: {e}", t.display())))
+    }
+
+    /// The pick workflow's settings.
+    pub fn pick_config(&self) -> crate::pick::PickConfig {
+        crate::pick::PickConfig {
+            badge_prefix: self.station.badge_prefix.clone(),
+            bounce_ms: self.station.bounce_ms,
+        }
+    }
+
+    /// The pack workflow's settings, with the label template read (again) from its file.
+    /// `None` without a `[label]` section.
+    pub fn pack_config(&self, path: &Path) -> Result<Option<crate::pack::Config>, ConfigError> {
+        let Some(l) = &self.label else {
+            return Ok(None);
+        };
+        let template = match &l.template {
+            Some(t) => self.label_template_at(path, t)?,
+            None => crate::label::builtin(Dpi::from_number(l.dpi).unwrap_or(Dpi::D203)),
+        };
+        Ok(Some(crate::pack::Config {
+            company_prefix: l.company_prefix.clone(),
+            extension: l.extension,
+            tare_g: self.station.tare_g,
+            tolerance_pct: self.station.weight_tolerance_pct,
+            tolerance_min_g: self.station.weight_tolerance_min_g,
+            template,
+        }))
+    }
+
+    /// The terminal link's settings.
+    pub fn terminal_config(&self) -> Option<TerminalConfig> {
+        self.terminal.as_ref().map(|t| TerminalConfig {
+            path: t.port.clone(),
+            baud: t.baud,
+        })
+    }
+
+    /// The printer's settings.
+    pub fn printer_config(&self) -> Option<PrinterConfig> {
+        let p = self.printer.as_ref()?;
+        let transport = match (&p.tcp, &p.serial) {
+            (Some(addr), _) => Transport::Tcp(addr.clone()),
+            (None, Some(path)) => Transport::Serial {
+                path: path.clone(),
+                baud: p.baud,
+            },
+            (None, None) => return None,
+        };
+        Some(PrinterConfig {
+            transport,
+            timeout: Duration::from_millis(p.timeout_ms.max(1)),
+            retry_every: Duration::from_millis(p.retry_ms.max(10)),
+            poll_every: Duration::from_secs(5),
+        })
     }
 
     /// The broker settings, with the password read from its file or variable.
@@ -311,6 +586,91 @@ path = "/var/lib/floorhand/floorhand.db"
             ),
             Err("`broker.password_file`"),
         );
+    }
+
+    const PACK: &str = r#"
+[station]
+role = "pack"
+[printer]
+tcp = "127.0.0.1:9100"
+[label]
+company_prefix = "0614141"
+"#;
+
+    #[test]
+    fn device_sections_are_checked_and_name_their_key() {
+        check(&format!("{GOOD}{PACK}"), Ok(()));
+        check(
+            &format!("{GOOD}[station]\nrole = \"pack\"\n[label]\ncompany_prefix = \"0614141\"\n"),
+            Err("`printer`: a pack station"),
+        );
+        check(
+            &format!(
+                "{GOOD}{}",
+                PACK.replace(
+                    "tcp = \"127.0.0.1:9100\"",
+                    "tcp = \"a:1\"\nserial = \"/dev/x\""
+                )
+            ),
+            Err("`printer.tcp`: set printer.tcp or printer.serial, not both"),
+        );
+        check(
+            &format!("{GOOD}{}", PACK.replace("0614141", "06x")),
+            Err("`label.company_prefix`"),
+        );
+        check(
+            &format!("{GOOD}{PACK}dpi = 250\n"),
+            Err("`label.dpi`: 250 is not 203 or 300"),
+        );
+        check(
+            &format!("{GOOD}{PACK}speed = 3\n"),
+            Err("unknown field `speed`"),
+        );
+        check(
+            &format!("{GOOD}[station]\nrole = \"forklift\"\n"),
+            Err("role"),
+        );
+        check(
+            &format!(
+                "{GOOD}[scanner]\nsuffix = \"\"\nsource = {{ kind = \"serial\", path = \"/dev/x\" }}\n"
+            ),
+            Err("`scanner`: scanner suffix is empty"),
+        );
+        check(
+            &format!("{GOOD}[terminal]\nport = \"\"\n"),
+            Err("`terminal.port`"),
+        );
+    }
+
+    #[test]
+    fn a_bad_label_template_is_refused_at_load_naming_key_and_line() {
+        let dir = std::env::temp_dir().join(format!("fh-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = dir.join("label.zpl");
+        std::fs::write(
+            &t,
+            "^XA^CI28\n^FO10,10^FH^FD{{order_id}}^FS\n^FO10,60^FH^FD{{nonsense}}^FS\n^XZ\n",
+        )
+        .unwrap();
+        let text = format!("{GOOD}{PACK}template = {:?}\n", t.display().to_string());
+        check(&text, Err("`label.template`"));
+        check(&text, Err("line 3"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_example_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        for name in ["handheld.toml", "pack-station.toml"] {
+            let path = root.join(name);
+            let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                c.station.role == Role::Pack,
+                name.starts_with("pack"),
+                "{name}"
+            );
+            assert!(c.scanner.is_some(), "{name} shows the scanner section");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`devices`]: scanners, printers and terminals, the only code that opens ports.
 //! - [`sync`]: MQTT sync with the OMS, the only code that knows MQTT; [`run`]: the daemon;
 //!   [`config`]: its configuration file.
+//! - [`station`]: the station runtime (devices + workflow + store), started by [`run`].
 //! - [`wire`]: wire-size report over the protocol's example messages.
 //! - [`demo`]: `floorhand demo`, a whole shift with an outage on one command.
 
@@ -24,6 +25,7 @@ pub mod label_cli;
 pub mod pack;
 pub mod pick;
 pub mod run;
+pub mod station;
 pub mod store;
 pub mod sync;
 pub mod wire;

@@ -1,5 +1,6 @@
-//! `floorhand run`: the agent daemon. Opens the store, starts the MQTT link, keeps
-//! storage in bounds, and stops cleanly when told to.
+//! `floorhand run`: the agent daemon. Opens the store, starts the MQTT link, starts the
+//! station (handheld or pack station, see [`crate::station`]), keeps storage in bounds,
+//! and stops cleanly when told to.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
+use crate::station::{self, StationError};
 use crate::store::{Store, StoreError};
 use crate::sync::agent::{self, LinkState, SyncError, SyncHandle};
 
@@ -22,6 +24,9 @@ pub enum RunError {
     /// The MQTT link.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// The station's devices.
+    #[error(transparent)]
+    Station(#[from] StationError),
 }
 
 /// A running agent.
@@ -31,6 +36,7 @@ pub struct Agent {
     /// The MQTT link.
     pub sync: SyncHandle,
     task: tokio::task::JoinHandle<()>,
+    station: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
@@ -42,13 +48,25 @@ impl Agent {
     ) -> Result<Agent, RunError> {
         let store = Store::open(&cfg.database.path, cfg.store_config())?;
         let broker = cfg.broker_settings(cfg_path)?;
-        let (sync, task) = agent::start(cfg.sync_config(broker), store.clone(), shutdown).await?;
-        Ok(Agent { store, sync, task })
+        let (sync, task) =
+            agent::start(cfg.sync_config(broker), store.clone(), shutdown.clone()).await?;
+        let station = station::start(cfg, cfg_path, store.clone(), sync.clone(), shutdown)?;
+        Ok(Agent {
+            store,
+            sync,
+            task,
+            station,
+        })
     }
 
     /// Runs housekeeping until the link task ends (after shutdown).
     pub async fn wait(self) {
-        let Agent { store, sync, task } = self;
+        let Agent {
+            store,
+            sync,
+            task,
+            mut station,
+        } = self;
         let mut state = sync.state.clone();
         let housekeeping = async {
             loop {
@@ -80,10 +98,19 @@ impl Agent {
                 }
             }
         };
-        tokio::select! {
-            _ = task => {}
-            _ = housekeeping => {}
-            _ = log_link => {}
+        let station_done = tokio::select! {
+            _ = task => false,
+            _ = &mut station => true,
+            _ = housekeeping => false,
+            _ = log_link => false,
+        };
+        // The station watches the same shutdown signal; give it time to stop its devices.
+        if !station_done
+            && tokio::time::timeout(Duration::from_secs(5), station)
+                .await
+                .is_err()
+        {
+            tracing::warn!("station did not stop within 5 s");
         }
     }
 }

@@ -232,7 +232,20 @@ fn a_printer_that_is_not_there_is_offline_and_gets_the_job_once_it_listens() {
     }
     assert_eq!(w.state.borrow().state, PrinterState::Offline);
     let fake = Fake::new(Mode::Ready);
-    serve_tcp(TcpListener::bind(addr).unwrap(), fake.clone());
+    // The worker keeps trying this port; on loopback a connect can briefly hold it (a TCP
+    // self-connect), so binding may need a few tries.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let listener = loop {
+        match TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("bind {addr}: {e}; retrying");
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
+    serve_tcp(listener, fake.clone());
     assert_eq!(w.next_report(), JobReport::Printed { job_id: 7 });
     assert_eq!(fake.jobs(), vec![job(7).zpl]);
     fake.stop.store(true, Ordering::Relaxed);

@@ -133,7 +133,7 @@ where
         let mut scratch = [0u8; MAX_LINK_FRAME];
         let mut out = [0u8; MAX_LINK_FRAME];
         let env = Envelope::new(self.next_msg_id, msg);
-        self.next_msg_id += 1;
+        self.next_msg_id = floorhand_protocol::link::next_link_msg_id(self.next_msg_id);
         let bytes = frame::encode(&env, &mut scratch, &mut out).map_err(RunError::Encode)?;
         self.board.write(bytes).map_err(RunError::Board)
     }

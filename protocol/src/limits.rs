@@ -22,6 +22,11 @@ pub const MAX_WAVES_IN_BIRTH: usize = 1_000;
 /// Largest serial link frame on the wire, including COBS overhead and the delimiter.
 pub const MAX_LINK_FRAME: usize = 256;
 
+/// Message ids on the serial link count from 1 up to this and wrap to 1, so an id always
+/// takes at most 3 bytes and every screen update fits the 64-byte budget (link ids only
+/// tell frames apart in logs; nothing deduplicates by them).
+pub const MAX_LINK_MSG_ID: u64 = (1 << 21) - 1;
+
 /// Longest barcode payload carried in a link `Scan`, in bytes.
 pub const MAX_SCAN_BYTES: usize = 128;
 

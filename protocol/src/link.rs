@@ -58,9 +58,9 @@ pub enum ScanTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PickPrompt {
     /// Location code, shown large.
-    pub location: String<16>,
+    pub location: String<14>,
     /// Item description, cut to fit.
-    pub item: String<32>,
+    pub item: String<24>,
     /// Units still to pick for this task.
     pub qty: u16,
     /// Tasks done in the wave.
@@ -207,6 +207,16 @@ pub enum FromTerminal {
     Scan(Scan),
     /// The terminal is alive.
     Heartbeat,
+}
+
+/// The link message id after `id`: counts up to [`crate::limits::MAX_LINK_MSG_ID`], then
+/// starts again at 1.
+pub fn next_link_msg_id(id: u64) -> u64 {
+    if id >= crate::limits::MAX_LINK_MSG_ID {
+        1
+    } else {
+        id + 1
+    }
 }
 
 /// Copies `s` into a heapless string, cutting it at a character boundary to fit, and

@@ -1,9 +1,11 @@
 //! Helpers for Floorhand's cross-crate integration tests: locating the built binaries,
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
+pub mod fake_printer;
 pub mod mosquitto;
 pub mod proxy;
 pub mod pty;
+pub mod station_support;
 pub mod sync_support;
 
 use std::path::PathBuf;

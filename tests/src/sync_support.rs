@@ -131,6 +131,17 @@ impl Inbox {
             .collect()
     }
 
+    /// Every status received, in order.
+    pub fn statuses(&self) -> Vec<floorhand_protocol::oms::Status> {
+        self.lock()
+            .iter()
+            .filter_map(|r| match r {
+                Received::Status { status, .. } => Some(status.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Number of births received.
     pub fn births(&self) -> usize {
         self.lock()

@@ -37,6 +37,16 @@ pub enum Transport {
     },
 }
 
+impl Transport {
+    /// The address or device path, as people and error messages name the printer.
+    pub fn name(&self) -> &str {
+        match self {
+            Transport::Tcp(addr) => addr,
+            Transport::Serial { path, .. } => path,
+        }
+    }
+}
+
 /// Printer settings.
 #[derive(Debug, Clone)]
 pub struct PrinterConfig {
@@ -337,7 +347,17 @@ impl Printer {
         f: impl FnOnce(&mut Box<dyn Link>, Duration) -> Result<T, Fault>,
     ) -> Result<T, Fault> {
         let timeout = self.cfg.timeout;
-        let result = self.link().and_then(|l| f(l, timeout));
+        let name = self.cfg.transport.name().to_string();
+        // Every failure names the printer, so the screen and the log say which one.
+        let result = self
+            .link()
+            .and_then(|l| f(l, timeout))
+            .map_err(|e| match e {
+                Fault::Unreachable(m) if !m.starts_with(&name) => {
+                    Fault::Unreachable(format!("{name}: {m}"))
+                }
+                other => other,
+            });
         if result.is_err() {
             self.link = None;
         }

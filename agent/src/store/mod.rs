@@ -36,7 +36,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
 pub use outbox::{OutboxRow, OutboxStats};
-pub use print::PrintJob;
+pub use print::{CartonClose, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
 pub use status::{OperatorStatus, StatusReport, Usage};
@@ -192,6 +192,8 @@ pub enum Applied {
     },
     /// An order was cancelled.
     Cancelled {
+        /// The order.
+        order_id: String,
         /// Tasks tombstoned (including those waiting for a put-back).
         tasks: usize,
         /// Of those, tasks with picked units that must be put back.

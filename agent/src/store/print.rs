@@ -1,7 +1,7 @@
 //! Pack station support: pack orders with their totes and lines, the SSCC serial counter,
 //! and the label print queue.
 
-use floorhand_protocol::oms::{Address, Capture, GtinPack, PackLine, PackOrder};
+use floorhand_protocol::oms::{Address, Capture, EventKind, GtinPack, PackLine, PackOrder};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::outbox::meta_next;
@@ -276,4 +276,144 @@ impl Db {
             Ok(())
         })
     }
+
+    /// A closed carton, in one transaction: its `CartonClosed` event, `PackVerified` when
+    /// the order is complete (and the order marked done), and the label's print job.
+    /// Returns the job id. The pack station's ok-beep waits for this commit.
+    pub fn close_carton(
+        &mut self,
+        now: u64,
+        operator: u32,
+        carton: &CartonClose,
+    ) -> Result<u64, StoreError> {
+        self.write(now, |t, _| {
+            t.event(
+                operator,
+                EventKind::CartonClosed {
+                    order_id: carton.order_id.clone(),
+                    carton_no: carton.carton_no,
+                    sscc: carton.sscc.clone(),
+                    weight_g: carton.weight_g,
+                    short_ship: carton.short_ship.clone(),
+                },
+            )?;
+            if carton.order_complete {
+                t.event(
+                    operator,
+                    EventKind::PackVerified {
+                        order_id: carton.order_id.clone(),
+                    },
+                )?;
+            }
+            if carton.order_complete || carton.short_ship.is_some() {
+                t.tx.prepare_cached(
+                    "UPDATE pack_orders SET status = 'done', updated_at = ?2 WHERE order_id = ?1",
+                )?
+                .execute(params![carton.order_id, sql(now)])?;
+            }
+            let id: i64 =
+                t.tx.prepare_cached(
+                    "INSERT INTO print_jobs (sscc, zpl, created, state)
+                     VALUES (?1, ?2, ?3, 'pending') RETURNING job_id",
+                )?
+                .query_row(params![carton.sscc, carton.label, sql(now)], |r| r.get(0))?;
+            Ok(unsql(id))
+        })
+    }
+
+    /// A new print job with the latest label stored for the carton `sscc`.
+    pub fn reprint(&mut self, now: u64, sscc: &str) -> Result<u64, StoreError> {
+        self.write(now, |t, _| {
+            let id: Option<i64> =
+                t.tx.prepare_cached(
+                    "INSERT INTO print_jobs (sscc, zpl, created, state)
+                     SELECT sscc, zpl, ?2, 'pending' FROM print_jobs WHERE sscc = ?1
+                     ORDER BY job_id DESC LIMIT 1
+                     RETURNING job_id",
+                )?
+                .query_row(params![sscc, sql(now)], |r| r.get(0))
+                .optional()?;
+            id.map(unsql).ok_or_else(|| StoreError::NotFound {
+                what: "label for carton",
+                id: sscc.to_string(),
+            })
+        })
+    }
+
+    /// The printer took job `job_id` and reported no fault: the job is done and a
+    /// `LabelPrinted` event is written, in one transaction. A job already printed is
+    /// left alone (`None`), so a repeated report never makes a second event.
+    pub fn print_done(
+        &mut self,
+        now: u64,
+        operator: u32,
+        job_id: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.write(now, |t, _| {
+            let sscc: Option<String> =
+                t.tx.prepare_cached(
+                    "UPDATE print_jobs SET state = 'printed', fault = NULL, done_at = ?2
+                     WHERE job_id = ?1 AND state = 'pending' RETURNING sscc",
+                )?
+                .query_row(params![sql(job_id), sql(now)], |r| r.get(0))
+                .optional()?;
+            let Some(sscc) = sscc else { return Ok(None) };
+            t.event(operator, EventKind::LabelPrinted { sscc, job_id })
+                .map(Some)
+        })
+    }
+
+    /// The printer could not print job `job_id` (yet): the job stays queued with the
+    /// fault's `kind` (e.g. `Offline`, `PaperOut`) noted, and a `PrintFailed` event with
+    /// the `fault` text is written only when the kind differs from the one already noted,
+    /// so a fault is reported once, across restarts too (an unreachable printer's message
+    /// changes from "closed the connection" to "connection refused"; it is one fault).
+    pub fn print_fault(
+        &mut self,
+        now: u64,
+        operator: u32,
+        job_id: u64,
+        kind: &str,
+        fault: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        self.write(now, |t, _| {
+            let sscc: Option<String> =
+                t.tx.prepare_cached(
+                    "UPDATE print_jobs SET fault = ?2
+                     WHERE job_id = ?1 AND state = 'pending' AND fault IS NOT ?2
+                     RETURNING sscc",
+                )?
+                .query_row(params![sql(job_id), kind], |r| r.get(0))
+                .optional()?;
+            let Some(sscc) = sscc else { return Ok(None) };
+            t.event(
+                operator,
+                EventKind::PrintFailed {
+                    sscc,
+                    job_id,
+                    fault: fault.to_string(),
+                },
+            )
+            .map(Some)
+        })
+    }
+}
+
+/// A carton to close with [`Db::close_carton`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartonClose {
+    /// Order.
+    pub order_id: String,
+    /// Carton number, from 1.
+    pub carton_no: u16,
+    /// The carton's SSCC.
+    pub sscc: String,
+    /// Weight in grams.
+    pub weight_g: u32,
+    /// Why the order ships incomplete, on its last carton.
+    pub short_ship: Option<String>,
+    /// Every line of the order is packed.
+    pub order_complete: bool,
+    /// The label's ZPL.
+    pub label: Vec<u8>,
 }

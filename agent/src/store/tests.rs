@@ -160,6 +160,7 @@ fn cancellation_after_a_pick_keeps_the_pick_and_asks_for_a_put_back() {
     assert_eq!(
         f.db.apply_down(2, &cancel, T0 + 9).unwrap(),
         Applied::Cancelled {
+            order_id: "SO-10042".into(),
             tasks: 2,
             put_backs: 1
         }
@@ -736,4 +737,82 @@ fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() 
         Applied::WaveApplied { .. }
     ));
     assert_eq!(state(&f.db, 200), TaskState::Open);
+}
+
+#[test]
+fn a_closed_carton_writes_its_events_and_its_print_job_in_one_commit() {
+    let mut f = fixture();
+    let (id, down) = example_pack_order();
+    f.db.apply_down(id, &down, T0).unwrap();
+    let carton = CartonClose {
+        order_id: "SO-10042".into(),
+        carton_no: 1,
+        sscc: "003401234567890128".into(),
+        weight_g: 360,
+        short_ship: None,
+        order_complete: true,
+        label: b"^XA^FDlabel^FS^XZ".to_vec(),
+    };
+    let job = f.db.close_carton(T0 + 1, 0, &carton).unwrap();
+    let kinds: Vec<EventKind> = events(&f.db).into_iter().map(|(_, k)| k).collect();
+    assert!(matches!(
+        kinds.as_slice(),
+        [
+            ..,
+            EventKind::CartonClosed { carton_no: 1, .. },
+            EventKind::PackVerified { .. }
+        ]
+    ));
+    let pending = f.db.pending_prints().unwrap();
+    assert_eq!((pending.len(), pending[0].job_id), (1, job));
+    assert_eq!(pending[0].zpl, carton.label);
+}
+
+#[test]
+fn a_print_fault_keeps_the_job_queued_and_is_reported_once_per_kind() {
+    let mut f = fixture();
+    let job =
+        f.db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+    assert!(
+        f.db.print_fault(T0, 0, job, "Offline", "refused")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        f.db.print_fault(T0, 0, job, "Offline", "closed").unwrap(),
+        None,
+        "same kind, other words: not reported again"
+    );
+    assert!(
+        f.db.print_fault(T0, 0, job, "PaperOut", "paper out")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(f.db.pending_prints().unwrap().len(), 1, "still queued");
+    assert!(f.db.print_done(T0 + 1, 0, job).unwrap().is_some());
+    assert_eq!(
+        f.db.print_done(T0 + 2, 0, job).unwrap(),
+        None,
+        "printed once"
+    );
+    assert!(f.db.pending_prints().unwrap().is_empty());
+    let reprint = f.db.reprint(T0 + 3, "003401234567890128").unwrap();
+    assert_eq!(f.db.pending_prints().unwrap()[0].job_id, reprint);
+    assert!(f.db.reprint(T0, "000000000000000000").is_err());
+    let kinds: Vec<EventKind> = events(&f.db).into_iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, EventKind::PrintFailed { .. }))
+            .count(),
+        2
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, EventKind::LabelPrinted { .. }))
+            .count(),
+        1
+    );
 }

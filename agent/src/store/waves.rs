@@ -443,6 +443,7 @@ impl Tx<'_> {
             )?
             .execute(params![order_id, sql(self.now)])?;
         Ok(Applied::Cancelled {
+            order_id: order_id.to_string(),
             tasks: tally.tasks,
             put_backs: tally.put_backs,
         })

@@ -101,6 +101,25 @@ pub struct SyncHandle {
     pub stats: watch::Receiver<SyncStats>,
     outbox: std::sync::Arc<Notify>,
     applied: tokio::sync::broadcast::Sender<Applied>,
+    devices: std::sync::Arc<watch::Sender<DeviceReport>>,
+}
+
+/// What a station reports about its devices in the `Status` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// The label printer's state (`None` without a printer).
+    pub printer: PrinterState,
+    /// Print jobs waiting.
+    pub print_queue: u32,
+}
+
+impl Default for DeviceReport {
+    fn default() -> Self {
+        DeviceReport {
+            printer: PrinterState::None,
+            print_queue: 0,
+        }
+    }
 }
 
 impl SyncHandle {
@@ -112,6 +131,11 @@ impl SyncHandle {
     /// Every down message the store applied, for workflows that must react.
     pub fn applied(&self) -> tokio::sync::broadcast::Receiver<Applied> {
         self.applied.subscribe()
+    }
+
+    /// Sets the printer state and print queue length the next `Status` carries.
+    pub fn report_devices(&self, report: DeviceReport) {
+        self.devices.send_replace(report);
     }
 }
 
@@ -186,12 +210,14 @@ pub async fn start(
     let (applied_tx, _) = tokio::sync::broadcast::channel(256);
     let rebirth = std::sync::Arc::new(Notify::new());
     let (interval_tx, interval_rx) = watch::channel(cfg.status_interval);
+    let (devices_tx, devices_rx) = watch::channel(DeviceReport::default());
 
     let handle = SyncHandle {
         state: state_rx.clone(),
         stats: stats_rx,
         outbox: outbox.clone(),
         applied: applied_tx.clone(),
+        devices: std::sync::Arc::new(devices_tx),
     };
 
     tokio::spawn(feeder(
@@ -222,6 +248,7 @@ pub async fn start(
         presence_tx.clone(),
         rebirth,
         interval_rx,
+        devices_rx,
     ));
     let task = tokio::spawn(poll_task(PollTask {
         cfg,
@@ -748,6 +775,7 @@ async fn presence(
     tx: mpsc::UnboundedSender<Presence>,
     rebirth: std::sync::Arc<Notify>,
     mut interval: watch::Receiver<Duration>,
+    devices: watch::Receiver<DeviceReport>,
 ) {
     let state_topic = topics::state(&cfg.site, &cfg.device);
     let up_topic = topics::up(&cfg.site, &cfg.device);
@@ -798,13 +826,14 @@ async fn presence(
                 .call(move |db| (db.outbox_stats(now), db.usage()))
                 .await;
             if let Ok((Ok(o), Ok(u))) = report {
+                let d = *devices.borrow();
                 let status = Envelope::new(
                     msg_ids,
                     Up::Status(Status {
                         backlog: o.count as u32,
                         oldest_unacked_s: o.oldest_age_s as u32,
-                        printer: PrinterState::None,
-                        print_queue: 0,
+                        printer: d.printer,
+                        print_queue: d.print_queue,
                         storage_bytes: u.bytes,
                         storage_pct: u.pct,
                     }),

@@ -1,0 +1,237 @@
+//! The station runtime: the imperative shell around the pure workflows. It owns the
+//! devices (scanner thread, terminal link, printer thread), feeds their events, the sync
+//! link's applied messages and a clock tick into [`crate::pick::Picker`] (a handheld) or
+//! [`crate::pack::Packer`] (a pack station), and carries out their effects through the
+//! store (one transaction per durable command, its outbox event inside it) before the
+//! workflow hears `Committed` and beeps.
+//!
+//! Invariants: one task owns the workflow, so inputs are handled strictly one at a time;
+//! a durable effect is committed before its answer is fed back; after each commit that
+//! wrote an outbox event the sync link is told (`outbox_changed`); device threads stop
+//! when the shutdown watch turns true.
+
+pub mod pack;
+pub mod pick;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use floorhand_protocol::link::{Beep, Level, Screen, fit};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, ConfigError, Role};
+use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
+use crate::devices::terminal::{self, TerminalError, TerminalEvent, TerminalHandle};
+use crate::store::{Store, StoreError};
+use crate::sync::agent::SyncHandle;
+
+/// Why a station could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StationError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The terminal's port.
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
+    /// The store.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// A device thread could not be started.
+    #[error("could not start a device thread: {0}")]
+    Thread(std::io::Error),
+    /// Settings that a role needs are missing.
+    #[error("{0}")]
+    Missing(&'static str),
+}
+
+/// What every station has: the store, the link, the screen, the scanner, the clock.
+pub(crate) struct Shell {
+    pub store: Store,
+    pub sync: SyncHandle,
+    pub display: Display,
+    pub terminal_events: mpsc::UnboundedReceiver<TerminalEvent>,
+    pub scanner: mpsc::UnboundedReceiver<ScannerEvent>,
+    pub shutdown: watch::Receiver<bool>,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    scanner_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Shell {
+    /// Milliseconds since the station started: the workflows' clock.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Tells the device threads to stop and waits up to a second for the scanner's (a
+    /// keyboard wedge blocked in `read` notices only at its next byte; the process exit
+    /// ends it then).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.scanner_thread.take() {
+            let deadline = Instant::now() + std::time::Duration::from_secs(1);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        self.display.stop();
+    }
+}
+
+/// Unix seconds: timestamps in the store.
+pub(crate) fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The terminal, or the log when the station has none.
+pub(crate) struct Display {
+    terminal: Option<TerminalHandle>,
+    /// The screen shown last.
+    pub current: Option<Screen>,
+}
+
+impl Display {
+    /// Shows `screen` (logged when there is no terminal).
+    pub fn show(&mut self, screen: Screen) {
+        if self.current.as_ref() == Some(&screen) {
+            return;
+        }
+        match &self.terminal {
+            Some(t) => {
+                if let Err(e) = t.show(screen.clone()) {
+                    tracing::error!("terminal: {e}");
+                }
+            }
+            None => tracing::info!(?screen, "screen"),
+        }
+        self.current = Some(screen);
+    }
+
+    /// Sounds the buzzer (logged when there is no terminal).
+    pub fn beep(&mut self, beep: Beep) {
+        match &self.terminal {
+            Some(t) => {
+                if let Err(e) = t.beep(beep) {
+                    tracing::error!("terminal: {e}");
+                }
+            }
+            None => tracing::info!(?beep, "beep"),
+        }
+    }
+
+    /// A one-line message screen.
+    pub fn message(&mut self, level: Level, text: &str) {
+        self.show(Screen::Message {
+            level,
+            text: fit(text),
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.terminal.take()
+            && let Err(e) = t.stop()
+        {
+            tracing::warn!("terminal: {e}");
+        }
+    }
+}
+
+/// Starts the devices of `cfg` (scanner thread, terminal link).
+fn shell(
+    cfg: &Config,
+    store: Store,
+    sync: SyncHandle,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Shell, StationError> {
+    let (terminal, terminal_events) = match cfg.terminal_config() {
+        Some(t) => {
+            let (handle, events) = terminal::spawn(&t)?;
+            (Some(handle), events)
+        }
+        None => (None, mpsc::unbounded_channel().1),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (scanner, scanner_thread) = match &cfg.scanner {
+        Some(s) => {
+            let (rx, thread) = spawn_scanner(s.clone(), stop.clone())?;
+            (rx, Some(thread))
+        }
+        None => (mpsc::unbounded_channel().1, None),
+    };
+    Ok(Shell {
+        store,
+        sync,
+        display: Display {
+            terminal,
+            current: None,
+        },
+        terminal_events,
+        scanner,
+        shutdown,
+        started: Instant::now(),
+        stop,
+        scanner_thread,
+    })
+}
+
+/// Runs the scanner's blocking reader loop on its own thread.
+fn spawn_scanner(
+    config: ScannerConfig,
+    stop: Arc<AtomicBool>,
+) -> Result<
+    (
+        mpsc::UnboundedReceiver<ScannerEvent>,
+        std::thread::JoinHandle<()>,
+    ),
+    StationError,
+> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("scanner".into())
+        .spawn(move || {
+            if let Err(e) = scanner::run(&config, &stop, |ev| tx.send(ev).is_ok()) {
+                tracing::error!("scanner: {e}");
+            }
+        })
+        .map_err(StationError::Thread)?;
+    Ok((rx, thread))
+}
+
+/// Starts the station `cfg.station.role` asks for: opens its devices now (so a wrong
+/// port is an error at start) and runs its workflow on a task until `shutdown`.
+pub fn start(
+    cfg: &Config,
+    cfg_path: &std::path::Path,
+    store: Store,
+    sync: SyncHandle,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, StationError> {
+    match cfg.station.role {
+        Role::Picker => {
+            let shell = shell(cfg, store, sync, shutdown)?;
+            Ok(tokio::spawn(pick::run(shell, cfg.pick_config())))
+        }
+        Role::Pack => {
+            let pack = cfg.pack_config(cfg_path)?.ok_or(StationError::Missing(
+                "a pack station needs a [label] section",
+            ))?;
+            let printer = cfg.printer_config().ok_or(StationError::Missing(
+                "a pack station needs a [printer] section",
+            ))?;
+            let shell = shell(cfg, store, sync, shutdown)?;
+            Ok(tokio::spawn(async move {
+                if let Err(e) = pack::run(shell, pack, printer).await {
+                    tracing::error!("pack station: {e}");
+                }
+            }))
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The pack station: one task owns the [`Packer`]; a printer thread
+//! ([`crate::devices::printer::run`]) prints the durable queue.
+//!
+//! The print queue is the store's `print_jobs` table. At start every pending job is handed
+//! to the printer thread (jobs survive a restart and a switched-off printer); each new job
+//! (a closed carton, a reprint) is handed over after the commit that created it. A job
+//! leaves the queue only on `JobReport::Printed` (`Db::print_done`, with its
+//! `LabelPrinted` event in the same transaction); a fault keeps it queued and writes one
+//! `PrintFailed` per distinct fault (`Db::print_fault`). Reports for jobs the packer knows
+//! go through the workflow (which tells the packer); reports for jobs from before a
+//! restart are recorded directly. The printer's state is shown on the station's screen
+//! when it changes (a fault with an error beep: never silent) and published in `Status`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc as std_mpsc;
+
+use floorhand_protocol::link::{Beep, Level};
+use floorhand_protocol::oms::{EventKind, PrinterState};
+use tokio::sync::{mpsc, watch};
+
+use super::{Shell, StationError, now_s};
+use crate::devices::printer::{self, JobReport, PrintJob, Printer, PrinterConfig, PrinterView};
+use crate::devices::scanner::ScannerEvent;
+use crate::devices::terminal::TerminalEvent;
+use crate::pack::{Commit, Config, Effect, Input, Packer};
+use crate::store::{Applied, CartonClose, StoreError};
+use crate::sync::agent::DeviceReport;
+
+/// The pack station has no operator login: its events carry operator 0.
+const OPERATOR: u32 = 0;
+
+struct Station {
+    shell: Shell,
+    packer: Packer,
+    jobs: Option<std_mpsc::Sender<PrintJob>>,
+    /// Queued job ids and their SSCCs, as handed to the printer thread.
+    queue: BTreeMap<u64, String>,
+    printer: PrinterView,
+    /// The kind (printer state) of the fault in the report being handled.
+    fault_kind: String,
+    /// The workflow's last screen, shown again when a device warning is over.
+    workflow_screen: Option<floorhand_protocol::link::Screen>,
+}
+
+/// Runs the pack station until shutdown.
+pub(crate) async fn run(
+    shell: Shell,
+    config: Config,
+    printer_cfg: PrinterConfig,
+) -> Result<(), StationError> {
+    let (jobs_tx, jobs_rx) = std_mpsc::channel::<PrintJob>();
+    let (reports_std, reports_rx_std) = std_mpsc::channel::<JobReport>();
+    let (view_tx, mut view_rx) = watch::channel(PrinterView {
+        state: PrinterState::Offline,
+        fault: None,
+    });
+    let printer_thread = std::thread::Builder::new()
+        .name("printer".into())
+        .spawn(move || printer::run(Printer::new(printer_cfg), jobs_rx, reports_std, view_tx))
+        .map_err(StationError::Thread)?;
+    // The printer thread reports on a std channel; this thread carries them to the task.
+    let (reports_tx, mut reports) = mpsc::unbounded_channel::<JobReport>();
+    std::thread::Builder::new()
+        .name("printer-reports".into())
+        .spawn(move || {
+            for r in reports_rx_std {
+                if reports_tx.send(r).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(StationError::Thread)?;
+
+    let mut st = Station {
+        packer: Packer::new(config),
+        shell,
+        jobs: Some(jobs_tx),
+        queue: BTreeMap::new(),
+        printer: view_rx.borrow().clone(),
+        fault_kind: String::new(),
+        workflow_screen: None,
+    };
+    st.feed_printer().await?;
+    let start = st.packer.start();
+    st.apply(start).await;
+    let mut applied = st.shell.sync.applied();
+    let mut shutdown = st.shell.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() { break; }
+            }
+            ev = st.shell.scanner.recv() => match ev {
+                Some(ev) => st.on_scanner(ev).await,
+                None => std::future::pending::<()>().await,
+            },
+            ev = st.shell.terminal_events.recv() => match ev {
+                Some(TerminalEvent::Key(k)) => st.input(Input::Key(k)).await,
+                Some(TerminalEvent::Scan(s)) => {
+                    st.input(Input::Scan(String::from_utf8_lossy(&s.data).into_owned())).await;
+                }
+                Some(_) => {}
+                None => std::future::pending::<()>().await,
+            },
+            r = reports.recv() => match r {
+                Some(r) => st.on_report(r).await,
+                None => {
+                    tracing::error!("printer thread stopped");
+                    break;
+                }
+            },
+            r = view_rx.changed() => {
+                if r.is_err() { break; }
+                let v = view_rx.borrow_and_update().clone();
+                st.on_printer(v);
+            }
+            a = applied.recv() => match a {
+                Ok(Applied::Cancelled { order_id, .. }) => st.input(Input::OrderCancelled(order_id)).await,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            },
+        }
+    }
+    // Closing the job channel ends the printer thread after the job it is on.
+    st.jobs = None;
+    st.shell.stop();
+    drop(reports);
+    if printer_thread.is_finished() {
+        let _ = printer_thread.join();
+    }
+    Ok(())
+}
+
+impl Station {
+    async fn input(&mut self, input: Input) {
+        let effects = self.packer.handle(now_s(), input);
+        self.apply(effects).await;
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let answer = match effect {
+                Effect::Show(s) => {
+                    self.workflow_screen = Some(s.clone());
+                    self.shell.display.show(s);
+                    continue;
+                }
+                Effect::Beep(b) => {
+                    self.shell.display.beep(b);
+                    continue;
+                }
+                Effect::LookUpOrder(code) => {
+                    let key = code.clone();
+                    match self.shell.store.call(move |db| db.pack_order(&key)).await {
+                        Ok(Ok(Some(order))) => Input::Order(Box::new(order)),
+                        Ok(Ok(None)) => Input::OrderNotFound(code),
+                        Ok(Err(e)) | Err(e) => {
+                            tracing::error!("pack order {code:?}: {e}");
+                            Input::OrderNotFound(code)
+                        }
+                    }
+                }
+                Effect::AllocateSscc => {
+                    match self.shell.store.call(|db| db.next_sscc_serial()).await {
+                        Ok(Ok(serial)) => Input::SsccSerial(serial),
+                        Ok(Err(e)) | Err(e) => {
+                            tracing::error!("SSCC serial: {e}");
+                            self.shell
+                                .display
+                                .message(Level::Error, "Database error: call the supervisor");
+                            self.shell.display.beep(Beep::Error);
+                            continue;
+                        }
+                    }
+                }
+                Effect::Commit(c) => self.commit(c).await,
+            };
+            queue.extend(self.packer.handle(now_s(), answer));
+        }
+    }
+
+    /// Runs one commit in its store transaction and returns the workflow's answer.
+    async fn commit(&mut self, c: Commit) -> Input {
+        let creates_job = matches!(c, Commit::CartonClosed { .. } | Commit::Reprint { .. });
+        let r: Result<Result<Option<u64>, StoreError>, StoreError> = match c {
+            Commit::CartonClosed {
+                at,
+                order_id,
+                carton_no,
+                sscc,
+                weight_g,
+                short_ship,
+                order_complete,
+                contents: _,
+                label,
+            } => {
+                let carton = CartonClose {
+                    order_id,
+                    carton_no,
+                    sscc,
+                    weight_g,
+                    short_ship,
+                    order_complete,
+                    label,
+                };
+                self.shell
+                    .store
+                    .call(move |db| db.close_carton(at, OPERATOR, &carton).map(Some))
+                    .await
+            }
+            Commit::ShortShipped {
+                at,
+                order_id,
+                detail,
+            } => {
+                let kind = EventKind::Conflict {
+                    task_id: 0,
+                    detail: format!("order {order_id} shipped short: {detail}"),
+                };
+                self.shell
+                    .store
+                    .call(move |db| db.append_event(at, OPERATOR, kind).map(|_| None))
+                    .await
+            }
+            Commit::Reprint { at, sscc } => {
+                self.shell
+                    .store
+                    .call(move |db| db.reprint(at, &sscc).map(Some))
+                    .await
+            }
+            Commit::LabelPrinted { at, job_id, .. } => {
+                self.shell
+                    .store
+                    .call(move |db| db.print_done(at, OPERATOR, job_id).map(|_| None))
+                    .await
+            }
+            Commit::PrintFailed {
+                at, job_id, fault, ..
+            } => {
+                let kind = self.fault_kind.clone();
+                self.shell
+                    .store
+                    .call(move |db| {
+                        db.print_fault(at, OPERATOR, job_id, &kind, &fault)
+                            .map(|_| None)
+                    })
+                    .await
+            }
+        };
+        match r {
+            Ok(Ok(job_id)) => {
+                self.shell.sync.outbox_changed();
+                if creates_job && let Err(e) = self.feed_printer().await {
+                    tracing::error!("print queue: {e}");
+                }
+                Input::Committed { job_id }
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::warn!("pack commit failed: {e}");
+                Input::CommitFailed(e.to_string())
+            }
+        }
+    }
+
+    /// Hands every pending job not yet handed over to the printer thread.
+    async fn feed_printer(&mut self) -> Result<(), StoreError> {
+        let pending = self.shell.store.call(|db| db.pending_prints()).await??;
+        for job in pending {
+            if self.queue.contains_key(&job.job_id) {
+                continue;
+            }
+            self.queue.insert(job.job_id, job.sscc.clone());
+            if let Some(tx) = &self.jobs
+                && tx
+                    .send(PrintJob {
+                        job_id: job.job_id,
+                        zpl: job.zpl,
+                    })
+                    .is_err()
+            {
+                tracing::error!("printer thread gone: job {} stays queued", job.job_id);
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    async fn on_report(&mut self, report: JobReport) {
+        let (job_id, fault) = match &report {
+            JobReport::Printed { job_id } => (*job_id, None),
+            JobReport::Failed { job_id, fault } => {
+                self.fault_kind = format!("{:?}", fault.state());
+                (*job_id, Some(fault.to_string()))
+            }
+        };
+        let effects = self.packer.handle(
+            now_s(),
+            Input::PrintReport {
+                job_id,
+                fault: fault.clone(),
+            },
+        );
+        if effects.is_empty() {
+            // A job from before a restart: the packer does not know it; record it here.
+            let at = now_s();
+            let r = match fault.clone() {
+                None => {
+                    self.shell
+                        .store
+                        .call(move |db| db.print_done(at, OPERATOR, job_id))
+                        .await
+                }
+                Some(f) => {
+                    let kind = self.fault_kind.clone();
+                    self.shell
+                        .store
+                        .call(move |db| db.print_fault(at, OPERATOR, job_id, &kind, &f))
+                        .await
+                }
+            };
+            match r {
+                Ok(Ok(_)) => self.shell.sync.outbox_changed(),
+                Ok(Err(e)) | Err(e) => tracing::error!("print job {job_id}: {e}"),
+            }
+            if let Some(f) = &fault {
+                self.shell
+                    .display
+                    .message(Level::Error, &format!("Label NOT printed: {f}"));
+                self.shell.display.beep(Beep::Error);
+            }
+        } else {
+            self.apply(effects).await;
+        }
+        if fault.is_none() {
+            self.queue.remove(&job_id);
+            tracing::info!(job_id, "label printed");
+        }
+        self.publish();
+    }
+
+    fn on_printer(&mut self, v: PrinterView) {
+        if v == self.printer {
+            return;
+        }
+        match &v.fault {
+            Some(f) => {
+                tracing::warn!("printer: {f}");
+                let text = format!("Printer: {f} ({} waiting)", self.queue.len());
+                self.shell.display.message(Level::Error, &text);
+                self.shell.display.beep(Beep::Error);
+            }
+            None => {
+                tracing::info!("printer ready");
+                if self.printer.fault.is_some() {
+                    self.restore_screen();
+                }
+            }
+        }
+        self.printer = v;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.shell.sync.report_devices(DeviceReport {
+            printer: self.printer.state,
+            print_queue: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
+        });
+    }
+
+    async fn on_scanner(&mut self, ev: ScannerEvent) {
+        match ev {
+            ScannerEvent::Scan(raw) => {
+                self.input(Input::Scan(String::from_utf8_lossy(&raw).into_owned()))
+                    .await;
+            }
+            ScannerEvent::Rejected(why) => {
+                tracing::warn!("scanner: {why}");
+                self.shell
+                    .display
+                    .message(Level::Error, "Scan not read: try again");
+                self.shell.display.beep(Beep::Error);
+            }
+            ScannerEvent::Disconnected(why) => {
+                tracing::warn!("scanner unplugged: {why}");
+                self.shell
+                    .display
+                    .message(Level::Error, &format!("Scanner unplugged: {why}"));
+                self.shell.display.beep(Beep::Attention);
+            }
+            ScannerEvent::Reconnected => {
+                tracing::info!("scanner back");
+                self.restore_screen();
+            }
+        }
+    }
+
+    /// Shows the workflow's screen again after a device warning.
+    fn restore_screen(&mut self) {
+        if let Some(s) = self.workflow_screen.clone() {
+            self.shell.display.show(s);
+        }
+    }
+}

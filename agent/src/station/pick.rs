@@ -1,0 +1,521 @@
+//! The handheld: one task owns the [`Picker`] and feeds it scans (scanner thread and
+//! terminal), keys, the store's open tasks after every applied wave, revocation or
+//! cancellation, and the store's answers to its durable commands.
+//!
+//! Offline banner: while the sync link is down (for longer than [`OFFLINE_GRACE_S`], so a
+//! reconnect does not flicker), idle screens (badge login, no tasks, wave done) are
+//! replaced by `Screen::Offline { backlog, since_s }`, refreshed every few seconds. Work
+//! screens are never covered: picking goes on offline exactly as online, and the next
+//! idle screen shows the banner. When the link is back, the workflow's screen returns.
+//!
+//! An unplugged scanner replaces the screen with a warning until it is back; scans from
+//! the terminal's own scanner still work meanwhile.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use floorhand_protocol::link::{Beep, Level, ScanTarget, Screen};
+use floorhand_protocol::oms;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Shell, now_s};
+use crate::barcode::Gtin14;
+use crate::devices::scanner::ScannerEvent;
+use crate::devices::terminal::TerminalEvent;
+use crate::pick::{
+    Capture, Command, Effect, Input, PackGtin, PickConfig, PickTask, Picker, QtyEntry, ShortReason,
+    Withdrawal,
+};
+use crate::store::{Applied, Db, PickConfirmation, StoreError, TaskRow, TaskState};
+use crate::sync::agent::LinkState;
+
+/// Seconds the link may be down before the offline banner shows.
+pub const OFFLINE_GRACE_S: u64 = 3;
+
+/// Converts a store row to the workflow's task. GTINs that do not parse (the store
+/// checked them when the wave arrived) are left out with a log line.
+pub fn pick_task(row: &TaskRow) -> PickTask {
+    PickTask {
+        task_id: row.task_id,
+        location: row.location.clone(),
+        location_check: row.location_check,
+        pick_seq: row.pick_seq,
+        priority: row.priority,
+        gtins: row
+            .gtins
+            .iter()
+            .filter_map(|g| match Gtin14::parse(&g.gtin) {
+                Ok(gtin) => Some(PackGtin {
+                    gtin,
+                    pack_qty: g.pack_qty,
+                }),
+                Err(e) => {
+                    tracing::warn!(task = row.task_id, "GTIN {:?} left out: {e}", g.gtin);
+                    None
+                }
+            })
+            .collect(),
+        sku: row.sku.clone(),
+        description: row.description.clone(),
+        qty: row.qty,
+        picked: row.picked_qty,
+        capture: Capture {
+            lot: row.capture.lot,
+            serial: row.capture.serial,
+            expiry: row.capture.expiry,
+        },
+        tote_required: row.tote_required,
+        qty_entry: QtyEntry::ScanEach,
+    }
+}
+
+fn short_reason(r: ShortReason) -> oms::ShortReason {
+    match r {
+        ShortReason::LocationEmpty => oms::ShortReason::LocationEmpty,
+        ShortReason::Damaged => oms::ShortReason::Damaged,
+        ShortReason::WrongItem => oms::ShortReason::WrongItem,
+        ShortReason::NotEnough => oms::ShortReason::NotEnough,
+    }
+}
+
+/// Runs one durable command in its one store transaction; returns the outbox seq.
+fn execute(
+    db: &mut Db,
+    now: u64,
+    operator: u32,
+    badge_prefix: &str,
+    command: &Command,
+) -> Result<u64, StoreError> {
+    match command {
+        Command::Login { operator } => {
+            db.login(now, *operator, &format!("{badge_prefix}{operator}"))
+        }
+        Command::Logout { operator } => db.logout(now, *operator),
+        Command::StartTask { task_id } => db.start_task(now, operator, *task_id),
+        Command::ConfirmPick { task_id, units } => db.confirm_pick(
+            now,
+            operator,
+            &PickConfirmation {
+                task_id: *task_id,
+                qty: units.qty,
+                lot: units.lot.clone(),
+                serial: units.serial.clone(),
+                expiry: units.expiry.map(|d| oms::Date {
+                    year: d.year,
+                    month: d.month,
+                    day: d.day,
+                }),
+                tote: units.tote.clone(),
+            },
+        ),
+        Command::ShortPick {
+            task_id,
+            units,
+            reason,
+        } => db.short_pick(now, operator, *task_id, units.qty, short_reason(*reason)),
+        Command::Skip { task_id } => db.skip_task(now, operator, *task_id),
+        Command::UndoPick { task_id, .. } => db.undo_pick(now, operator, *task_id),
+        Command::PutBack { task_id, .. } => {
+            // Units that were only in the picker's hand (never confirmed) go back with no
+            // event: the OMS never heard of them. Seq 0 stands for "nothing written".
+            let stored = db.task(*task_id)?;
+            if stored.is_some_and(|t| t.state != TaskState::PutBackNeeded && t.picked_qty == 0) {
+                return Ok(0);
+            }
+            db.confirm_put_back(now, operator, *task_id)
+        }
+    }
+}
+
+/// What the store says after a change: the open tasks, and which of the tasks the
+/// picker knew were taken away (with why).
+type Reload = (Vec<TaskRow>, Vec<(u64, Option<Withdrawal>)>);
+
+/// Tasks the picker knew (open, or picked on this device) that the store no longer has
+/// for it: withdrawn (with why), or purged (`None`: forget them).
+fn reload(db: &Db, known: &BTreeSet<u64>) -> Result<Reload, StoreError> {
+    let open = db.open_tasks()?;
+    let mut gone = Vec::new();
+    for id in known {
+        if open
+            .iter()
+            .any(|t| t.task_id == *id && t.state != TaskState::PutBackNeeded)
+        {
+            continue;
+        }
+        match db.task(*id)?.map(|t| t.state) {
+            Some(TaskState::Cancelled) => gone.push((*id, Some(Withdrawal::OrderCancelled))),
+            Some(TaskState::Revoked | TaskState::PutBackNeeded) => {
+                gone.push((*id, Some(Withdrawal::Revoked)));
+            }
+            Some(_) => {}
+            None => gone.push((*id, None)),
+        }
+    }
+    Ok((open, gone))
+}
+
+struct Station {
+    shell: Shell,
+    picker: Picker,
+    badge_prefix: String,
+    /// Task ids last sent to the picker.
+    known: BTreeSet<u64>,
+    scanner_down: Option<String>,
+    /// The first task load is done.
+    loaded: bool,
+    /// Unix seconds the link went down, while it is down.
+    offline_since: Option<u64>,
+    banner: bool,
+}
+
+/// Runs the handheld until shutdown.
+pub(crate) async fn run(shell: Shell, config: PickConfig) {
+    let mut st = Station {
+        badge_prefix: config.badge_prefix.clone(),
+        picker: Picker::new(config),
+        shell,
+        known: BTreeSet::new(),
+        scanner_down: None,
+        loaded: false,
+        offline_since: None,
+        banner: false,
+    };
+    st.shell.display.show(st.picker.screen());
+    st.reload_tasks(None).await;
+    let mut applied = st.shell.sync.applied();
+    let mut link = st.shell.sync.state.clone();
+    let mut shutdown = st.shell.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    st.on_link(&link.borrow_and_update().clone());
+    loop {
+        tokio::select! {
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() { break; }
+            }
+            ev = st.shell.scanner.recv() => match ev {
+                Some(ev) => st.on_scanner(ev).await,
+                None => std::future::pending::<()>().await,
+            },
+            ev = st.shell.terminal_events.recv() => match ev {
+                Some(ev) => st.on_terminal(ev).await,
+                None => std::future::pending::<()>().await,
+            },
+            a = applied.recv() => match a {
+                Ok(Applied::Cancelled { .. }) => st.reload_tasks(Some(Withdrawal::OrderCancelled)).await,
+                Ok(Applied::WaveApplied { .. } | Applied::Revoked { .. }) | Err(RecvError::Lagged(_)) => {
+                    st.reload_tasks(None).await;
+                }
+                Ok(_) => {}
+                Err(RecvError::Closed) => break,
+            },
+            r = link.changed() => {
+                if r.is_err() { break; }
+                let s = link.borrow_and_update().clone();
+                st.on_link(&s);
+            }
+            _ = tick.tick() => st.on_tick().await,
+        }
+    }
+    st.shell.stop();
+}
+
+fn idle(screen: &Screen) -> bool {
+    matches!(
+        screen,
+        Screen::Scan {
+            target: ScanTarget::Badge,
+            ..
+        } | Screen::WaveDone { .. }
+    ) || matches!(screen, Screen::Message { level: Level::Info, text } if text.starts_with("No tasks"))
+}
+
+impl Station {
+    async fn input(&mut self, input: Input) {
+        let now = self.shell.now_ms();
+        let effects = self.picker.handle(now, input);
+        self.apply(effects).await;
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Show(screen) => self.show(screen),
+                Effect::Beep(b) => self.shell.display.beep(b),
+                Effect::Audit(a) => {
+                    let now = now_s();
+                    let r = self
+                        .shell
+                        .store
+                        .call(move |db| {
+                            db.audit_scan(now, a.operator, a.input.as_bytes(), &a.outcome)
+                        })
+                        .await;
+                    if let Err(e) | Ok(Err(e)) = r {
+                        tracing::error!("audit log: {e}");
+                    }
+                }
+                Effect::Persist { id, command } => {
+                    let operator = self.picker.operator().unwrap_or(0);
+                    let prefix = self.badge_prefix.clone();
+                    let now = now_s();
+                    let result = self
+                        .shell
+                        .store
+                        .call(move |db| execute(db, now, operator, &prefix, &command))
+                        .await;
+                    let answer = match result {
+                        Ok(Ok(_seq)) => {
+                            self.shell.sync.outbox_changed();
+                            Input::Committed { id }
+                        }
+                        Ok(Err(e)) | Err(e) => {
+                            tracing::warn!("command {id} not saved: {e}");
+                            Input::Failed {
+                                id,
+                                reason: e.to_string(),
+                            }
+                        }
+                    };
+                    let now = self.shell.now_ms();
+                    queue.extend(self.picker.handle(now, answer));
+                }
+            }
+        }
+    }
+
+    /// Shows a workflow screen, unless the scanner warning or the offline banner covers it.
+    fn show(&mut self, screen: Screen) {
+        if let Some(why) = &self.scanner_down {
+            let text = format!("Scanner unplugged: {why}");
+            self.shell.display.message(Level::Error, &text);
+            return;
+        }
+        if self.offline_since.is_some() && self.banner_due() && idle(&screen) {
+            // The tick fills in the figures; show the banner at once with what we know.
+            self.shell.display.show(Screen::Offline {
+                backlog: 0,
+                since_s: 0,
+            });
+            self.banner = true;
+            return;
+        }
+        self.banner = false;
+        self.shell.display.show(screen);
+    }
+
+    fn banner_due(&self) -> bool {
+        self.offline_since
+            .is_some_and(|since| now_s().saturating_sub(since) >= OFFLINE_GRACE_S)
+    }
+
+    async fn reload_tasks(&mut self, why: Option<Withdrawal>) {
+        let known = self.known.clone();
+        let r = self.shell.store.call(move |db| reload(db, &known)).await;
+        let (rows, gone) = match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!("could not read the open tasks: {e}");
+                return;
+            }
+        };
+        for (task_id, w) in gone {
+            self.known.remove(&task_id);
+            if let Some(w) = w {
+                let why = why.unwrap_or(w);
+                self.input(Input::Withdrawn { task_id, why }).await;
+            }
+        }
+        // On the first load, put-backs left from before a restart are handed in as tasks
+        // and withdrawn at once, so the picker is asked to put the units back.
+        let first = !self.loaded;
+        self.loaded = true;
+        let tasks: Vec<PickTask> = rows
+            .iter()
+            .filter(|r| first || r.state != TaskState::PutBackNeeded)
+            .map(pick_task)
+            .collect();
+        // Picked tasks stay known: an order cancelled after its pick still needs a put-back.
+        self.known.extend(tasks.iter().map(|t| t.task_id));
+        self.input(Input::Tasks(tasks)).await;
+        if first {
+            for r in rows.iter().filter(|r| r.state == TaskState::PutBackNeeded) {
+                self.known.remove(&r.task_id);
+                let input = Input::Withdrawn {
+                    task_id: r.task_id,
+                    why: Withdrawal::Revoked,
+                };
+                self.input(input).await;
+            }
+        }
+    }
+
+    async fn on_scanner(&mut self, ev: ScannerEvent) {
+        match ev {
+            ScannerEvent::Scan(raw) => self.input(Input::scan(&raw)).await,
+            ScannerEvent::Rejected(why) => {
+                tracing::warn!("scanner: {why}");
+                self.shell
+                    .display
+                    .message(Level::Error, "Scan not read: try again");
+                self.shell.display.beep(Beep::Error);
+            }
+            ScannerEvent::Disconnected(why) => {
+                tracing::warn!("scanner unplugged: {why}");
+                self.scanner_down = Some(why);
+                self.show(self.picker.screen());
+                self.shell.display.beep(Beep::Attention);
+            }
+            ScannerEvent::Reconnected => {
+                tracing::info!("scanner back");
+                self.scanner_down = None;
+                self.show(self.picker.screen());
+            }
+        }
+    }
+
+    async fn on_terminal(&mut self, ev: TerminalEvent) {
+        match ev {
+            TerminalEvent::Key(k) => self.input(Input::Key(k)).await,
+            TerminalEvent::Scan(s) => self.input(Input::scan(&s.data)).await,
+            TerminalEvent::Connected(_) => tracing::info!("terminal connected"),
+            TerminalEvent::LinkLost => tracing::warn!("terminal link lost"),
+            TerminalEvent::VersionMismatch { terminal } => {
+                tracing::error!(
+                    "terminal speaks protocol {terminal}: update the terminal or the agent"
+                );
+            }
+            TerminalEvent::BadFrame(_) => {}
+        }
+    }
+
+    fn on_link(&mut self, s: &LinkState) {
+        match s {
+            LinkState::Up { .. } => {
+                self.offline_since = None;
+                if self.banner {
+                    self.show(self.picker.screen());
+                }
+            }
+            LinkState::Down { since, .. } => {
+                if self.offline_since.is_none() {
+                    self.offline_since = Some(*since);
+                }
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let Some(since) = self.offline_since else {
+            return;
+        };
+        if !self.banner_due() || self.scanner_down.is_some() || !idle(&self.picker.screen()) {
+            return;
+        }
+        let now = now_s();
+        let backlog = match self.shell.store.call(move |db| db.outbox_stats(now)).await {
+            Ok(Ok(s)) => u32::try_from(s.count).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        self.banner = true;
+        self.shell.display.show(Screen::Offline {
+            backlog,
+            since_s: u32::try_from(now.saturating_sub(since)).unwrap_or(u32::MAX),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CaptureFlags, Gtin};
+    use floorhand_protocol::link::fit;
+
+    #[test]
+    fn the_offline_banner_covers_only_idle_screens() {
+        let check = |screen: Screen, expected: bool| {
+            assert_eq!(idle(&screen), expected, "{screen:?}");
+        };
+        check(
+            Screen::Scan {
+                target: ScanTarget::Badge,
+                hint: fit("Scan your badge"),
+            },
+            true,
+        );
+        check(
+            Screen::WaveDone {
+                picked: 3,
+                short: 1,
+            },
+            true,
+        );
+        check(
+            Screen::Message {
+                level: Level::Info,
+                text: fit("No tasks: wait for the next wave"),
+            },
+            true,
+        );
+        check(
+            Screen::Message {
+                level: Level::Info,
+                text: fit("Enter: confirm 2 Hex bolt"),
+            },
+            false,
+        );
+        check(
+            Screen::Scan {
+                target: ScanTarget::Item,
+                hint: fit("0/2 Hex bolt"),
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn a_store_row_becomes_a_pick_task_and_a_bad_gtin_is_left_out() {
+        let row = TaskRow {
+            task_id: 9,
+            wave_id: 1,
+            priority: 4,
+            cutoff: 0,
+            order_id: "SO-1".into(),
+            order_line: 1,
+            location: "A-01".into(),
+            pick_seq: 3,
+            location_check: 47,
+            gtins: vec![
+                Gtin {
+                    gtin: "09506000134352".into(),
+                    pack_qty: 1,
+                },
+                Gtin {
+                    gtin: "not a gtin".into(),
+                    pack_qty: 6,
+                },
+            ],
+            sku: "BOLT".into(),
+            description: "Hex bolt".into(),
+            qty: 5,
+            picked_qty: 2,
+            capture: CaptureFlags {
+                lot: true,
+                serial: false,
+                expiry: true,
+            },
+            tote_required: true,
+            state: TaskState::InProgress,
+            updated_at: 0,
+        };
+        let t = pick_task(&row);
+        assert_eq!(
+            (t.task_id, t.priority, t.pick_seq, t.qty, t.picked),
+            (9, 4, 3, 5, 2)
+        );
+        assert_eq!(t.gtins.len(), 1);
+        assert_eq!(t.gtins[0].gtin, Gtin14::parse("9506000134352").unwrap());
+        assert!(t.capture.lot && t.capture.expiry && !t.capture.serial && t.tote_required);
+    }
+}

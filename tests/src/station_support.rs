@@ -1,0 +1,261 @@
+//! Helpers for the station end-to-end tests: the real `floorhand run` process, a scanner
+//! on a socat pty, and the test standing in for the display terminal on another pty
+//! (reading the agent's frames with the protocol's decoder and sending key frames).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use floorhand_protocol::Envelope;
+use floorhand_protocol::frame::{self, FrameDecoder};
+use floorhand_protocol::limits::MAX_LINK_FRAME;
+use floorhand_protocol::link::{FromTerminal, Key, ToTerminal};
+
+use crate::pty::PtyPair;
+use crate::workspace_bin;
+
+/// How long any one step may take before a test fails.
+pub const STEP: Duration = Duration::from_secs(30);
+
+/// The real `floorhand run --config` process; SIGKILLed on drop if still running.
+pub struct AgentProcess {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `floorhand run --config config`, its log in `log`.
+    pub fn start(config: &Path, log: &Path) -> AgentProcess {
+        let child = Command::new(workspace_bin("floorhand"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::options().create(true).append(true).open(log).unwrap())
+            .spawn()
+            .expect("start floorhand run");
+        AgentProcess {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; panics with the log if it does not exit
+    /// successfully.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(s) = child.try_wait().expect("wait for floorhand") {
+                assert!(
+                    s.success(),
+                    "floorhand exited with {s}; log:\n{}",
+                    self.log()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("floorhand did not stop on SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A scanner: the test writes barcodes into one end of a pty pair, the agent reads the
+/// other end as its serial scanner. It can be unplugged and plugged in again.
+pub struct ScannerWire {
+    /// The agent's end.
+    pub port: PathBuf,
+    dir: PathBuf,
+    writer: Option<File>,
+    pty: Option<PtyPair>,
+}
+
+impl ScannerWire {
+    /// A pty pair under `dir`.
+    pub fn new(dir: &Path) -> ScannerWire {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut w = ScannerWire {
+            port: dir.join("a"),
+            dir: dir.to_path_buf(),
+            writer: None,
+            pty: None,
+        };
+        w.plug_in();
+        w
+    }
+
+    /// Pulls the cable: the pty pair goes away (its links too).
+    pub fn unplug(&mut self) {
+        self.writer = None;
+        self.pty = None;
+        let _ = std::fs::remove_file(self.dir.join("a"));
+        let _ = std::fs::remove_file(self.dir.join("b"));
+    }
+
+    /// Plugs it in again: a new pty pair at the same path.
+    pub fn plug_in(&mut self) {
+        let pty = PtyPair::new(&self.dir);
+        assert_eq!(pty.a, self.port);
+        self.writer = Some(File::options().write(true).open(&pty.b).unwrap());
+        self.pty = Some(pty);
+    }
+
+    /// Writes barcodes, each followed by CR (the scanner's suffix), in one write.
+    pub fn scan(&mut self, codes: &[&str]) {
+        let mut bytes = Vec::new();
+        for c in codes {
+            bytes.extend_from_slice(c.as_bytes());
+            bytes.push(b'\r');
+        }
+        let w = self.writer.as_mut().expect("the scanner is plugged in");
+        w.write_all(&bytes).unwrap();
+        w.flush().unwrap();
+    }
+}
+
+/// The test as the display terminal: every frame the agent sends is decoded and kept.
+pub struct TerminalWire {
+    /// The agent's end.
+    pub port: PathBuf,
+    frames: Arc<Mutex<Vec<ToTerminal>>>,
+    writer: File,
+    next_id: u64,
+    _pty: PtyPair,
+}
+
+impl TerminalWire {
+    /// A pty pair under `dir` and a reader thread on the test's end.
+    pub fn new(dir: &Path) -> TerminalWire {
+        std::fs::create_dir_all(dir).unwrap();
+        let pty = PtyPair::new(dir);
+        let mut reader = File::options().read(true).open(&pty.b).unwrap();
+        let writer = File::options().write(true).open(&pty.b).unwrap();
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let sink = frames.clone();
+        std::thread::spawn(move || {
+            let mut decoder = FrameDecoder::<MAX_LINK_FRAME>::new();
+            let mut buf = [0u8; 512];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                decoder.feed::<ToTerminal>(&buf[..n], |f| {
+                    if let Ok(env) = f {
+                        sink.lock().unwrap().push(env.body);
+                    }
+                });
+            }
+        });
+        TerminalWire {
+            port: pty.a.clone(),
+            frames,
+            writer,
+            next_id: 1,
+            _pty: pty,
+        }
+    }
+
+    /// Every frame so far.
+    pub fn frames(&self) -> Vec<ToTerminal> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    /// Number of frames so far: a mark for [`TerminalWire::wait_shown`].
+    pub fn mark(&self) -> usize {
+        self.frames.lock().unwrap().len()
+    }
+
+    /// Waits until a screen shown after frame `from` has a `Debug` form containing
+    /// `text`; returns the mark after it. Panics with the screens seen and `log`.
+    pub fn wait_shown(&self, from: usize, text: &str, log: impl Fn() -> String) -> usize {
+        let deadline = Instant::now() + STEP;
+        loop {
+            {
+                let frames = self.frames.lock().unwrap();
+                for (i, f) in frames.iter().enumerate().skip(from) {
+                    if let ToTerminal::Show(s) = f
+                        && format!("{s:?}").contains(text)
+                    {
+                        return i + 1;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<String> = self.frames()[from..]
+                    .iter()
+                    .filter(|f| !matches!(f, ToTerminal::Heartbeat))
+                    .map(|f| format!("{f:?}"))
+                    .collect();
+                panic!(
+                    "no screen with {text:?} after frame {from}; seen:\n{}\nagent log:\n{}",
+                    seen.join("\n"),
+                    log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends key presses, as the terminal would.
+    pub fn keys(&mut self, keys: &[Key]) {
+        for k in keys {
+            let bytes = frame::encode_to_vec(&Envelope::new(self.next_id, &FromTerminal::Key(*k)));
+            self.next_id += 1;
+            self.writer.write_all(&bytes).unwrap();
+        }
+        self.writer.flush().unwrap();
+    }
+
+    /// Screens shown so far (`Debug` form), heartbeats and hellos left out.
+    pub fn screens(&self) -> Vec<String> {
+        self.frames()
+            .iter()
+            .filter_map(|f| match f {
+                ToTerminal::Show(s) => Some(format!("{s:?}")),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The config file of a station for a test, `extra` appended (device sections).
+pub fn station_config(dir: &Path, device: &str, broker_url: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{device}.toml"));
+    let text = format!(
+        "device = \"{device}\"\nsite = \"site1\"\n[broker]\nurl = \"{broker_url}\"\nkeep_alive_s = 5\nconnect_timeout_s = 1\n\
+         [database]\npath = \"{}\"\nsynchronous = \"normal\"\n[sync]\nstatus_interval_s = 1\nresend_after_s = 2\nmax_backoff_s = 1\n{extra}",
+        dir.join(format!("{device}.db")).display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}

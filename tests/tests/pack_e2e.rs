@@ -1,0 +1,193 @@
+//! A pack station end to end with real parts: Mosquitto, the real `floorhand run` process
+//! with its SQLite file, a scanner and the terminal link on socat ptys, a fake printer on
+//! a real TCP port, and an OMS session that pushes the pack orders and acks.
+//! Every carton gets exactly one label; a label queued while the printer is off survives
+//! an agent restart and prints exactly once when the printer is back.
+
+use std::time::Duration;
+
+use floorhand_protocol::examples;
+use floorhand_protocol::link::Key;
+use floorhand_protocol::oms::{Down, EventKind, PackOrder, PrinterState};
+use floorhand_tests::fake_printer::FakePrinter;
+use floorhand_tests::mosquitto::{Mosquitto, Options};
+use floorhand_tests::station_support::{AgentProcess, ScannerWire, TerminalWire, station_config};
+use floorhand_tests::sync_support::{Inbox, start_oms, wait_until};
+
+const BOLT: &str = "09506000134352";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The protocol's example pack order (3 bolts of 120 g) under another order id.
+fn order(order_id: &str, qty: u32) -> PackOrder {
+    let mut o = examples::down()
+        .into_iter()
+        .find_map(|(_, env)| match env.body {
+            Down::PackOrder(p) => Some(*p),
+            _ => None,
+        })
+        .expect("the examples have a pack order");
+    o.order_id = order_id.into();
+    o.totes = vec![format!("T-{order_id}")];
+    o.lines[0].qty = qty;
+    o
+}
+
+fn count(inbox: &Inbox, f: impl Fn(&EventKind) -> bool) -> usize {
+    inbox.kinds().iter().filter(|k| f(k)).count()
+}
+
+fn texts(jobs: &[Vec<u8>]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| String::from_utf8_lossy(j).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let (oms, inbox) = start_oms(&broker.url(), "oms-pack");
+    let printer = FakePrinter::start();
+    let mut scanner = ScannerWire::new(&dir.path().join("scanner"));
+    let mut term = TerminalWire::new(&dir.path().join("terminal"));
+    let extra = format!(
+        "[station]\nrole = \"pack\"\ntare_g = 0\n\
+         [scanner]\nsource = {{ kind = \"serial\", path = \"{}\", baud = 9600 }}\n\
+         [terminal]\nport = \"{}\"\n\
+         [printer]\ntcp = \"{}\"\ntimeout_ms = 500\nretry_ms = 100\n\
+         [label]\ncompany_prefix = \"0614141\"\n",
+        scanner.port.display(),
+        term.port.display(),
+        printer.addr()
+    );
+    let config = station_config(dir.path(), "pack-1", &broker.url(), &extra);
+    let log_path = dir.path().join("agent.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut agent = AgentProcess::start(&config, &log_path);
+
+    let m = term.wait_shown(0, "Scan order or tote", log);
+    wait_until(WAIT, "the agent's birth", || inbox.births() > 0).await;
+    oms.send("pack-1", Down::PackOrder(Box::new(order("SO-1", 3))))
+        .await
+        .unwrap();
+    wait_until(WAIT, "the pack order to be stored", || {
+        floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db"))
+            .and_then(|db| db.pack_order("SO-1"))
+            .is_ok_and(|o| o.is_some())
+    })
+    .await;
+
+    // Two cartons: two bolts, then the last one.
+    scanner.scan(&["SO-1"]);
+    let m = term.wait_shown(m, "SO-1 carton 1", log);
+    scanner.scan(&[BOLT]);
+    let m = term.wait_shown(m, "1/3", log);
+    scanner.scan(&[BOLT]);
+    let m = term.wait_shown(m, "2/3", log);
+    term.keys(&[Key::F(1)]);
+    let m = term.wait_shown(m, "Carton weight", log);
+    term.keys(&[Key::Digit(2), Key::Digit(4), Key::Digit(0), Key::Enter]);
+    let m = term.wait_shown(m, "SO-1 carton 2", log);
+    scanner.scan(&[BOLT]);
+    let m = term.wait_shown(m, "All packed", log);
+    term.keys(&[Key::F(1)]);
+    let m = term.wait_shown(m, "Carton weight", log);
+    term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    let m = term.wait_shown(m, "Scan order or tote", log);
+    wait_until(WAIT, "two labels printed and reported", || {
+        count(&inbox, |k| matches!(k, EventKind::LabelPrinted { .. })) == 2
+    })
+    .await;
+    assert_eq!(printer.jobs().len(), 2, "one label per carton");
+
+    // The printer is switched off; a third carton's label waits and fails once.
+    printer.switch_off();
+    oms.send("pack-1", Down::PackOrder(Box::new(order("SO-2", 1))))
+        .await
+        .unwrap();
+    wait_until(WAIT, "the second pack order to be stored", || {
+        floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db"))
+            .and_then(|db| db.pack_order("SO-2"))
+            .is_ok_and(|o| o.is_some())
+    })
+    .await;
+    scanner.scan(&["T-SO-2"]); // by its tote this time
+    let m = term.wait_shown(m, "SO-2 carton 1", log);
+    scanner.scan(&[BOLT]);
+    let m = term.wait_shown(m, "All packed", log);
+    term.keys(&[Key::F(1)]);
+    let m = term.wait_shown(m, "Carton weight", log);
+    term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    term.wait_shown(m, "NOT printed", log);
+    wait_until(WAIT, "the print failure reported", || {
+        count(&inbox, |k| matches!(k, EventKind::PrintFailed { .. })) == 1
+    })
+    .await;
+
+    // The fault and the waiting label are in the device's `Status` too.
+    wait_until(
+        WAIT,
+        "a Status with the printer offline and one label queued",
+        || {
+            inbox
+                .statuses()
+                .iter()
+                .any(|s| s.printer == PrinterState::Offline && s.print_queue == 1)
+        },
+    )
+    .await;
+
+    // Restart the agent while the printer is still off; then the printer comes back.
+    agent.stop();
+    let mut agent = AgentProcess::start(&config, &log_path);
+    wait_until(WAIT, "the restarted agent's birth", || inbox.births() > 1).await;
+    printer.switch_on();
+    wait_until(WAIT, "the queued label printed and reported", || {
+        count(&inbox, |k| matches!(k, EventKind::LabelPrinted { .. })) == 3
+    })
+    .await;
+    wait_until(WAIT, "every event acked", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db"))
+            .and_then(|db| db.outbox_stats(now))
+            .is_ok_and(|s| s.count == 0)
+    })
+    .await;
+    agent.stop();
+
+    let jobs = printer.jobs();
+    assert_eq!(
+        jobs.len(),
+        3,
+        "exactly one label per carton, the queued one once"
+    );
+    let labels = texts(&jobs);
+    assert!(labels[2].contains("SO-2"), "the third label is SO-2's");
+    for kind in inbox.kinds() {
+        if let EventKind::CartonClosed { sscc, .. } = kind {
+            let n = labels.iter().filter(|l| l.contains(&sscc)).count();
+            assert_eq!(n, 1, "carton {sscc} has exactly one label");
+        }
+    }
+    assert_eq!(
+        count(&inbox, |k| matches!(k, EventKind::CartonClosed { .. })),
+        3
+    );
+    assert_eq!(
+        count(&inbox, |k| matches!(k, EventKind::PackVerified { .. })),
+        2
+    );
+    assert_eq!(
+        count(&inbox, |k| matches!(k, EventKind::PrintFailed { .. })),
+        1,
+        "the fault is reported once, across the restart: {:?}\n{}",
+        inbox.kinds(),
+        log()
+    );
+    let seqs: Vec<u64> = inbox.events().into_iter().map(|(_, s)| s).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "every seq exactly once, in order");
+}

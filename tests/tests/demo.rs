@@ -40,6 +40,10 @@ fn a_quick_demo_shift_delivers_every_event_exactly_once_through_an_outage() {
     assert_eq!(num("events_sent"), num("events_acked"), "{text}");
     assert_eq!(num("events_sent"), num("oms_events_received"), "{text}");
     assert!(num("outage_s") > 0.0, "{text}");
+    assert!(
+        num("duplicates_suppressed") > 0.0,
+        "the one-way part of the outage makes the agents re-send what the OMS has: {text}"
+    );
     assert!(num("tasks_picked") >= 1.0, "{text}");
     assert!(num("tasks_short") >= 1.0, "the scripted short pick: {text}");
     assert!(

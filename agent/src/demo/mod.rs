@@ -130,6 +130,8 @@ struct Plan {
     waves: u32,
     tasks: u32,
     outage: Duration,
+    /// The first part of the outage, when the link is one-way.
+    deaf: Duration,
     pace: Duration,
 }
 
@@ -231,14 +233,16 @@ pub fn run(args: &DemoArgs) -> Result<bool, DemoError> {
         Plan {
             waves: 2,
             tasks: 6,
-            outage: Duration::from_secs(3),
+            outage: Duration::from_secs(5),
+            deaf: Duration::from_millis(3500),
             pace: Duration::from_millis(40),
         }
     } else {
         Plan {
             waves: 3,
             tasks: 9,
-            outage: Duration::from_secs(6),
+            outage: Duration::from_secs(8),
+            deaf: Duration::from_millis(3500),
             pace: Duration::from_millis(90),
         }
     };
@@ -411,6 +415,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     cartons.set_prefix("cartons");
     let link = bars.add(ProgressBar::new_spinner());
     let mut cancel_sent = false;
+    let mut blackholed = false;
     let mut outage: Option<(Instant, Option<Duration>)> = None;
     let mut max_backlog = [0u64; 2];
     // Until both stations are done and the outage has run its full length.
@@ -427,11 +432,13 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
             send(&oms, PICKER, cancel.clone()).await?;
             send(&oms, PACK, cancel).await?;
         }
+        // The outage: first one-way (the agents' events reach the OMS but they hear
+        // no acks, so they re-send and the OMS drops the copies), then a black hole with
+        // every connection cut; then the link comes back.
         match outage {
             None if done >= total_tasks / 3 || picking.is_finished() => {
                 for p in &proxies {
-                    p.set_mode(proxy::Mode::Blackhole);
-                    p.cut();
+                    p.set_mode(proxy::Mode::Deaf);
                 }
                 outage = Some((Instant::now(), None));
             }
@@ -440,6 +447,13 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
                     p.set_mode(proxy::Mode::Pass);
                 }
                 outage = Some((t0, Some(t0.elapsed())));
+            }
+            Some((t0, None)) if !blackholed && t0.elapsed() >= plan.deaf => {
+                blackholed = true;
+                for p in &proxies {
+                    p.set_mode(proxy::Mode::Blackhole);
+                    p.cut();
+                }
             }
             _ => {}
         }

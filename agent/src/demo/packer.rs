@@ -4,8 +4,8 @@
 //! go to the OMS through the outbox.
 //!
 //! Seam: the pack workflow (`pack::Packer`, item verification by scan) is driven by
-//! `floorhand run` for `role = "pack"` once the station runtime lands; until then this
-//! station closes each order's carton as packed complete.
+//! `floorhand run` for `role = "pack"` (`station::pack`); this demo station does not run
+//! it yet and closes each order's carton as packed complete.
 
 use std::time::{Duration, Instant};
 

@@ -3,9 +3,11 @@
 //! usual mistakes (a bounced double scan, a wrong item, a malformed GS1 code, a short
 //! pick).
 //!
-//! Seam: this is the part `floorhand run` does itself for `role = "picker"` once the
-//! station runtime lands; the demo then only types into the scanner pty. Until then the
-//! demo runs the same workflow-to-store hook (see `pick`'s module docs) in-process.
+//! Seam: this is what `floorhand run` does itself for `role = "picker"` (`station::pick`,
+//! merged while the demo was built). The demo still runs its own copy of the
+//! workflow-to-store hook in-process, because its scripted operator reads the workflow's
+//! screen to decide the next scan; driving `floorhand run` children instead (the operator
+//! then reading the terminal link) is the next step.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -17,6 +17,18 @@ pub enum Mode {
     Stall = 1,
     /// Accept connections and swallow their bytes without forwarding or answering.
     Blackhole = 2,
+    /// One-way link: bytes from the client reach the broker, the broker's replies are
+    /// held (the client hears no PUBACK and no OMS ack, so it re-sends).
+    Deaf = 3,
+}
+
+/// The mode one direction of a connection sees.
+fn effective(mode: u8, from_client: bool) -> u8 {
+    match (mode, from_client) {
+        (m, true) if m == Mode::Deaf as u8 => Mode::Pass as u8,
+        (m, false) if m == Mode::Deaf as u8 => Mode::Stall as u8,
+        (m, _) => m,
+    }
 }
 
 struct Shared {
@@ -108,12 +120,18 @@ fn serve(client: TcpStream, upstream: SocketAddr, s: Arc<Shared>) {
         _ => return,
     };
     let s_up = s.clone();
-    std::thread::spawn(move || pump(client, server, s_up, generation));
-    pump(s2, c2, s, generation);
+    std::thread::spawn(move || pump(client, server, s_up, generation, true));
+    pump(s2, c2, s, generation, false);
 }
 
 /// Copies `from` to `to` while the mode allows, until either side closes or a cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, s: Arc<Shared>, generation: u64) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    s: Arc<Shared>,
+    generation: u64,
+    from_client: bool,
+) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
     let mut buf = [0u8; 16 * 1024];
     let mut held: Vec<u8> = Vec::new();
@@ -121,7 +139,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, s: Arc<Shared>, generation: u64)
         if s.generation.load(Ordering::SeqCst) != generation {
             break;
         }
-        let mode = s.mode.load(Ordering::SeqCst);
+        let mode = effective(s.mode.load(Ordering::SeqCst), from_client);
         if mode == Mode::Pass as u8 && !held.is_empty() {
             if to.write_all(&held).is_err() {
                 break;

@@ -580,6 +580,15 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         v.sort();
         v
     };
+    let labels = files(&out.join("labels"), "zpl");
+    let mut notes: Vec<String> = terminal_note.into_iter().collect();
+    let label_previews = match vdev::label_previews(&labels) {
+        Ok(v) => v,
+        Err(why) => {
+            notes.push(why);
+            Vec::new()
+        }
+    };
     let c = progress.get();
     let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
     Ok(Summary {
@@ -597,8 +606,9 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         cancelled_order: cancelled,
         problems,
         screens: files(&screens_dir, "png"),
-        labels: files(&out.join("labels"), "zpl"),
-        notes: terminal_note.into_iter().collect(),
+        labels,
+        label_previews,
+        notes,
         elapsed_s: started.elapsed().as_secs_f64(),
         exactly_once: false,
     }

@@ -17,12 +17,9 @@ use floorhand_protocol::oms::{self, EventKind, Picked, Wave};
 
 use super::vdev::VirtualScanner;
 use super::{DemoError, Ledger, Progress};
-use crate::barcode::Gtin14;
 use crate::devices::terminal::TerminalHandle;
-use crate::pick::{
-    Capture, Command, Effect, Input, PackGtin, PickTask, Picker, QtyEntry, ShortReason,
-};
-use crate::store::{PickConfirmation, Store, TaskRow};
+use crate::pick::{Command, Effect, Input, PickTask, Picker, ShortReason};
+use crate::store::{PickConfirmation, Store};
 use crate::sync::agent::SyncHandle;
 
 /// The operator's badge number.
@@ -80,37 +77,6 @@ pub struct PickStation {
     pub(super) started: Instant,
     pub(super) ledger: Ledger,
     pub(super) progress: Progress,
-}
-
-fn to_pick_task(r: TaskRow) -> Option<PickTask> {
-    Some(PickTask {
-        task_id: r.task_id,
-        location: r.location,
-        location_check: r.location_check,
-        pick_seq: r.pick_seq,
-        priority: r.priority,
-        gtins: r
-            .gtins
-            .iter()
-            .filter_map(|g| {
-                Some(PackGtin {
-                    gtin: Gtin14::parse(&g.gtin).ok()?,
-                    pack_qty: g.pack_qty,
-                })
-            })
-            .collect(),
-        sku: r.sku,
-        description: r.description,
-        qty: r.qty,
-        picked: r.picked_qty,
-        capture: Capture {
-            lot: r.capture.lot,
-            serial: r.capture.serial,
-            expiry: r.capture.expiry,
-        },
-        tote_required: r.tote_required,
-        qty_entry: QtyEntry::ScanEach,
-    })
 }
 
 fn oms_reason(r: ShortReason) -> oms::ShortReason {
@@ -273,7 +239,7 @@ impl PickStation {
             .await
             .map_err(|e| DemoError::Agent(format!("picker store: {e}")))?
             .map_err(|e| DemoError::Agent(format!("picker store: {e}")))?;
-        let tasks: Vec<PickTask> = rows.into_iter().filter_map(to_pick_task).collect();
+        let tasks: Vec<PickTask> = rows.iter().map(crate::station::pick::pick_task).collect();
         let n = tasks.len();
         self.feed(Input::Tasks(tasks)).await?;
         Ok(n)

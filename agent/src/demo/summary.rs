@@ -146,6 +146,8 @@ pub struct Summary {
     pub screens: Vec<String>,
     /// Labels the printer received (ZPL).
     pub labels: Vec<String>,
+    /// PNG previews of the labels, when the label tests' renderer is installed.
+    pub label_previews: Vec<String>,
     /// Remarks (a device that could not run).
     pub notes: Vec<String>,
     /// Wall time of the shift, seconds.
@@ -220,6 +222,9 @@ impl Summary {
         };
         s.push_str(&list("terminal screens (PNG)", &self.screens));
         s.push_str(&list("labels (ZPL)", &self.labels));
+        if !self.label_previews.is_empty() {
+            s.push_str(&list("label previews (PNG)", &self.label_previews));
+        }
         s
     }
 }

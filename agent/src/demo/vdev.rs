@@ -263,3 +263,42 @@ impl Drop for TerminalRunner {
         let _ = self.child.wait();
     }
 }
+
+/// PNG previews of `labels` (ZPL files) drawn by the label tests' renderer
+/// (`tests/label-check/render.mjs`, zpl-renderer-js under node), when this is run from a
+/// checkout where `npm ci` was run there. Returns the PNGs made, or why there are none.
+pub fn label_previews(labels: &[String]) -> Result<Vec<String>, String> {
+    let dir = Path::new("tests/label-check");
+    if !dir.join("node_modules").exists() {
+        return Err(
+            "no label previews: run from the repository after `npm ci` in tests/label-check".into(),
+        );
+    }
+    // One node process per label, all at once: each spends most of its time starting up.
+    let mut running = Vec::new();
+    for zpl in labels {
+        let png = Path::new(zpl).with_extension("png");
+        let child = Command::new("node")
+            .arg(dir.join("render.mjs"))
+            .arg(zpl)
+            .arg(&png)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("no label previews: node: {e}"))?;
+        running.push((zpl, png, child));
+    }
+    let mut made = Vec::new();
+    let mut failed = None;
+    for (zpl, png, mut child) in running {
+        match child.wait() {
+            Ok(s) if s.success() => made.push(png.display().to_string()),
+            _ => failed = Some(format!("no preview for {zpl}: render.mjs failed")),
+        }
+    }
+    match failed {
+        Some(why) if made.is_empty() => Err(why),
+        _ => Ok(made),
+    }
+}

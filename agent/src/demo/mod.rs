@@ -25,7 +25,6 @@ use floorhand_protocol::oms::{Address, Down, Event, EventKind, PackLine, PackOrd
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::run::Agent;
 use crate::sync::agent::LinkState;
 use crate::sync::oms::{OmsSession, OmsSettings, Received};
 use crate::sync::tools::{SimPlan, sim_waves};
@@ -311,13 +310,20 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         std::fs::write(&path, agent_config(&out, device, &proxy.url()))
             .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
         let cfg = Config::load(&path).map_err(|e| DemoError::Agent(e.to_string()))?;
-        let agent = Agent::start(&cfg, &path, stop_rx.clone())
-            .await
-            .map_err(|e| DemoError::Agent(format!("{device}: {e}")))?;
-        agents.push(agent);
+        // The store and the MQTT link, as `run::Agent` opens them, without its station
+        // runtime: the demo's stations (`picker`, `packer`) drive the workflows.
+        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
+        let store = crate::store::Store::open(&cfg.database.path, cfg.store_config())
+            .map_err(|e| fail(&e))?;
+        let broker = cfg.broker_settings(&path).map_err(|e| fail(&e))?;
+        let (sync, task) =
+            crate::sync::agent::start(cfg.sync_config(broker), store.clone(), stop_rx.clone())
+                .await
+                .map_err(|e| fail(&e))?;
+        agents.push((store, sync, task));
     }
-    let (picker_store, picker_sync) = (agents[0].store.clone(), agents[0].sync.clone());
-    let (pack_store, pack_sync) = (agents[1].store.clone(), agents[1].sync.clone());
+    let (picker_store, picker_sync) = (agents[0].0.clone(), agents[0].1.clone());
+    let (pack_store, pack_sync) = (agents[1].0.clone(), agents[1].1.clone());
 
     let progress = Progress {
         counters: Arc::default(),
@@ -556,8 +562,8 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         .map(|d| (d.to_string(), oms.ack_point(d)))
         .collect();
     oms.close().await;
-    for a in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(2), a.wait()).await;
+    for (_, _, link) in agents {
+        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
     }
     let received = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut problems = summary::exactly_once(&received, &ledger.snapshot(), &agent_side);

@@ -15,10 +15,12 @@
 //!   [`config`]: its configuration file; [`logging`]: its log output; [`doctor`]: the
 //!   pre-shift station check.
 //! - [`wire`]: wire-size report over the protocol's example messages.
+//! - [`demo`]: `floorhand demo`, a whole shift with an outage on one command.
 
 pub mod barcode;
 pub mod cli_status;
 pub mod config;
+pub mod demo;
 pub mod devices;
 pub mod doctor;
 pub mod label;

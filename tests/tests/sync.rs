@@ -147,7 +147,7 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let upstream = format!("127.0.0.1:{}", broker.port).parse().unwrap();
-    let proxy = FaultProxy::start(upstream);
+    let proxy = FaultProxy::start(upstream).expect("start the fault proxy");
     let (oms, inbox) = start_oms(&broker.url(), "oms-faults");
     let agent = TestAgent::start(
         &dir.path().join("d1.db"),

@@ -1,0 +1,304 @@
+//! The demo's virtual devices on real ptys and sockets: a scanner (socat pty pair: the
+//! demo types barcodes into one end, `devices::scanner` reads the other), a ZPL printer on
+//! TCP that stores each label and answers `~HS`, and the firmware terminal host runner
+//! (`floorhand-terminal`) drawing every screen to PNG.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::DemoError;
+use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
+
+/// Two ptys joined by `socat`; the process is killed on drop.
+pub struct PtyPair {
+    /// The device side (what the virtual device writes or reads).
+    pub device: PathBuf,
+    /// The agent side (what `devices::*` opens).
+    pub agent: PathBuf,
+    socat: Child,
+}
+
+impl PtyPair {
+    /// Starts `socat` with links `dir/NAME-device` and `dir/NAME-agent`.
+    pub fn new(dir: &Path, name: &str) -> Result<PtyPair, DemoError> {
+        let device = dir.join(format!("{name}-device"));
+        let agent = dir.join(format!("{name}-agent"));
+        let _ = std::fs::remove_file(&device);
+        let _ = std::fs::remove_file(&agent);
+        let socat = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", device.display()))
+            .arg(format!("pty,raw,echo=0,link={}", agent.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                DemoError::Device(format!(
+                    "socat ({e}): the virtual devices need it (scripts/setup installs it)"
+                ))
+            })?;
+        let pair = PtyPair {
+            device,
+            agent,
+            socat,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(pair.device.exists() && pair.agent.exists()) {
+            if Instant::now() > deadline {
+                return Err(DemoError::Device("socat made no ptys within 5 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(pair)
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}
+
+/// A barcode scanner on a pty: [`VirtualScanner::scan`] types a barcode (CR suffix) into
+/// the device end; the agent's `devices::scanner` reader on the other end delivers it.
+pub struct VirtualScanner {
+    tty: std::fs::File,
+    /// Scans as the agent's scanner reader framed them.
+    pub events: mpsc::UnboundedReceiver<ScannerEvent>,
+    stop: Arc<AtomicBool>,
+    _pty: PtyPair,
+}
+
+impl VirtualScanner {
+    /// A pty pair in `dir` and the agent's reader thread on it.
+    pub fn start(dir: &Path, name: &str) -> Result<VirtualScanner, DemoError> {
+        let pty = PtyPair::new(dir, name)?;
+        let tty = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&pty.device)
+            .map_err(|e| DemoError::io(&pty.device.display().to_string(), e))?;
+        let (tx, events) = mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cfg = ScannerConfig::serial(&pty.agent, 9600);
+        let s = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-reader"))
+            .spawn(move || {
+                let _ = scanner::run(&cfg, &s, |ev| tx.send(ev).is_ok());
+            })
+            .map_err(|e| DemoError::io("the scanner thread", e))?;
+        Ok(VirtualScanner {
+            tty,
+            events,
+            stop,
+            _pty: pty,
+        })
+    }
+
+    /// Types `data` and the CR suffix, as a serial scanner does.
+    pub fn scan(&mut self, data: &[u8]) -> Result<(), DemoError> {
+        let mut bytes = data.to_vec();
+        bytes.push(b'\r');
+        self.tty
+            .write_all(&bytes)
+            .and_then(|()| self.tty.flush())
+            .map_err(|e| DemoError::io("the scanner pty", e))
+    }
+
+    /// The next scan the agent's reader delivered, waiting at most `within`.
+    pub async fn next(&mut self, within: Duration) -> Result<Vec<u8>, DemoError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ScannerEvent::Scan(raw))) => return Ok(raw),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err(DemoError::Device("the scanner reader stopped".into())),
+                Err(_) => {
+                    return Err(DemoError::Device(format!(
+                        "no scan arrived through the pty within {within:?}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for VirtualScanner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `~HS` answer of a ready printer (three `<STX>...<ETX><CR><LF>` lines, FIELD-NOTES).
+const READY: &[u8] = b"\x02030,0,0,1245,000,0,0,0,000,0,0,0\x03\r\n\x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n";
+
+/// A ZPL printer on raw TCP (like port 9100): stores every `^XA...^XZ` label as
+/// `dir/label-N.zpl` and answers each `~HS`.
+pub struct VirtualPrinter {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Labels stored so far.
+    pub labels: Arc<AtomicU64>,
+}
+
+impl VirtualPrinter {
+    /// Listens on a free loopback port; labels go to `dir`.
+    pub fn start(dir: &Path) -> Result<VirtualPrinter, DemoError> {
+        std::fs::create_dir_all(dir).map_err(|e| DemoError::io(&dir.display().to_string(), e))?;
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| DemoError::io("the printer port", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| DemoError::io("the printer port", e))?;
+        let labels = Arc::new(AtomicU64::new(0));
+        let (count, dir) = (labels.clone(), dir.to_path_buf());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (count, dir) = (count.clone(), dir.clone());
+                std::thread::spawn(move || serve_printer(conn, &dir, &count));
+            }
+        });
+        Ok(VirtualPrinter { addr, labels })
+    }
+}
+
+fn serve_printer(mut conn: std::net::TcpStream, dir: &Path, count: &AtomicU64) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        // Serve every complete command at the front of the buffer, in order.
+        loop {
+            if buf.starts_with(b"~HS") {
+                buf.drain(..3);
+                if conn.write_all(READY).is_err() {
+                    return;
+                }
+            } else if let Some(start) = find(&buf, b"^XA") {
+                let Some(end) = find(&buf[start..], b"^XZ") else {
+                    break;
+                };
+                let label: Vec<u8> = buf.drain(..start + end + 3).skip(start).collect();
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = std::fs::write(dir.join(format!("label-{n:03}.zpl")), label);
+            } else if let Some(i) = find(&buf, b"~HS") {
+                buf.drain(..i);
+            } else {
+                break;
+            }
+            if buf.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The firmware terminal host runner on a pty, drawing screens into `dir`. Killed on drop.
+pub struct TerminalRunner {
+    child: Child,
+    /// Where its PNGs go.
+    pub dir: PathBuf,
+    _pty: PtyPair,
+    /// The pty end the agent's `devices::terminal` opens.
+    pub agent_port: PathBuf,
+}
+
+impl TerminalRunner {
+    /// Starts `floorhand-terminal` (next to this binary) on a new pty pair.
+    pub fn start(pty_dir: &Path, png_dir: &Path, log: &Path) -> Result<TerminalRunner, DemoError> {
+        let bin = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("floorhand-terminal")))
+            .filter(|p| p.exists())
+            .ok_or_else(|| {
+                DemoError::Device(
+                    "floorhand-terminal is not built next to floorhand: \
+                     `cargo build --release --workspace` builds it"
+                        .into(),
+                )
+            })?;
+        let pty = PtyPair::new(pty_dir, "terminal")?;
+        let log = std::fs::File::create(log).map_err(|e| DemoError::io("terminal log", e))?;
+        let child = Command::new(bin)
+            .arg("--port")
+            .arg(&pty.device)
+            .arg("--display")
+            .arg("mono")
+            .arg("--out")
+            .arg(png_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| DemoError::io("floorhand-terminal", e))?;
+        Ok(TerminalRunner {
+            child,
+            dir: png_dir.to_path_buf(),
+            agent_port: pty.agent.clone(),
+            _pty: pty,
+        })
+    }
+}
+
+impl Drop for TerminalRunner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// PNG previews of `labels` (ZPL files) drawn by the label tests' renderer
+/// (`tests/label-check/render.mjs`, zpl-renderer-js under node), when this is run from a
+/// checkout where `npm ci` was run there. Returns the PNGs made, or why there are none.
+pub fn label_previews(labels: &[String]) -> Result<Vec<String>, String> {
+    let dir = Path::new("tests/label-check");
+    if !dir.join("node_modules").exists() {
+        return Err(
+            "no label previews: run from the repository after `npm ci` in tests/label-check".into(),
+        );
+    }
+    // One node process per label, all at once: each spends most of its time starting up.
+    let mut running = Vec::new();
+    for zpl in labels {
+        let png = Path::new(zpl).with_extension("png");
+        let child = Command::new("node")
+            .arg(dir.join("render.mjs"))
+            .arg(zpl)
+            .arg(&png)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("no label previews: node: {e}"))?;
+        running.push((zpl, png, child));
+    }
+    let mut made = Vec::new();
+    let mut failed = None;
+    for (zpl, png, mut child) in running {
+        match child.wait() {
+            Ok(s) if s.success() => made.push(png.display().to_string()),
+            _ => failed = Some(format!("no preview for {zpl}: render.mjs failed")),
+        }
+    }
+    match failed {
+        Some(why) if made.is_empty() => Err(why),
+        _ => Ok(made),
+    }
+}

@@ -195,8 +195,14 @@ pub fn test_broker(url: &str) -> BrokerSettings {
     b
 }
 
-/// Every seq 1..=n of `device` arrived exactly once, first seen in seq order.
-pub fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
+/// Every seq 1..=n of `device` arrived exactly once, first seen in seq order. Waits up
+/// to 5 s for the inbox's collector task to catch up with the session's ack point.
+pub async fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
+    let count = || inbox.events().iter().filter(|(d, _)| d == device).count() as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let seqs: Vec<u64> = inbox
         .events()
         .into_iter()

@@ -70,6 +70,7 @@ async fn sigterm_during_a_drain_exits_cleanly_and_a_restart_delivers_the_rest_on
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let (oms, inbox) = start_oms(&broker.url(), "oms-sigterm");
+    oms.expect_from("st-term", 0);
     let db_path = dir.path().join("station.db");
     {
         let cfg = StoreConfig {
@@ -121,7 +122,7 @@ async fn sigterm_during_a_drain_exits_cleanly_and_a_restart_delivers_the_rest_on
         oms.ack_point("st-term") == N
     })
     .await;
-    assert_all_in_order(&inbox, "st-term", N);
+    assert_all_in_order(&inbox, "st-term", N).await;
     // The agent deletes acked rows; then stop it again, cleanly.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -134,7 +135,7 @@ async fn sigterm_during_a_drain_exits_cleanly_and_a_restart_delivers_the_rest_on
     }
     sigterm(&agent);
     assert_eq!(wait_exit(&mut agent, &log2).await.code(), Some(0));
-    assert_all_in_order(&inbox, "st-term", N);
+    assert_all_in_order(&inbox, "st-term", N).await;
 }
 
 /// Runs `floorhand doctor` with `env` set; its exit code and report.

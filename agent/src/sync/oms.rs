@@ -132,6 +132,8 @@ struct Inner {
     ledger: Ledger,
     acked: HashMap<String, u64>,
     sites: HashMap<String, String>,
+    /// Events received above a gap, waiting for the missing ones.
+    held: HashMap<String, std::collections::BTreeMap<u64, oms::Event>>,
     counters: OmsCounters,
     ids: MsgIds,
 }
@@ -162,6 +164,7 @@ impl OmsSession {
             ledger: Ledger::new(),
             acked: HashMap::new(),
             sites: HashMap::new(),
+            held: HashMap::new(),
             counters: OmsCounters::default(),
             ids: MsgIds::default(),
         }));
@@ -192,11 +195,10 @@ impl OmsSession {
                         });
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let r = receive(&inner, &p.topic, &p.payload);
-                        if let Some(r) = r
-                            && tx.send(r).is_err()
-                        {
-                            return;
+                        for r in receive(&inner, &p.topic, &p.payload) {
+                            if tx.send(r).is_err() {
+                                return;
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -296,6 +298,13 @@ impl OmsSession {
         self.lock().counters
     }
 
+    /// Expects `device`'s events from seq 1 (a new device, or one whose acknowledged seq
+    /// the OMS keeps elsewhere: pass it as `through`). Without this a device's first
+    /// event received sets where it starts, as `oms tail` needs when joining mid-stream.
+    pub fn expect_from(&self, device: &str, through: u64) {
+        self.lock().ledger.restore(device, through);
+    }
+
     /// Highest seq of `device` received without gaps.
     pub fn ack_point(&self, device: &str) -> u64 {
         self.lock().ledger.ack_point(device)
@@ -311,14 +320,16 @@ impl OmsSession {
     }
 }
 
-fn receive(inner: &Mutex<Inner>, topic: &str, payload: &[u8]) -> Option<Received> {
+/// Turns one received publish into what the OMS should process: events strictly in seq
+/// order per device (an event after a gap is held until the gap fills), each once.
+fn receive(inner: &Mutex<Inner>, topic: &str, payload: &[u8]) -> Vec<Received> {
     let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
     let Some(t) = topics::parse(topic) else {
         g.counters.invalid += 1;
-        return Some(Received::Invalid {
+        return vec![Received::Invalid {
             topic: topic.to_string(),
             error: "not a Floorhand topic".into(),
-        });
+        }];
     };
     let device = t.device.to_string();
     if !g.sites.contains_key(&device) {
@@ -327,30 +338,42 @@ fn receive(inner: &Mutex<Inner>, topic: &str, payload: &[u8]) -> Option<Received
     let env = match oms::decode_up(payload) {
         Ok(env) => env,
         // An empty retained message clears presence; nothing to report.
-        Err(_) if payload.is_empty() => return None,
+        Err(_) if payload.is_empty() => return vec![],
         Err(e) => {
             g.counters.invalid += 1;
-            return Some(Received::Invalid {
+            return vec![Received::Invalid {
                 topic: topic.to_string(),
                 error: e.to_string(),
-            });
+            }];
         }
     };
-    Some(match env.body {
+    match env.body {
         Up::Event(event) => match g.ledger.record(&device, event.seq) {
             Seen::New => {
                 g.counters.events += 1;
-                Received::Event { device, event }
+                let through = g.ledger.ack_point(&device);
+                let held = g.held.entry(device.clone()).or_default();
+                held.insert(event.seq, event);
+                // Everything up to the ack point has no gap below it: release it in order.
+                let rest = held.split_off(&(through + 1));
+                let ready = std::mem::replace(held, rest);
+                ready
+                    .into_values()
+                    .map(|event| Received::Event {
+                        device: device.clone(),
+                        event,
+                    })
+                    .collect()
             }
             Seen::Duplicate => {
                 g.counters.duplicates += 1;
-                return None;
+                vec![]
             }
         },
-        Up::Birth(birth) => Received::Birth { device, birth },
-        Up::Death(death) => Received::Death { device, death },
-        Up::Status(status) => Received::Status { device, status },
-    })
+        Up::Birth(birth) => vec![Received::Birth { device, birth }],
+        Up::Death(death) => vec![Received::Death { device, death }],
+        Up::Status(status) => vec![Received::Status { device, status }],
+    }
 }
 
 /// Reads a wave or any down message from JSON. A bare wave may leave out `task_count`

@@ -228,20 +228,8 @@ impl OmsSession {
 
     /// Publishes `down` to `device` (QoS 1) and returns its message id.
     pub async fn send(&self, device: &str, down: Down) -> Result<u64, OmsError> {
-        if !topics::valid_id(device) {
-            return Err(OmsError::BadId(device.to_string()));
-        }
         let id = self.lock().ids.next(now_us());
-        let bytes = oms::encode_down(&Envelope::new(id, down))?;
-        self.client
-            .publish(
-                topics::down(&self.site_for_send(device), device),
-                QoS::AtLeastOnce,
-                false,
-                bytes,
-            )
-            .await
-            .map_err(|e| OmsError::Broker(e.to_string()))?;
+        self.send_envelope(device, &Envelope::new(id, down)).await?;
         Ok(id)
     }
 
@@ -261,8 +249,12 @@ impl OmsSession {
         self.send_raw(device, bytes).await
     }
 
-    /// Publishes raw bytes on `device`'s down topic: for tests of bad input.
+    /// Publishes raw bytes on `device`'s down topic (the others end here; also for tests of
+    /// bad input).
     pub async fn send_raw(&self, device: &str, bytes: Vec<u8>) -> Result<(), OmsError> {
+        if !topics::valid_id(device) {
+            return Err(OmsError::BadId(device.to_string()));
+        }
         self.client
             .publish(
                 topics::down(&self.site_for_send(device), device),

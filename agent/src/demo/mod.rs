@@ -5,6 +5,7 @@
 //!
 //! - [`broker`]: rumqttd embedded (Mosquitto fallback, or `--broker`).
 //! - [`proxy`]: the TCP fault proxy that cuts the agents' broker link.
+//! - [`pty`]: two ptys joined by a relay thread (`openpty`), the virtual devices' cable.
 //! - [`vdev`]: scanner pty, ZPL printer on TCP, the firmware terminal host runner.
 //! - [`picker`], [`packer`]: the stations (the seam to the station runtime).
 //! - [`summary`]: the exactly-once check (pure) and the report.
@@ -13,6 +14,7 @@ pub mod broker;
 pub mod packer;
 pub mod picker;
 pub mod proxy;
+pub mod pty;
 pub mod summary;
 pub mod vdev;
 

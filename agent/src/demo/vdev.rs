@@ -1,4 +1,4 @@
-//! The demo's virtual devices on real ptys and sockets: a scanner (socat pty pair: the
+//! The demo's virtual devices on real ptys and sockets: a scanner (a [`PtyPair`]: the
 //! demo types barcodes into one end, `devices::scanner` reads the other), a ZPL printer on
 //! TCP that stores each label and answers `~HS`, and the firmware terminal host runner
 //! (`floorhand-terminal`) drawing every screen to PNG.
@@ -9,63 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::DemoError;
+use super::pty::PtyPair;
 use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
-
-/// Two ptys joined by `socat`; the process is killed on drop.
-pub struct PtyPair {
-    /// The device side (what the virtual device writes or reads).
-    pub device: PathBuf,
-    /// The agent side (what `devices::*` opens).
-    pub agent: PathBuf,
-    socat: Child,
-}
-
-impl PtyPair {
-    /// Starts `socat` with links `dir/NAME-device` and `dir/NAME-agent`.
-    pub fn new(dir: &Path, name: &str) -> Result<PtyPair, DemoError> {
-        let device = dir.join(format!("{name}-device"));
-        let agent = dir.join(format!("{name}-agent"));
-        let _ = std::fs::remove_file(&device);
-        let _ = std::fs::remove_file(&agent);
-        let socat = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", device.display()))
-            .arg(format!("pty,raw,echo=0,link={}", agent.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                DemoError::Device(format!(
-                    "socat ({e}): the virtual devices need it (scripts/setup installs it)"
-                ))
-            })?;
-        let pair = PtyPair {
-            device,
-            agent,
-            socat,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !(pair.device.exists() && pair.agent.exists()) {
-            if Instant::now() > deadline {
-                return Err(DemoError::Device("socat made no ptys within 5 s".into()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(pair)
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
-    }
-}
 
 /// A barcode scanner on a pty: [`VirtualScanner::scan`] types a barcode (CR suffix) into
 /// the device end; the agent's `devices::scanner` reader on the other end delivers it.
@@ -80,11 +30,10 @@ pub struct VirtualScanner {
 impl VirtualScanner {
     /// A pty pair in `dir` and the agent's reader thread on it.
     pub fn start(dir: &Path, name: &str) -> Result<VirtualScanner, DemoError> {
-        let pty = PtyPair::new(dir, name)?;
-        let tty = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&pty.device)
-            .map_err(|e| DemoError::io(&pty.device.display().to_string(), e))?;
+        let pty = PtyPair::new(dir, name).map_err(|e| DemoError::io("the scanner's pty", e))?;
+        let tty = pty
+            .device_file()
+            .map_err(|e| DemoError::io("the scanner's pty", e))?;
         let (tx, events) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let cfg = ScannerConfig::serial(&pty.agent, 9600);
@@ -234,7 +183,8 @@ impl TerminalRunner {
                         .into(),
                 )
             })?;
-        let pty = PtyPair::new(pty_dir, "terminal")?;
+        let pty = PtyPair::new(pty_dir, "terminal")
+            .map_err(|e| DemoError::io("the terminal's pty", e))?;
         let log = std::fs::File::create(log).map_err(|e| DemoError::io("terminal log", e))?;
         let child = Command::new(bin)
             .arg("--port")

@@ -590,6 +590,11 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     };
     let labels = files(&out.join("labels"), "zpl");
     let mut notes: Vec<String> = terminal_note.into_iter().collect();
+    if let Ok(t) = terminal_runner
+        && let Err(why) = t.stop()
+    {
+        notes.push(why);
+    }
     let label_previews = match vdev::label_previews(&labels) {
         Ok(v) => v,
         Err(why) => {

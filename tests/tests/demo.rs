@@ -52,6 +52,9 @@ fn a_quick_demo_shift_delivers_every_event_exactly_once_through_an_outage() {
         "wrong item and malformed code: {text}"
     );
     assert!(num("labels_printed") >= 1.0, "{text}");
+    // Each carton the pack workflow closed (scan order, scan items, type weight) had its
+    // label printed and reported through the workflow.
+    assert_eq!(num("cartons"), num("labels_printed"), "{text}");
     let labels = s["labels"].as_array().unwrap();
     assert_eq!(labels.len() as f64, num("labels_printed"), "{text}");
     for l in labels {

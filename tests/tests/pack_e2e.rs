@@ -2,7 +2,9 @@
 //! with its SQLite file, a scanner and the terminal link on socat ptys, a fake printer on
 //! a real TCP port, and an OMS session that pushes the pack orders and acks.
 //! Every carton gets exactly one label; a label queued while the printer is off survives
-//! an agent restart and prints exactly once when the printer is back.
+//! an agent restart and prints exactly once when the printer is back. The packer logs in
+//! with a badge first; one carton's weight comes from a serial scale on a pty; each
+//! carton's contents are stored under its SSCC.
 
 use std::time::Duration;
 
@@ -50,23 +52,36 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     let printer = FakePrinter::start();
     let mut scanner = ScannerWire::new(&dir.path().join("scanner"));
     let mut term = TerminalWire::new(&dir.path().join("terminal"));
+    // A serial scale is wired like the scanner: the test writes its lines.
+    let mut scale = ScannerWire::new(&dir.path().join("scale"));
     let extra = format!(
         "[station]\nrole = \"pack\"\ntare_g = 0\n\
          [scanner]\nsource = {{ kind = \"serial\", path = \"{}\", baud = 9600 }}\n\
          [terminal]\nport = \"{}\"\n\
          [printer]\ntcp = \"{}\"\ntimeout_ms = 500\nretry_ms = 100\n\
+         [scale]\nport = \"{}\"\n\
          [label]\ncompany_prefix = \"0614141\"\n",
         scanner.port.display(),
         term.port.display(),
-        printer.addr()
+        printer.addr(),
+        scale.port.display()
     );
     let config = station_config(dir.path(), "pack-1", &broker.url(), &extra);
     let log_path = dir.path().join("agent.log");
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let mut agent = AgentProcess::start(&config, &log_path);
 
-    let m = term.wait_shown(0, "Scan order or tote", log);
+    // Nothing is packed before the packer logs in with a badge.
+    let m = term.wait_shown(0, "Scan your badge", log);
+    scanner.scan(&["SO-1"]);
+    let m = term.wait_shown(m, "Scan your badge to log in", log);
+    scanner.scan(&["OP7"]);
+    let m = term.wait_shown(m, "Scan order or tote", log);
     wait_until(WAIT, "the agent's birth", || inbox.births() > 0).await;
+    wait_until(WAIT, "the login reported", || {
+        count(&inbox, |k| matches!(k, EventKind::LoggedIn)) == 1
+    })
+    .await;
     oms.send("pack-1", Down::PackOrder(Box::new(order("SO-1", 3))))
         .await
         .unwrap();
@@ -92,7 +107,8 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     let m = term.wait_shown(m, "All packed", log);
     term.keys(&[Key::F(1)]);
     let m = term.wait_shown(m, "Carton weight", log);
-    term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    // This carton's weight comes from the scale: moving, then settled at 120 g.
+    scale.send(b"US,GS,+  0.090kg\r\nUS,GS,+  0.118kg\r\nST,GS,+  0.120kg\r\n");
     let m = term.wait_shown(m, "Scan order or tote", log);
     wait_until(WAIT, "two labels printed and reported", || {
         count(&inbox, |k| matches!(k, EventKind::LabelPrinted { .. })) == 2
@@ -157,6 +173,31 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     })
     .await;
     agent.stop();
+
+    // What went into each carton is stored with it, under the packer who packed it.
+    let db = floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db")).unwrap();
+    let cartons = db.cartons_of("SO-1").unwrap();
+    assert_eq!(cartons.len(), 2);
+    let second = db.carton(&cartons[1]).unwrap().unwrap();
+    assert_eq!(
+        (second.weight_g, second.operator),
+        (120, 7),
+        "the scale's weight"
+    );
+    let units: u32 = cartons
+        .iter()
+        .map(|c| {
+            db.carton(c)
+                .unwrap()
+                .unwrap()
+                .items
+                .iter()
+                .map(|(i, _)| i.qty)
+                .sum::<u32>()
+        })
+        .sum();
+    assert_eq!(units, 3, "all three bolts, across the two cartons");
+    drop(db);
 
     let jobs = printer.jobs();
     assert_eq!(

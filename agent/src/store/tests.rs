@@ -25,6 +25,14 @@ fn fixture() -> Fixture {
     fixture_with(StoreConfig::default())
 }
 
+/// The default settings with completed data kept for one hour.
+fn one_hour_retention() -> StoreConfig {
+    StoreConfig {
+        retention: Duration::from_secs(3600),
+        ..StoreConfig::default()
+    }
+}
+
 fn fixture_with(cfg: StoreConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("floorhand.db");
@@ -453,11 +461,7 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
 
 #[test]
 fn purge_deletes_only_completed_acknowledged_data_past_retention() {
-    let cfg = StoreConfig {
-        retention: Duration::from_secs(3600),
-        ..StoreConfig::default()
-    };
-    let mut f = fixture_with(cfg);
+    let mut f = fixture_with(one_hour_retention());
     f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
     let acked = f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
     f.db.confirm_pick(T0, 7, &pick(101, 3)).unwrap(); // completed, not acknowledged
@@ -688,6 +692,39 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
             .unwrap();
         let (msg_id, down) = example_pack_order();
         db.apply_down(msg_id, &down, T0).unwrap();
+        let carton = CartonClose {
+            short_ship: None,
+            order_complete: false,
+            label: b"^XA^XZ".to_vec(),
+            ..carton_one()
+        };
+        db.close_carton_with_contents(T0, 7, &carton, &[item(1, 3)])
+            .unwrap();
+        assert_eq!(db.carton(&carton.sscc).unwrap().unwrap().items.len(), 1);
+    }
+}
+
+/// Carton 1 of the example pack order, 360 g.
+fn carton_one() -> CartonClose {
+    CartonClose {
+        order_id: "SO-10042".into(),
+        carton_no: 1,
+        sscc: "003401234567890128".into(),
+        weight_g: 360,
+        short_ship: None,
+        order_complete: false,
+        label: b"^XA^XZ".to_vec(),
+    }
+}
+
+fn item(order_line: u32, qty: u32) -> CartonItem {
+    CartonItem {
+        order_line,
+        gtin: "09506000134352".into(),
+        qty,
+        lot: None,
+        serial: None,
+        expiry: None,
     }
 }
 
@@ -706,11 +743,7 @@ fn database_from_a_newer_agent_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() {
-    let cfg = StoreConfig {
-        retention: Duration::from_secs(3600),
-        ..StoreConfig::default()
-    };
-    let mut f = fixture_with(cfg);
+    let mut f = fixture_with(one_hour_retention());
     f.db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
     f.db.apply_down(2, &wave(11, 1, 200, 1), T0).unwrap();
     f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
@@ -745,13 +778,10 @@ fn a_closed_carton_writes_its_events_and_its_print_job_in_one_commit() {
     let (id, down) = example_pack_order();
     f.db.apply_down(id, &down, T0).unwrap();
     let carton = CartonClose {
-        order_id: "SO-10042".into(),
-        carton_no: 1,
-        sscc: "003401234567890128".into(),
-        weight_g: 360,
         short_ship: None,
         order_complete: true,
         label: b"^XA^FDlabel^FS^XZ".to_vec(),
+        ..carton_one()
     };
     let job = f.db.close_carton(T0 + 1, 0, &carton).unwrap();
     let kinds: Vec<EventKind> = events(&f.db).into_iter().map(|(_, k)| k).collect();
@@ -815,4 +845,89 @@ fn a_print_fault_keeps_the_job_queued_and_is_reported_once_per_kind() {
             .count(),
         1
     );
+}
+
+#[test]
+fn a_closed_carton_records_what_went_into_it_with_its_event_and_refuses_its_sscc_twice() {
+    let mut f = fixture_with(one_hour_retention());
+    let (id, down) = example_pack_order();
+    f.db.apply_down(id, &down, T0).unwrap();
+    let order = f.db.pack_order("SO-10042").unwrap().unwrap();
+    let line = &order.lines[0];
+    let carton = CartonClose {
+        short_ship: Some("damaged: BOLT 2/3".into()),
+        order_complete: false,
+        label: b"^XA^FDlabel^FS^XZ".to_vec(),
+        ..carton_one()
+    };
+    let lotted = CartonItem {
+        lot: Some("L42".into()),
+        serial: Some("S-1".into()),
+        expiry: Some("271231".into()),
+        ..item(line.order_line, 1)
+    };
+    let before = events(&f.db).len();
+    f.db.close_carton_with_contents(
+        T0 + 1,
+        7,
+        &carton,
+        &[item(line.order_line, 1), lotted.clone()],
+    )
+    .unwrap();
+    let stored = f.db.carton(&carton.sscc).unwrap().unwrap();
+    assert_eq!(
+        (stored.order_id.as_str(), stored.carton_no, stored.weight_g),
+        ("SO-10042", 1, 360)
+    );
+    assert_eq!(stored.operator, 7);
+    assert_eq!(stored.short_ship.as_deref(), Some("damaged: BOLT 2/3"));
+    assert_eq!(
+        stored.items,
+        vec![
+            (item(line.order_line, 1), line.sku.clone()),
+            (lotted, line.sku.clone())
+        ],
+        "every item with its SKU, lot, serial and expiry, in scan order"
+    );
+    assert_eq!(
+        f.db.cartons_of("SO-10042").unwrap(),
+        vec![carton.sscc.clone()]
+    );
+    let report = f.db.status(T0 + 2).unwrap();
+    assert_eq!((report.cartons_packed, report.units_packed), (1, 2));
+    assert!(
+        report
+            .to_string()
+            .contains("packed     1 cartons (2 units)")
+    );
+
+    // The same SSCC again: refused, and nothing of that commit is written.
+    let err =
+        f.db.close_carton_with_contents(T0 + 3, 7, &carton, &[item(line.order_line, 1)]);
+    assert!(err.is_err());
+    assert_eq!(
+        events(&f.db).len(),
+        before + 1,
+        "only the first CartonClosed"
+    );
+    assert_eq!(
+        f.db.pending_prints().unwrap().len(),
+        1,
+        "only the first label"
+    );
+    assert_eq!(f.db.carton(&carton.sscc).unwrap().unwrap().items.len(), 2);
+
+    // Short-shipped, so the order is done: its cartons go with the retention purge.
+    f.db.purge(T0 + 3000).unwrap();
+    assert!(
+        f.db.carton(&carton.sscc).unwrap().is_some(),
+        "kept within retention"
+    );
+    f.db.purge(T0 + 3700).unwrap();
+    assert!(f.db.carton(&carton.sscc).unwrap().is_none());
+    let n: i64 = Connection::open(&f.path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM carton_items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "the items go with their carton");
 }

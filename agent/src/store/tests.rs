@@ -931,3 +931,24 @@ fn a_closed_carton_records_what_went_into_it_with_its_event_and_refuses_its_sscc
         .unwrap();
     assert_eq!(n, 0, "the items go with their carton");
 }
+
+#[test]
+fn a_job_the_printer_took_stays_queued_as_sent_until_printed() {
+    let mut f = fixture();
+    let job =
+        f.db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+    assert!(!f.db.pending_prints().unwrap()[0].sent);
+    f.db.print_sent(T0 + 1, job).unwrap();
+    f.db.print_sent(T0 + 2, job).unwrap();
+    drop(f.db);
+    // After a restart the queue still knows the printer has it.
+    let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    let pending = db.pending_prints().unwrap();
+    assert_eq!((pending.len(), pending[0].sent), (1, true));
+    assert!(db.print_done(T0 + 3, 0, job).unwrap().is_some());
+    assert!(db.pending_prints().unwrap().is_empty());
+    // A reprint is a new job, sent again.
+    db.reprint(T0 + 4, "003401234567890128").unwrap();
+    assert!(!db.pending_prints().unwrap()[0].sent);
+}

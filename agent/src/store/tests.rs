@@ -662,6 +662,13 @@ fn database_at(path: &Path, v: u32) {
         )
         .unwrap();
     }
+    if v >= 3 {
+        conn.execute_batch(
+            "INSERT INTO print_jobs (sscc, zpl, created, state)
+             VALUES ('003401234567890999', x'5e58415e585a', 1, 'pending');",
+        )
+        .unwrap();
+    }
 }
 
 #[test]
@@ -685,6 +692,14 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
                 3,
                 "from v{v}"
             );
+        }
+        if v >= 3 {
+            // A label queued before v4 is pending and not marked as taken by the printer.
+            let queued = db.pending_prints().unwrap();
+            assert_eq!(queued.len(), 1, "from v{v}");
+            assert!(!queued[0].sent, "from v{v}");
+            db.print_sent(T0, queued[0].job_id).unwrap();
+            assert!(db.pending_prints().unwrap()[0].sent, "from v{v}");
         }
         // Every table of the latest schema works after the migration.
         db.login(T0, 7, "B").unwrap();

@@ -401,6 +401,14 @@ impl Config {
             }
         }
         if let Some(s) = &self.scale {
+            if self.station.role != Role::Pack {
+                return Err(bad(
+                    "scale",
+                    "only a pack station (station.role = \"pack\") reads a scale: remove \
+                     the [scale] section"
+                        .into(),
+                ));
+            }
             if s.port.as_os_str().is_empty() {
                 return Err(bad("scale.port", "must name a serial port".into()));
             }
@@ -679,6 +687,10 @@ company_prefix = "0614141"
         check(
             &format!("{GOOD}{PACK}[scale]\nport = \"/dev/ttyUSB2\"\n"),
             Ok(()),
+        );
+        check(
+            &format!("{GOOD}[scale]\nport = \"/dev/ttyUSB2\"\n"),
+            Err("`scale`: only a pack station"),
         );
         check(
             &format!("{GOOD}{PACK}[scale]\nport = \"\"\n"),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::devices::printer::{PrinterConfig, Transport};
+use crate::devices::scale::ScaleConfig;
 use crate::devices::scanner::{Framer, ScannerConfig};
 use crate::devices::terminal::TerminalConfig;
 use crate::label::{Dpi, Sscc, Template};
@@ -38,6 +39,8 @@ pub struct Config {
     pub terminal: Option<Terminal>,
     /// The label printer (required for a pack station).
     pub printer: Option<Printer>,
+    /// A serial shipping scale at a pack station (else the packer types the weight).
+    pub scale: Option<ScaleConfig>,
     /// Shipping labels (required for a pack station).
     pub label: Option<Label>,
     /// Logging.
@@ -397,6 +400,22 @@ impl Config {
                 return Err(bad("printer.timeout_ms", "must be at least 1".into()));
             }
         }
+        if let Some(s) = &self.scale {
+            if self.station.role != Role::Pack {
+                return Err(bad(
+                    "scale",
+                    "only a pack station (station.role = \"pack\") reads a scale: remove \
+                     the [scale] section"
+                        .into(),
+                ));
+            }
+            if s.port.as_os_str().is_empty() {
+                return Err(bad("scale.port", "must name a serial port".into()));
+            }
+            if s.baud == 0 {
+                return Err(bad("scale.baud", "must be a baud rate, e.g. 9600".into()));
+            }
+        }
         if let Some(l) = &self.label {
             if Dpi::from_number(l.dpi).is_none() {
                 return Err(bad("label.dpi", format!("{} is not 203 or 300", l.dpi)));
@@ -665,6 +684,26 @@ company_prefix = "0614141"
             &format!("{GOOD}[terminal]\nport = \"\"\n"),
             Err("`terminal.port`"),
         );
+        check(
+            &format!("{GOOD}{PACK}[scale]\nport = \"/dev/ttyUSB2\"\n"),
+            Ok(()),
+        );
+        check(
+            &format!("{GOOD}[scale]\nport = \"/dev/ttyUSB2\"\n"),
+            Err("`scale`: only a pack station"),
+        );
+        check(
+            &format!("{GOOD}{PACK}[scale]\nport = \"\"\n"),
+            Err("`scale.port`: must name a serial port"),
+        );
+        check(
+            &format!("{GOOD}{PACK}[scale]\nport = \"/dev/x\"\nbaud = 0\n"),
+            Err("`scale.baud`"),
+        );
+        check(
+            &format!("{GOOD}{PACK}[scale]\nport = \"/dev/x\"\nunit = \"kg\"\n"),
+            Err("unknown field `unit`"),
+        );
     }
 
     #[test]
@@ -695,6 +734,11 @@ company_prefix = "0614141"
                 "{name}"
             );
             assert!(c.scanner.is_some(), "{name} shows the scanner section");
+            assert_eq!(
+                c.scale.is_some(),
+                name.starts_with("pack"),
+                "{name} shows the scale section"
+            );
         }
     }
 
@@ -747,6 +791,9 @@ company_prefix = "0614141"
             "max_backoff_s",
             "[log]",
             "format",
+            "[scale]",
+            "baud",
+            "reopen_ms",
         ] {
             assert!(
                 text.contains(key),

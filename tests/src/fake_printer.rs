@@ -1,18 +1,35 @@
-//! A fake Zebra printer on a real TCP port, with a power switch: it stores the `^XA...^XZ`
-//! jobs it receives and answers `~HS` as a ready printer. Switched off, it closes its port
-//! and every connection (connections are refused, as with a printer that is off); switched
-//! on again, it listens on the same port. (The printer module's own tests in
-//! `agent/tests/printer.rs` script paper-out and head-open states on a similar fake.)
+//! The one fake Zebra printer of the tests, on a real TCP port or a real serial pty: it
+//! stores the `^XA...^XZ` jobs it receives and answers `~HS` per its scripted [`Mode`]
+//! (ready, paper out, head open = no answer at all, as real printers do, or labels still
+//! in its buffer). On TCP it has a power switch: switched off, it closes its port and every
+//! connection (connections are refused, as with a printer that is off); switched on again,
+//! it listens on the same port.
 
+use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What the fake answers to `~HS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Ready, nothing in the buffer.
+    Ready,
+    /// The paper-out flag.
+    PaperOut,
+    /// Silent: no answer to `~HS`.
+    HeadOpen,
+    /// Ready, with this many labels still in the buffer (printing, not done yet).
+    Buffered(u32),
+}
+
 struct Shared {
     on: AtomicBool,
     stop: AtomicBool,
+    mode: Mutex<Mode>,
     jobs: Mutex<Vec<Vec<u8>>>,
 }
 
@@ -22,26 +39,54 @@ pub struct FakePrinter {
     shared: Arc<Shared>,
 }
 
-const STATUS: &str = "\x02030,0,0,1245,000,0,0,0,000,0,0,0\x03\r\n\
-                      \x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n";
+/// The `~HS` answer for `mode`; `None` for a silent printer.
+fn status(mode: Mode) -> Option<String> {
+    let (paper, buffered) = match mode {
+        Mode::HeadOpen => return None,
+        Mode::Ready => (0, 0),
+        Mode::PaperOut => (1, 0),
+        Mode::Buffered(n) => (0, n),
+    };
+    Some(format!(
+        "\x02030,{paper},0,1245,{buffered:03},0,0,0,000,0,0,0\x03\r\n\
+         \x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n"
+    ))
+}
 
 impl FakePrinter {
     /// A printer, switched on, on a free port of 127.0.0.1.
     pub fn start() -> FakePrinter {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake printer");
         let addr = listener.local_addr().expect("its address").to_string();
-        let shared = Arc::new(Shared {
-            on: AtomicBool::new(true),
-            stop: AtomicBool::new(false),
-            jobs: Mutex::new(Vec::new()),
-        });
+        let shared = Shared::new();
         let s = shared.clone();
         let a = addr.clone();
         std::thread::spawn(move || accept_loop(&a, Some(listener), &s));
         FakePrinter { addr, shared }
     }
 
-    /// `host:port`, for `[printer] tcp`.
+    /// A printer on the serial pty `path` (the other end of a [`crate::pty::PtyPair`]).
+    pub fn on_serial(path: &Path) -> FakePrinter {
+        let mut port = File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open the fake printer's pty");
+        let shared = Shared::new();
+        let s = shared.clone();
+        std::thread::spawn(move || serve(&mut port, &s));
+        FakePrinter {
+            addr: path.display().to_string(),
+            shared,
+        }
+    }
+
+    /// Scripts the answer to `~HS` from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// `host:port`, for `[printer] tcp` (the pty's path for a serial one).
     pub fn addr(&self) -> &str {
         &self.addr
     }
@@ -68,6 +113,17 @@ impl Drop for FakePrinter {
     }
 }
 
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            on: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            mode: Mutex::new(Mode::Ready),
+            jobs: Mutex::new(Vec::new()),
+        })
+    }
+}
+
 fn accept_loop(addr: &str, mut listener: Option<TcpListener>, s: &Arc<Shared>) {
     while !s.stop.load(Ordering::SeqCst) {
         if !s.on.load(Ordering::SeqCst) {
@@ -84,18 +140,20 @@ fn accept_loop(addr: &str, mut listener: Option<TcpListener>, s: &Arc<Shared>) {
         };
         let _ = l.set_nonblocking(true);
         match l.accept() {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
                 let s = s.clone();
-                std::thread::spawn(move || serve(stream, &s));
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+                std::thread::spawn(move || serve(&mut stream, &s));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
 
-fn serve(mut io: TcpStream, s: &Shared) {
-    let _ = io.set_nonblocking(false);
-    let _ = io.set_read_timeout(Some(Duration::from_millis(20)));
+/// Reads commands from `io` until switched off, dropped or closed: stores jobs and
+/// answers `~HS` per the mode.
+fn serve(io: &mut (impl Read + Write), s: &Shared) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while s.on.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
@@ -120,7 +178,10 @@ fn serve(mut io: TcpStream, s: &Shared) {
             buf.drain(..start);
             if buf.starts_with(b"~HS") {
                 buf.drain(..3);
-                if io.write_all(STATUS.as_bytes()).is_err() {
+                let mode = *s.mode.lock().unwrap();
+                if let Some(answer) = status(mode)
+                    && io.write_all(answer.as_bytes()).is_err()
+                {
                     return;
                 }
             } else if buf.starts_with(b"^XA") {

@@ -137,8 +137,13 @@ impl ScannerWire {
             bytes.extend_from_slice(c.as_bytes());
             bytes.push(b'\r');
         }
-        let w = self.writer.as_mut().expect("the scanner is plugged in");
-        w.write_all(&bytes).unwrap();
+        self.send(&bytes);
+    }
+
+    /// Writes raw bytes, e.g. a serial scale's lines (a scale is wired the same way).
+    pub fn send(&mut self, bytes: &[u8]) {
+        let w = self.writer.as_mut().expect("the device is plugged in");
+        w.write_all(bytes).unwrap();
         w.flush().unwrap();
     }
 }

@@ -2,14 +2,19 @@
 //! with its SQLite file, a scanner and the terminal link on socat ptys, a fake printer on
 //! a real TCP port, and an OMS session that pushes the pack orders and acks.
 //! Every carton gets exactly one label; a label queued while the printer is off survives
-//! an agent restart and prints exactly once when the printer is back.
+//! an agent restart and prints exactly once when the printer is back. The packer logs in
+//! with a badge first; one carton's weight comes from a serial scale on a pty; each
+//! carton's contents are stored under its SSCC. A label the printer still holds in its
+//! buffer at a restart is confirmed afterwards, not printed twice.
 
+use std::path::Path;
 use std::time::Duration;
 
+use floorhand::sync::oms::OmsSession;
 use floorhand_protocol::examples;
 use floorhand_protocol::link::Key;
 use floorhand_protocol::oms::{Down, EventKind, PackOrder, PrinterState};
-use floorhand_tests::fake_printer::FakePrinter;
+use floorhand_tests::fake_printer::{FakePrinter, Mode};
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::station_support::{AgentProcess, ScannerWire, TerminalWire, station_config};
 use floorhand_tests::sync_support::{Inbox, start_oms, wait_until};
@@ -32,6 +37,39 @@ fn order(order_id: &str, qty: u32) -> PackOrder {
     o
 }
 
+/// The OMS sends a pack order; returns once the agent has stored it.
+async fn push_order(oms: &OmsSession, dir: &Path, order_id: &str, qty: u32) {
+    oms.send("pack-1", Down::PackOrder(Box::new(order(order_id, qty))))
+        .await
+        .unwrap();
+    wait_until(WAIT, &format!("pack order {order_id} to be stored"), || {
+        floorhand::store::Db::open_read_only(&dir.join("pack-1.db"))
+            .and_then(|db| db.pack_order(order_id))
+            .is_ok_and(|o| o.is_some())
+    })
+    .await;
+}
+
+/// Scans `code` (order or tote of the one-bolt order `order_id`), packs the bolt and
+/// closes the carton at a typed 120 g; returns the terminal mark after that.
+fn pack_one_bolt(
+    scanner: &mut ScannerWire,
+    term: &mut TerminalWire,
+    code: &str,
+    order_id: &str,
+    m: usize,
+    log: impl Fn() -> String + Copy,
+) -> usize {
+    scanner.scan(&[code]);
+    let m = term.wait_shown(m, &format!("{order_id} carton 1"), log);
+    scanner.scan(&[BOLT]);
+    let m = term.wait_shown(m, "All packed", log);
+    term.keys(&[Key::F(1)]);
+    let m = term.wait_shown(m, "Carton weight", log);
+    term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    m
+}
+
 fn count(inbox: &Inbox, f: impl Fn(&EventKind) -> bool) -> usize {
     inbox.kinds().iter().filter(|k| f(k)).count()
 }
@@ -50,32 +88,37 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     let printer = FakePrinter::start();
     let mut scanner = ScannerWire::new(&dir.path().join("scanner"));
     let mut term = TerminalWire::new(&dir.path().join("terminal"));
+    // A serial scale is wired like the scanner: the test writes its lines.
+    let mut scale = ScannerWire::new(&dir.path().join("scale"));
     let extra = format!(
         "[station]\nrole = \"pack\"\ntare_g = 0\n\
          [scanner]\nsource = {{ kind = \"serial\", path = \"{}\", baud = 9600 }}\n\
          [terminal]\nport = \"{}\"\n\
          [printer]\ntcp = \"{}\"\ntimeout_ms = 500\nretry_ms = 100\n\
+         [scale]\nport = \"{}\"\n\
          [label]\ncompany_prefix = \"0614141\"\n",
         scanner.port.display(),
         term.port.display(),
-        printer.addr()
+        printer.addr(),
+        scale.port.display()
     );
     let config = station_config(dir.path(), "pack-1", &broker.url(), &extra);
     let log_path = dir.path().join("agent.log");
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let mut agent = AgentProcess::start(&config, &log_path);
 
-    let m = term.wait_shown(0, "Scan order or tote", log);
+    // Nothing is packed before the packer logs in with a badge.
+    let m = term.wait_shown(0, "Scan your badge", log);
+    scanner.scan(&["SO-1"]);
+    let m = term.wait_shown(m, "Scan your badge to log in", log);
+    scanner.scan(&["OP7"]);
+    let m = term.wait_shown(m, "Scan order or tote", log);
     wait_until(WAIT, "the agent's birth", || inbox.births() > 0).await;
-    oms.send("pack-1", Down::PackOrder(Box::new(order("SO-1", 3))))
-        .await
-        .unwrap();
-    wait_until(WAIT, "the pack order to be stored", || {
-        floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db"))
-            .and_then(|db| db.pack_order("SO-1"))
-            .is_ok_and(|o| o.is_some())
+    wait_until(WAIT, "the login reported", || {
+        count(&inbox, |k| matches!(k, EventKind::LoggedIn)) == 1
     })
     .await;
+    push_order(&oms, dir.path(), "SO-1", 3).await;
 
     // Two cartons: two bolts, then the last one.
     scanner.scan(&["SO-1"]);
@@ -92,7 +135,8 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     let m = term.wait_shown(m, "All packed", log);
     term.keys(&[Key::F(1)]);
     let m = term.wait_shown(m, "Carton weight", log);
-    term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    // This carton's weight comes from the scale: moving, then settled at 120 g.
+    scale.send(b"US,GS,+  0.090kg\r\nUS,GS,+  0.118kg\r\nST,GS,+  0.120kg\r\n");
     let m = term.wait_shown(m, "Scan order or tote", log);
     wait_until(WAIT, "two labels printed and reported", || {
         count(&inbox, |k| matches!(k, EventKind::LabelPrinted { .. })) == 2
@@ -102,22 +146,9 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
 
     // The printer is switched off; a third carton's label waits and fails once.
     printer.switch_off();
-    oms.send("pack-1", Down::PackOrder(Box::new(order("SO-2", 1))))
-        .await
-        .unwrap();
-    wait_until(WAIT, "the second pack order to be stored", || {
-        floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db"))
-            .and_then(|db| db.pack_order("SO-2"))
-            .is_ok_and(|o| o.is_some())
-    })
-    .await;
-    scanner.scan(&["T-SO-2"]); // by its tote this time
-    let m = term.wait_shown(m, "SO-2 carton 1", log);
-    scanner.scan(&[BOLT]);
-    let m = term.wait_shown(m, "All packed", log);
-    term.keys(&[Key::F(1)]);
-    let m = term.wait_shown(m, "Carton weight", log);
-    term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    push_order(&oms, dir.path(), "SO-2", 1).await;
+    // By its tote this time.
+    let m = pack_one_bolt(&mut scanner, &mut term, "T-SO-2", "SO-2", m, log);
     term.wait_shown(m, "NOT printed", log);
     wait_until(WAIT, "the print failure reported", || {
         count(&inbox, |k| matches!(k, EventKind::PrintFailed { .. })) == 1
@@ -158,6 +189,31 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     .await;
     agent.stop();
 
+    // What went into each carton is stored with it, under the packer who packed it.
+    let db = floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db")).unwrap();
+    let cartons = db.cartons_of("SO-1").unwrap();
+    assert_eq!(cartons.len(), 2);
+    let second = db.carton(&cartons[1]).unwrap().unwrap();
+    assert_eq!(
+        (second.weight_g, second.operator),
+        (120, 7),
+        "the scale's weight"
+    );
+    let units: u32 = cartons
+        .iter()
+        .map(|c| {
+            db.carton(c)
+                .unwrap()
+                .unwrap()
+                .items
+                .iter()
+                .map(|(i, _)| i.qty)
+                .sum::<u32>()
+        })
+        .sum();
+    assert_eq!(units, 3, "all three bolts, across the two cartons");
+    drop(db);
+
     let jobs = printer.jobs();
     assert_eq!(
         jobs.len(),
@@ -190,4 +246,34 @@ async fn every_carton_prints_one_label_and_a_queued_label_survives_a_restart() {
     let seqs: Vec<u64> = inbox.events().into_iter().map(|(_, s)| s).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "every seq exactly once, in order");
+
+    // A label the printer took but still holds in its buffer when the agent stops is not
+    // sent again after the restart: the station only confirms it.
+    let mut agent = AgentProcess::start(&config, &log_path);
+    let m = term.mark();
+    let m = term.wait_shown(m, "Scan your badge", log);
+    printer.set_mode(Mode::Buffered(1));
+    push_order(&oms, dir.path(), "SO-3", 1).await;
+    scanner.scan(&["OP7"]);
+    let m = term.wait_shown(m, "Scan order or tote", log);
+    let m = pack_one_bolt(&mut scanner, &mut term, "SO-3", "SO-3", m, log);
+    term.wait_shown(m, "Scan order or tote", log);
+    wait_until(WAIT, "the label marked as taken by the printer", || {
+        floorhand::store::Db::open_read_only(&dir.path().join("pack-1.db"))
+            .and_then(|db| db.pending_prints())
+            .is_ok_and(|p| p.len() == 1 && p[0].sent)
+    })
+    .await;
+    assert_eq!(printer.jobs().len(), 4);
+    agent.stop();
+    printer.set_mode(Mode::Ready);
+    let mut agent = AgentProcess::start(&config, &log_path);
+    wait_until(WAIT, "the buffered label confirmed as printed", || {
+        count(&inbox, |k| matches!(k, EventKind::LabelPrinted { .. })) == 4
+    })
+    .await;
+    agent.stop();
+    let labels = texts(&printer.jobs());
+    assert_eq!(labels.len(), 4, "the buffered label was not sent twice");
+    assert_eq!(labels.iter().filter(|l| l.contains("SO-3")).count(), 1);
 }

@@ -2,5 +2,6 @@
 //! sockets to devices. Each submodule owns one kind of device.
 
 pub mod printer;
+pub mod scale;
 pub mod scanner;
 pub mod terminal;

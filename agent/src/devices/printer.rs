@@ -12,12 +12,20 @@
 //! a job printed on [`JobReport::Printed`]. Printer state for the station screen and the
 //! `Status` message is published on a `watch` channel.
 //!
-//! Known limit: a job the printer held in its buffer when a fault came up may print once
-//! the fault is cleared and then again on the retry; a duplicate label is preferred to a
-//! missing one.
+//! A job the printer took is never sent again: when the `~HS` after sending shows labels
+//! still in the printer's buffer (it is printing, or a fault came up before it could), the
+//! job is reported [`JobReport::Sent`] (the queue records it, so a restart does not send
+//! it again either) and then only confirmed: its status is asked every `retry_every` until
+//! the buffer is empty with no fault, and only then is it [`JobReport::Printed`]. A fault
+//! meanwhile is reported as for any job. A duplicate SSCC label on a second carton is
+//! worse than a missing one, which the packer sees and reprints (F3 or its SSCC).
+//!
+//! [`run_until`] stops at a flag: after the attempt it is in, never mid-write, and drops the
+//! connection (closes the port).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -69,11 +77,32 @@ pub struct PrintJob {
     pub zpl: Vec<u8>,
 }
 
+/// A job from the durable queue, for [`run_until`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    /// The job.
+    pub job: PrintJob,
+    /// The printer already took it (before a restart): only confirm it, never resend.
+    pub sent: bool,
+}
+
+impl From<PrintJob> for QueuedJob {
+    fn from(job: PrintJob) -> QueuedJob {
+        QueuedJob { job, sent: false }
+    }
+}
+
 /// The outcome of an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobReport {
     /// The printer took the job and reported no fault.
     Printed {
+        /// Queue id.
+        job_id: u64,
+    },
+    /// The printer took the job and holds it in its buffer: it must not be sent again;
+    /// `Printed` follows once the buffer is empty with no fault.
+    Sent {
         /// Queue id.
         job_id: u64,
     },
@@ -323,12 +352,33 @@ fn connect(cfg: &PrinterConfig) -> Result<Box<dyn Link>, Fault> {
 pub struct Printer {
     cfg: PrinterConfig,
     link: Option<Box<dyn Link>>,
+    /// When the status was last asked, for the idle poll.
+    last_poll: Option<Instant>,
 }
 
 impl Printer {
     /// A printer; it connects on first use.
     pub fn new(cfg: PrinterConfig) -> Printer {
-        Printer { cfg, link: None }
+        Printer {
+            cfg,
+            link: None,
+            last_poll: None,
+        }
+    }
+
+    fn polled(&mut self) {
+        self.last_poll = Some(Instant::now());
+    }
+
+    /// True (and the poll noted) when `poll_every` has passed since the last status.
+    fn idle_poll_due(&mut self) -> bool {
+        let due = self
+            .last_poll
+            .is_none_or(|t| t.elapsed() >= self.cfg.poll_every);
+        if due {
+            self.polled();
+        }
+        due
     }
 
     fn link(&mut self) -> Result<&mut Box<dyn Link>, Fault> {
@@ -391,20 +441,57 @@ impl Printer {
     }
 
     /// Prints one job: status before, the ZPL, status after. `Ok` only if the printer
-    /// took the job and reported no fault either time.
+    /// took the job and reported no fault either time (labels may still be in its buffer:
+    /// [`Printer::attempt`] tells these apart).
     pub fn print(&mut self, job: &PrintJob) -> Result<(), Fault> {
-        if let Some(f) = self.status()?.fault() {
-            return Err(f);
-        }
-        self.with_link(|link, _| {
-            link.write_all(&job.zpl)
-                .map_err(|e| Fault::Unreachable(e.to_string()))
-        })?;
-        match self.status()?.fault() {
-            Some(f) => Err(f),
-            None => Ok(()),
+        match self.attempt(job, false) {
+            Attempt::Printed | Attempt::Buffered => Ok(()),
+            Attempt::Failed { fault, .. } => Err(fault),
         }
     }
+
+    /// One attempt at `job`: unless `sent`, status before and the ZPL; then the status
+    /// that says whether it is done.
+    pub fn attempt(&mut self, job: &PrintJob, sent: bool) -> Attempt {
+        let fail = |fault, taken| Attempt::Failed { fault, taken };
+        if !sent {
+            match self.status().map(|s| s.fault()) {
+                Ok(None) => {}
+                Ok(Some(f)) | Err(f) => return fail(f, false),
+            }
+            if let Err(f) = self.with_link(|link, _| {
+                link.write_all(&job.zpl)
+                    .map_err(|e| Fault::Unreachable(e.to_string()))
+            }) {
+                return fail(f, false);
+            }
+        }
+        match self.status() {
+            Err(f) => fail(f, true),
+            Ok(s) => match s.fault() {
+                Some(f) => fail(f, true),
+                None if s.labels_in_buffer > 0 => Attempt::Buffered,
+                None => Attempt::Printed,
+            },
+        }
+    }
+}
+
+/// What one attempt at a job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Taken, the buffer is empty and no fault: printed.
+    Printed,
+    /// Taken, no fault, labels still in the printer's buffer: confirm again later.
+    Buffered,
+    /// A fault; `taken` when the ZPL was written (or had been before), so it must not be
+    /// written again.
+    Failed {
+        /// What is wrong.
+        fault: Fault,
+        /// The printer has the job.
+        taken: bool,
+    },
 }
 
 /// The printer's state as the station screen and `Status` show it.
@@ -434,10 +521,22 @@ fn view(result: &Result<(), Fault>) -> PrinterView {
 /// (a failure once per distinct fault), and publishes the printer state on `state`.
 /// Returns when `jobs` is closed and empty, or `reports` is dropped.
 pub fn run(
-    mut printer: Printer,
+    printer: Printer,
     jobs: Receiver<PrintJob>,
     reports: Sender<JobReport>,
     state: tokio::sync::watch::Sender<PrinterView>,
+) {
+    run_until(printer, jobs, reports, state, &AtomicBool::new(false));
+}
+
+/// [`run`], which also returns once `stop` is set: after the attempt it is in (a job is
+/// never cut off mid-write), dropping the printer's connection.
+pub fn run_until<J: Into<QueuedJob>>(
+    mut printer: Printer,
+    jobs: Receiver<J>,
+    reports: Sender<JobReport>,
+    state: tokio::sync::watch::Sender<PrinterView>,
+    stop: &AtomicBool,
 ) {
     let publish = |r: &Result<(), Fault>| {
         let v = view(r);
@@ -447,41 +546,81 @@ pub fn run(
             changed
         });
     };
-    loop {
-        let job = match jobs.recv_timeout(printer.cfg.poll_every) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                publish(&printer.status().and_then(|s| s.fault().map_or(Ok(()), Err)));
-                continue;
+    // Sleeps `d` in short slices; false if `stop` was set meanwhile.
+    let pause = |d: Duration| {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return false;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let mut last_fault = None;
-        loop {
-            let result = printer.print(&job);
-            publish(&result);
-            let report = match result {
-                Ok(()) => JobReport::Printed { job_id: job.job_id },
-                Err(fault) if last_fault.as_ref() == Some(&fault) => {
-                    std::thread::sleep(printer.cfg.retry_every);
+            std::thread::sleep(READ_SLICE.min(until.saturating_duration_since(Instant::now())));
+        }
+        !stop.load(Ordering::Relaxed)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let queued: QueuedJob =
+            match jobs.recv_timeout(printer.cfg.poll_every.min(Duration::from_millis(200))) {
+                Ok(job) => job.into(),
+                Err(RecvTimeoutError::Timeout) => {
+                    if printer.idle_poll_due() {
+                        publish(&printer.status().and_then(|s| s.fault().map_or(Ok(()), Err)));
+                    }
                     continue;
                 }
-                Err(fault) => {
-                    last_fault = Some(fault.clone());
-                    JobReport::Failed {
-                        job_id: job.job_id,
-                        fault,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+        let QueuedJob { job, mut sent } = queued;
+        let mut last_fault = None;
+        loop {
+            let attempt = printer.attempt(&job, sent);
+            printer.polled();
+            let report = match attempt {
+                Attempt::Printed => {
+                    publish(&Ok(()));
+                    Some(JobReport::Printed { job_id: job.job_id })
+                }
+                Attempt::Buffered => {
+                    publish(&Ok(()));
+                    last_fault = None;
+                    (!sent).then_some(JobReport::Sent { job_id: job.job_id })
+                }
+                Attempt::Failed { fault, taken } => {
+                    publish(&Err(fault.clone()));
+                    if taken
+                        && !sent
+                        && reports
+                            .send(JobReport::Sent { job_id: job.job_id })
+                            .is_err()
+                    {
+                        return;
+                    }
+                    sent |= taken;
+                    if last_fault.as_ref() == Some(&fault) {
+                        None
+                    } else {
+                        last_fault = Some(fault.clone());
+                        Some(JobReport::Failed {
+                            job_id: job.job_id,
+                            fault,
+                        })
                     }
                 }
             };
-            let printed = matches!(report, JobReport::Printed { .. });
-            if reports.send(report).is_err() {
+            if matches!(report, Some(JobReport::Sent { .. })) {
+                sent = true;
+            }
+            let printed = matches!(report, Some(JobReport::Printed { .. }));
+            if let Some(r) = report
+                && reports.send(r).is_err()
+            {
                 return;
             }
             if printed {
                 break;
             }
-            std::thread::sleep(printer.cfg.retry_every);
+            if !pause(printer.cfg.retry_every) {
+                return;
+            }
         }
     }
 }

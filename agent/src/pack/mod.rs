@@ -7,7 +7,8 @@
 //! a scale) and checks it against the expected weight; then the runtime allocates an SSCC
 //! serial from its counter, and the carton is committed together with its label job. An
 //! incomplete order closes only with a reason (short ship). A cancellation stops the
-//! packer and tells them to set the carton aside.
+//! packer and tells them to set the carton aside. A station built
+//! [`Packer::with_login`] refuses packing until a badge scan logs the packer in.
 //!
 //! Invariants: no clock (time comes in as `now`), no I/O, no SQL, no tokio. Every durable
 //! fact leaves as [`Effect::Commit`]; the ok-beep for it comes only after the runtime feeds
@@ -112,6 +113,22 @@ pub enum Commit {
         sscc: String,
         /// The job.
         job_id: u64,
+    },
+    /// The operator logged in with their badge: a session and a `LoggedIn` event.
+    LoggedIn {
+        /// Time.
+        at: u64,
+        /// Operator number from the badge.
+        operator: u32,
+        /// The badge as scanned.
+        badge: String,
+    },
+    /// The operator logged out (scanned their badge again): a `LoggedOut` event.
+    LoggedOut {
+        /// Time.
+        at: u64,
+        /// Operator number.
+        operator: u32,
     },
     /// A `PrintFailed` event.
     PrintFailed {
@@ -302,6 +319,8 @@ enum Pending {
     ShortShipped,
     Reprint(String),
     Report,
+    Login(u32),
+    Logout,
 }
 
 /// The pack station's state.
@@ -316,6 +335,12 @@ pub struct Packer {
     last_sscc: Option<String>,
     /// Orders cancelled recently, so a late lookup answer for one is refused.
     cancelled: VecDeque<String>,
+    /// The scale's last stable weight, while something is on it.
+    scale_g: Option<u32>,
+    /// Badge prefix, when packing needs a login ([`Packer::with_login`]).
+    badge_prefix: Option<String>,
+    /// The logged-in operator.
+    operator: Option<u32>,
 }
 
 fn show(screen: Screen) -> Effect {
@@ -351,12 +376,71 @@ impl Packer {
             jobs: Vec::new(),
             last_sscc: None,
             cancelled: VecDeque::new(),
+            scale_g: None,
+            badge_prefix: None,
+            operator: None,
         }
+    }
+
+    /// A station where the packer logs in with a badge (`badge_prefix` then the operator
+    /// number, read as the pick station reads it: [`crate::pick::badge_operator`]) before
+    /// any packing scan; the same badge again logs out between orders. Without this, the
+    /// station packs without a login and its events carry operator 0.
+    pub fn with_login(mut self, badge_prefix: impl Into<String>) -> Packer {
+        self.badge_prefix = Some(badge_prefix.into());
+        self
+    }
+
+    /// The logged-in operator (`None` without a login).
+    pub fn operator(&self) -> Option<u32> {
+        self.operator
+    }
+
+    fn logged_out(&self) -> bool {
+        self.badge_prefix.is_some() && self.operator.is_none()
     }
 
     /// The screen to show when the station starts.
     pub fn start(&self) -> Vec<Effect> {
+        if self.logged_out() {
+            return vec![scan_prompt(ScanTarget::Badge, "Scan your badge")];
+        }
         vec![scan_prompt(ScanTarget::Order, "Scan order or tote")]
+    }
+
+    fn refuse_logged_out(&self) -> Vec<Effect> {
+        let mut e = refuse("Scan your badge to log in first");
+        e.extend(self.start());
+        e
+    }
+
+    /// A badge scan: logs in, logs out (same badge, between orders), or is refused.
+    fn badge(&mut self, now: u64, raw: &str, operator: u32) -> Vec<Effect> {
+        if self
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Login(_) | Pending::Logout))
+        {
+            return refuse("Saving... scan again");
+        }
+        match self.operator {
+            None => {
+                self.pending.push_back(Pending::Login(operator));
+                vec![Effect::Commit(Commit::LoggedIn {
+                    at: now,
+                    operator,
+                    badge: raw.trim().to_string(),
+                })]
+            }
+            Some(me) if me == operator => {
+                if self.active.is_some() || self.stage != Stage::Idle {
+                    return refuse("Finish this order before logging out");
+                }
+                self.pending.push_back(Pending::Logout);
+                vec![Effect::Commit(Commit::LoggedOut { at: now, operator })]
+            }
+            Some(me) => refuse(&format!("Operator {me} is logged in: log out first")),
+        }
     }
 
     /// Handles one input at time `now` (Unix seconds) and returns what to do.
@@ -379,13 +463,23 @@ impl Packer {
             Input::SsccSerial(serial) => self.close_with_serial(now, serial),
             Input::Scan(raw) => self.scan(now, &raw),
             Input::Key(key) => self.key(now, key),
-            Input::ScaleWeight(g) => match &self.stage {
-                Stage::Weight { short, .. } | Stage::Recheck { short, .. } => {
-                    let short = short.clone();
-                    self.check_weight(g, short)
+            Input::ScaleWeight(g) => {
+                // Remembered in every stage: a carton weighed while it is packed is
+                // weighed already when the packer closes it. 0 g: the scale is empty.
+                self.scale_g = (g > 0).then_some(g);
+                match &self.stage {
+                    Stage::Weight { short, .. } if g > 0 => {
+                        let short = short.clone();
+                        self.check_weight(g, short)
+                    }
+                    // The same weight again is no news: only a new one is checked again.
+                    Stage::Recheck { weight_g, short } if g > 0 && g != *weight_g => {
+                        let short = short.clone();
+                        self.check_weight(g, short)
+                    }
+                    _ => Vec::new(),
                 }
-                _ => Vec::new(),
-            },
+            }
         }
     }
 
@@ -438,6 +532,15 @@ impl Packer {
     }
 
     fn scan(&mut self, now: u64, raw: &str) -> Vec<Effect> {
+        if let Some(prefix) = &self.badge_prefix {
+            let bc = crate::barcode::parse(raw.as_bytes());
+            if let Some(op) = crate::pick::badge_operator(prefix, &bc) {
+                return self.badge(now, raw, op);
+            }
+            if self.operator.is_none() {
+                return self.refuse_logged_out();
+            }
+        }
         let scanned = scan::classify(raw);
         match (&self.stage, scanned) {
             (Stage::Cancelled, _) => refuse("Order cancelled: set aside, press Enter"),
@@ -585,6 +688,9 @@ impl Packer {
     }
 
     fn key(&mut self, now: u64, key: Key) -> Vec<Effect> {
+        if self.logged_out() {
+            return self.refuse_logged_out();
+        }
         match (self.stage.clone(), key) {
             (Stage::Cancelled, Key::Enter) => {
                 self.active = None;
@@ -601,7 +707,7 @@ impl Packer {
                 if !active.complete() && active.carton_no == u16::MAX {
                     return refuse("Too many cartons for one order");
                 }
-                self.ask_weight(0, None)
+                self.weigh(None)
             }
             (Stage::Packing, Key::F(keys::SHORT)) => {
                 if self.active.as_ref().is_some_and(Active::complete) {
@@ -667,7 +773,7 @@ impl Packer {
         let reason = REASONS[usize::from(selected) % REASONS.len()];
         let detail = format!("{}: {}", reason_text(reason), active.missing());
         if !active.carton.is_empty() {
-            return self.ask_weight(0, Some(detail));
+            return self.weigh(Some(detail));
         }
         // No open carton to carry the reason: report it on its own.
         let order_id = active.order.order_id.clone();
@@ -678,6 +784,14 @@ impl Packer {
             order_id,
             detail,
         })]
+    }
+
+    /// Closing a carton: the scale's weight if it has one, else the packer types it.
+    fn weigh(&mut self, short: Option<String>) -> Vec<Effect> {
+        match self.scale_g {
+            Some(g) => self.check_weight(g, short),
+            None => self.ask_weight(0, short),
+        }
     }
 
     fn ask_weight(&mut self, typed: u32, short: Option<String>) -> Vec<Effect> {
@@ -748,6 +862,8 @@ impl Packer {
             }
         };
         self.stage = Stage::Saving;
+        // The next carton needs a weight of its own.
+        self.scale_g = None;
         self.pending.push_back(Pending::Carton {
             sscc: sscc.to_string(),
             carton_no: active.carton_no,
@@ -812,6 +928,18 @@ impl Packer {
         };
         match pending {
             Pending::Report => Vec::new(),
+            Pending::Login(operator) => {
+                self.operator = Some(operator);
+                let mut e = vec![Effect::Beep(Beep::Ok)];
+                e.extend(self.start());
+                e
+            }
+            Pending::Logout => {
+                self.operator = None;
+                let mut e = vec![Effect::Beep(Beep::Ok)];
+                e.extend(self.start());
+                e
+            }
             Pending::Reprint(sscc) => {
                 if let Some(id) = job_id {
                     self.jobs.push((id, sscc.clone()));
@@ -876,6 +1004,7 @@ impl Packer {
         };
         let text = match pending {
             Pending::Report => return Vec::new(),
+            Pending::Login(_) | Pending::Logout => format!("Not saved, scan badge again: {why}"),
             Pending::Reprint(_) => format!("No reprint: {why}"),
             Pending::ShortShipped | Pending::Carton { .. } => {
                 if self.stage != Stage::Cancelled {

@@ -324,6 +324,53 @@ fn a_scale_reading_closes_without_typing() {
 }
 
 #[test]
+fn a_carton_weighed_while_packed_closes_with_the_scale_weight_and_the_next_needs_its_own() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    assert_eq!(
+        s.feed(Input::ScaleWeight(298)),
+        vec![],
+        "packing: only remembered"
+    );
+    let e = s.key(Key::F(keys::CLOSE));
+    assert!(matches!(
+        only_commit(&s.allocate(&e)),
+        Commit::CartonClosed { weight_g: 298, .. }
+    ));
+    s.commit();
+    // Carton 2: the old reading is not reused; an empty scale (0 g) is not a weight.
+    s.scan(&bolt());
+    assert_eq!(s.feed(Input::ScaleWeight(0)), vec![]);
+    let e = s.key(Key::F(keys::CLOSE));
+    assert!(
+        matches!(e.as_slice(), [Effect::Show(Screen::Quantity { .. })]),
+        "{e:?}"
+    );
+    assert_eq!(s.feed(Input::ScaleWeight(0)), vec![], "0 g never closes");
+}
+
+#[test]
+fn a_recheck_ignores_the_same_scale_weight_and_checks_a_new_one() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let e = s.feed(Input::ScaleWeight(500));
+    assert_eq!(
+        beeps(&e),
+        [Beep::Attention],
+        "500 g is outside 300±30: recheck"
+    );
+    assert_eq!(s.feed(Input::ScaleWeight(500)), vec![], "no beep storm");
+    let e = s.feed(Input::ScaleWeight(305));
+    assert!(matches!(
+        only_commit(&s.allocate(&e)),
+        Commit::CartonClosed { weight_g: 305, .. }
+    ));
+}
+
+#[test]
 fn every_carton_of_an_order_gets_its_own_sscc_and_label() {
     let mut s = Station::new();
     s.start(order());
@@ -602,4 +649,84 @@ fn a_tracking_number_that_cannot_print_stops_the_close_with_a_clear_error() {
     let e = s.allocate(&e);
     assert_eq!(beeps(&e), [Beep::Error]);
     assert!(!e.iter().any(|x| matches!(x, Effect::Commit(_))));
+}
+
+fn badge_prompt() -> Effect {
+    Effect::Show(Screen::Scan {
+        target: ScanTarget::Badge,
+        hint: fit("Scan your badge"),
+    })
+}
+
+#[test]
+fn with_login_nothing_is_packed_before_a_badge_scan_and_the_operator_is_known_after() {
+    let mut s = Station::new();
+    s.packer = Packer::new(s.packer.config.clone()).with_login("OP");
+    assert_eq!(s.packer.start(), vec![badge_prompt()]);
+    for e in [
+        s.scan("SO-10042"),
+        s.scan(&bolt()),
+        s.key(Key::F(keys::REPRINT)),
+    ] {
+        check_refused(&e, "Scan your badge to log in");
+        assert_eq!(e.last(), Some(&badge_prompt()), "the badge prompt again");
+    }
+    assert_eq!(s.packer.operator(), None);
+    let e = s.scan("OP0042");
+    assert_eq!(
+        only_commit(&e),
+        Commit::LoggedIn {
+            at: NOW,
+            operator: 42,
+            badge: "OP0042".into()
+        }
+    );
+    assert_eq!(s.packer.operator(), None, "not before the commit");
+    let (_, e) = s.commit();
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert_eq!(s.packer.operator(), Some(42));
+    assert!(matches!(
+        e.last(),
+        Some(Effect::Show(Screen::Scan {
+            target: ScanTarget::Order,
+            ..
+        }))
+    ));
+    // Another badge while logged in is refused; the own badge logs out only between orders.
+    check_refused(&s.scan("OP7"), "Operator 42 is logged in");
+    s.start(order());
+    check_refused(&s.scan("OP42"), "Finish this order");
+}
+
+#[test]
+fn the_same_badge_logs_out_between_orders_and_a_failed_login_asks_again() {
+    let mut s = Station::new();
+    s.packer = Packer::new(s.packer.config.clone()).with_login("OP");
+    s.scan("OP5");
+    let e = s.feed(Input::CommitFailed("disk full".into()));
+    check_refused(&e, "scan badge again");
+    assert_eq!(s.packer.operator(), None);
+    s.scan("OP5");
+    s.commit();
+    assert_eq!(
+        only_commit(&s.scan("OP5")),
+        Commit::LoggedOut {
+            at: NOW,
+            operator: 5
+        }
+    );
+    let (_, e) = s.commit();
+    assert_eq!(s.packer.operator(), None);
+    assert_eq!(e.last(), Some(&badge_prompt()));
+    // A GS1 item is never mistaken for a badge, whatever the prefix.
+    let mut s = Station::new();
+    s.packer = Packer::new(s.packer.config.clone()).with_login("0");
+    check_refused(&s.scan(&bolt()), "Scan your badge");
+}
+
+#[test]
+fn without_login_badges_are_not_special_and_packing_works_as_before() {
+    let mut s = Station::new();
+    assert_eq!(s.packer.operator(), None);
+    assert_eq!(s.scan("OP5"), vec![Effect::LookUpOrder("OP5".into())]);
 }

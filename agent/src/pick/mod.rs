@@ -432,6 +432,19 @@ pub struct Picker {
     last_confirm: Option<(u64, u32)>,
 }
 
+/// The operator number of a badge barcode: `prefix` then 1-9 digits, as plain text (a
+/// GS1 or retail barcode is never a badge). Shared by the pick and pack stations.
+pub fn badge_operator(prefix: &str, bc: &Barcode) -> Option<u32> {
+    if bc.form != Form::Text {
+        return None;
+    }
+    let digits = bc.text.strip_prefix(prefix)?;
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 impl Picker {
     /// A device with nobody logged in and no tasks.
     pub fn new(config: PickConfig) -> Self {
@@ -547,14 +560,7 @@ impl Picker {
     }
 
     fn badge(&self, bc: &Barcode) -> Option<u32> {
-        if bc.form != Form::Text {
-            return None;
-        }
-        let digits = bc.text.strip_prefix(&self.config.badge_prefix)?;
-        if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()
+        badge_operator(&self.config.badge_prefix, bc)
     }
 
     fn on_badge(&mut self, op: u32, out: &mut Out) {

@@ -21,6 +21,7 @@ use floorhand_protocol::link::{Beep, Level, Screen, fit};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, ConfigError, Role};
+use crate::devices::scale::{self, ScaleConfig, ScaleEvent};
 use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
 use crate::devices::terminal::{self, TerminalError, TerminalEvent, TerminalHandle};
 use crate::store::{Store, StoreError};
@@ -71,15 +72,24 @@ impl Shell {
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.scanner_thread.take() {
-            let deadline = Instant::now() + std::time::Duration::from_secs(1);
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
+            join_within(t, std::time::Duration::from_secs(1));
         }
         self.display.stop();
+    }
+}
+
+/// Waits up to `limit` for `thread` to end and joins it; false if it is still running
+/// (it is left to the process exit).
+pub(crate) fn join_within(thread: std::thread::JoinHandle<()>, limit: std::time::Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+        true
+    } else {
+        false
     }
 }
 
@@ -205,6 +215,22 @@ fn spawn_scanner(
     Ok((rx, thread))
 }
 
+/// A scale's reader thread and its events.
+pub(crate) type ScaleThread = (
+    mpsc::UnboundedReceiver<ScaleEvent>,
+    std::thread::JoinHandle<()>,
+);
+
+/// Runs the scale's blocking reader loop on its own thread; it ends when `stop` is set.
+fn spawn_scale(config: ScaleConfig, stop: Arc<AtomicBool>) -> Result<ScaleThread, StationError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("scale".into())
+        .spawn(move || scale::run(&config, &stop, |ev| tx.send(ev).is_ok()))
+        .map_err(StationError::Thread)?;
+    Ok((rx, thread))
+}
+
 /// Starts the station `cfg.station.role` asks for: opens its devices now (so a wrong
 /// port is an error at start) and runs its workflow on a task until `shutdown`.
 pub fn start(
@@ -227,8 +253,13 @@ pub fn start(
                 "a pack station needs a [printer] section",
             ))?;
             let shell = shell(cfg, store, sync, shutdown)?;
+            let badge_prefix = cfg.station.badge_prefix.clone();
+            let scale = match &cfg.scale {
+                Some(s) => Some(spawn_scale(s.clone(), shell.stop.clone())?),
+                None => None,
+            };
             Ok(tokio::spawn(async move {
-                if let Err(e) = pack::run(shell, pack, printer).await {
+                if let Err(e) = pack::run(shell, pack, badge_prefix, printer, scale).await {
                     tracing::error!("pack station: {e}");
                 }
             }))

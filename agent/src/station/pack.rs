@@ -10,29 +10,39 @@
 //! go through the workflow (which tells the packer); reports for jobs from before a
 //! restart are recorded directly. The printer's state is shown on the station's screen
 //! when it changes (a fault with an error beep: never silent) and published in `Status`.
+//! A job the printer took but still holds in its buffer is marked sent
+//! (`JobReport::Sent`, `Db::print_sent`) and is only confirmed after a restart, never
+//! printed twice. The packer logs in with a badge first (`Packer::with_login`): events
+//! carry the logged-in operator. A `[scale]`'s settled weights come in as
+//! `Input::ScaleWeight`. Shutdown waits up to `PRINTER_STOP` for the printer thread to
+//! finish the attempt it is on and close its connection.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
 
 use floorhand_protocol::link::{Beep, Level};
 use floorhand_protocol::oms::{EventKind, PrinterState};
 use tokio::sync::{mpsc, watch};
 
-use super::{Shell, StationError, now_s};
-use crate::devices::printer::{self, JobReport, PrintJob, Printer, PrinterConfig, PrinterView};
+use super::{ScaleThread, Shell, StationError, join_within, now_s};
+use crate::devices::printer::{
+    self, JobReport, PrintJob, Printer, PrinterConfig, PrinterView, QueuedJob,
+};
+use crate::devices::scale::ScaleEvent;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
 use crate::pack::{Commit, Config, Effect, Input, Packer};
-use crate::store::{Applied, CartonClose, Db, StoreError};
+use crate::store::{Applied, CartonClose, CartonItem, Db, StoreError};
 use crate::sync::agent::DeviceReport;
 
-/// The pack station has no operator login: its events carry operator 0.
-const OPERATOR: u32 = 0;
+/// How long shutdown waits for the printer to finish the job it is on.
+const PRINTER_STOP: Duration = Duration::from_secs(5);
 
 struct Station {
     shell: Shell,
     packer: Packer,
-    jobs: Option<std_mpsc::Sender<PrintJob>>,
+    jobs: Option<std_mpsc::Sender<QueuedJob>>,
     /// Queued job ids and their SSCCs, as handed to the printer thread.
     queue: BTreeMap<u64, String>,
     printer: PrinterView,
@@ -46,9 +56,15 @@ struct Station {
 pub(crate) async fn run(
     shell: Shell,
     config: Config,
+    badge_prefix: String,
     printer_cfg: PrinterConfig,
+    scale: Option<ScaleThread>,
 ) -> Result<(), StationError> {
-    let (jobs_tx, jobs_rx) = std_mpsc::channel::<PrintJob>();
+    let (mut scale_events, scale_thread) = match scale {
+        Some((rx, t)) => (rx, Some(t)),
+        None => (mpsc::unbounded_channel().1, None),
+    };
+    let (jobs_tx, jobs_rx) = std_mpsc::channel::<QueuedJob>();
     let (reports_std, reports_rx_std) = std_mpsc::channel::<JobReport>();
     let (view_tx, mut view_rx) = watch::channel(PrinterView {
         state: PrinterState::Offline,
@@ -56,7 +72,18 @@ pub(crate) async fn run(
     });
     let printer_thread = std::thread::Builder::new()
         .name("printer".into())
-        .spawn(move || printer::run(Printer::new(printer_cfg), jobs_rx, reports_std, view_tx))
+        .spawn({
+            let stop = shell.stop.clone();
+            move || {
+                printer::run_until(
+                    Printer::new(printer_cfg),
+                    jobs_rx,
+                    reports_std,
+                    view_tx,
+                    &stop,
+                );
+            }
+        })
         .map_err(StationError::Thread)?;
     // The printer thread reports on a std channel; this thread carries them to the task.
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<JobReport>();
@@ -72,7 +99,7 @@ pub(crate) async fn run(
         .map_err(StationError::Thread)?;
 
     let mut st = Station {
-        packer: Packer::new(config),
+        packer: Packer::new(config).with_login(badge_prefix),
         shell,
         jobs: Some(jobs_tx),
         queue: BTreeMap::new(),
@@ -102,6 +129,10 @@ pub(crate) async fn run(
                 Some(_) => {}
                 None => std::future::pending::<()>().await,
             },
+            ev = scale_events.recv() => match ev {
+                Some(ev) => st.on_scale(ev).await,
+                None => std::future::pending::<()>().await,
+            },
             r = reports.recv() => match r {
                 Some(r) => st.on_report(r).await,
                 None => {
@@ -121,13 +152,17 @@ pub(crate) async fn run(
             },
         }
     }
-    // Closing the job channel ends the printer thread after the job it is on.
+    // The stop flag (set by `shell.stop`) ends the printer thread after the attempt it is
+    // in, closing its connection; a job cut short by the exit stays queued in the store.
     st.jobs = None;
     st.shell.stop();
-    drop(reports);
-    if printer_thread.is_finished() {
-        let _ = printer_thread.join();
+    if let Some(t) = scale_thread {
+        join_within(t, Duration::from_secs(1));
     }
+    if !join_within(printer_thread, PRINTER_STOP) {
+        tracing::warn!("the printer did not finish its job within {PRINTER_STOP:?}");
+    }
+    drop(reports);
     Ok(())
 }
 
@@ -149,9 +184,20 @@ pub(crate) fn execute(
             weight_g,
             short_ship,
             order_complete,
-            contents: _,
+            contents,
             label,
         } => {
+            let items: Vec<CartonItem> = contents
+                .into_iter()
+                .map(|p| CartonItem {
+                    order_line: p.order_line,
+                    gtin: p.gtin,
+                    qty: p.qty,
+                    lot: p.lot,
+                    serial: p.serial,
+                    expiry: p.expiry,
+                })
+                .collect();
             let carton = CartonClose {
                 order_id,
                 carton_no,
@@ -161,7 +207,7 @@ pub(crate) fn execute(
                 order_complete,
                 label,
             };
-            db.close_carton(at, operator, &carton).map(Some)
+            db.close_carton(at, operator, &carton, &items).map(Some)
         }
         Commit::ShortShipped {
             at,
@@ -174,6 +220,12 @@ pub(crate) fn execute(
             };
             db.append_event(at, operator, kind).map(|_| None)
         }
+        Commit::LoggedIn {
+            at,
+            operator,
+            badge,
+        } => db.login(at, operator, &badge).map(|_| None),
+        Commit::LoggedOut { at, operator } => db.logout(at, operator).map(|_| None),
         Commit::Reprint { at, sscc } => db.reprint(at, &sscc).map(Some),
         Commit::LabelPrinted { at, job_id, .. } => {
             db.print_done(at, operator, job_id).map(|_| None)
@@ -187,6 +239,12 @@ pub(crate) fn execute(
 }
 
 impl Station {
+    /// Who the events are from: the logged-in packer (0 between logins, e.g. a label
+    /// from before a restart printing while nobody is logged in).
+    fn operator(&self) -> u32 {
+        self.packer.operator().unwrap_or(0)
+    }
+
     async fn input(&mut self, input: Input) {
         let effects = self.packer.handle(now_s(), input);
         self.apply(effects).await;
@@ -237,12 +295,13 @@ impl Station {
 
     /// Runs one commit in its store transaction and returns the workflow's answer.
     async fn commit(&mut self, c: Commit) -> Input {
+        let operator = self.operator();
         let creates_job = matches!(c, Commit::CartonClosed { .. } | Commit::Reprint { .. });
         let kind = self.fault_kind.clone();
         let r = self
             .shell
             .store
-            .call(move |db| execute(db, OPERATOR, &kind, c))
+            .call(move |db| execute(db, operator, &kind, c))
             .await;
         match r {
             Ok(Ok(job_id)) => {
@@ -269,9 +328,12 @@ impl Station {
             self.queue.insert(job.job_id, job.sscc.clone());
             if let Some(tx) = &self.jobs
                 && tx
-                    .send(PrintJob {
-                        job_id: job.job_id,
-                        zpl: job.zpl,
+                    .send(QueuedJob {
+                        job: PrintJob {
+                            job_id: job.job_id,
+                            zpl: job.zpl,
+                        },
+                        sent: job.sent,
                     })
                     .is_err()
             {
@@ -284,6 +346,20 @@ impl Station {
 
     async fn on_report(&mut self, report: JobReport) {
         let (job_id, fault) = match &report {
+            JobReport::Sent { job_id } => {
+                // Recorded so that a restart confirms the job instead of sending it again.
+                let (job_id, at) = (*job_id, now_s());
+                match self
+                    .shell
+                    .store
+                    .call(move |db| db.print_sent(at, job_id))
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => tracing::error!("print job {job_id}: {e}"),
+                }
+                return;
+            }
             JobReport::Printed { job_id } => (*job_id, None),
             JobReport::Failed { job_id, fault } => {
                 self.fault_kind = format!("{:?}", fault.state());
@@ -300,18 +376,19 @@ impl Station {
         if effects.is_empty() {
             // A job from before a restart: the packer does not know it; record it here.
             let at = now_s();
+            let operator = self.operator();
             let r = match fault.clone() {
                 None => {
                     self.shell
                         .store
-                        .call(move |db| db.print_done(at, OPERATOR, job_id))
+                        .call(move |db| db.print_done(at, operator, job_id))
                         .await
                 }
                 Some(f) => {
                     let kind = self.fault_kind.clone();
                     self.shell
                         .store
-                        .call(move |db| db.print_fault(at, OPERATOR, job_id, &kind, &f))
+                        .call(move |db| db.print_fault(at, operator, job_id, &kind, &f))
                         .await
                 }
             };
@@ -386,6 +463,28 @@ impl Station {
             }
             ScannerEvent::Reconnected => {
                 tracing::info!("scanner back");
+                self.restore_screen();
+            }
+        }
+    }
+
+    async fn on_scale(&mut self, ev: ScaleEvent) {
+        match ev {
+            ScaleEvent::Weight(g) => {
+                tracing::info!(grams = g, "scale settled");
+                self.input(Input::ScaleWeight(g)).await;
+            }
+            ScaleEvent::Disconnected(why) => {
+                // Not a stop: the packer can type the weight.
+                tracing::warn!("scale unplugged: {why}");
+                self.input(Input::ScaleWeight(0)).await;
+                self.shell
+                    .display
+                    .message(Level::Warning, "Scale unplugged: type the weight");
+                self.shell.display.beep(Beep::Attention);
+            }
+            ScaleEvent::Reconnected => {
+                tracing::info!("scale back");
                 self.restore_screen();
             }
         }

@@ -36,7 +36,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
 pub use outbox::{OutboxRow, OutboxStats};
-pub use print::{CartonClose, PrintJob};
+pub use print::{Carton, CartonClose, CartonItem, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
 pub use status::{OperatorStatus, StatusReport, Usage};

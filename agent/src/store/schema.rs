@@ -155,8 +155,38 @@ DROP INDEX tasks_by_order;
 CREATE INDEX tasks_by_wave_order ON tasks (wave_id, order_id);
 ";
 
+/// Version 5: what went into each closed carton (SSCC), written with its `CartonClosed`;
+/// and when the printer took a label it still held in its buffer (never sent twice).
+const V5: &str = "
+ALTER TABLE print_jobs ADD COLUMN sent_at INTEGER;
+
+CREATE TABLE cartons (
+    sscc       TEXT PRIMARY KEY,
+    order_id   TEXT NOT NULL,
+    carton_no  INTEGER NOT NULL,
+    weight_g   INTEGER NOT NULL,
+    short_ship TEXT,
+    operator   INTEGER NOT NULL,
+    closed_at  INTEGER NOT NULL
+);
+CREATE INDEX cartons_by_order ON cartons (order_id);
+
+CREATE TABLE carton_items (
+    sscc       TEXT NOT NULL REFERENCES cartons (sscc) ON DELETE CASCADE,
+    item_no    INTEGER NOT NULL,
+    order_line INTEGER NOT NULL,
+    gtin       TEXT NOT NULL,
+    sku        TEXT NOT NULL,
+    qty        INTEGER NOT NULL,
+    lot        TEXT,
+    serial     TEXT,
+    expiry     TEXT,
+    PRIMARY KEY (sscc, item_no)
+);
+";
+
 /// Every migration step, oldest first. Append only.
-const STEPS: &[&str] = &[V1, V2, V3, V4];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;

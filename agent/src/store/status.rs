@@ -58,6 +58,10 @@ pub struct StatusReport {
     pub operator: Option<OperatorStatus>,
     /// Labels waiting for the printer.
     pub print_queue: u64,
+    /// Closed cartons whose contents are kept (until the retention purge).
+    pub cartons_packed: u64,
+    /// Units in those cartons.
+    pub units_packed: u64,
     /// Schema version of the file.
     pub schema_version: u32,
 }
@@ -183,6 +187,13 @@ impl Db {
                 [cutoff],
             )?;
             n += t.tx.execute("DELETE FROM audit WHERE at <= ?1", [cutoff])?;
+            // A carton's contents stay while its order is open (more cartons may follow).
+            n += t.tx.execute(
+                "DELETE FROM cartons WHERE closed_at <= ?1 AND NOT EXISTS (
+                    SELECT 1 FROM pack_orders p
+                    WHERE p.order_id = cartons.order_id AND p.status = 'open')",
+                [cutoff],
+            )?;
             n += t.tx.execute(
                 "DELETE FROM pack_orders WHERE status <> 'open' AND updated_at <= ?1",
                 [cutoff],
@@ -248,7 +259,15 @@ impl Db {
             [],
             |r| r.get(0),
         )?;
+        let (cartons, units): (i64, i64) = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM cartons),
+                    (SELECT coalesce(sum(qty), 0) FROM carton_items)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(StatusReport {
+            cartons_packed: unsql(cartons),
+            units_packed: unsql(units),
             tasks,
             outbox: self.outbox_stats(now)?,
             usage: self.usage()?,
@@ -285,6 +304,11 @@ impl fmt::Display for StatusReport {
             }
         )?;
         writeln!(f, "printing   {} labels waiting", self.print_queue)?;
+        writeln!(
+            f,
+            "packed     {} cartons ({} units) kept in the store",
+            self.cartons_packed, self.units_packed
+        )?;
         match &self.operator {
             None => writeln!(f, "operator   nobody logged in")?,
             Some(op) => writeln!(

@@ -25,6 +25,14 @@ fn fixture() -> Fixture {
     fixture_with(StoreConfig::default())
 }
 
+/// The default settings with completed data kept for one hour.
+fn one_hour_retention() -> StoreConfig {
+    StoreConfig {
+        retention: Duration::from_secs(3600),
+        ..StoreConfig::default()
+    }
+}
+
 fn fixture_with(cfg: StoreConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("floorhand.db");
@@ -453,11 +461,7 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
 
 #[test]
 fn purge_deletes_only_completed_acknowledged_data_past_retention() {
-    let cfg = StoreConfig {
-        retention: Duration::from_secs(3600),
-        ..StoreConfig::default()
-    };
-    let mut f = fixture_with(cfg);
+    let mut f = fixture_with(one_hour_retention());
     f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
     let acked = f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
     f.db.confirm_pick(T0, 7, &pick(101, 3)).unwrap(); // completed, not acknowledged
@@ -658,6 +662,13 @@ fn database_at(path: &Path, v: u32) {
         )
         .unwrap();
     }
+    if v >= 3 {
+        conn.execute_batch(
+            "INSERT INTO print_jobs (sscc, zpl, created, state)
+             VALUES ('003401234567890999', x'5e58415e585a', 1, 'pending');",
+        )
+        .unwrap();
+    }
 }
 
 #[test]
@@ -682,12 +693,52 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
                 "from v{v}"
             );
         }
+        if v >= 3 {
+            // A label queued before v5 is pending and not marked as taken by the printer.
+            let queued = db.pending_prints().unwrap();
+            assert_eq!(queued.len(), 1, "from v{v}");
+            assert!(!queued[0].sent, "from v{v}");
+            db.print_sent(T0, queued[0].job_id).unwrap();
+            assert!(db.pending_prints().unwrap()[0].sent, "from v{v}");
+        }
         // Every table of the latest schema works after the migration.
         db.login(T0, 7, "B").unwrap();
         db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
             .unwrap();
         let (msg_id, down) = example_pack_order();
         db.apply_down(msg_id, &down, T0).unwrap();
+        let carton = CartonClose {
+            short_ship: None,
+            order_complete: false,
+            label: b"^XA^XZ".to_vec(),
+            ..carton_one()
+        };
+        db.close_carton(T0, 7, &carton, &[item(1, 3)]).unwrap();
+        assert_eq!(db.carton(&carton.sscc).unwrap().unwrap().items.len(), 1);
+    }
+}
+
+/// Carton 1 of the example pack order, 360 g.
+fn carton_one() -> CartonClose {
+    CartonClose {
+        order_id: "SO-10042".into(),
+        carton_no: 1,
+        sscc: "003401234567890128".into(),
+        weight_g: 360,
+        short_ship: None,
+        order_complete: false,
+        label: b"^XA^XZ".to_vec(),
+    }
+}
+
+fn item(order_line: u32, qty: u32) -> CartonItem {
+    CartonItem {
+        order_line,
+        gtin: "09506000134352".into(),
+        qty,
+        lot: None,
+        serial: None,
+        expiry: None,
     }
 }
 
@@ -706,11 +757,7 @@ fn database_from_a_newer_agent_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() {
-    let cfg = StoreConfig {
-        retention: Duration::from_secs(3600),
-        ..StoreConfig::default()
-    };
-    let mut f = fixture_with(cfg);
+    let mut f = fixture_with(one_hour_retention());
     f.db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
     f.db.apply_down(2, &wave(11, 1, 200, 1), T0).unwrap();
     f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
@@ -745,15 +792,12 @@ fn a_closed_carton_writes_its_events_and_its_print_job_in_one_commit() {
     let (id, down) = example_pack_order();
     f.db.apply_down(id, &down, T0).unwrap();
     let carton = CartonClose {
-        order_id: "SO-10042".into(),
-        carton_no: 1,
-        sscc: "003401234567890128".into(),
-        weight_g: 360,
         short_ship: None,
         order_complete: true,
         label: b"^XA^FDlabel^FS^XZ".to_vec(),
+        ..carton_one()
     };
-    let job = f.db.close_carton(T0 + 1, 0, &carton).unwrap();
+    let job = f.db.close_carton(T0 + 1, 0, &carton, &[]).unwrap();
     let kinds: Vec<EventKind> = events(&f.db).into_iter().map(|(_, k)| k).collect();
     assert!(matches!(
         kinds.as_slice(),
@@ -874,4 +918,110 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
         !plan.iter().any(|p| p.starts_with("SCAN tasks")),
         "{plan:?}"
     );
+}
+
+#[test]
+fn a_closed_carton_records_what_went_into_it_with_its_event_and_refuses_its_sscc_twice() {
+    let mut f = fixture_with(one_hour_retention());
+    let (id, down) = example_pack_order();
+    f.db.apply_down(id, &down, T0).unwrap();
+    let order = f.db.pack_order("SO-10042").unwrap().unwrap();
+    let line = &order.lines[0];
+    let carton = CartonClose {
+        short_ship: Some("damaged: BOLT 2/3".into()),
+        order_complete: false,
+        label: b"^XA^FDlabel^FS^XZ".to_vec(),
+        ..carton_one()
+    };
+    let lotted = CartonItem {
+        lot: Some("L42".into()),
+        serial: Some("S-1".into()),
+        expiry: Some("271231".into()),
+        ..item(line.order_line, 1)
+    };
+    let before = events(&f.db).len();
+    f.db.close_carton(
+        T0 + 1,
+        7,
+        &carton,
+        &[item(line.order_line, 1), lotted.clone()],
+    )
+    .unwrap();
+    let stored = f.db.carton(&carton.sscc).unwrap().unwrap();
+    assert_eq!(
+        (stored.order_id.as_str(), stored.carton_no, stored.weight_g),
+        ("SO-10042", 1, 360)
+    );
+    assert_eq!(stored.operator, 7);
+    assert_eq!(stored.short_ship.as_deref(), Some("damaged: BOLT 2/3"));
+    assert_eq!(
+        stored.items,
+        vec![
+            (item(line.order_line, 1), line.sku.clone()),
+            (lotted, line.sku.clone())
+        ],
+        "every item with its SKU, lot, serial and expiry, in scan order"
+    );
+    assert_eq!(
+        f.db.cartons_of("SO-10042").unwrap(),
+        vec![carton.sscc.clone()]
+    );
+    let report = f.db.status(T0 + 2).unwrap();
+    assert_eq!((report.cartons_packed, report.units_packed), (1, 2));
+    assert!(
+        report
+            .to_string()
+            .contains("packed     1 cartons (2 units)")
+    );
+
+    // The same SSCC again: refused, and nothing of that commit is written.
+    let err =
+        f.db.close_carton(T0 + 3, 7, &carton, &[item(line.order_line, 1)]);
+    assert!(err.is_err());
+    assert_eq!(
+        events(&f.db).len(),
+        before + 1,
+        "only the first CartonClosed"
+    );
+    assert_eq!(
+        f.db.pending_prints().unwrap().len(),
+        1,
+        "only the first label"
+    );
+    assert_eq!(f.db.carton(&carton.sscc).unwrap().unwrap().items.len(), 2);
+
+    // Short-shipped, so the order is done: its cartons go with the retention purge.
+    f.db.purge(T0 + 3000).unwrap();
+    assert!(
+        f.db.carton(&carton.sscc).unwrap().is_some(),
+        "kept within retention"
+    );
+    f.db.purge(T0 + 3700).unwrap();
+    assert!(f.db.carton(&carton.sscc).unwrap().is_none());
+    let n: i64 = Connection::open(&f.path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM carton_items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "the items go with their carton");
+}
+
+#[test]
+fn a_job_the_printer_took_stays_queued_as_sent_until_printed() {
+    let mut f = fixture();
+    let job =
+        f.db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+    assert!(!f.db.pending_prints().unwrap()[0].sent);
+    f.db.print_sent(T0 + 1, job).unwrap();
+    f.db.print_sent(T0 + 2, job).unwrap();
+    drop(f.db);
+    // After a restart the queue still knows the printer has it.
+    let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    let pending = db.pending_prints().unwrap();
+    assert_eq!((pending.len(), pending[0].sent), (1, true));
+    assert!(db.print_done(T0 + 3, 0, job).unwrap().is_some());
+    assert!(db.pending_prints().unwrap().is_empty());
+    // A reprint is a new job, sent again.
+    db.reprint(T0 + 4, "003401234567890128").unwrap();
+    assert!(!db.pending_prints().unwrap()[0].sent);
 }

@@ -1,16 +1,30 @@
 //! A fake Zebra printer on a real TCP port, with a power switch: it stores the `^XA...^XZ`
 //! jobs it receives and answers `~HS` as a ready printer. Switched off, it closes its port
 //! and every connection (connections are refused, as with a printer that is off); switched
-//! on again, it listens on the same port. (The printer module's own tests in
-//! `agent/tests/printer.rs` script paper-out and head-open states on a similar fake.)
+//! on again, it listens on the same port. Its [`Mode`] scripts the `~HS` answer (paper
+//! out; a silent printer, as with its head open). [`FakePrinter::on_serial`] serves the
+//! same printer on a pty instead of a port.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How the printer answers `~HS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Ready to print.
+    Ready,
+    /// Out of labels: it answers, with the paper-out flag set.
+    PaperOut,
+    /// Says nothing, as a Zebra with its head open does.
+    Silent,
+}
+
 struct Shared {
+    mode: Mutex<Mode>,
     on: AtomicBool,
     stop: AtomicBool,
     jobs: Mutex<Vec<Vec<u8>>>,
@@ -22,23 +36,52 @@ pub struct FakePrinter {
     shared: Arc<Shared>,
 }
 
-const STATUS: &str = "\x02030,0,0,1245,000,0,0,0,000,0,0,0\x03\r\n\
-                      \x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n";
+/// The `~HS` answer in `mode`; none when silent.
+fn status(mode: Mode) -> Option<String> {
+    let paper = match mode {
+        Mode::Ready => 0,
+        Mode::PaperOut => 1,
+        Mode::Silent => return None,
+    };
+    Some(format!(
+        "\x02030,{paper},0,1245,000,0,0,0,000,0,0,0\x03\r\n\
+         \x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n"
+    ))
+}
 
 impl FakePrinter {
     /// A printer, switched on, on a free port of 127.0.0.1.
     pub fn start() -> FakePrinter {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake printer");
         let addr = listener.local_addr().expect("its address").to_string();
-        let shared = Arc::new(Shared {
-            on: AtomicBool::new(true),
-            stop: AtomicBool::new(false),
-            jobs: Mutex::new(Vec::new()),
-        });
+        let shared = Shared::new();
         let s = shared.clone();
         let a = addr.clone();
         std::thread::spawn(move || accept_loop(&a, Some(listener), &s));
         FakePrinter { addr, shared }
+    }
+
+    /// A printer, switched on, on the pty at `path` (one end of a
+    /// [`PtyPair`](crate::pty::PtyPair)); it serves until the pty goes away. `addr` is the
+    /// path.
+    pub fn on_serial(path: &Path) -> FakePrinter {
+        let io = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open the fake printer's pty");
+        let shared = Shared::new();
+        let s = shared.clone();
+        std::thread::spawn(move || serve(io, &s));
+        FakePrinter {
+            addr: path.display().to_string(),
+            shared,
+        }
+    }
+
+    /// Sets how it answers `~HS` from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
     }
 
     /// `host:port`, for `[printer] tcp`.
@@ -59,6 +102,17 @@ impl FakePrinter {
     /// Every job received, in order.
     pub fn jobs(&self) -> Vec<Vec<u8>> {
         self.shared.jobs.lock().unwrap().clone()
+    }
+}
+
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            mode: Mutex::new(Mode::Ready),
+            on: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            jobs: Mutex::new(Vec::new()),
+        })
     }
 }
 
@@ -85,6 +139,8 @@ fn accept_loop(addr: &str, mut listener: Option<TcpListener>, s: &Arc<Shared>) {
         let _ = l.set_nonblocking(true);
         match l.accept() {
             Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
                 let s = s.clone();
                 std::thread::spawn(move || serve(stream, &s));
             }
@@ -93,9 +149,7 @@ fn accept_loop(addr: &str, mut listener: Option<TcpListener>, s: &Arc<Shared>) {
     }
 }
 
-fn serve(mut io: TcpStream, s: &Shared) {
-    let _ = io.set_nonblocking(false);
-    let _ = io.set_read_timeout(Some(Duration::from_millis(20)));
+fn serve(mut io: impl Read + Write, s: &Shared) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while s.on.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
@@ -120,7 +174,10 @@ fn serve(mut io: TcpStream, s: &Shared) {
             buf.drain(..start);
             if buf.starts_with(b"~HS") {
                 buf.drain(..3);
-                if io.write_all(STATUS.as_bytes()).is_err() {
+                let answer = status(*s.mode.lock().unwrap());
+                if let Some(answer) = answer
+                    && io.write_all(answer.as_bytes()).is_err()
+                {
                     return;
                 }
             } else if buf.starts_with(b"^XA") {

@@ -5,6 +5,7 @@
 //!
 //! - [`broker`]: rumqttd embedded (Mosquitto fallback, or `--broker`).
 //! - [`proxy`]: the TCP fault proxy that cuts the agents' broker link.
+//! - [`pty`]: two ptys joined by a relay thread (`openpty`), the virtual devices' cable.
 //! - [`vdev`]: scanner pty, ZPL printer on TCP, the firmware terminal host runner.
 //! - [`picker`], [`packer`]: the stations (the seam to the station runtime).
 //! - [`summary`]: the exactly-once check (pure) and the report.
@@ -13,6 +14,7 @@ pub mod broker;
 pub mod packer;
 pub mod picker;
 pub mod proxy;
+pub mod pty;
 pub mod summary;
 pub mod vdev;
 
@@ -91,19 +93,48 @@ fn now_s() -> u64 {
 pub struct Ledger(Arc<Mutex<Committed>>);
 
 /// Per device, `(seq, operator, kind)` of each committed event.
-pub type Committed = BTreeMap<String, Vec<(u64, u32, EventKind)>>;
+pub type Committed = BTreeMap<String, Written>;
+
+/// `(seq, operator, kind)` of events one transaction wrote.
+pub type Written = Vec<(u64, u32, EventKind)>;
 
 impl Ledger {
-    fn record(&self, device: &str, seq: u64, operator: u32, kind: EventKind) {
+    fn record(&self, device: &str, events: Written) {
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        g.entry(device.to_string())
-            .or_default()
-            .push((seq, operator, kind));
+        g.entry(device.to_string()).or_default().extend(events);
     }
 
     fn snapshot(&self) -> Committed {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Runs `f`, one station command's store transaction, and reads back the outbox events it
+/// wrote, `(seq, operator, kind)`. The store thread runs one job at a time, so no ack can
+/// delete them in between: this is what the agent committed, as the OMS must receive it.
+fn with_events<R>(
+    db: &mut crate::store::Db,
+    f: impl FnOnce(&mut crate::store::Db) -> Result<R, crate::store::StoreError>,
+) -> Result<(R, Written), crate::store::StoreError> {
+    let before = db.outbox_stats(0)?.high_seq;
+    let r = f(db)?;
+    let events = db
+        .outbox_pending(before, usize::MAX)?
+        .into_iter()
+        .filter_map(
+            |row| match floorhand_protocol::oms::decode_up(&row.payload) {
+                Ok(env) => match env.body {
+                    floorhand_protocol::oms::Up::Event(e) => Some((row.seq, e.operator, e.kind)),
+                    _ => None,
+                },
+                Err(e) => {
+                    tracing::error!(seq = row.seq, "outbox row does not decode: {e}");
+                    None
+                }
+            },
+        )
+        .collect();
+    Ok((r, events))
 }
 
 /// Shared counters the stations bump and the display reads.
@@ -292,12 +323,18 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     .map_err(|e| DemoError::Broker(format!("OMS: {e}")))?;
     let received: Arc<Mutex<Vec<(String, Event)>>> = Arc::default();
     let r2 = received.clone();
+    // Devices whose birth the OMS has seen: an agent publishes it after its subscribe on
+    // the same connection, so from then on a message sent to it is not lost.
+    let (born_tx, mut born) = tokio::sync::watch::channel(Vec::<String>::new());
     tokio::spawn(async move {
         while let Some(r) = oms_rx.recv().await {
-            if let Received::Event { device, event } = r {
-                r2.lock()
+            match r {
+                Received::Event { device, event } => r2
+                    .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push((device, event));
+                    .push((device, event)),
+                Received::Birth { device, .. } => born_tx.send_modify(|b| b.push(device)),
+                _ => {}
             }
         }
     });
@@ -335,6 +372,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     // Devices.
     let pty_dir = out.join("pty");
     let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
+    let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
     let printer = vdev::VirtualPrinter::start(&out.join("labels"))?;
     let screens_dir = out.join("screens");
     let terminal_runner =
@@ -370,6 +408,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     let total_tasks: usize = waves.iter().map(|w| w.tasks.len()).sum();
 
     let mut pick_station = picker::PickStation {
+        badge_prefix: crate::pick::PickConfig::default().badge_prefix,
         picker: crate::pick::Picker::new(crate::pick::PickConfig::default()),
         store: picker_store.clone(),
         sync: picker_sync.clone(),
@@ -382,6 +421,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     let mut pack_station = packer::PackStation {
         store: pack_store.clone(),
         sync: pack_sync.clone(),
+        scanner: pack_scanner,
         printer_addr: printer.addr,
         ledger: ledger.clone(),
         progress: progress.clone(),
@@ -399,7 +439,17 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         (r, pack_station)
     });
 
-    // Push the shift: the waves, a pack order per order (the cancellation comes later).
+    // Push the shift once both agents listen: the waves, a pack order per order (the
+    // cancellation comes later).
+    let listening = born.wait_for(|b| [PICKER, PACK].iter().all(|d| b.iter().any(|x| x == d)));
+    match tokio::time::timeout(Duration::from_secs(10), listening).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            return Err(DemoError::Broker(
+                "the agents did not come online within 10 s (see demo.log)".into(),
+            ));
+        }
+    }
     for w in &waves {
         send(&oms, PICKER, Down::WaveAssigned(w.clone())).await?;
     }
@@ -588,6 +638,11 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     };
     let labels = files(&out.join("labels"), "zpl");
     let mut notes: Vec<String> = terminal_note.into_iter().collect();
+    if let Ok(t) = terminal_runner
+        && let Err(why) = t.stop()
+    {
+        notes.push(why);
+    }
     let label_previews = match vdev::label_previews(&labels) {
         Ok(v) => v,
         Err(why) => {
@@ -635,4 +690,90 @@ async fn backlog(store: &crate::store::Store) -> u64 {
         .ok()
         .and_then(Result::ok)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::Commit;
+    use crate::store::{Db, StoreConfig};
+
+    #[test]
+    fn the_demo_pack_station_closes_a_carton_as_the_runtime_does_and_ledgers_only_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("pack.db"), &StoreConfig::default()).unwrap();
+        // An older unacked event is in the outbox already: not part of the next commit.
+        db.append_event(1, 0, EventKind::LoggedIn).unwrap();
+        let close = Commit::CartonClosed {
+            at: 2,
+            order_id: "SO-1".into(),
+            carton_no: 1,
+            sscc: "095060000000000017".into(),
+            weight_g: 610,
+            short_ship: None,
+            order_complete: true,
+            contents: Vec::new(),
+            label: b"^XA^XZ".to_vec(),
+        };
+        let (job, events) = with_events(&mut db, |db| {
+            crate::station::pack::execute(db, 0, "", close)
+        })
+        .unwrap();
+        let job = job.expect("closing a carton queues its label");
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|(seq, op, k)| (*seq, *op, k.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    2,
+                    0,
+                    EventKind::CartonClosed {
+                        order_id: "SO-1".into(),
+                        carton_no: 1,
+                        sscc: "095060000000000017".into(),
+                        weight_g: 610,
+                        short_ship: None,
+                    }
+                ),
+                (
+                    3,
+                    0,
+                    EventKind::PackVerified {
+                        order_id: "SO-1".into()
+                    }
+                ),
+            ]
+        );
+        let pending = db.pending_prints().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            (pending[0].job_id, pending[0].zpl.as_slice()),
+            (job, &b"^XA^XZ"[..])
+        );
+        // The printed label: its LabelPrinted event, through the same hook.
+        let printed = Commit::LabelPrinted {
+            at: 3,
+            sscc: "095060000000000017".into(),
+            job_id: job,
+        };
+        let (_, events) = with_events(&mut db, |db| {
+            crate::station::pack::execute(db, 0, "", printed)
+        })
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![(
+                4,
+                0,
+                EventKind::LabelPrinted {
+                    sscc: "095060000000000017".into(),
+                    job_id: job
+                }
+            )]
+        );
+        assert!(db.pending_prints().unwrap().is_empty());
+    }
 }

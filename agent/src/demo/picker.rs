@@ -3,23 +3,24 @@
 //! usual mistakes (a bounced double scan, a wrong item, a malformed GS1 code, a short
 //! pick).
 //!
-//! Seam: this is what `floorhand run` does itself for `role = "picker"` (`station::pick`,
-//! merged while the demo was built). The demo still runs its own copy of the
-//! workflow-to-store hook in-process, because its scripted operator reads the workflow's
-//! screen to decide the next scan; driving `floorhand run` children instead (the operator
-//! then reading the terminal link) is the next step.
+//! Each durable command goes through `station::pick::execute`, the hook `floorhand run`
+//! uses for `role = "picker"` (same store calls, one transaction each). The demo runs the
+//! workflow in-process rather than `station::pick::run`, because its scripted operator
+//! reads the workflow's screen to decide the next scan; driving `floorhand run` children
+//! instead (the operator then reading the terminal link) is the next step.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use floorhand_protocol::link::{Beep, Key, Level, ScanTarget, Screen};
-use floorhand_protocol::oms::{self, EventKind, Picked, Wave};
+use floorhand_protocol::oms::Wave;
 
 use super::vdev::VirtualScanner;
 use super::{DemoError, Ledger, Progress};
 use crate::devices::terminal::TerminalHandle;
-use crate::pick::{Command, Effect, Input, PickTask, Picker, ShortReason};
-use crate::store::{PickConfirmation, Store};
+use crate::pick::{Command, Effect, Input, PickTask, Picker};
+use crate::station::pick::{audit, execute};
+use crate::store::Store;
 use crate::sync::agent::SyncHandle;
 
 /// The operator's badge number.
@@ -70,6 +71,8 @@ struct Shelf {
 /// The picker's station.
 pub struct PickStation {
     pub(super) picker: Picker,
+    /// The badge prefix of the picker's config (`OP` in `OP7`).
+    pub(super) badge_prefix: String,
     pub(super) store: Store,
     pub(super) sync: SyncHandle,
     pub(super) scanner: VirtualScanner,
@@ -77,15 +80,6 @@ pub struct PickStation {
     pub(super) started: Instant,
     pub(super) ledger: Ledger,
     pub(super) progress: Progress,
-}
-
-fn oms_reason(r: ShortReason) -> oms::ShortReason {
-    match r {
-        ShortReason::LocationEmpty => oms::ShortReason::LocationEmpty,
-        ShortReason::Damaged => oms::ShortReason::Damaged,
-        ShortReason::WrongItem => oms::ShortReason::WrongItem,
-        ShortReason::NotEnough => oms::ShortReason::NotEnough,
-    }
 }
 
 impl PickStation {
@@ -118,6 +112,7 @@ impl PickStation {
                         if a.outcome.starts_with("ignored: same scan again") {
                             self.progress.count(|c| c.bounces_ignored += 1);
                         }
+                        audit(&self.store, a).await;
                     }
                     Effect::Persist { id, command } => {
                         queue.push_back(self.persist(id, command).await?);
@@ -128,95 +123,21 @@ impl PickStation {
         Ok(())
     }
 
-    /// Runs one command in one store transaction; records what the OMS must receive.
+    /// Runs one command through `station::pick::execute`, the runtime's own hook (one
+    /// store transaction), and records the events it wrote for the exactly-once check.
     async fn persist(&mut self, id: u64, command: Command) -> Result<Input, DemoError> {
         let now = super::now_s();
-        let op = OPERATOR;
-        let (expected, result) = match command.clone() {
-            Command::Login { operator } => (
-                Some(EventKind::LoggedIn),
-                self.store
-                    .call(move |db| db.login(now, operator, &format!("OP{operator}")))
-                    .await,
-            ),
-            Command::Logout { operator } => (
-                Some(EventKind::LoggedOut),
-                self.store.call(move |db| db.logout(now, operator)).await,
-            ),
-            Command::StartTask { task_id } => (
-                Some(EventKind::TaskStarted { task_id }),
-                self.store
-                    .call(move |db| db.start_task(now, op, task_id))
-                    .await,
-            ),
-            Command::ConfirmPick { task_id, units } => {
-                let pick = PickConfirmation {
-                    task_id,
-                    qty: units.qty,
-                    lot: units.lot.clone(),
-                    serial: units.serial.clone(),
-                    expiry: None,
-                    tote: units.tote.clone(),
-                };
-                let kind = EventKind::Picked(Picked {
-                    task_id,
-                    qty: units.qty,
-                    lot: units.lot,
-                    serial: units.serial,
-                    expiry: None,
-                    tote: units.tote,
-                });
-                (
-                    Some(kind),
-                    self.store
-                        .call(move |db| db.confirm_pick(now, op, &pick))
-                        .await,
-                )
-            }
-            Command::ShortPick {
-                task_id,
-                units,
-                reason,
-            } => {
-                let reason = oms_reason(reason);
-                let qty = units.qty;
-                (
-                    Some(EventKind::ShortPicked {
-                        task_id,
-                        qty,
-                        reason,
-                    }),
-                    self.store
-                        .call(move |db| db.short_pick(now, op, task_id, qty, reason))
-                        .await,
-                )
-            }
-            Command::Skip { task_id } => (
-                Some(EventKind::Skipped { task_id }),
-                self.store
-                    .call(move |db| db.skip_task(now, op, task_id))
-                    .await,
-            ),
-            Command::UndoPick { task_id, .. } => (
-                None,
-                self.store
-                    .call(move |db| db.undo_pick(now, op, task_id))
-                    .await,
-            ),
-            Command::PutBack { task_id, .. } => (
-                None,
-                self.store
-                    .call(move |db| db.confirm_put_back(now, op, task_id))
-                    .await,
-            ),
-        };
+        let operator = self.picker.operator().unwrap_or(0);
+        let prefix = self.badge_prefix.clone();
+        let c = command.clone();
+        let result = self
+            .store
+            .call(move |db| super::with_events(db, |db| execute(db, now, operator, &prefix, &c)))
+            .await;
         match result {
-            Ok(Ok(seq)) => {
+            Ok(Ok((_seq, events))) => {
                 self.sync.outbox_changed();
-                if let Some(kind) = expected {
-                    self.ledger
-                        .record(&self.progress.device_picker, seq, op, kind);
-                }
+                self.ledger.record(&self.progress.device_picker, events);
                 match &command {
                     Command::ConfirmPick { .. } => self.progress.count(|c| c.tasks_picked += 1),
                     Command::ShortPick { .. } => self.progress.count(|c| c.tasks_short += 1),
@@ -293,7 +214,8 @@ impl PickStation {
             .collect();
         let mut applied = self.sync.applied();
         let mut open = self.reload_tasks().await?;
-        self.scan(format!("OP{OPERATOR}").as_bytes()).await?;
+        let badge = format!("{}{OPERATOR}", self.badge_prefix);
+        self.scan(badge.as_bytes()).await?;
         let mut nth = 0usize;
         let mut at: Option<(String, Option<Mistake>)> = None;
         loop {

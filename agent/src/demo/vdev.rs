@@ -1,71 +1,21 @@
-//! The demo's virtual devices on real ptys and sockets: a scanner (socat pty pair: the
+//! The demo's virtual devices on real ptys and sockets: a scanner (a [`PtyPair`]: the
 //! demo types barcodes into one end, `devices::scanner` reads the other), a ZPL printer on
-//! TCP that stores each label and answers `~HS`, and the firmware terminal host runner
-//! (`floorhand-terminal`) drawing every screen to PNG.
+//! TCP that stores each label and answers `~HS`, and the terminal firmware's host runner
+//! drawing every screen to PNG, in-process on a pty (feature `demo-terminal`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::DemoError;
+use super::pty::PtyPair;
 use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
-
-/// Two ptys joined by `socat`; the process is killed on drop.
-pub struct PtyPair {
-    /// The device side (what the virtual device writes or reads).
-    pub device: PathBuf,
-    /// The agent side (what `devices::*` opens).
-    pub agent: PathBuf,
-    socat: Child,
-}
-
-impl PtyPair {
-    /// Starts `socat` with links `dir/NAME-device` and `dir/NAME-agent`.
-    pub fn new(dir: &Path, name: &str) -> Result<PtyPair, DemoError> {
-        let device = dir.join(format!("{name}-device"));
-        let agent = dir.join(format!("{name}-agent"));
-        let _ = std::fs::remove_file(&device);
-        let _ = std::fs::remove_file(&agent);
-        let socat = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", device.display()))
-            .arg(format!("pty,raw,echo=0,link={}", agent.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                DemoError::Device(format!(
-                    "socat ({e}): the virtual devices need it (scripts/setup installs it)"
-                ))
-            })?;
-        let pair = PtyPair {
-            device,
-            agent,
-            socat,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !(pair.device.exists() && pair.agent.exists()) {
-            if Instant::now() > deadline {
-                return Err(DemoError::Device("socat made no ptys within 5 s".into()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(pair)
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
-    }
-}
 
 /// A barcode scanner on a pty: [`VirtualScanner::scan`] types a barcode (CR suffix) into
 /// the device end; the agent's `devices::scanner` reader on the other end delivers it.
@@ -80,11 +30,10 @@ pub struct VirtualScanner {
 impl VirtualScanner {
     /// A pty pair in `dir` and the agent's reader thread on it.
     pub fn start(dir: &Path, name: &str) -> Result<VirtualScanner, DemoError> {
-        let pty = PtyPair::new(dir, name)?;
-        let tty = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&pty.device)
-            .map_err(|e| DemoError::io(&pty.device.display().to_string(), e))?;
+        let pty = PtyPair::new(dir, name).map_err(|e| DemoError::io("the scanner's pty", e))?;
+        let tty = pty
+            .device_file()
+            .map_err(|e| DemoError::io("the scanner's pty", e))?;
         let (tx, events) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let cfg = ScannerConfig::serial(&pty.agent, 9600);
@@ -210,57 +159,79 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The firmware terminal host runner on a pty, drawing screens into `dir`. Killed on drop.
+/// The terminal firmware's host runner (`floorhand_firmware::sim::runner::serve`, the code
+/// behind `floorhand-terminal`) on a thread, at the device end of a pty pair, drawing
+/// every screen it receives over the serial link into `dir`. Stopped on drop.
 pub struct TerminalRunner {
-    child: Child,
     /// Where its PNGs go.
     pub dir: PathBuf,
-    _pty: PtyPair,
     /// The pty end the agent's `devices::terminal` opens.
     pub agent_port: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    _pty: PtyPair,
 }
 
 impl TerminalRunner {
-    /// Starts `floorhand-terminal` (next to this binary) on a new pty pair.
+    /// Starts the runner on a new pty pair in `pty_dir`; its beeps and errors go to `log`.
+    #[cfg(feature = "demo-terminal")]
     pub fn start(pty_dir: &Path, png_dir: &Path, log: &Path) -> Result<TerminalRunner, DemoError> {
-        let bin = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("floorhand-terminal")))
-            .filter(|p| p.exists())
-            .ok_or_else(|| {
-                DemoError::Device(
-                    "floorhand-terminal is not built next to floorhand: \
-                     `cargo build --release --workspace` builds it"
-                        .into(),
-                )
-            })?;
-        let pty = PtyPair::new(pty_dir, "terminal")?;
+        use floorhand_firmware::sim::runner::{self, Args, DisplayArg};
+        let pty = PtyPair::new(pty_dir, "terminal")
+            .map_err(|e| DemoError::io("the terminal's pty", e))?;
         let log = std::fs::File::create(log).map_err(|e| DemoError::io("terminal log", e))?;
-        let child = Command::new(bin)
-            .arg("--port")
-            .arg(&pty.device)
-            .arg("--display")
-            .arg("mono")
-            .arg("--out")
-            .arg(png_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| DemoError::io("floorhand-terminal", e))?;
+        let args = Args {
+            port: pty.device.clone(),
+            baud: 115_200,
+            display: DisplayArg::Mono,
+            out: png_dir.to_path_buf(),
+            ansi: false,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        // No keyboard: the scripted operator's keys go to the workflow (see `picker`).
+        let (_keys, input) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("terminal".into())
+            .spawn(move || {
+                runner::serve(&args, input, &s, Box::new(log)).map_err(|e| e.to_string())
+            })
+            .map_err(|e| DemoError::io("the terminal thread", e))?;
         Ok(TerminalRunner {
-            child,
             dir: png_dir.to_path_buf(),
             agent_port: pty.agent.clone(),
+            stop,
+            thread: Some(thread),
             _pty: pty,
         })
+    }
+
+    /// Without the firmware (feature `demo-terminal` off) there are no screens.
+    #[cfg(not(feature = "demo-terminal"))]
+    pub fn start(_: &Path, _: &Path, _: &Path) -> Result<TerminalRunner, DemoError> {
+        Err(DemoError::Device(
+            "no terminal screens: floorhand was built without the `demo-terminal` feature".into(),
+        ))
+    }
+
+    /// Stops the runner; `Err` says why it had stopped on its own (e.g. its port).
+    pub fn stop(mut self) -> Result<(), String> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(format!("terminal: {e}")),
+            Some(Err(_)) => Err("terminal: the runner thread panicked".into()),
+        }
     }
 }
 
 impl Drop for TerminalRunner {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.halt();
     }
 }
 

@@ -23,7 +23,7 @@ use crate::devices::printer::{self, JobReport, PrintJob, Printer, PrinterConfig,
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
 use crate::pack::{Commit, Config, Effect, Input, Packer};
-use crate::store::{Applied, CartonClose, StoreError};
+use crate::store::{Applied, CartonClose, Db, StoreError};
 use crate::sync::agent::DeviceReport;
 
 /// The pack station has no operator login: its events carry operator 0.
@@ -131,6 +131,61 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Runs one workflow commit in its one store transaction (its outbox events inside it);
+/// returns the print job it created, if any. `fault_kind` is the printer state of the
+/// fault a `PrintFailed` reports. Shared with `floorhand demo`'s pack station.
+pub(crate) fn execute(
+    db: &mut Db,
+    operator: u32,
+    fault_kind: &str,
+    c: Commit,
+) -> Result<Option<u64>, StoreError> {
+    match c {
+        Commit::CartonClosed {
+            at,
+            order_id,
+            carton_no,
+            sscc,
+            weight_g,
+            short_ship,
+            order_complete,
+            contents: _,
+            label,
+        } => {
+            let carton = CartonClose {
+                order_id,
+                carton_no,
+                sscc,
+                weight_g,
+                short_ship,
+                order_complete,
+                label,
+            };
+            db.close_carton(at, operator, &carton).map(Some)
+        }
+        Commit::ShortShipped {
+            at,
+            order_id,
+            detail,
+        } => {
+            let kind = EventKind::Conflict {
+                task_id: 0,
+                detail: format!("order {order_id} shipped short: {detail}"),
+            };
+            db.append_event(at, operator, kind).map(|_| None)
+        }
+        Commit::Reprint { at, sscc } => db.reprint(at, &sscc).map(Some),
+        Commit::LabelPrinted { at, job_id, .. } => {
+            db.print_done(at, operator, job_id).map(|_| None)
+        }
+        Commit::PrintFailed {
+            at, job_id, fault, ..
+        } => db
+            .print_fault(at, operator, job_id, fault_kind, &fault)
+            .map(|_| None),
+    }
+}
+
 impl Station {
     async fn input(&mut self, input: Input) {
         let effects = self.packer.handle(now_s(), input);
@@ -183,71 +238,12 @@ impl Station {
     /// Runs one commit in its store transaction and returns the workflow's answer.
     async fn commit(&mut self, c: Commit) -> Input {
         let creates_job = matches!(c, Commit::CartonClosed { .. } | Commit::Reprint { .. });
-        let r: Result<Result<Option<u64>, StoreError>, StoreError> = match c {
-            Commit::CartonClosed {
-                at,
-                order_id,
-                carton_no,
-                sscc,
-                weight_g,
-                short_ship,
-                order_complete,
-                contents: _,
-                label,
-            } => {
-                let carton = CartonClose {
-                    order_id,
-                    carton_no,
-                    sscc,
-                    weight_g,
-                    short_ship,
-                    order_complete,
-                    label,
-                };
-                self.shell
-                    .store
-                    .call(move |db| db.close_carton(at, OPERATOR, &carton).map(Some))
-                    .await
-            }
-            Commit::ShortShipped {
-                at,
-                order_id,
-                detail,
-            } => {
-                let kind = EventKind::Conflict {
-                    task_id: 0,
-                    detail: format!("order {order_id} shipped short: {detail}"),
-                };
-                self.shell
-                    .store
-                    .call(move |db| db.append_event(at, OPERATOR, kind).map(|_| None))
-                    .await
-            }
-            Commit::Reprint { at, sscc } => {
-                self.shell
-                    .store
-                    .call(move |db| db.reprint(at, &sscc).map(Some))
-                    .await
-            }
-            Commit::LabelPrinted { at, job_id, .. } => {
-                self.shell
-                    .store
-                    .call(move |db| db.print_done(at, OPERATOR, job_id).map(|_| None))
-                    .await
-            }
-            Commit::PrintFailed {
-                at, job_id, fault, ..
-            } => {
-                let kind = self.fault_kind.clone();
-                self.shell
-                    .store
-                    .call(move |db| {
-                        db.print_fault(at, OPERATOR, job_id, &kind, &fault)
-                            .map(|_| None)
-                    })
-                    .await
-            }
-        };
+        let kind = self.fault_kind.clone();
+        let r = self
+            .shell
+            .store
+            .call(move |db| execute(db, OPERATOR, &kind, c))
+            .await;
         match r {
             Ok(Ok(job_id)) => {
                 self.shell.sync.outbox_changed();

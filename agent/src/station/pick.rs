@@ -23,10 +23,10 @@ use crate::barcode::Gtin14;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
 use crate::pick::{
-    Capture, Command, Effect, Input, PackGtin, PickConfig, PickTask, Picker, QtyEntry, ShortReason,
-    Withdrawal,
+    Audit, Capture, Command, Effect, Input, PackGtin, PickConfig, PickTask, Picker, QtyEntry,
+    ShortReason, Withdrawal,
 };
-use crate::store::{Applied, Db, PickConfirmation, StoreError, TaskRow, TaskState};
+use crate::store::{Applied, Db, PickConfirmation, Store, StoreError, TaskRow, TaskState};
 use crate::sync::agent::LinkState;
 
 /// Seconds the link may be down before the offline banner shows.
@@ -79,7 +79,8 @@ fn short_reason(r: ShortReason) -> oms::ShortReason {
 }
 
 /// Runs one durable command in its one store transaction; returns the outbox seq.
-fn execute(
+/// Shared with `floorhand demo`'s picker.
+pub(crate) fn execute(
     db: &mut Db,
     now: u64,
     operator: u32,
@@ -124,6 +125,18 @@ fn execute(
             }
             db.confirm_put_back(now, operator, *task_id)
         }
+    }
+}
+
+/// Writes the workflow's scan audit line; a failure is logged, never fatal (the scan
+/// itself was handled). Shared with `floorhand demo`'s picker.
+pub(crate) async fn audit(store: &Store, a: Audit) {
+    let now = now_s();
+    let r = store
+        .call(move |db| db.audit_scan(now, a.operator, a.input.as_bytes(), &a.outcome))
+        .await;
+    if let Err(e) | Ok(Err(e)) = r {
+        tracing::error!("audit log: {e}");
     }
 }
 
@@ -243,19 +256,7 @@ impl Station {
             match effect {
                 Effect::Show(screen) => self.show(screen),
                 Effect::Beep(b) => self.shell.display.beep(b),
-                Effect::Audit(a) => {
-                    let now = now_s();
-                    let r = self
-                        .shell
-                        .store
-                        .call(move |db| {
-                            db.audit_scan(now, a.operator, a.input.as_bytes(), &a.outcome)
-                        })
-                        .await;
-                    if let Err(e) | Ok(Err(e)) = r {
-                        tracing::error!("audit log: {e}");
-                    }
-                }
+                Effect::Audit(a) => audit(&self.shell.store, a).await,
                 Effect::Persist { id, command } => {
                     let operator = self.picker.operator().unwrap_or(0);
                     let prefix = self.badge_prefix.clone();

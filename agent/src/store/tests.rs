@@ -816,3 +816,62 @@ fn a_print_fault_keeps_the_job_queued_and_is_reported_once_per_kind() {
         1
     );
 }
+
+#[test]
+fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
+    let mut f = fixture();
+    let tasks = |wave_id: u64, first: u64, orders: &[&str]| {
+        let mut tasks = sample_tasks(first, orders.len(), 1);
+        for (t, o) in tasks.iter_mut().zip(orders) {
+            t.order_id = (*o).into();
+        }
+        Down::WaveAssigned(sample_wave(wave_id, 1, tasks))
+    };
+    let (w1, w2, w3) = (
+        tasks(10, 100, &["SO-1", "SO-2", "SO-1"]),
+        tasks(20, 200, &["SO-3", "SO-4"]),
+        tasks(30, 300, &["SO-2", "SO-1"]),
+    );
+    for (i, w) in [w1, w2, w3].iter().enumerate() {
+        f.db.apply_down(i as u64 + 1, w, T0).unwrap();
+    }
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-1".into(),
+    };
+    assert!(matches!(
+        f.db.apply_down(9, &cancel, T0 + 1).unwrap(),
+        Applied::Cancelled {
+            tasks: 3,
+            put_backs: 0,
+            ..
+        }
+    ));
+    for (task_id, want) in [
+        (100, TaskState::Cancelled),
+        (101, TaskState::Open),
+        (102, TaskState::Cancelled),
+        (200, TaskState::Open),
+        (201, TaskState::Open),
+        (300, TaskState::Open),
+        (301, TaskState::Cancelled),
+    ] {
+        assert_eq!(state(&f.db, task_id), want, "task {task_id}");
+    }
+    // The lookup seeks the index; it never reads the whole tasks table.
+    let conn = Connection::open(&f.path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", waves::ORDER_TASKS))
+        .unwrap()
+        .query_map(["SO-1"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("tasks_by_wave_order")),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|p| p.starts_with("SCAN tasks")),
+        "{plan:?}"
+    );
+}

@@ -40,6 +40,19 @@ pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks
     WHERE tasks.wave_id = waves.wave_id
       AND tasks.state IN ('open', 'in_progress', 'skipped', 'put_back'))";
 
+/// An order's tasks, through the `(wave_id, order_id)` index: the recursive part walks
+/// the distinct wave ids (one index seek each, a "loose index scan"), and each wave
+/// is then searched for the order with one more seek. Never a scan of the whole table.
+pub(super) const ORDER_TASKS: &str = "
+    WITH RECURSIVE w (id) AS (
+        SELECT MIN(wave_id) FROM tasks
+        UNION ALL
+        SELECT (SELECT MIN(wave_id) FROM tasks WHERE wave_id > w.id) FROM w
+        WHERE w.id IS NOT NULL
+    )
+    SELECT tasks.task_id, tasks.wave_id FROM w JOIN tasks
+        ON tasks.wave_id = w.id AND tasks.order_id = ?1";
+
 /// How work was taken away from the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ending {
@@ -417,9 +430,7 @@ impl Tx<'_> {
 
     fn cancel_order(&mut self, order_id: &str) -> Result<Applied, StoreError> {
         let tasks: Vec<(u64, u64)> = {
-            let mut stmt = self
-                .tx
-                .prepare_cached("SELECT task_id, wave_id FROM tasks WHERE order_id = ?1")?;
+            let mut stmt = self.tx.prepare_cached(ORDER_TASKS)?;
             let rows = stmt.query_map([order_id], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
             })?;

@@ -330,7 +330,13 @@ fn median(
 fn wave_apply(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let (n, reps) = if ctx.quick { (500, 1) } else { (10_000, 9) };
     let cfg = StoreConfig::default();
-    let tasks = sample_tasks(1, n, 3);
+    // Orders of about three lines each, scattered along the walking order as in a real
+    // wave, so the store's order index sees the inserts it sees on the floor.
+    let mut tasks = sample_tasks(1, n, 3);
+    let orders = (n / 3).max(1);
+    for (i, t) in tasks.iter_mut().enumerate() {
+        t.order_id = format!("SO-{:06}", (i * 7919) % orders);
+    }
     let down = Down::WaveAssigned(sample_wave(1, 1, tasks.clone()));
     // Alternating, so both see the same moments of a noisy machine.
     let (mut fh, mut base) = (Vec::new(), Vec::new());

@@ -1,6 +1,7 @@
 //! The agent as a service: `floorhand run` stopped by SIGTERM mid-drain loses nothing and
 //! resumes on restart; `floorhand doctor` passes a working station and names each problem
-//! of a broken one. Real Mosquitto, real SQLite files, the real binary.
+//! of a broken one, devices included (fake printers on a real TCP port and on a real pty).
+//! Real Mosquitto, real SQLite files, real ptys, the real binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use floorhand::store::{Db, StoreConfig, Synchronous};
 use floorhand_protocol::oms::EventKind;
+use floorhand_tests::fake_printer::{FakePrinter, Mode};
 use floorhand_tests::mosquitto::{Mosquitto, Options, free_port};
+use floorhand_tests::pty::PtyPair;
 use floorhand_tests::sync_support::*;
 use floorhand_tests::workspace_bin;
 
@@ -235,4 +238,229 @@ fn doctor_names_each_problem_of_a_broken_station_and_exits_non_zero() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FAIL  config"), "{text}");
     assert!(text.contains("missing field `site`"), "{text}");
+}
+
+/// Appends device sections to the config at `cfg`.
+fn add_devices(cfg: &Path, sections: &str) {
+    let mut text = std::fs::read_to_string(cfg).expect("read config");
+    text.push_str(sections);
+    std::fs::write(cfg, text).expect("write config");
+}
+
+/// A station config with a working broker and database, and `sections` for its devices.
+fn station_with(dir: &Path, broker: &Mosquitto, device: &str, sections: &str) -> PathBuf {
+    let db_path = dir.join(format!("{device}.db"));
+    let cfg = config(dir, device, &broker.url(), &db_path, "");
+    add_devices(&cfg, sections);
+    cfg
+}
+
+/// Runs `floorhand doctor` on `cfg` and checks its exit code and that its report has
+/// each of `lines`.
+fn expect_doctor(cfg: &Path, code: i32, lines: &[&str]) {
+    let (got, text) = doctor(cfg, &[]);
+    assert_eq!(got, Some(code), "{text}");
+    for line in lines {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn doctor_opens_each_device_port_and_asks_a_network_printer_for_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    std::fs::create_dir(dir.path().join("scanner")).unwrap();
+    std::fs::create_dir(dir.path().join("terminal")).unwrap();
+    let scanner = PtyPair::new(&dir.path().join("scanner"));
+    let terminal = PtyPair::new(&dir.path().join("terminal"));
+    let printer = FakePrinter::start();
+    let sections = format!(
+        "[scanner]\nsource = {{ kind = \"serial\", path = \"{}\", baud = 9600 }}\n\
+         [printer]\ntcp = \"{}\"\ntimeout_ms = 500\n\
+         [terminal]\nport = \"{}\"\n",
+        scanner.a.display(),
+        printer.addr(),
+        terminal.a.display()
+    );
+    let cfg = station_with(dir.path(), &broker, "st-dev", &sections);
+    expect_doctor(
+        &cfg,
+        0,
+        &[
+            &format!(
+                "PASS  scanner   serial port {} opened at 9600 baud",
+                scanner.a.display()
+            ),
+            &format!("PASS  printer   {}: ready", printer.addr()),
+            &format!(
+                "PASS  terminal  serial port {} opened at 115200 baud",
+                terminal.a.display()
+            ),
+            "all 7 checks passed: ready",
+        ],
+    );
+
+    // The same printer out of labels, then silent (its head open): each a failure with
+    // what to do, and a non-zero exit.
+    printer.set_mode(Mode::PaperOut);
+    expect_doctor(
+        &cfg,
+        1,
+        &[
+            &format!("FAIL  printer   {}: paper out", printer.addr()),
+            "-> load labels",
+            "PASS  scanner",
+            "1 of 7 checks failed: not ready",
+        ],
+    );
+    printer.set_mode(Mode::HeadOpen);
+    expect_doctor(
+        &cfg,
+        1,
+        &[
+            &format!(
+                "FAIL  printer   {}: no answer to ~HS within 500 ms",
+                printer.addr()
+            ),
+            "-> close the print head and load labels",
+            "check printer.tcp",
+        ],
+    );
+
+    // Switched off: nothing listens on its port.
+    printer.switch_off();
+    expect_doctor(
+        &cfg,
+        1,
+        &[
+            &format!("FAIL  printer   printer unreachable: {}", printer.addr()),
+            "ping it",
+        ],
+    );
+}
+
+#[test]
+fn doctor_asks_a_serial_printer_for_its_status_on_its_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let pty = PtyPair::new(dir.path());
+    let printer = FakePrinter::on_serial(&pty.b);
+    let sections = format!(
+        "[printer]\nserial = \"{}\"\nbaud = 9600\ntimeout_ms = 500\n",
+        pty.a.display()
+    );
+    let cfg = station_with(dir.path(), &broker, "st-serial", &sections);
+    expect_doctor(
+        &cfg,
+        0,
+        &[
+            &format!("PASS  printer   {}: ready", pty.a.display()),
+            "all 5 checks passed: ready",
+        ],
+    );
+
+    printer.set_mode(Mode::PaperOut);
+    expect_doctor(
+        &cfg,
+        1,
+        &[
+            &format!("FAIL  printer   {}: paper out", pty.a.display()),
+            "-> load labels",
+        ],
+    );
+
+    printer.set_mode(Mode::HeadOpen);
+    expect_doctor(
+        &cfg,
+        1,
+        &[
+            &format!(
+                "FAIL  printer   {}: no answer to ~HS within 500 ms",
+                pty.a.display()
+            ),
+            "-> close the print head and load labels",
+            "/dev/floorhand-printer",
+        ],
+    );
+}
+
+#[test]
+fn doctor_names_a_missing_or_busy_device_port_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let pty = PtyPair::new(dir.path());
+    // Another program holds the terminal's port, as a running agent would.
+    let _held = floorhand::devices::open_serial(
+        &pty.a.to_string_lossy(),
+        115_200,
+        Duration::from_millis(20),
+    )
+    .expect("hold the terminal port");
+    let sections = format!(
+        "[scanner]\nsource = {{ kind = \"serial\", path = \"/dev/floorhand-no-scanner\" }}\n\
+         [printer]\nserial = \"/dev/floorhand-no-printer\"\n\
+         [terminal]\nport = \"{}\"\n",
+        pty.a.display()
+    );
+    let cfg = station_with(dir.path(), &broker, "st-missing", &sections);
+    expect_doctor(
+        &cfg,
+        1,
+        &[
+            "FAIL  scanner   /dev/floorhand-no-scanner does not exist",
+            "-> plug the scanner in and check its cable; check that the path in \
+             scanner.source names it",
+            "FAIL  printer   /dev/floorhand-no-printer does not exist",
+            "check that printer.serial names it and that the udev rule \
+             (/etc/udev/rules.d/99-floorhand.rules) creates /dev/floorhand-printer",
+            &format!(
+                "FAIL  terminal  {} is in use by another program",
+                pty.a.display()
+            ),
+            "sudo systemctl stop floorhand",
+            "3 of 7 checks failed: not ready",
+        ],
+    );
+}
+
+#[test]
+fn doctor_opens_a_pack_stations_scale_port_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let pty = PtyPair::new(dir.path());
+    let printer = FakePrinter::start();
+    let pack = |device: &str, port: &str| {
+        station_with(
+            dir.path(),
+            &broker,
+            device,
+            &format!(
+                "[station]\nrole = \"pack\"\n[printer]\ntcp = \"{}\"\n\
+                 [label]\ncompany_prefix = \"0614141\"\n[scale]\nport = \"{port}\"\n",
+                printer.addr()
+            ),
+        )
+    };
+    let good = pack("st-scale", &pty.a.to_string_lossy());
+    expect_doctor(
+        &good,
+        0,
+        &[
+            &format!(
+                "PASS  scale     serial port {} opened at 9600 baud",
+                pty.a.display()
+            ),
+            "all 6 checks passed: ready",
+        ],
+    );
+    let missing = pack("st-no-scale", "/dev/floorhand-no-scale");
+    expect_doctor(
+        &missing,
+        1,
+        &[
+            "FAIL  scale     /dev/floorhand-no-scale does not exist",
+            "check that scale.port names it",
+            "creates /dev/floorhand-scale",
+        ],
+    );
 }

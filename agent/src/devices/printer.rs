@@ -337,10 +337,8 @@ fn connect(cfg: &PrinterConfig) -> Result<Box<dyn Link>, Fault> {
             Ok(Box::new(TcpLink(stream)))
         }
         Transport::Serial { path, baud } => {
-            let port = serialport::new(path, *baud)
-                .timeout(READ_SLICE)
-                .open()
-                .map_err(|e| unreachable(path, &e))?;
+            let port = super::open_serial(path, *baud, READ_SLICE)
+                .map_err(|e| Fault::Unreachable(e.to_string()))?;
             // Drop a late answer to an earlier ~HS that would be read as this one.
             let _ = port.clear(serialport::ClearBuffer::Input);
             Ok(Box::new(SerialLink(port)))

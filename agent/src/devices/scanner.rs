@@ -287,6 +287,9 @@ impl EvdevDecoder {
     }
 }
 
+/// How long one read of a serial scanner waits before the stop flag is checked again.
+const READ_WAIT: Duration = Duration::from_millis(100);
+
 /// An open source, read in chunks.
 enum Open {
     Bytes(Box<dyn Read + Send>),
@@ -296,11 +299,8 @@ enum Open {
 fn open(source: &Source) -> std::io::Result<Open> {
     match source {
         Source::Serial { path, baud } => {
-            let path = path.to_string_lossy();
-            let port = serialport::new(path, *baud)
-                .timeout(Duration::from_millis(100))
-                .open()
-                .map_err(std::io::Error::from)?;
+            let port = super::open_serial(&path.to_string_lossy(), *baud, READ_WAIT)
+                .map_err(std::io::Error::other)?;
             Ok(Open::Bytes(Box::new(port)))
         }
         Source::Wedge { path: Some(path) } => Ok(Open::Bytes(Box::new(std::fs::File::open(path)?))),
@@ -339,6 +339,41 @@ impl Open {
                 Ok(None)
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Opens `source` the way [`run`] does and closes it again: what the scanner is, or why
+/// it cannot be opened. A FIFO or tty is opened without waiting for a writer, so this
+/// never blocks. Stdin has nothing to open.
+pub fn probe(source: &Source) -> Result<String, super::PortError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = |path: &std::path::Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map(drop)
+            .map_err(|e| super::PortError::from_io(&path.to_string_lossy(), &e))
+    };
+    match source {
+        Source::Serial { path, baud } => {
+            super::open_serial(&path.to_string_lossy(), *baud, READ_WAIT)?;
+            Ok(format!(
+                "serial port {} opened at {baud} baud",
+                path.display()
+            ))
+        }
+        Source::Wedge { path: Some(path) } => {
+            file(path)?;
+            Ok(format!("keyboard wedge {} opened", path.display()))
+        }
+        Source::Wedge { path: None } => {
+            Ok("keyboard wedge on standard input: nothing to open".into())
+        }
+        Source::InputDevice { path } => {
+            file(path)?;
+            Ok(format!("input device {} opened", path.display()))
         }
     }
 }

@@ -211,7 +211,7 @@ pub enum TerminalError {
         /// The port's path.
         path: String,
         /// Why.
-        source: serialport::Error,
+        source: super::PortError,
     },
     /// Reading or writing the port failed.
     #[error("terminal port I/O failed: {0}")]
@@ -278,6 +278,17 @@ impl Drop for TerminalHandle {
     }
 }
 
+/// Opens the terminal's port as [`spawn`] does; `floorhand doctor` opens it with this and
+/// closes it again.
+pub fn open(config: &TerminalConfig) -> Result<Box<dyn serialport::SerialPort>, TerminalError> {
+    super::open_serial(&config.path, config.baud, Duration::from_millis(20)).map_err(|source| {
+        TerminalError::Open {
+            path: config.path.clone(),
+            source,
+        }
+    })
+}
+
 /// Opens the terminal's port and runs the link on a thread. Events arrive on the returned
 /// receiver (`blocking_recv` from threads, `recv().await` from tasks).
 pub fn spawn(
@@ -289,13 +300,7 @@ pub fn spawn(
     ),
     TerminalError,
 > {
-    let port = serialport::new(&config.path, config.baud)
-        .timeout(Duration::from_millis(20))
-        .open()
-        .map_err(|source| TerminalError::Open {
-            path: config.path.clone(),
-            source,
-        })?;
+    let port = open(config)?;
     let (cmd_tx, cmd_rx) = mpsc::channel();
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()

@@ -1,0 +1,20 @@
+//! Floorhand's integration tests across crates, with real parts: a real Mosquitto, real
+//! ptys, real SQLite files, the real `floorhand` and `floorhand-terminal` binaries.
+//!
+//! One test binary with a module per area, not one binary per file: each binary links the
+//! whole agent, and their tests run one binary after another; here they share one link
+//! and run side by side. Run one area with `cargo test -p floorhand-tests --test e2e sync::`.
+
+mod barcode_cli;
+mod cli;
+mod demo;
+mod label_cli;
+mod oms_cli;
+mod pack_e2e;
+mod picking_e2e;
+mod printer;
+mod scale_pty;
+mod service;
+mod store_crash;
+mod sync;
+mod terminal_e2e;

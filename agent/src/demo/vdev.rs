@@ -1,12 +1,12 @@
 //! The demo's virtual devices on real ptys and sockets: a scanner (a [`PtyPair`]: the
 //! demo types barcodes into one end, `devices::scanner` reads the other), a ZPL printer on
-//! TCP that stores each label and answers `~HS`, and the terminal firmware's host runner
-//! drawing every screen to PNG, in-process on a pty (feature `demo-terminal`).
+//! TCP that stores each label and answers `~HS`, and the firmware terminal host runner
+//! (`floorhand-terminal`, a child process on a pty) drawing every screen to PNG.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -159,79 +159,97 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The terminal firmware's host runner (`floorhand_firmware::sim::runner::serve`, the code
-/// behind `floorhand-terminal`) on a thread, at the device end of a pty pair, drawing
-/// every screen it receives over the serial link into `dir`. Stopped on drop.
+/// `floorhand-terminal` (the firmware crate's host runner, feature `sim`), found next to
+/// this binary and run as a child process on the device end of a pty pair, drawing every
+/// screen it receives over the serial link into `dir`. Killed on drop.
 pub struct TerminalRunner {
+    child: Child,
     /// Where its PNGs go.
     pub dir: PathBuf,
     /// The pty end the agent's `devices::terminal` opens.
     pub agent_port: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
     _pty: PtyPair,
 }
 
+/// The build that puts `floorhand-terminal` next to `floorhand` in `target/<profile>/`.
+const TERMINAL_BUILD: &str = "cargo build --locked -p floorhand -p floorhand-firmware --features floorhand-firmware/sim --bins";
+
+/// Why there are no screens when `floorhand-terminal` is not in `dir` (the directory of
+/// the running `floorhand`), and exactly how to get it.
+fn terminal_missing(dir: &Path) -> String {
+    let release = if dir.ends_with("release") {
+        " --release"
+    } else {
+        ""
+    };
+    let build = TERMINAL_BUILD.replacen("cargo build", &format!("cargo build{release}"), 1);
+    format!(
+        "no terminal screens: floorhand-terminal is not built next to floorhand (in {}); \
+         run the demo with `scripts/demo`, which builds both, or build it with `{build}`",
+        dir.display()
+    )
+}
+
 impl TerminalRunner {
-    /// Starts the runner on a new pty pair in `pty_dir`; its beeps and errors go to `log`.
-    #[cfg(feature = "demo-terminal")]
+    /// Starts `floorhand-terminal` (next to this binary) on a new pty pair in `pty_dir`;
+    /// its stderr (beeps, errors) goes to `log`.
     pub fn start(pty_dir: &Path, png_dir: &Path, log: &Path) -> Result<TerminalRunner, DemoError> {
-        use floorhand_firmware::sim::runner::{self, Args, DisplayArg};
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+            .ok_or_else(|| DemoError::Device("cannot locate the floorhand executable".into()))?;
+        let bin = dir.join("floorhand-terminal");
+        if !bin.exists() {
+            return Err(DemoError::Device(terminal_missing(&dir)));
+        }
         let pty = PtyPair::new(pty_dir, "terminal")
             .map_err(|e| DemoError::io("the terminal's pty", e))?;
         let log = std::fs::File::create(log).map_err(|e| DemoError::io("terminal log", e))?;
-        let args = Args {
-            port: pty.device.clone(),
-            baud: 115_200,
-            display: DisplayArg::Mono,
-            out: png_dir.to_path_buf(),
-            ansi: false,
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        // No keyboard: the scripted operator's keys go to the workflow (see `picker`).
-        let (_keys, input) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("terminal".into())
-            .spawn(move || {
-                runner::serve(&args, input, &s, Box::new(log)).map_err(|e| e.to_string())
-            })
-            .map_err(|e| DemoError::io("the terminal thread", e))?;
+        let child = Command::new(bin)
+            .arg("--port")
+            .arg(&pty.device)
+            .arg("--display")
+            .arg("mono")
+            .arg("--out")
+            .arg(png_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| DemoError::io("floorhand-terminal", e))?;
         Ok(TerminalRunner {
+            child,
             dir: png_dir.to_path_buf(),
             agent_port: pty.agent.clone(),
-            stop,
-            thread: Some(thread),
             _pty: pty,
         })
     }
 
-    /// Without the firmware (feature `demo-terminal` off) there are no screens.
-    #[cfg(not(feature = "demo-terminal"))]
-    pub fn start(_: &Path, _: &Path, _: &Path) -> Result<TerminalRunner, DemoError> {
-        Err(DemoError::Device(
-            "no terminal screens: floorhand was built without the `demo-terminal` feature".into(),
-        ))
-    }
-
-    /// Stops the runner; `Err` says why it had stopped on its own (e.g. its port).
+    /// Asks the terminal to quit (`q` on its stdin) so its last PNG is complete, and kills
+    /// it if it has not within a second. `Err` says why it had stopped on its own.
     pub fn stop(mut self) -> Result<(), String> {
-        self.halt()
-    }
-
-    fn halt(&mut self) -> Result<(), String> {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(e))) => Err(format!("terminal: {e}")),
-            Some(Err(_)) => Err("terminal: the runner thread panicked".into()),
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Err(format!(
+                "floorhand-terminal stopped early ({status}); see terminal.log"
+            ));
         }
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"q\n");
+        }
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 }
 
 impl Drop for TerminalRunner {
     fn drop(&mut self) {
-        let _ = self.halt();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -271,5 +289,35 @@ pub fn label_previews(labels: &[String]) -> Result<Vec<String>, String> {
     match failed {
         Some(why) if made.is_empty() => Err(why),
         _ => Ok(made),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(dir: &str, expected_build: &str) {
+        let note = terminal_missing(Path::new(dir));
+        assert!(note.contains("`scripts/demo`"), "{note}");
+        assert!(note.contains(&format!("`{expected_build}`")), "{note}");
+        assert!(note.contains(dir), "{note}");
+    }
+
+    #[test]
+    fn a_missing_terminal_note_gives_the_script_and_the_release_build_line() {
+        check(
+            "/src/floorhand/target/release",
+            "cargo build --release --locked -p floorhand -p floorhand-firmware \
+             --features floorhand-firmware/sim --bins",
+        );
+    }
+
+    #[test]
+    fn a_missing_terminal_note_for_a_dev_build_gives_the_dev_build_line() {
+        check(
+            "/src/floorhand/target/debug",
+            "cargo build --locked -p floorhand -p floorhand-firmware \
+             --features floorhand-firmware/sim --bins",
+        );
     }
 }

@@ -3,7 +3,6 @@
 
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -86,9 +85,6 @@ impl std::error::Error for SimError {}
 
 struct SimBoard<C> {
     port: Box<dyn serialport::SerialPort>,
-    /// Beep lines and non-fatal errors: stderr for the binary, a log file for a host
-    /// that runs the terminal in a thread.
-    log: Box<dyn Write + Send>,
     fb: Framebuffer<C>,
     out: PathBuf,
     frames: u32,
@@ -108,7 +104,7 @@ where
     }
 
     fn beep(&mut self, pattern: Beep) {
-        let _ = writeln!(self.log, "floorhand-terminal: beep {pattern:?}");
+        eprintln!("floorhand-terminal: beep {pattern:?}");
     }
 
     fn display(&mut self) -> &mut Framebuffer<C> {
@@ -136,34 +132,13 @@ where
 /// Runs the terminal until `q` is typed. Stdin closing does not stop it, so it can run
 /// headless with `< /dev/null`.
 pub fn run(args: &Args) -> Result<(), SimError> {
-    let stop = AtomicBool::new(false);
-    serve(args, stdin_lines(), &stop, Box::new(io::stderr()))
-}
-
-/// The same loop as [`run`] for a host that runs the terminal on one of its own threads
-/// (`floorhand demo`): keyboard lines come from `input` instead of stdin, beeps and
-/// non-fatal errors go to `log`, and it returns `Ok` once `stop` is set (checked at least
-/// every serial read timeout, 20 ms) or `input` sends `q`.
-pub fn serve(
-    args: &Args,
-    input: mpsc::Receiver<String>,
-    stop: &AtomicBool,
-    log: Box<dyn Write + Send>,
-) -> Result<(), SimError> {
     match args.display {
-        DisplayArg::Mono => run_with::<BinaryColor>(args, Profile::Mono128x64, 1, input, stop, log),
-        DisplayArg::Color => run_with::<Rgb565>(args, Profile::Color320x240, 2, input, stop, log),
+        DisplayArg::Mono => run_with::<BinaryColor>(args, Profile::Mono128x64, 1),
+        DisplayArg::Color => run_with::<Rgb565>(args, Profile::Color320x240, 2),
     }
 }
 
-fn run_with<C>(
-    args: &Args,
-    profile: Profile,
-    ansi_step: u32,
-    lines: mpsc::Receiver<String>,
-    stop: &AtomicBool,
-    log: Box<dyn Write + Send>,
-) -> Result<(), SimError>
+fn run_with<C>(args: &Args, profile: Profile, ansi_step: u32) -> Result<(), SimError>
 where
     C: PixelColor + Default + Into<Rgb888> + Palette,
 {
@@ -174,22 +149,22 @@ where
         .map_err(|e| SimError::Open(args.port.clone(), e))?;
     let board = SimBoard {
         port,
-        log,
         fb: Framebuffer::<C>::new(profile.size()),
         out: args.out.clone(),
         frames: 0,
         ansi_step: args.ansi.then_some(ansi_step),
     };
     let mut runner = Runner::new(board, profile);
+    let lines = stdin_lines();
     let start = Instant::now();
     let now = || start.elapsed().as_millis() as u64;
-    check(&mut runner, |r| r.start(now()))?;
+    check(runner.start(now()))?;
     let mut buf = [0u8; 256];
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let read = runner.board_mut().port.read(&mut buf);
         match read {
             Ok(0) => {}
-            Ok(n) => check(&mut runner, |r| r.on_bytes(now(), &buf[..n]))?,
+            Ok(n) => check(runner.on_bytes(now(), &buf[..n]))?,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -202,40 +177,32 @@ where
                 Ok(Input::Quit) => return Ok(()),
                 Ok(Input::Keys(keys)) => {
                     for k in keys {
-                        check(&mut runner, |r| r.on_key(now(), k))?;
+                        check(runner.on_key(now(), k))?;
                     }
                 }
-                Ok(Input::Scan(data)) => check(&mut runner, |r| r.on_scan(now(), &data))?,
-                Err(msg) => {
-                    let _ = writeln!(runner.board_mut().log, "floorhand-terminal: {msg}");
-                }
+                Ok(Input::Scan(data)) => check(runner.on_scan(now(), &data))?,
+                Err(msg) => eprintln!("floorhand-terminal: {msg}"),
             }
         }
-        check(&mut runner, |r| r.tick(now()))?;
+        check(runner.tick(now()))?;
     }
-    Ok(())
 }
 
-type SimRunner<C> = Runner<SimBoard<C>>;
-
-/// Runs one step; keeps going after an effect failed (logged) unless the link itself is
-/// gone.
-fn check<C>(
-    runner: &mut SimRunner<C>,
-    step: impl FnOnce(&mut SimRunner<C>) -> Result<(), RunError<SimError, std::convert::Infallible>>,
-) -> Result<(), SimError>
-where
-    C: PixelColor + Default + Into<Rgb888> + Palette,
-{
-    let why = match step(runner) {
-        Ok(()) => return Ok(()),
-        Err(RunError::Board(e @ SimError::Serial(_))) => return Err(e),
-        Err(RunError::Board(e)) => e.to_string(),
+/// Keeps going after an effect failed unless the link itself is gone.
+fn check(r: Result<(), RunError<SimError, std::convert::Infallible>>) -> Result<(), SimError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(RunError::Board(e @ SimError::Serial(_))) => Err(e),
+        Err(RunError::Board(e)) => {
+            eprintln!("floorhand-terminal: {e}");
+            Ok(())
+        }
         Err(RunError::Draw(never)) => match never {},
-        Err(RunError::Encode(e)) => e.to_string(),
-    };
-    let _ = writeln!(runner.board_mut().log, "floorhand-terminal: {why}");
-    Ok(())
+        Err(RunError::Encode(e)) => {
+            eprintln!("floorhand-terminal: {e}");
+            Ok(())
+        }
+    }
 }
 
 /// Lines from stdin, read on their own thread so the loop never blocks on the keyboard.

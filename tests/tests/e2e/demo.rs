@@ -12,6 +12,8 @@ fn a_quick_demo_shift_delivers_every_event_exactly_once_through_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo-out");
     let json = dir.path().join("summary.json");
+    // The demo starts it from next to `floorhand`; this says how to build it if it is not.
+    workspace_bin("floorhand-terminal");
     let run = Command::new(workspace_bin("floorhand"))
         .arg("demo")
         .arg("--quick")
@@ -61,8 +63,9 @@ fn a_quick_demo_shift_delivers_every_event_exactly_once_through_an_outage() {
         let zpl = std::fs::read_to_string(l.as_str().unwrap()).unwrap();
         assert!(zpl.starts_with("^XA") && zpl.ends_with("^XZ"), "{zpl}");
     }
-    // The firmware's host runner, run in-process by the demo over a pty (no
-    // `floorhand-terminal` binary involved), drew one PNG per screen the picker saw.
+    // `floorhand-terminal`, the firmware's host runner (built next to `floorhand` by
+    // `cargo test --workspace`, through this crate's dependency on the firmware's `sim`
+    // feature), started by the demo on a pty, drew one PNG per screen the picker saw.
     let screens = s["screens"].as_array().unwrap();
     assert!(
         screens.len() as f64 > num("tasks_picked"),

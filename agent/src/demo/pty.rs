@@ -4,7 +4,8 @@
 //! Each pty's slave end is a real tty (`/dev/pts/N`) that `serialport` opens like a USB
 //! serial device; the relay copies bytes between the two master ends. Both slaves are held
 //! open for the pair's lifetime: a master whose slave has no open file reports a hang-up
-//! on every `poll`, and a device that closes and reopens its end must not lose the link.
+//! on every `poll`. (Reopening an end is not supported: serialport opens a port in
+//! exclusive mode, which the held slave keeps; the demo opens each end once.)
 //! Dropping the pair stops the relay (it polls with a short timeout) and closes every fd.
 
 use std::fs::File;
@@ -186,7 +187,8 @@ impl Drop for PtyPair {
 }
 
 /// Copies bytes between the two masters until `stop`. Bytes arrive in order on each
-/// direction; a side whose reader is slow holds up only its own direction's writes.
+/// direction. One thread serves both directions: while one side's input queue is full,
+/// the other direction waits too (the demo's devices read promptly, so it never does).
 fn relay(a: File, b: File, stop: &AtomicBool) {
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {

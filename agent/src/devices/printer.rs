@@ -176,6 +176,9 @@ pub struct HostStatus {
     pub paused: bool,
     /// Line 1 field eee: formats in the receive buffer.
     pub labels_in_buffer: u32,
+    /// Line 2 field iiiiiiii: labels of the current batch still to print (processed, not
+    /// yet out of the printer).
+    pub labels_remaining: u32,
     /// Line 1 field f.
     pub buffer_full: bool,
     /// Line 1 field h: a partial format is in progress.
@@ -191,6 +194,13 @@ pub struct HostStatus {
 }
 
 impl HostStatus {
+    /// Labels the printer holds and has not printed yet: formats still in its receive
+    /// buffer plus labels of the batch it is printing. A job counts as printed only when
+    /// this is 0 with no fault.
+    pub fn labels_pending(&self) -> u32 {
+        self.labels_in_buffer.saturating_add(self.labels_remaining)
+    }
+
     /// The most pressing fault, if any.
     pub fn fault(&self) -> Option<Fault> {
         [
@@ -256,6 +266,9 @@ pub fn parse_host_status(bytes: &[u8]) -> Result<Option<HostStatus>, Fault> {
         partial_format: flag(&l1[7]),
         under_temperature: flag(&l1[10]),
         over_temperature: flag(&l1[11]),
+        labels_remaining: l2[8].parse().map_err(|_| {
+            Fault::BadStatus(format!("labels remaining {:?} is not a number", l2[8]))
+        })?,
         head_up: flag(&l2[2]),
         ribbon_out: flag(&l2[3]),
     }))
@@ -468,7 +481,7 @@ impl Printer {
             Err(f) => fail(f, true),
             Ok(s) => match s.fault() {
                 Some(f) => fail(f, true),
-                None if s.labels_in_buffer > 0 => Attempt::Buffered,
+                None if s.labels_pending() > 0 => Attempt::Buffered,
                 None => Attempt::Printed,
             },
         }
@@ -647,7 +660,13 @@ mod tests {
         let s = parse_host_status(&status("030,0,0,1245,002,0,0,0,000,0,0,0", READY2))
             .unwrap()
             .unwrap();
-        assert_eq!(s.labels_in_buffer, 2);
+        assert_eq!((s.labels_in_buffer, s.labels_pending()), (2, 2));
+        // A label already processed but still printing counts as pending too.
+        let printing = READY2.replacen("00000000", "00000001", 1);
+        let s = parse_host_status(&status(READY1, &printing))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.labels_remaining, s.labels_pending()), (1, 1));
     }
 
     #[test]

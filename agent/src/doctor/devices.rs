@@ -170,7 +170,7 @@ fn printer_check(cfg: PrinterConfig) -> Check {
                 "printer",
                 format!(
                     "{name}: ready ({} labels waiting in its buffer)",
-                    status.labels_in_buffer
+                    status.labels_pending()
                 ),
             ),
             Some(fault) => Check::fail(

@@ -496,6 +496,7 @@ impl Packer {
         }
         let closed = active.carton_no - 1;
         self.stage = Stage::Cancelled;
+        self.scale_g = None;
         let text = if closed > 0 {
             format!("{id} CANCELLED: set all {} cartons aside", closed + 1)
         } else {
@@ -508,6 +509,8 @@ impl Packer {
         if !matches!(self.stage, Stage::LookingUp(_)) {
             return Vec::new();
         }
+        // A weight read before this order belongs to another carton.
+        self.scale_g = None;
         if self.cancelled.contains(&order.order_id) {
             self.stage = Stage::Idle;
             let mut e = refuse(&format!("{} is cancelled: set it aside", order.order_id));

@@ -14,8 +14,8 @@
 //! (`JobReport::Sent`, `Db::print_sent`) and is only confirmed after a restart, never
 //! printed twice. The packer logs in with a badge first (`Packer::with_login`): events
 //! carry the logged-in operator. A `[scale]`'s settled weights come in as
-//! `Input::ScaleWeight`. Shutdown waits up to `PRINTER_STOP` for the printer thread to
-//! finish the attempt it is on and close its connection.
+//! `Input::ScaleWeight`. Shutdown waits for the printer thread (4x its timeout and 1 s) to
+//! finish the attempt it is on and close its connection, then records what it reported.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
@@ -36,8 +36,11 @@ use crate::pack::{Commit, Config, Effect, Input, Packer};
 use crate::store::{Applied, CartonClose, CartonItem, Db, StoreError};
 use crate::sync::agent::DeviceReport;
 
-/// How long shutdown waits for the printer to finish the job it is on.
-const PRINTER_STOP: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the printer to finish the attempt it is on: connect,
+/// `~HS`, the job, `~HS` again, each bounded by the printer's timeout, and a margin.
+fn printer_stop(cfg: &PrinterConfig) -> Duration {
+    cfg.timeout * 4 + Duration::from_secs(1)
+}
 
 struct Station {
     shell: Shell,
@@ -66,6 +69,7 @@ pub(crate) async fn run(
     };
     let (jobs_tx, jobs_rx) = std_mpsc::channel::<QueuedJob>();
     let (reports_std, reports_rx_std) = std_mpsc::channel::<JobReport>();
+    let stop_wait = printer_stop(&printer_cfg);
     let (view_tx, mut view_rx) = watch::channel(PrinterView {
         state: PrinterState::Offline,
         fault: None,
@@ -159,10 +163,15 @@ pub(crate) async fn run(
     if let Some(t) = scale_thread {
         join_within(t, Duration::from_secs(1));
     }
-    if !join_within(printer_thread, PRINTER_STOP) {
-        tracing::warn!("the printer did not finish its job within {PRINTER_STOP:?}");
+    if !join_within(printer_thread, stop_wait) {
+        tracing::warn!("the printer did not finish its job within {stop_wait:?}");
     }
-    drop(reports);
+    // What the printer reported in its last attempt (taken, printed, faulted) is recorded
+    // before the exit: a label the printer took must not be sent again after a restart.
+    // The forwarding thread ends once the printer thread has dropped its sender.
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), reports.recv()).await {
+        st.on_report(r).await;
+    }
     Ok(())
 }
 

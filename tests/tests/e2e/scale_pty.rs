@@ -32,8 +32,22 @@ fn a_fake_scale_on_a_pty_delivers_each_stable_weight_once_in_grams() {
         let stop = stop.clone();
         std::thread::spawn(move || scale::run(&config, &stop, |ev| tx.send(ev).is_ok()))
     };
-    // Let the reader open its end: a pty drops what is written before anyone reads.
-    std::thread::sleep(Duration::from_millis(300));
+    // A pty drops what is written before the reader has opened its end: say a weight
+    // until it comes out, so the reader is known to be listening.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        wire.send(b"ST,GS,+  0.100kg\r\n");
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(ev) => {
+                assert_eq!(ev, ScaleEvent::Weight(100), "the handshake weight");
+                break;
+            }
+            Err(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the reader never opened its port"
+            ),
+        }
+    }
     wire.send(
         b"US,GS,+  0.480kg\r\n\
           US,GS,+  1.246kg\r\n\
@@ -62,7 +76,6 @@ fn a_fake_scale_on_a_pty_delivers_each_stable_weight_once_in_grams() {
     assert!(matches!(next(&rx), ScaleEvent::Disconnected(_)));
     wire.plug_in();
     assert_eq!(next(&rx), ScaleEvent::Reconnected);
-    std::thread::sleep(Duration::from_millis(300));
     // After a reconnect the weight on the pan is delivered again, even if unchanged.
     wire.send(b"ST,GS,+  2.50lb\r\n");
     assert_eq!(next(&rx), ScaleEvent::Weight(1134));

@@ -67,6 +67,16 @@ impl TestAgent {
         }
     }
 
+    /// The tests' usual agent: device `device`, its store at `dir/DEVICE.db`, the test
+    /// link settings ([`test_sync_config`], [`test_broker`]) to the broker at `url`.
+    pub async fn start_in(dir: &Path, device: &str, url: &str) -> TestAgent {
+        TestAgent::start(
+            &dir.join(format!("{device}.db")),
+            test_sync_config(device, test_broker(url)),
+        )
+        .await
+    }
+
     /// Commits `n` events (skips of tasks 1..=n) to the outbox, one transaction each.
     pub async fn queue_events(&self, n: u64) {
         self.store

@@ -30,11 +30,7 @@ fn the_readme_example_wave_parses_and_fills_in_count_and_digest() {
 async fn push_wave_delivers_the_example_wave_and_tail_prints_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
-    let agent = TestAgent::start(
-        &dir.path().join("d1.db"),
-        test_sync_config("d1", test_broker(&broker.url())),
-    )
-    .await;
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
 
     let out = Command::new(workspace_bin("floorhand"))

@@ -41,11 +41,7 @@ async fn events_flow_up_are_acked_and_deleted_and_a_wave_delivered_twice_applies
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let (oms, inbox) = start_oms(&broker.url(), "oms-basic");
     oms.expect_from("d1", 0);
-    let agent = TestAgent::start(
-        &dir.path().join("d1.db"),
-        test_sync_config("d1", test_broker(&broker.url())),
-    )
-    .await;
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
     agent.queue_events(50).await;
     wait_until(Duration::from_secs(20), "50 events acked", || {
@@ -89,11 +85,7 @@ async fn drain_through_outage(persistence: bool) {
     );
     let (oms, inbox) = start_oms(&broker.url(), "oms-outage");
     oms.expect_from("d1", 0);
-    let agent = TestAgent::start(
-        &dir.path().join("d1.db"),
-        test_sync_config("d1", test_broker(&broker.url())),
-    )
-    .await;
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     agent.queue_events(N).await;
     wait_until(
         Duration::from_secs(60),
@@ -152,11 +144,7 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
     let proxy = FaultProxy::start(upstream).expect("start the fault proxy");
     let (oms, inbox) = start_oms(&broker.url(), "oms-faults");
     oms.expect_from("d1", 0);
-    let agent = TestAgent::start(
-        &dir.path().join("d1.db"),
-        test_sync_config("d1", test_broker(&proxy.url())),
-    )
-    .await;
+    let agent = TestAgent::start_in(dir.path(), "d1", &proxy.url()).await;
     agent.queue_events(N).await;
     for i in 0..20 {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -335,11 +323,7 @@ async fn garbage_and_foreign_messages_are_rejected_and_reported_and_change_nothi
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let (oms, inbox) = start_oms(&broker.url(), "oms-garbage");
     oms.expect_from("d1", 0);
-    let agent = TestAgent::start(
-        &dir.path().join("d1.db"),
-        test_sync_config("d1", test_broker(&broker.url())),
-    )
-    .await;
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
     oms.send_envelope("d1", &Envelope::new(1, Down::WaveAssigned(wave(1, 1, 3))))
         .await

@@ -29,7 +29,9 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
     let mut running = Vec::new();
     if let Some(s) = &cfg.scanner {
         let source = s.source.clone();
-        running.push(start("scanner", GRACE, move || scanner_check(&source)));
+        running.push(start("scanner", GRACE, move || {
+            probe_check("scanner", "the path in scanner.source", &source)
+        }));
     }
     if let Some(p) = cfg.printer_config() {
         // Connect, write and answer each get the printer's timeout.
@@ -45,7 +47,9 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
             path: s.port.clone(),
             baud: s.baud,
         };
-        running.push(start("scale", GRACE, move || scale_check(&source)));
+        running.push(start("scale", GRACE, move || {
+            probe_check("scale", "scale.port", &source)
+        }));
     }
     let mut out = Vec::new();
     for r in running {
@@ -105,21 +109,12 @@ impl Running {
     }
 }
 
-fn scale_check(source: &Source) -> Check {
+/// Opens the scanner's or the scale's source as its reader would. `key`: the config key
+/// that names the port, for the fix.
+fn probe_check(device: &str, key: &str, source: &Source) -> Check {
     match scanner::probe(source) {
-        Ok(found) => Check::pass("scale", found),
-        Err(e) => Check::fail("scale", e.to_string(), port_fix(&e, "scale", "scale.port")),
-    }
-}
-
-fn scanner_check(source: &Source) -> Check {
-    match scanner::probe(source) {
-        Ok(found) => Check::pass("scanner", found),
-        Err(e) => Check::fail(
-            "scanner",
-            e.to_string(),
-            port_fix(&e, "scanner", "the path in scanner.source"),
-        ),
+        Ok(found) => Check::pass(device, found),
+        Err(e) => Check::fail(device, e.to_string(), port_fix(&e, device, key)),
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`pick`]: the pick workflow, a pure state machine (scans and keys in, effects out).
 //! - [`pack`]: the pack station workflow (pure state machine).
 //! - [`label`]: shipping labels in ZPL (pure); [`label_cli`]: `floorhand label`.
+//! - [`ledger`]: the reliable channel's pure bookkeeping (windows, acks, re-sends), both
+//!   directions.
 //! - [`store`]: the local SQLite mirror, the only code that knows SQL.
 //! - [`cli_status`]: `floorhand status`, the store's report for a person.
 //! - [`devices`]: scanners, printers and terminals, the only code that opens ports.
@@ -25,6 +27,7 @@ pub mod devices;
 pub mod doctor;
 pub mod label;
 pub mod label_cli;
+pub mod ledger;
 pub mod logging;
 pub mod pack;
 pub mod pick;

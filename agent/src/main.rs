@@ -132,7 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", wire::table(&rows));
                 let pick = wire::typical_pick();
                 println!(
-                    "\ntypical pick confirmation: {} bytes postcard, {} bytes JSON, ratio {:.3} (goal: <= 24 bytes, <= 0.15)",
+                    "\ntypical pick confirmation: {} bytes postcard, {} bytes JSON, ratio {:.3} (goal: <= 32 bytes, <= 0.15)",
                     pick.postcard,
                     pick.json,
                     pick.ratio()

@@ -6,35 +6,50 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use floorhand::sync::mqtt::BrokerSettings;
-use floorhand::sync::oms::OmsSettings;
+use floorhand::sync::oms::{AckMode, DownState, OmsSettings};
 use floorhand::sync::tools;
 
 use crate::BrokerArgs;
 
 #[derive(Subcommand)]
 pub enum OmsCommand {
-    /// Publish a wave (or any down message) from a JSON file to one device.
-    PushWave {
-        /// JSON file: a wave (task_count and digest may be left out) or a down message.
-        file: PathBuf,
+    /// Queue down messages for one device in the OMS store and send them; exits 0 only when
+    /// each reached the broker (or, with --wait, was applied or rejected by the agent).
+    #[command(alias = "push-wave")]
+    Push {
+        /// JSON: one wave (task_count and digest may be left out) or down message, or one
+        /// message per line; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
         /// Device id.
         #[arg(long)]
         device: String,
+        /// Wait up to SECS for the agent to acknowledge every message at application
+        /// level; exit 1 and list what it did not acknowledge.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+        /// The OMS store (SQLite) that numbers and keeps down messages. Use the same store
+        /// for every push to a device: its down sequence lives there.
+        #[arg(long, default_value = "floorhand-oms.db")]
+        store: PathBuf,
         #[command(flatten)]
         broker: BrokerArgs,
     },
-    /// Print every agent event as one JSON line; drop duplicates; send cumulative acks.
+    /// Print every agent event as one JSON line. An event is acknowledged only after its
+    /// line is written and flushed, so the output is at-least-once: after a crash or kill,
+    /// lines written but not yet acknowledged are printed again. Deduplicate by
+    /// (site, device, incarnation, seq).
     Tail {
         #[command(flatten)]
         broker: BrokerArgs,
         /// Do not acknowledge events (watch only).
         #[arg(long)]
         no_ack: bool,
-        /// MQTT client id; keep it stable so the broker queues events while tail is down.
+        /// MQTT client id.
         #[arg(long, default_value = "floorhand-oms-tail")]
         client_id: String,
     },
-    /// Simulate an OMS: push waves to devices and acknowledge their events.
+    /// Simulate an OMS: push waves to devices and acknowledge their events (durable: its
+    /// store keeps the events and the down outbox).
     Sim {
         #[command(flatten)]
         broker: BrokerArgs,
@@ -53,10 +68,19 @@ pub enum OmsCommand {
         /// Print every received message as a JSON line on stdout.
         #[arg(long)]
         print: bool,
+        /// The OMS store (SQLite); `:memory:` for none.
+        #[arg(long, default_value = "floorhand-oms-sim.db")]
+        store: PathBuf,
     },
 }
 
-fn settings(b: &BrokerArgs, client_id: String, ack: bool) -> anyhow::Result<OmsSettings> {
+fn settings(
+    b: &BrokerArgs,
+    client_id: String,
+    ack: AckMode,
+    store: PathBuf,
+    clean_session: bool,
+) -> anyhow::Result<OmsSettings> {
     let password = match &b.password_env {
         Some(v) => Some(std::env::var(v).map_err(|_| {
             anyhow::anyhow!("--password-env {v}: the environment variable is not set")
@@ -75,31 +99,88 @@ fn settings(b: &BrokerArgs, client_id: String, ack: bool) -> anyhow::Result<OmsS
         site: b.site.clone(),
         client_id,
         ack,
+        store,
+        clean_session,
     })
 }
 
 pub fn run(cmd: OmsCommand) -> anyhow::Result<ExitCode> {
     let rt = crate::runtime()?;
     match cmd {
-        OmsCommand::PushWave {
+        OmsCommand::Push {
             file,
             device,
+            wait,
+            store,
             broker,
         } => {
+            let text = match file.as_deref() {
+                None => std::io::read_to_string(std::io::stdin())?,
+                Some(p) if p.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())?,
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            };
+            let downs = tools::downs_from_text(&text)?;
             let s = settings(
                 &broker,
                 format!("floorhand-oms-push-{}", std::process::id()),
-                false,
+                AckMode::Never,
+                store,
+                true,
             )?;
-            let id = rt.block_on(tools::push_wave(&s, &file, &device))?;
-            eprintln!("published {} to {device} as message {id}", file.display());
+            let n = downs.len();
+            let site = (broker.site != "+").then_some(broker.site.as_str());
+            let results = rt.block_on(tools::push(
+                &s,
+                downs,
+                site,
+                &device,
+                wait.map(Duration::from_secs),
+            ))?;
+            let mut missing = Vec::new();
+            for p in &results {
+                let ok = match wait {
+                    Some(_) => p.msg_no == 0 || matches!(p.state, DownState::Applied),
+                    None => !matches!(p.state, DownState::Queued),
+                };
+                if !ok {
+                    missing.push(p);
+                }
+            }
+            if missing.is_empty() {
+                let what = if wait.is_some() {
+                    "applied by"
+                } else {
+                    "published to"
+                };
+                eprintln!("{n} message(s) {what} {device}");
+            } else {
+                for p in &missing {
+                    eprintln!("message {} to {device}: {:?}", p.msg_no, p.state);
+                }
+                let why = if wait.is_some() {
+                    "not acknowledged by the agent in time (or rejected)"
+                } else {
+                    "not handed to the broker (is it up, and has the device ever connected?)"
+                };
+                eprintln!(
+                    "{} of {n} message(s) {why}; they stay queued in the OMS store and are sent again by the next push or sim using it",
+                    missing.len()
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         OmsCommand::Tail {
             broker,
             no_ack,
             client_id,
         } => {
-            let s = settings(&broker, client_id, !no_ack)?;
+            let ack = if no_ack {
+                AckMode::Never
+            } else {
+                AckMode::Consumed
+            };
+            let s = settings(&broker, client_id, ack, PathBuf::from(":memory:"), true)?;
             let mut out = std::io::stdout();
             rt.block_on(tools::tail(&s, &mut out, crate::terminated()))?;
         }
@@ -110,8 +191,15 @@ pub fn run(cmd: OmsCommand) -> anyhow::Result<ExitCode> {
             tasks,
             duration,
             print,
+            store,
         } => {
-            let s = settings(&broker, format!("floorhand-oms-sim-{}", broker.site), true)?;
+            let s = settings(
+                &broker,
+                format!("floorhand-oms-sim-{}", broker.site),
+                AckMode::Stored,
+                store,
+                false,
+            )?;
             let plan = tools::SimPlan {
                 devices,
                 waves,

@@ -11,7 +11,7 @@ use floorhand_protocol::oms::{Address, Down, PackOrder};
 fn example_order() -> PackOrder {
     floorhand_protocol::examples::down()
         .into_iter()
-        .find_map(|(_, env)| match env.body {
+        .find_map(|(_, env)| match env.body.body {
             Down::PackOrder(p) => Some(*p),
             _ => None,
         })

@@ -8,13 +8,14 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. Bumped only for a change that is not an
 /// appended enum variant.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// A message with its version and id.
 ///
-/// `msg_id` identifies the message for deduplication and for `Rejected` replies. The OMS
-/// numbers its down messages; the agent uses an event's `seq` as the id of the event's
-/// envelope, and a per-connection counter for other up messages.
+/// `msg_id` identifies the message. On a down topic it is the down seq of a sequenced
+/// message (0 for control messages); the agent uses an event's `seq` as the id of the
+/// event's envelope, and a per-connection counter for other up messages; on the serial
+/// link it tells frames apart in logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     /// Always [`PROTOCOL_VERSION`] when built with [`Envelope::new`].

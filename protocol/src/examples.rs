@@ -59,10 +59,38 @@ fn address(name: &str, city: &str) -> Address {
     }
 }
 
-/// A typical pick confirmation: a few units of one task, nothing captured, no tote.
-/// This is the message the 24-byte goal is about.
-pub fn typical_pick() -> Envelope<Up> {
+/// The agent incarnation the examples use (a random id in real databases).
+pub const AGENT_INCARNATION: u64 = 0x5eed_0000_0000_0001;
+
+/// The OMS-side incarnation the examples use.
+pub const OMS_INCARNATION: u64 = 0x0e5_0000_0000_0002;
+
+fn dm(dseq: u64, body: Down) -> Envelope<DownMsg> {
     Envelope::new(
+        dseq,
+        DownMsg {
+            oms_incarnation: OMS_INCARNATION,
+            to_incarnation: AGENT_INCARNATION,
+            body,
+        },
+    )
+}
+
+fn um(msg_id: u64, body: Up) -> Envelope<UpMsg> {
+    Envelope::new(
+        msg_id,
+        UpMsg {
+            incarnation: AGENT_INCARNATION,
+            body,
+        },
+    )
+}
+
+/// A typical pick confirmation: a few units of one task, nothing captured, no tote.
+/// This is the message the 32-byte goal is about (24 bytes of event, plus the 9-byte
+/// agent incarnation that protocol v2 puts on every up message).
+pub fn typical_pick() -> Envelope<UpMsg> {
+    um(
         48_213,
         Up::Event(Event {
             seq: 48_213,
@@ -81,12 +109,12 @@ pub fn typical_pick() -> Envelope<Up> {
 }
 
 /// Every down message, named.
-pub fn down() -> Vec<(&'static str, Envelope<Down>)> {
+pub fn down() -> Vec<(&'static str, Envelope<DownMsg>)> {
     let tasks = vec![task(1_200_345, "A-12-03-B", 1203)];
     vec![
         (
             "WaveAssigned",
-            Envelope::new(
+            dm(
                 9001,
                 Down::WaveAssigned(Wave {
                     wave_id: 5150,
@@ -101,7 +129,7 @@ pub fn down() -> Vec<(&'static str, Envelope<Down>)> {
         ),
         (
             "TasksRevoked",
-            Envelope::new(
+            dm(
                 9002,
                 Down::TasksRevoked {
                     wave_id: 5150,
@@ -111,7 +139,7 @@ pub fn down() -> Vec<(&'static str, Envelope<Down>)> {
         ),
         (
             "OrderCancelled",
-            Envelope::new(
+            dm(
                 9003,
                 Down::OrderCancelled {
                     order_id: s("SO-10042"),
@@ -120,7 +148,7 @@ pub fn down() -> Vec<(&'static str, Envelope<Down>)> {
         ),
         (
             "PackOrder",
-            Envelope::new(
+            dm(
                 9004,
                 Down::PackOrder(alloc::boxed::Box::new(PackOrder {
                     order_id: s("SO-10042"),
@@ -145,12 +173,21 @@ pub fn down() -> Vec<(&'static str, Envelope<Down>)> {
                 })),
             ),
         ),
-        ("Ack", Envelope::new(9005, Down::Ack { up_to_seq: 48_213 })),
-        ("ResyncRequest", Envelope::new(9006, Down::ResyncRequest)),
+        (
+            "Ack",
+            dm(
+                0,
+                Down::Ack {
+                    incarnation: AGENT_INCARNATION,
+                    up_to_seq: 48_213,
+                },
+            ),
+        ),
+        ("ResyncRequest", dm(0, Down::ResyncRequest)),
         (
             "ConfigUpdate",
-            Envelope::new(
-                9007,
+            dm(
+                9006,
                 Down::ConfigUpdate(ConfigUpdate {
                     status_interval_s: Some(30),
                     retention_hours: None,
@@ -161,8 +198,8 @@ pub fn down() -> Vec<(&'static str, Envelope<Down>)> {
     ]
 }
 
-fn event(seq: u64, kind: EventKind) -> Envelope<Up> {
-    Envelope::new(
+fn event(seq: u64, kind: EventKind) -> Envelope<UpMsg> {
+    um(
         seq,
         Up::Event(Event {
             seq,
@@ -174,11 +211,11 @@ fn event(seq: u64, kind: EventKind) -> Envelope<Up> {
 }
 
 /// Every up message and every event kind, named.
-pub fn up() -> Vec<(&'static str, Envelope<Up>)> {
+pub fn up() -> Vec<(&'static str, Envelope<UpMsg>)> {
     vec![
         (
             "Birth",
-            Envelope::new(
+            um(
                 1,
                 Up::Birth(Birth {
                     device: s("hh-07"),
@@ -188,14 +225,22 @@ pub fn up() -> Vec<(&'static str, Envelope<Up>)> {
                     waves: vec![WaveVersion {
                         wave_id: 5150,
                         version: 2,
+                        needs_repair: false,
+                    }],
+                    pack_orders: vec![PackOrderInfo {
+                        order_id: s("SO-10042"),
+                        state: PackOrderState::Packing,
                     }],
                     outbox_high_seq: 48_213,
+                    outbox_acked_seq: 48_190,
+                    down_oms_incarnation: OMS_INCARNATION,
+                    down_applied_seq: 9004,
                 }),
             ),
         ),
         (
             "Death",
-            Envelope::new(
+            um(
                 0,
                 Up::Death(Death {
                     device: s("hh-07"),
@@ -205,7 +250,7 @@ pub fn up() -> Vec<(&'static str, Envelope<Up>)> {
         ),
         (
             "Status",
-            Envelope::new(
+            um(
                 2,
                 Up::Status(Status {
                     backlog: 3,
@@ -214,7 +259,19 @@ pub fn up() -> Vec<(&'static str, Envelope<Up>)> {
                     print_queue: 0,
                     storage_bytes: 4_194_304,
                     storage_pct: 2,
+                    down_oms_incarnation: OMS_INCARNATION,
+                    down_applied_seq: 9004,
                 }),
+            ),
+        ),
+        (
+            "DownAck",
+            um(
+                3,
+                Up::DownAck {
+                    oms_incarnation: OMS_INCARNATION,
+                    through: 9004,
+                },
             ),
         ),
         (

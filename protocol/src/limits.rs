@@ -7,8 +7,21 @@
 pub const MAX_DOWN_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest encoded up message (agent → OMS), in bytes. Events are small; a birth
-/// message lists the applied wave versions, which are bounded by [`MAX_WAVES_IN_BIRTH`].
-pub const MAX_UP_BYTES: usize = 64 * 1024;
+/// message lists the open waves and pack orders, bounded by [`MAX_WAVES_IN_BIRTH`] and
+/// [`MAX_PACK_ORDERS_IN_BIRTH`] (at most about 150 KiB together).
+pub const MAX_UP_BYTES: usize = 256 * 1024;
+
+/// Largest MQTT message either side accepts from the broker, in bytes, and the most an
+/// operator may set the broker's `message_size_limit` to. It is above both protocol limits
+/// so that any message a broker delivers can be read and then refused with a `Rejected`
+/// (and acknowledged): a message over a client's packet limit is never acknowledged and
+/// the broker redelivers it on every reconnect, forever.
+pub const MAX_BROKER_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Most down messages the OMS side keeps in flight (sent, not yet acknowledged by the
+/// agent) per device, and most events the agent keeps in flight to the OMS. Below
+/// Mosquitto's default `max_queued_messages` (1000), so no broker queue can overflow.
+pub const WINDOW: usize = 256;
 
 /// Most tasks one wave may carry.
 pub const MAX_TASKS_PER_WAVE: usize = 20_000;
@@ -18,6 +31,9 @@ pub const MAX_PACK_LINES: usize = 1_000;
 
 /// Most wave versions listed in a birth message (the most recent ones).
 pub const MAX_WAVES_IN_BIRTH: usize = 1_000;
+
+/// Most open pack orders listed in a birth message (the most recent ones).
+pub const MAX_PACK_ORDERS_IN_BIRTH: usize = 256;
 
 /// Largest serial link frame on the wire, including COBS overhead and the delimiter.
 pub const MAX_LINK_FRAME: usize = 256;

@@ -1,7 +1,17 @@
 //! Messages between the OMS and an agent, over MQTT.
 //!
-//! - [`Down`]: OMS → agent, on `floorhand/v1/{site}/{device}/down`.
-//! - [`Up`]: agent → OMS, on `.../up` (events, status) and `.../state` (birth, death).
+//! - [`DownMsg`]: OMS → agent, on `floorhand/v1/{site}/{device}/down`: a [`Down`] with the
+//!   incarnation of the OMS-side store that numbered it.
+//! - [`UpMsg`]: agent → OMS, on `.../up` (events, acks of down messages, status) and
+//!   `.../state` (birth, death): an [`Up`] with the incarnation of the agent's database.
+//!
+//! One reliable channel design serves both directions (protocol version 2). Each side
+//! numbers what it must deliver exactly once with a per-device sequence, contiguous from 1
+//! and scoped to the sender's incarnation (a random id made when its store was created):
+//! events carry `Event::seq`, sequenced down messages carry the envelope's `msg_id` (the
+//! down seq, "dseq"). The receiver applies strictly in order and acknowledges cumulatively
+//! at application level (`Down::Ack` for events, `Up::DownAck` for down messages); the
+//! sender keeps everything unacknowledged, keeps a bounded window in flight, and re-sends.
 //!
 //! These are wire types: the agent converts them to and from its own domain and store
 //! types at its edges, so that nothing renamed in the agent changes a byte here.
@@ -13,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{self, DecodeError, EncodeError, Envelope, LimitError};
 use crate::limits::{
-    MAX_DOWN_BYTES, MAX_PACK_LINES, MAX_TASKS_PER_WAVE, MAX_TEXT, MAX_UP_BYTES, MAX_WAVES_IN_BIRTH,
+    MAX_DOWN_BYTES, MAX_PACK_LINES, MAX_PACK_ORDERS_IN_BIRTH, MAX_TASKS_PER_WAVE, MAX_TEXT,
+    MAX_UP_BYTES, MAX_WAVES_IN_BIRTH,
 };
 
 /// A calendar date as GS1 writes it. `day == 0` means "end of the month", as GS1 allows
@@ -188,28 +199,85 @@ pub enum Down {
     },
     /// An order for a pack station to verify and ship.
     PackOrder(alloc::boxed::Box<PackOrder>),
-    /// Cumulative application-level ack: every event with `seq <= up_to_seq` is stored
-    /// by the OMS, and the agent may delete it.
+    /// Cumulative application-level ack: every event of agent incarnation `incarnation`
+    /// with `seq <= up_to_seq` is stored by the OMS, and the agent may delete it. An ack
+    /// for another incarnation (a replaced device's) is ignored. Not sequenced: sent with
+    /// `msg_id` 0.
     Ack {
+        /// The agent incarnation the seqs belong to.
+        incarnation: u64,
         /// Highest acknowledged event seq.
         up_to_seq: u64,
     },
-    /// The OMS asks the agent for a fresh `Birth`, after which it sends a full snapshot.
+    /// The OMS asks the agent for a fresh `Birth`, after which it repairs what the birth
+    /// shows. Not sequenced: sent with `msg_id` 0.
     ResyncRequest,
     /// New settings.
     ConfigUpdate(ConfigUpdate),
 }
 
-/// A wave version the agent has applied, as reported in [`Birth`].
+impl Down {
+    /// Whether this message is numbered in the per-device down sequence (applied exactly
+    /// once, in order, and acknowledged by `Up::DownAck`). `Ack` and `ResyncRequest` are
+    /// control messages: idempotent, sent with `msg_id` 0, never acknowledged.
+    pub fn is_sequenced(&self) -> bool {
+        !matches!(self, Down::Ack { .. } | Down::ResyncRequest)
+    }
+}
+
+/// A down message on the wire: the body of every `Envelope` on a down topic. For a
+/// sequenced message the envelope's `msg_id` is its down seq (dseq): from 1, contiguous,
+/// never reused within one stream. A stream is one OMS-side store (`oms_incarnation`)
+/// talking to one agent database (`to_incarnation`): a replaced device gets a new stream,
+/// into which the OMS side moves what the old one never applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownMsg {
+    /// Incarnation of the OMS-side store that numbered the message.
+    pub oms_incarnation: u64,
+    /// Incarnation of the agent database the message is for, as its `Birth` or events
+    /// told; an agent ignores a sequenced message for another incarnation. 0 only on
+    /// control messages sent before the OMS side knows the device (`ResyncRequest`).
+    pub to_incarnation: u64,
+    /// The message.
+    pub body: Down,
+}
+
+/// A wave the agent holds, as reported in [`Birth`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveVersion {
     /// Wave id.
     pub wave_id: u64,
     /// Highest applied version.
     pub version: u32,
+    /// The wave arrived damaged (its `task_count` or `digest` did not match): the OMS
+    /// should send it again, and the agent accepts the same version once more.
+    pub needs_repair: bool,
 }
 
-/// Sent retained on the state topic after every connect.
+/// Where a pack order is in its life on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PackOrderState {
+    /// Received, nothing packed yet.
+    Open,
+    /// At least one carton closed, not finished.
+    Packing,
+    /// Shipped: every carton closed.
+    Done,
+    /// Cancelled by the OMS; never served for packing again.
+    Cancelled,
+}
+
+/// A pack order the agent holds, as reported in [`Birth`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackOrderInfo {
+    /// Order id.
+    pub order_id: String,
+    /// Its state.
+    pub state: PackOrderState,
+}
+
+/// Sent retained on the state topic after every connect: everything the agent holds, so
+/// the OMS can repair any difference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Birth {
     /// Device id.
@@ -220,10 +288,18 @@ pub struct Birth {
     pub protocol: u8,
     /// Goes up by one per connection; a `Death` with a lower session is stale.
     pub session: u64,
-    /// Highest applied version of each open wave.
+    /// Highest applied version of each open wave, and whether it needs repair.
     pub waves: Vec<WaveVersion>,
+    /// Open (not done, not cancelled) pack orders.
+    pub pack_orders: Vec<PackOrderInfo>,
     /// Highest event seq the agent has written.
     pub outbox_high_seq: u64,
+    /// Highest event seq the OMS has acknowledged (all up to it are deleted).
+    pub outbox_acked_seq: u64,
+    /// The OMS incarnation whose down sequence the agent follows (0: none yet).
+    pub down_oms_incarnation: u64,
+    /// Highest down seq of that incarnation applied (or rejected) by the agent.
+    pub down_applied_seq: u64,
 }
 
 /// The MQTT will, published by the broker when the agent vanishes, or by the agent on a
@@ -257,7 +333,8 @@ pub enum PrinterState {
     Fault,
 }
 
-/// Periodic health report.
+/// Periodic health report. It also repeats the down ack point, so a lost `DownAck` is
+/// repaired within one status interval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Events not yet acknowledged by the OMS.
@@ -272,6 +349,10 @@ pub struct Status {
     pub storage_bytes: u64,
     /// Database size as a percentage of the configured limit.
     pub storage_pct: u8,
+    /// The OMS incarnation whose down sequence the agent follows (0: none yet).
+    pub down_oms_incarnation: u64,
+    /// Highest down seq of that incarnation applied (or rejected).
+    pub down_applied_seq: u64,
 }
 
 /// Why a pick came up short.
@@ -446,6 +527,27 @@ pub enum Up {
     Status(Status),
     /// An event from the outbox.
     Event(Event),
+    /// Cumulative application-level ack of down messages: every down message of
+    /// `oms_incarnation` with dseq `<= through` is applied or rejected (with a `Rejected`
+    /// event) and committed. Sent promptly after applying, and repeated whenever a
+    /// duplicate arrives.
+    DownAck {
+        /// The OMS incarnation the dseqs belong to.
+        oms_incarnation: u64,
+        /// Highest down seq applied.
+        through: u64,
+    },
+}
+
+/// An up message on the wire: the body of every `Envelope` on an up or state topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpMsg {
+    /// Incarnation of the agent's database: a random id made when the database was
+    /// created. Event seqs are scoped to it, so a replaced or restored device is told
+    /// apart at once.
+    pub incarnation: u64,
+    /// The message.
+    pub body: Up,
 }
 
 /// CRC-32 (ISO-HDLC) of the postcard encoding of `tasks`, in order: the digest a wave
@@ -547,8 +649,8 @@ impl Down {
 }
 
 /// Encodes a down message, refusing one the agent would reject for its size.
-pub fn encode_down(env: &Envelope<Down>) -> Result<Vec<u8>, EncodeError> {
-    env.body.check_limits()?;
+pub fn encode_down(env: &Envelope<DownMsg>) -> Result<Vec<u8>, EncodeError> {
+    env.body.body.check_limits()?;
     let bytes = envelope::encode_to_vec(env);
     if bytes.len() > MAX_DOWN_BYTES {
         return Err(EncodeError::TooLarge {
@@ -560,16 +662,47 @@ pub fn encode_down(env: &Envelope<Down>) -> Result<Vec<u8>, EncodeError> {
 }
 
 /// Decodes a down message: version, size, format and protocol limits.
-pub fn decode_down(bytes: &[u8]) -> Result<Envelope<Down>, DecodeError> {
-    let env: Envelope<Down> = envelope::decode(bytes, MAX_DOWN_BYTES)?;
-    env.body.check_limits()?;
+pub fn decode_down(bytes: &[u8]) -> Result<Envelope<DownMsg>, DecodeError> {
+    let env: Envelope<DownMsg> = envelope::decode(bytes, MAX_DOWN_BYTES)?;
+    env.body.body.check_limits()?;
     Ok(env)
 }
 
+/// The readable start of a down message whose body may not decode, so that a rejection
+/// can be placed in the down sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownHeader {
+    /// The envelope's `msg_id` (the dseq of a sequenced message).
+    pub dseq: u64,
+    /// [`DownMsg::oms_incarnation`].
+    pub oms_incarnation: u64,
+    /// [`DownMsg::to_incarnation`].
+    pub to_incarnation: u64,
+}
+
+/// Reads the header of a down message whose body may not decode. `None` when even the
+/// header is unreadable.
+pub fn peek_down_header(bytes: &[u8]) -> Option<DownHeader> {
+    postcard::take_from_bytes::<(u8, u64, u64, u64)>(bytes)
+        .ok()
+        .map(
+            |((_, dseq, oms_incarnation, to_incarnation), _)| DownHeader {
+                dseq,
+                oms_incarnation,
+                to_incarnation,
+            },
+        )
+}
+
 /// Encodes an up message.
-pub fn encode_up(env: &Envelope<Up>) -> Result<Vec<u8>, EncodeError> {
-    if let Up::Birth(b) = &env.body {
+pub fn encode_up(env: &Envelope<UpMsg>) -> Result<Vec<u8>, EncodeError> {
+    if let Up::Birth(b) = &env.body.body {
         check_len("birth waves", b.waves.len(), MAX_WAVES_IN_BIRTH)?;
+        check_len(
+            "birth pack orders",
+            b.pack_orders.len(),
+            MAX_PACK_ORDERS_IN_BIRTH,
+        )?;
     }
     let bytes = envelope::encode_to_vec(env);
     if bytes.len() > MAX_UP_BYTES {
@@ -582,6 +715,6 @@ pub fn encode_up(env: &Envelope<Up>) -> Result<Vec<u8>, EncodeError> {
 }
 
 /// Decodes an up message (the OMS side).
-pub fn decode_up(bytes: &[u8]) -> Result<Envelope<Up>, DecodeError> {
+pub fn decode_up(bytes: &[u8]) -> Result<Envelope<UpMsg>, DecodeError> {
     envelope::decode(bytes, MAX_UP_BYTES)
 }

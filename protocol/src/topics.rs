@@ -76,12 +76,16 @@ pub fn parse(topic: &str) -> Option<Parsed<'_>> {
     Some(Parsed { site, device, kind })
 }
 
+/// Characters allowed in a site or device id, for error messages.
+pub const ID_CHARS: &str = "A-Z a-z 0-9 - _ (1 to 64 of them)";
+
 /// Whether `name` may be used as a site or device id: non-empty, at most 64 bytes of
-/// `A-Z a-z 0-9 - _ .`, so that it can never contain MQTT wildcards or separators.
+/// `A-Z a-z 0-9 - _`, so that it is one topic level on every broker: no MQTT wildcard or
+/// separator, and no `.`, which RabbitMQ's MQTT plugin turns into a level of its own.
 pub fn valid_id(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }

@@ -129,7 +129,10 @@ fn down() -> impl Strategy<Value = Down> {
                     tracking,
                 }))
             }),
-        any::<u64>().prop_map(|up_to_seq| Down::Ack { up_to_seq }),
+        any::<(u64, u64)>().prop_map(|(incarnation, up_to_seq)| Down::Ack {
+            incarnation,
+            up_to_seq
+        }),
         Just(Down::ResyncRequest),
         any::<(Option<u32>, Option<u32>, Option<u8>)>().prop_map(|(a, b, c)| {
             Down::ConfigUpdate(ConfigUpdate {
@@ -220,19 +223,50 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
 
 fn up() -> impl Strategy<Value = Up> {
     prop_oneof![
-        (text(), any::<(u64, u64)>(), vec(any::<(u64, u32)>(), 0..5)).prop_map(
-            |(device, (session, outbox_high_seq), waves)| Up::Birth(Birth {
-                device,
-                software: "0.1.0".into(),
-                protocol: PROTOCOL_VERSION,
-                session,
-                waves: waves
-                    .into_iter()
-                    .map(|(wave_id, version)| WaveVersion { wave_id, version })
-                    .collect(),
-                outbox_high_seq,
-            })
-        ),
+        (
+            text(),
+            any::<(u64, u64, u64, u64, u64)>(),
+            vec(any::<(u64, u32, bool)>(), 0..5),
+            vec((text(), 0u8..4), 0..4)
+        )
+            .prop_map(
+                |(device, (session, outbox_high_seq, acked, oms_inc, applied), waves, orders)| {
+                    Up::Birth(Birth {
+                        device,
+                        software: "0.1.0".into(),
+                        protocol: PROTOCOL_VERSION,
+                        session,
+                        waves: waves
+                            .into_iter()
+                            .map(|(wave_id, version, needs_repair)| WaveVersion {
+                                wave_id,
+                                version,
+                                needs_repair,
+                            })
+                            .collect(),
+                        pack_orders: orders
+                            .into_iter()
+                            .map(|(order_id, st)| PackOrderInfo {
+                                order_id,
+                                state: [
+                                    PackOrderState::Open,
+                                    PackOrderState::Packing,
+                                    PackOrderState::Done,
+                                    PackOrderState::Cancelled,
+                                ][usize::from(st)],
+                            })
+                            .collect(),
+                        outbox_high_seq,
+                        outbox_acked_seq: acked,
+                        down_oms_incarnation: oms_inc,
+                        down_applied_seq: applied,
+                    })
+                }
+            ),
+        any::<(u64, u64)>().prop_map(|(oms_incarnation, through)| Up::DownAck {
+            oms_incarnation,
+            through
+        }),
         (text(), any::<u64>()).prop_map(|(device, session)| Up::Death(Death { device, session })),
         (any::<(u32, u32, u32, u64, u8)>()).prop_map(|(a, b, c, d, e)| Up::Status(Status {
             backlog: a,
@@ -241,6 +275,8 @@ fn up() -> impl Strategy<Value = Up> {
             print_queue: c,
             storage_bytes: d,
             storage_pct: e,
+            down_oms_incarnation: d ^ 0x55,
+            down_applied_seq: u64::from(a),
         })),
         (any::<(u64, u64, u32)>(), event_kind()).prop_map(|((seq, at, operator), kind)| {
             Up::Event(Event {
@@ -316,15 +352,15 @@ fn decode_frames<T: serde::de::DeserializeOwned>(
 
 proptest! {
     #[test]
-    fn down_messages_round_trip(id in any::<u64>(), body in down()) {
-        let env = Envelope::new(id, body);
+    fn down_messages_round_trip(id in any::<u64>(), inc in any::<(u64, u64)>(), body in down()) {
+        let env = Envelope::new(id, DownMsg { oms_incarnation: inc.0, to_incarnation: inc.1, body });
         let bytes = encode_down(&env).unwrap();
         prop_assert_eq!(decode_down(&bytes).unwrap(), env);
     }
 
     #[test]
-    fn up_messages_round_trip(id in any::<u64>(), body in up()) {
-        let env = Envelope::new(id, body);
+    fn up_messages_round_trip(id in any::<u64>(), incarnation in any::<u64>(), body in up()) {
+        let env = Envelope::new(id, UpMsg { incarnation, body });
         let bytes = encode_up(&env).unwrap();
         prop_assert_eq!(decode_up(&bytes).unwrap(), env);
     }
@@ -427,7 +463,27 @@ fn unknown_protocol_version_is_a_clear_error() {
             supported: PROTOCOL_VERSION
         }
     );
-    assert!(err.to_string().contains("version 2 is not supported"));
+    assert!(err.to_string().contains("version 3 is not supported"));
+}
+
+#[test]
+fn a_version_1_peer_gets_a_clear_version_error() {
+    let mut bytes = encode_to_vec(&examples::down()[0].1);
+    bytes[0] = 1;
+    let err = decode_down(&bytes).unwrap_err().to_string();
+    assert!(
+        err.contains("protocol version 1 is not supported") && err.contains("speaks version 2"),
+        "{err}"
+    );
+    let mut up = encode_to_vec(&examples::up()[0].1);
+    up[0] = 1;
+    assert!(matches!(
+        decode_up(&up),
+        Err(DecodeError::UnsupportedVersion {
+            got: 1,
+            supported: 2
+        })
+    ));
 }
 
 #[test]
@@ -452,15 +508,19 @@ fn a_wave_over_the_task_limit_is_refused_by_sender_and_receiver() {
     let tasks = vec![t; floorhand_protocol::limits::MAX_TASKS_PER_WAVE + 1];
     let env = Envelope::new(
         1,
-        Down::WaveAssigned(Wave {
-            wave_id: 1,
-            version: 1,
-            priority: 1,
-            cutoff: 0,
-            task_count: tasks.len() as u32,
-            digest: 0,
-            tasks,
-        }),
+        DownMsg {
+            oms_incarnation: 7,
+            to_incarnation: 8,
+            body: Down::WaveAssigned(Wave {
+                wave_id: 1,
+                version: 1,
+                priority: 1,
+                cutoff: 0,
+                task_count: tasks.len() as u32,
+                digest: 0,
+                tasks,
+            }),
+        },
     );
     assert!(encode_down(&env).is_err());
     let bytes = encode_to_vec(&env);
@@ -473,6 +533,17 @@ fn msg_id_is_readable_from_a_message_whose_body_is_garbage() {
     bytes.extend_from_slice(&[0xff; 8]);
     assert_eq!(envelope::peek_msg_id(&bytes), Some(4242));
     assert!(decode_down(&bytes).is_err());
+    let mut down = encode_to_vec(&Envelope::new(4243u64, (99u64, 98u64)));
+    down.extend_from_slice(&[0xff; 8]);
+    assert_eq!(
+        peek_down_header(&down),
+        Some(DownHeader {
+            dseq: 4243,
+            oms_incarnation: 99,
+            to_incarnation: 98
+        })
+    );
+    assert!(decode_down(&down).is_err());
 }
 
 #[test]
@@ -496,7 +567,11 @@ fn topics_are_per_device_and_parse_back() {
     assert_eq!((p.site, p.device, p.kind), ("hh", "d1", topics::Kind::Up));
     assert!(topics::parse("floorhand/v1/hh/d1/up/x").is_none());
     assert!(topics::parse("floorhand/v1/hh//up").is_none());
-    assert!(topics::valid_id("hh-07.b_2"));
+    assert!(topics::valid_id("hh-07_b2"));
+    assert!(
+        !topics::valid_id("hh.07"),
+        "a dot is a topic level on RabbitMQ"
+    );
     assert!(!topics::valid_id("hh/+"));
     assert!(!topics::valid_id(""));
 }

@@ -123,7 +123,7 @@ fn with_events<R>(
         .into_iter()
         .filter_map(
             |row| match floorhand_protocol::oms::decode_up(&row.payload) {
-                Ok(env) => match env.body {
+                Ok(env) => match env.body.body {
                     floorhand_protocol::oms::Up::Event(e) => Some((row.seq, e.operator, e.kind)),
                     _ => None,
                 },
@@ -318,7 +318,9 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         broker: oms_broker,
         site: SITE.into(),
         client_id: format!("demo-oms-{}", std::process::id()),
-        ack: true,
+        ack: crate::sync::oms::AckMode::Stored,
+        store: std::path::PathBuf::from(":memory:"),
+        clean_session: false,
     })
     .map_err(|e| DemoError::Broker(format!("OMS: {e}")))?;
     let received: Arc<Mutex<Vec<(String, Event)>>> = Arc::default();
@@ -329,7 +331,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     tokio::spawn(async move {
         while let Some(r) = oms_rx.recv().await {
             match r {
-                Received::Event { device, event } => r2
+                Received::Event { device, event, .. } => r2
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push((device, event)),

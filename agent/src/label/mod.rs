@@ -258,7 +258,7 @@ mod tests {
     fn order() -> PackOrder {
         match floorhand_protocol::examples::down()
             .into_iter()
-            .find_map(|(_, env)| match env.body {
+            .find_map(|(_, env)| match env.body.body {
                 floorhand_protocol::oms::Down::PackOrder(p) => Some(*p),
                 _ => None,
             }) {

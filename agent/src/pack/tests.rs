@@ -27,7 +27,7 @@ fn drill() -> String {
 fn order() -> PackOrder {
     let example = floorhand_protocol::examples::down()
         .into_iter()
-        .find_map(|(_, env)| match env.body {
+        .find_map(|(_, env)| match env.body.body {
             floorhand_protocol::oms::Down::PackOrder(p) => Some(*p),
             _ => None,
         })

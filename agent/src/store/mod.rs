@@ -16,6 +16,7 @@
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
 mod baseline;
+pub mod oms_db;
 mod outbox;
 mod picks;
 mod print;
@@ -35,7 +36,7 @@ use floorhand_protocol::oms::{Date, RejectReason};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
-pub use outbox::{OutboxRow, OutboxStats};
+pub use outbox::{BirthSnapshot, DownPoint, OutboxRow, OutboxStats};
 pub use print::{Carton, CartonClose, CartonItem, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
@@ -165,8 +166,23 @@ pub enum StoreError {
 /// What [`Db::apply_down`] did with a down message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The message id was applied before; nothing changed.
+    /// The down seq was applied before; nothing changed. Acknowledge it again.
     Duplicate,
+    /// The down seq is not the next one (an earlier one is missing, or another OMS
+    /// incarnation's stream is mid-way); nothing changed. The OMS re-sends from the ack
+    /// point it is told.
+    OutOfOrder {
+        /// The down seq the agent needs next.
+        expected: u64,
+    },
+    /// An `Ack` for another agent incarnation (a replaced device's); ignored.
+    ForeignAck,
+    /// A sequenced message for another incarnation of this device (sent before the OMS
+    /// saw this database's birth); ignored, the OMS moves it to this incarnation's stream.
+    NotForMe {
+        /// The incarnation it was for.
+        to_incarnation: u64,
+    },
     /// A wave (or a newer version of one) was applied.
     WaveApplied {
         /// Wave id.
@@ -211,7 +227,7 @@ pub enum Applied {
     /// New settings were stored.
     ConfigApplied,
     /// The message was refused; a `Rejected` event is in the outbox (same transaction)
-    /// and the message id is not recorded, so a later redelivery is applied.
+    /// and its down seq counts as done: the OMS sends a new message to try again.
     Refused {
         /// Why.
         reason: RejectReason,
@@ -385,6 +401,9 @@ pub struct Db {
     /// Highest outbox seq ever written; the next event gets `high_seq + 1`. Advanced only
     /// after a commit, so a failed transaction never burns a seq.
     high_seq: u64,
+    /// This database's incarnation: a random id made when the file was created (or first
+    /// opened by a build that knows incarnations). Event seqs are scoped to it.
+    incarnation: u64,
 }
 
 /// An open write transaction with the outbox seq it has reached.
@@ -392,6 +411,7 @@ pub(crate) struct Tx<'c> {
     tx: Transaction<'c>,
     high: u64,
     now: u64,
+    incarnation: u64,
 }
 
 /// SQLite page cache, in KiB when negative: 8 MiB holds a 10,000-task wave's pages, so
@@ -437,8 +457,10 @@ impl Db {
                 retention_s: cfg.retention.as_secs(),
             },
             high_seq: 0,
+            incarnation: 0,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
+        db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
         db.settings = status::load_settings(&db.conn, db.settings.clone())?;
         // Recorded so that `floorhand status` (which has no config) reports the same
         // percentage the agent acts on.
@@ -479,8 +501,10 @@ impl Db {
             },
             conn,
             high_seq: 0,
+            incarnation: 0,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
+        db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
         db.settings = status::load_settings(&db.conn, db.settings.clone())?;
         Ok(db)
     }
@@ -499,6 +523,7 @@ impl Db {
             tx,
             high: self.high_seq,
             now,
+            incarnation: self.incarnation,
         };
         let r = f(&mut t, &self.settings)?;
         let high = t.high;

@@ -7,8 +7,10 @@
 //! when an ack emptied the outbox and the agent restarted.
 
 use floorhand_protocol::Envelope;
-use floorhand_protocol::limits::MAX_WAVES_IN_BIRTH;
-use floorhand_protocol::oms::{Event, EventKind, Up, WaveVersion, encode_up};
+use floorhand_protocol::limits::{MAX_PACK_ORDERS_IN_BIRTH, MAX_WAVES_IN_BIRTH};
+use floorhand_protocol::oms::{
+    Event, EventKind, PackOrderInfo, PackOrderState, Up, UpMsg, WaveVersion, encode_up,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::waves::WAVE_IS_DONE;
@@ -19,7 +21,7 @@ use super::{Db, StoreError, Tx, sql, unsql};
 pub struct OutboxRow {
     /// Event seq, also the envelope's `msg_id`.
     pub seq: u64,
-    /// `encode_up(Envelope::new(seq, Up::Event(..)))`.
+    /// `encode_up(Envelope::new(seq, UpMsg { incarnation, body: Up::Event(..) }))`.
     pub payload: Vec<u8>,
     /// Whether the broker acknowledged it (PUBACK); it stays until the OMS's `Ack`.
     pub sent: bool,
@@ -40,6 +42,79 @@ pub struct OutboxStats {
 
 const ACKED_THROUGH: &str = "acked_through";
 const SESSION: &str = "session";
+const INCARNATION: &str = "incarnation";
+/// The OMS incarnation whose down sequence this device follows.
+pub(super) const DOWN_INCARNATION: &str = "down_incarnation";
+/// Highest down seq of that incarnation applied or rejected.
+pub(super) const DOWN_THROUGH: &str = "down_through";
+
+/// What a birth message reports: everything the agent holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirthSnapshot {
+    /// Open waves, most recent first, with their versions and repair flags.
+    pub waves: Vec<WaveVersion>,
+    /// Open and packing pack orders, most recent first.
+    pub pack_orders: Vec<PackOrderInfo>,
+    /// Highest event seq written.
+    pub outbox_high_seq: u64,
+    /// Highest event seq the OMS acknowledged.
+    pub outbox_acked_seq: u64,
+    /// The down stream this device follows.
+    pub down: DownPoint,
+}
+
+/// Where the device is in the OMS's down sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownPoint {
+    /// The OMS incarnation (0: no sequenced message applied yet).
+    pub oms_incarnation: u64,
+    /// Highest down seq applied or rejected.
+    pub through: u64,
+}
+
+pub(super) fn down_point(conn: &Connection) -> Result<DownPoint, StoreError> {
+    Ok(DownPoint {
+        oms_incarnation: meta_get(conn, DOWN_INCARNATION)?.map(unsql).unwrap_or(0),
+        through: meta_get(conn, DOWN_THROUGH)?.map(unsql).unwrap_or(0),
+    })
+}
+
+/// A random non-zero id from the operating system's randomness (std's hasher keys are
+/// seeded from it), so no two databases share one.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        let id = h.finish();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// The database's incarnation; 0 for a read-only view of a file that has none yet.
+pub(super) fn incarnation(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(meta_get(conn, INCARNATION)?.map(unsql).unwrap_or(0))
+}
+
+/// The database's incarnation, made (and committed) on first open.
+pub(super) fn load_or_make_incarnation(conn: &Connection) -> Result<u64, StoreError> {
+    match incarnation(conn)? {
+        0 => {
+            let id = random_id();
+            meta_set(conn, INCARNATION, sql(id))?;
+            Ok(id)
+        }
+        id => Ok(id),
+    }
+}
 
 pub(super) fn meta_get(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
@@ -88,8 +163,14 @@ impl Tx<'_> {
             operator,
             kind,
         };
-        let payload = encode_up(&Envelope::new(seq, Up::Event(event)))
-            .map_err(|source| StoreError::Encode { seq, source })?;
+        let payload = encode_up(&Envelope::new(
+            seq,
+            UpMsg {
+                incarnation: self.incarnation,
+                body: Up::Event(event),
+            },
+        ))
+        .map_err(|source| StoreError::Encode { seq, source })?;
         self.tx
             .prepare_cached("INSERT INTO outbox (seq, created, payload) VALUES (?1, ?2, ?3)")?
             .execute(params![sql(seq), sql(self.now), payload])?;
@@ -158,6 +239,59 @@ impl Db {
         self.write(0, |t, _| t.ack(up_to_seq))
     }
 
+    /// Highest event seq written.
+    pub fn high_seq(&self) -> u64 {
+        self.high_seq
+    }
+
+    /// This database's incarnation (event seqs are scoped to it).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Highest event seq the OMS has acknowledged.
+    pub fn acked_through(&self) -> Result<u64, StoreError> {
+        acked_through(&self.conn)
+    }
+
+    /// Where the device is in the OMS's down sequence.
+    pub fn down_point(&self) -> Result<DownPoint, StoreError> {
+        down_point(&self.conn)
+    }
+
+    /// The header the next sequenced down message of the current stream must carry (of
+    /// OMS incarnation 1 when none was followed yet): for tools and benchmarks that feed
+    /// the store directly.
+    pub fn next_down_header(&self) -> Result<floorhand_protocol::oms::DownHeader, StoreError> {
+        let p = down_point(&self.conn)?;
+        Ok(floorhand_protocol::oms::DownHeader {
+            dseq: p.through + 1,
+            oms_incarnation: if p.oms_incarnation == 0 {
+                1
+            } else {
+                p.oms_incarnation
+            },
+            to_incarnation: self.incarnation,
+        })
+    }
+
+    /// Outbox rows with `from <= seq <= to`, in seq order (the link's send window).
+    pub fn outbox_range(&self, from: u64, to: u64) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, payload, sent, created FROM outbox WHERE seq BETWEEN ?1 AND ?2
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![sql(from), sql(to)], |r| {
+            Ok(OutboxRow {
+                seq: unsql(r.get(0)?),
+                payload: r.get(1)?,
+                sent: r.get(2)?,
+                created: unsql(r.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// The backlog: rows waiting for the OMS's ack and the age of the oldest.
     pub fn outbox_stats(&self, now: u64) -> Result<OutboxStats, StoreError> {
         let (count, oldest): (i64, Option<i64>) = self
@@ -177,22 +311,48 @@ impl Db {
         self.write(0, |t, _| meta_next(&t.tx, SESSION))
     }
 
-    /// What a birth message reports: the version of each open wave (one with a task the
-    /// picker still has work on) (most recent first, at
-    /// most [`MAX_WAVES_IN_BIRTH`]) and the highest event seq written.
-    pub fn birth_snapshot(&self) -> Result<(Vec<WaveVersion>, u64), StoreError> {
+    /// What a birth message reports: the open waves (most recent first, at most
+    /// [`MAX_WAVES_IN_BIRTH`]) with their repair flags, the open pack orders (at most
+    /// [`MAX_PACK_ORDERS_IN_BIRTH`]), the outbox's high and acked seqs and the down point.
+    pub fn birth_snapshot(&self) -> Result<BirthSnapshot, StoreError> {
         // Whether a wave is done is decided here, not read from `waves.status`, which
-        // confirmations leave for the purge to settle.
+        // confirmations leave for the purge to settle. A wave that needs repair is listed
+        // even when no task is open: the OMS must resend it.
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT wave_id, version FROM waves WHERE NOT {WAVE_IS_DONE}
+            "SELECT wave_id, version, needs_repair FROM waves
+             WHERE needs_repair OR NOT {WAVE_IS_DONE}
              ORDER BY received_at DESC, wave_id DESC LIMIT ?1"
         ))?;
         let rows = stmt.query_map([MAX_WAVES_IN_BIRTH as i64], |r| {
             Ok(WaveVersion {
                 wave_id: unsql(r.get(0)?),
                 version: r.get(1)?,
+                needs_repair: r.get(2)?,
             })
         })?;
-        Ok((rows.collect::<Result<Vec<_>, _>>()?, self.high_seq))
+        let waves = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT order_id, EXISTS (SELECT 1 FROM cartons c WHERE c.order_id = p.order_id)
+             FROM pack_orders p WHERE status = 'open'
+             ORDER BY received_at DESC, order_id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([MAX_PACK_ORDERS_IN_BIRTH as i64], |r| {
+            Ok(PackOrderInfo {
+                order_id: r.get(0)?,
+                state: if r.get(1)? {
+                    PackOrderState::Packing
+                } else {
+                    PackOrderState::Open
+                },
+            })
+        })?;
+        let pack_orders = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(BirthSnapshot {
+            waves,
+            pack_orders,
+            outbox_high_seq: self.high_seq,
+            outbox_acked_seq: acked_through(&self.conn)?,
+            down: down_point(&self.conn)?,
+        })
     }
 }

@@ -114,7 +114,8 @@ pub(super) fn insert_pack_order(
 }
 
 impl Db {
-    /// The pack order with this order id, or the one the tote with this code belongs to.
+    /// The open pack order with this order id, or the one the tote with this code belongs
+    /// to. A shipped or cancelled order is never served for packing again: `None`.
     pub fn pack_order(&self, order_id_or_tote: &str) -> Result<Option<PackOrder>, StoreError> {
         type Head = (String, String, String, String, String, String);
         let head: Option<Head> = self
@@ -122,8 +123,9 @@ impl Db {
             .prepare_cached(
                 "SELECT order_id, carrier, service, tracking, ship_from, ship_to
                  FROM pack_orders
-                 WHERE order_id = ?1
-                    OR order_id = (SELECT order_id FROM pack_totes WHERE tote = ?1)
+                 WHERE (order_id = ?1
+                    OR order_id = (SELECT order_id FROM pack_totes WHERE tote = ?1))
+                   AND status = 'open'
                  ORDER BY order_id = ?1 DESC LIMIT 1",
             )?
             .query_row([order_id_or_tote], |r| {

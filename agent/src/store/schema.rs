@@ -185,8 +185,15 @@ CREATE TABLE carton_items (
 );
 ";
 
+/// Version 6 (protocol v2): a wave that arrived damaged is marked for repair, and the
+/// same version is accepted once more. Down messages are deduplicated by their per-device
+/// down seq (kept in `meta`), so the inbox of message ids is no longer written.
+const V6: &str = "
+ALTER TABLE waves ADD COLUMN needs_repair INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Every migration step, oldest first. Append only.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;

@@ -15,6 +15,26 @@ use super::*;
 
 const T0: u64 = 1_795_300_000;
 
+/// The OMS incarnation these tests' down messages come from.
+const OMS: u64 = 1;
+
+/// Applies a down message as dseq `dseq` of OMS incarnation [`OMS`], addressed to this
+/// database.
+trait ApplySeq {
+    fn apply_seq(&mut self, dseq: u64, down: &Down, now: u64) -> Result<Applied, StoreError>;
+}
+
+impl ApplySeq for Db {
+    fn apply_seq(&mut self, dseq: u64, down: &Down, now: u64) -> Result<Applied, StoreError> {
+        let head = floorhand_protocol::oms::DownHeader {
+            dseq,
+            oms_incarnation: OMS,
+            to_incarnation: self.incarnation(),
+        };
+        self.apply_down(head, down, now)
+    }
+}
+
 struct Fixture {
     _dir: TempDir,
     path: PathBuf,
@@ -68,7 +88,7 @@ fn events(db: &Db) -> Vec<(u64, EventKind)> {
     db.outbox_pending(0, usize::MAX)
         .unwrap()
         .into_iter()
-        .map(|row| match decode_up(&row.payload).unwrap().body {
+        .map(|row| match decode_up(&row.payload).unwrap().body.body {
             Up::Event(e) => {
                 assert_eq!(e.seq, row.seq);
                 (e.seq, e.kind)
@@ -85,7 +105,7 @@ fn state(db: &Db, task_id: u64) -> TaskState {
 #[test]
 fn wave_delivered_twice_is_applied_once() {
     let mut f = fixture();
-    let first = f.db.apply_down(1, &wave(10, 1, 100, 5), T0).unwrap();
+    let first = f.db.apply_seq(1, &wave(10, 1, 100, 5), T0).unwrap();
     assert_eq!(
         first,
         Applied::WaveApplied {
@@ -97,7 +117,7 @@ fn wave_delivered_twice_is_applied_once() {
     );
     f.db.confirm_pick(T0 + 1, 7, &pick(100, 3)).unwrap();
     assert_eq!(
-        f.db.apply_down(1, &wave(10, 1, 100, 5), T0 + 2).unwrap(),
+        f.db.apply_seq(1, &wave(10, 1, 100, 5), T0 + 2).unwrap(),
         Applied::Duplicate
     );
     assert_eq!(state(&f.db, 100), TaskState::Picked);
@@ -107,13 +127,13 @@ fn wave_delivered_twice_is_applied_once() {
 #[test]
 fn older_wave_version_after_a_newer_one_is_stale() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 3, 100, 2), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 3, 100, 2), T0).unwrap();
     assert_eq!(
-        f.db.apply_down(2, &wave(10, 2, 100, 5), T0).unwrap(),
+        f.db.apply_seq(2, &wave(10, 2, 100, 5), T0).unwrap(),
         Applied::WaveStale { have: 3 }
     );
     assert_eq!(
-        f.db.apply_down(3, &wave(10, 3, 100, 5), T0).unwrap(),
+        f.db.apply_seq(3, &wave(10, 3, 100, 5), T0).unwrap(),
         Applied::WaveStale { have: 3 }
     );
     assert_eq!(f.db.open_tasks().unwrap().len(), 2);
@@ -122,13 +142,13 @@ fn older_wave_version_after_a_newer_one_is_stale() {
 #[test]
 fn newer_wave_version_updates_open_tasks_keeps_started_work_and_revokes_dropped_tasks() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 3), T0).unwrap();
     f.db.confirm_pick(T0, 7, &pick(101, 1)).unwrap();
     // Version 2 keeps 100 and 101 with 9 units each, drops 102.
     let tasks = sample_tasks(100, 2, 9);
     let v2 = Down::WaveAssigned(sample_wave(10, 2, tasks));
     assert!(matches!(
-        f.db.apply_down(2, &v2, T0 + 1).unwrap(),
+        f.db.apply_seq(2, &v2, T0 + 1).unwrap(),
         Applied::WaveApplied { version: 2, .. }
     ));
     let t100 = f.db.task(100).unwrap().unwrap();
@@ -139,7 +159,7 @@ fn newer_wave_version_updates_open_tasks_keeps_started_work_and_revokes_dropped_
         (3, 1, TaskState::InProgress)
     );
     assert_eq!(state(&f.db, 102), TaskState::Revoked);
-    assert_eq!(f.db.birth_snapshot().unwrap().0[0].version, 2);
+    assert_eq!(f.db.birth_snapshot().unwrap().waves[0].version, 2);
 }
 
 #[test]
@@ -147,7 +167,7 @@ fn wave_whose_digest_does_not_match_asks_for_a_resync() {
     let mut f = fixture();
     let mut w = sample_wave(10, 1, sample_tasks(100, 3, 1));
     w.digest ^= 1;
-    let applied = f.db.apply_down(1, &Down::WaveAssigned(w), T0).unwrap();
+    let applied = f.db.apply_seq(1, &Down::WaveAssigned(w), T0).unwrap();
     assert!(matches!(
         applied,
         Applied::WaveApplied {
@@ -160,13 +180,13 @@ fn wave_whose_digest_does_not_match_asks_for_a_resync() {
 #[test]
 fn cancellation_after_a_pick_keeps_the_pick_and_asks_for_a_put_back() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 2), T0).unwrap();
     let pick_seq = f.db.confirm_pick(T0 + 5, 7, &pick(100, 3)).unwrap();
     let cancel = Down::OrderCancelled {
         order_id: "SO-10042".into(),
     };
     assert_eq!(
-        f.db.apply_down(2, &cancel, T0 + 9).unwrap(),
+        f.db.apply_seq(2, &cancel, T0 + 9).unwrap(),
         Applied::Cancelled {
             order_id: "SO-10042".into(),
             tasks: 2,
@@ -199,21 +219,24 @@ fn cancellation_after_a_pick_keeps_the_pick_and_asks_for_a_put_back() {
         EventKind::PutBack { task_id: 100, qty: 3, location } if location == "A-00-00-A"
     ));
     assert!(f.db.open_tasks().unwrap().is_empty());
-    assert!(f.db.birth_snapshot().unwrap().0.is_empty(), "wave is done");
+    assert!(
+        f.db.birth_snapshot().unwrap().waves.is_empty(),
+        "wave is done"
+    );
 }
 
 #[test]
 fn revocation_tombstones_only_the_named_wave_and_puts_back_picked_units() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
-    f.db.apply_down(2, &wave(11, 1, 200, 1), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.apply_seq(2, &wave(11, 1, 200, 1), T0).unwrap();
     f.db.confirm_pick(T0, 7, &pick(101, 2)).unwrap();
     let revoke = Down::TasksRevoked {
         wave_id: 10,
         task_ids: vec![100, 101, 200, 999],
     };
     assert_eq!(
-        f.db.apply_down(3, &revoke, T0).unwrap(),
+        f.db.apply_seq(3, &revoke, T0).unwrap(),
         Applied::Revoked {
             tasks: 2,
             put_backs: 1
@@ -230,20 +253,20 @@ fn revocation_tombstones_only_the_named_wave_and_puts_back_picked_units() {
 #[test]
 fn revoked_task_sent_again_in_a_newer_version_is_reopened() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 1), T0).unwrap();
     let revoke = Down::TasksRevoked {
         wave_id: 10,
         task_ids: vec![100],
     };
-    f.db.apply_down(2, &revoke, T0).unwrap();
-    f.db.apply_down(3, &wave(10, 2, 100, 1), T0).unwrap();
+    f.db.apply_seq(2, &revoke, T0).unwrap();
+    f.db.apply_seq(3, &wave(10, 2, 100, 1), T0).unwrap();
     assert_eq!(state(&f.db, 100), TaskState::Open);
 }
 
 #[test]
 fn confirmation_commits_pick_task_state_and_exact_outbox_bytes_together() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 1), T0).unwrap();
     let p = PickConfirmation {
         task_id: 100,
         qty: 2,
@@ -260,19 +283,22 @@ fn confirmation_commits_pick_task_state_and_exact_outbox_bytes_together() {
     let row = &f.db.outbox_pending(0, 10).unwrap()[0];
     let expected = floorhand_protocol::oms::encode_up(&Envelope::new(
         seq,
-        Up::Event(floorhand_protocol::oms::Event {
-            seq,
-            at: T0 + 3,
-            operator: 17,
-            kind: EventKind::Picked(floorhand_protocol::oms::Picked {
-                task_id: 100,
-                qty: 2,
-                lot: Some("L42".into()),
-                serial: None,
-                expiry: p.expiry,
-                tote: Some("T-1".into()),
+        floorhand_protocol::oms::UpMsg {
+            incarnation: f.db.incarnation(),
+            body: Up::Event(floorhand_protocol::oms::Event {
+                seq,
+                at: T0 + 3,
+                operator: 17,
+                kind: EventKind::Picked(floorhand_protocol::oms::Picked {
+                    task_id: 100,
+                    qty: 2,
+                    lot: Some("L42".into()),
+                    serial: None,
+                    expiry: p.expiry,
+                    tote: Some("T-1".into()),
+                }),
             }),
-        }),
+        },
     ))
     .unwrap();
     assert_eq!((row.seq, &row.payload), (seq, &expected));
@@ -288,7 +314,7 @@ fn confirmation_commits_pick_task_state_and_exact_outbox_bytes_together() {
 #[test]
 fn refused_confirmation_writes_nothing_and_burns_no_seq() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 1), T0).unwrap();
     let err = f.db.confirm_pick(T0, 7, &pick(100, 4)).unwrap_err();
     assert!(err.to_string().contains("4 more is not allowed"), "{err}");
     assert!(matches!(
@@ -303,7 +329,7 @@ fn refused_confirmation_writes_nothing_and_burns_no_seq() {
 #[test]
 fn start_skip_short_and_undo_move_the_task_and_write_their_events() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 3), T0).unwrap();
     f.db.start_task(T0, 7, 100).unwrap();
     assert!(f.db.start_task(T0, 7, 100).is_err(), "already started");
     f.db.skip_task(T0, 7, 100).unwrap();
@@ -366,7 +392,15 @@ fn ack_deletes_only_up_to_its_seq_and_sent_rows_stay_until_acked() {
             .collect();
     assert_eq!(left, vec![4, 5]);
     assert_eq!(
-        f.db.apply_down(9, &Down::Ack { up_to_seq: 4 }, T0).unwrap(),
+        f.db.apply_seq(
+            9,
+            &Down::Ack {
+                incarnation: f.db.incarnation(),
+                up_to_seq: 4
+            },
+            T0
+        )
+        .unwrap(),
         Applied::Acked { deleted: 1 }
     );
     let stats = f.db.outbox_stats(T0 + 10).unwrap();
@@ -385,14 +419,14 @@ fn seqs_are_never_reused_after_an_ack_and_a_restart() {
     assert!(f.db.outbox_pending(0, 10).unwrap().is_empty());
     drop(f.db);
     let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
-    assert_eq!(db.birth_snapshot().unwrap().1, 3);
+    assert_eq!(db.birth_snapshot().unwrap().outbox_high_seq, 3);
     assert_eq!(db.append_event(T0, 1, EventKind::LoggedOut).unwrap(), 4);
 }
 
 #[test]
 fn storage_full_refuses_waves_but_still_accepts_confirmations() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 20), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 20), T0).unwrap();
     let used = f.db.usage().unwrap().bytes;
     drop(f.db);
     let cfg = StoreConfig {
@@ -400,7 +434,7 @@ fn storage_full_refuses_waves_but_still_accepts_confirmations() {
         ..StoreConfig::default()
     };
     let mut db = Db::open(&f.path, &cfg).unwrap();
-    let applied = db.apply_down(2, &wave(11, 1, 200, 5), T0).unwrap();
+    let applied = db.apply_seq(2, &wave(11, 1, 200, 5), T0).unwrap();
     assert!(
         matches!(&applied, Applied::Refused { reason: RejectReason::StorageFull, detail } if detail.contains("storage full")),
         "{applied:?}"
@@ -418,11 +452,16 @@ fn storage_full_refuses_waves_but_still_accepts_confirmations() {
         db.confirm_pick(T0, 7, &pick(task_id, 3)).unwrap();
     }
     assert_eq!(events(&db).len(), 21);
-    // Not recorded as applied: once there is room, the redelivery goes through.
+    // The refusal took its place in the down sequence: a redelivery of it is a
+    // duplicate, and the OMS's new message goes through once there is room.
     drop(db);
     let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
     assert!(matches!(
-        db.apply_down(2, &wave(11, 1, 200, 5), T0).unwrap(),
+        db.apply_seq(2, &wave(11, 1, 200, 5), T0).unwrap(),
+        Applied::Duplicate
+    ));
+    assert!(matches!(
+        db.apply_seq(3, &wave(11, 1, 200, 5), T0).unwrap(),
         Applied::WaveApplied { .. }
     ));
 }
@@ -439,10 +478,10 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
         ..StoreConfig::default()
     };
     let mut db = Db::open(&f.path, &cfg).unwrap();
-    db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
+    db.apply_seq(1, &wave(10, 1, 100, 2), T0).unwrap();
     assert!(!db.usage().unwrap().alarm);
     assert!(events(&db).is_empty());
-    db.apply_down(2, &wave(11, 1, 1000, 2000), T0).unwrap();
+    db.apply_seq(2, &wave(11, 1, 1000, 2000), T0).unwrap();
     let usage = db.usage().unwrap();
     assert!(usage.alarm && usage.pct >= 50, "{usage:?}");
     assert!(matches!(events(&db)[0].1, EventKind::StorageAlarm { pct } if pct >= 50));
@@ -452,7 +491,7 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
         wave_id: 11,
         task_ids: (1000..3000).collect(),
     };
-    db.apply_down(3, &revoke, T0).unwrap();
+    db.apply_seq(3, &revoke, T0).unwrap();
     db.ack(u64::MAX).unwrap();
     db.purge(T0 + 3600).unwrap();
     assert!(!db.usage().unwrap().alarm);
@@ -462,7 +501,7 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
 #[test]
 fn purge_deletes_only_completed_acknowledged_data_past_retention() {
     let mut f = fixture_with(one_hour_retention());
-    f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 3), T0).unwrap();
     let acked = f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
     f.db.confirm_pick(T0, 7, &pick(101, 3)).unwrap(); // completed, not acknowledged
     f.db.ack(acked).unwrap();
@@ -479,7 +518,11 @@ fn purge_deletes_only_completed_acknowledged_data_past_retention() {
     );
     assert!(f.db.task(101).unwrap().is_some(), "not acknowledged");
     assert!(f.db.task(102).unwrap().is_some(), "open");
-    assert_eq!(n, 2 + 1 + 1, "pick and task 100, inbox row, audit row");
+    assert_eq!(
+        n,
+        2 + 1,
+        "pick and task 100, audit row (down messages leave no inbox row)"
+    );
     assert_eq!(
         f.db.outbox_pending(0, 10).unwrap().len(),
         2,
@@ -501,7 +544,7 @@ fn async_handle_runs_calls_on_the_store_thread() {
         .unwrap();
     let (applied, seq) = rt.block_on(async {
         let applied = store
-            .call(|db| db.apply_down(1, &wave(10, 1, 100, 1), T0))
+            .call(|db| db.apply_seq(1, &wave(10, 1, 100, 1), T0))
             .await
             .unwrap()
             .unwrap();
@@ -556,7 +599,7 @@ fn example_pack_order() -> (u64, Down) {
         .into_iter()
         .find(|(name, _)| *name == "PackOrder")
         .unwrap();
-    (env.msg_id, env.body)
+    (1, env.body.body)
 }
 
 #[test]
@@ -564,7 +607,7 @@ fn pack_order_is_found_by_order_id_and_by_tote_and_cancelled_with_its_order() {
     let mut f = fixture();
     let (msg_id, down) = example_pack_order();
     assert_eq!(
-        f.db.apply_down(msg_id, &down, T0).unwrap(),
+        f.db.apply_seq(msg_id, &down, T0).unwrap(),
         Applied::PackOrderStored
     );
     let Down::PackOrder(sent) = &down else {
@@ -587,11 +630,11 @@ fn config_update_survives_a_restart() {
         storage_alarm_pct: Some(90),
     });
     assert_eq!(
-        f.db.apply_down(1, &update, T0).unwrap(),
+        f.db.apply_seq(1, &update, T0).unwrap(),
         Applied::ConfigApplied
     );
     assert_eq!(
-        f.db.apply_down(2, &Down::ResyncRequest, T0).unwrap(),
+        f.db.apply_seq(2, &Down::ResyncRequest, T0).unwrap(),
         Applied::Resync
     );
     drop(f.db);
@@ -604,7 +647,7 @@ fn config_update_survives_a_restart() {
 #[test]
 fn status_reports_tasks_backlog_storage_and_the_operators_pace() {
     let mut f = fixture();
-    f.db.apply_down(1, &wave(10, 1, 100, 4), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 4), T0).unwrap();
     f.db.login(T0, 17, "BADGE-17").unwrap();
     f.db.confirm_pick(T0 + 60, 17, &pick(100, 3)).unwrap();
     f.db.confirm_pick(T0 + 120, 17, &pick(101, 2)).unwrap();
@@ -706,7 +749,7 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
         db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
             .unwrap();
         let (msg_id, down) = example_pack_order();
-        db.apply_down(msg_id, &down, T0).unwrap();
+        db.apply_seq(msg_id, &down, T0).unwrap();
         let carton = CartonClose {
             short_ship: None,
             order_complete: false,
@@ -758,14 +801,14 @@ fn database_from_a_newer_agent_is_refused_with_a_clear_error() {
 #[test]
 fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() {
     let mut f = fixture_with(one_hour_retention());
-    f.db.apply_down(1, &wave(10, 1, 100, 2), T0).unwrap();
-    f.db.apply_down(2, &wave(11, 1, 200, 1), T0).unwrap();
+    f.db.apply_seq(1, &wave(10, 1, 100, 2), T0).unwrap();
+    f.db.apply_seq(2, &wave(11, 1, 200, 1), T0).unwrap();
     f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
     let last = f.db.confirm_pick(T0 + 10, 7, &pick(101, 3)).unwrap();
     let open: Vec<u64> =
         f.db.birth_snapshot()
             .unwrap()
-            .0
+            .waves
             .iter()
             .map(|w| w.wave_id)
             .collect();
@@ -780,7 +823,7 @@ fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() 
     assert!(f.db.task(100).unwrap().is_none() && f.db.task(101).unwrap().is_none());
     // The wave row is gone too: a redelivery of it would be a new wave now.
     assert!(matches!(
-        f.db.apply_down(3, &wave(10, 1, 100, 2), T0 + 3700).unwrap(),
+        f.db.apply_seq(3, &wave(10, 1, 100, 2), T0 + 3700).unwrap(),
         Applied::WaveApplied { .. }
     ));
     assert_eq!(state(&f.db, 200), TaskState::Open);
@@ -790,7 +833,7 @@ fn a_fully_picked_wave_leaves_the_birth_at_once_and_is_purged_after_retention() 
 fn a_closed_carton_writes_its_events_and_its_print_job_in_one_commit() {
     let mut f = fixture();
     let (id, down) = example_pack_order();
-    f.db.apply_down(id, &down, T0).unwrap();
+    f.db.apply_seq(id, &down, T0).unwrap();
     let carton = CartonClose {
         short_ship: None,
         order_complete: true,
@@ -877,13 +920,13 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
         tasks(30, 300, &["SO-2", "SO-1"]),
     );
     for (i, w) in [w1, w2, w3].iter().enumerate() {
-        f.db.apply_down(i as u64 + 1, w, T0).unwrap();
+        f.db.apply_seq(i as u64 + 1, w, T0).unwrap();
     }
     let cancel = Down::OrderCancelled {
         order_id: "SO-1".into(),
     };
     assert!(matches!(
-        f.db.apply_down(9, &cancel, T0 + 1).unwrap(),
+        f.db.apply_seq(4, &cancel, T0 + 1).unwrap(),
         Applied::Cancelled {
             tasks: 3,
             put_backs: 0,
@@ -924,7 +967,7 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
 fn a_closed_carton_records_what_went_into_it_with_its_event_and_refuses_its_sscc_twice() {
     let mut f = fixture_with(one_hour_retention());
     let (id, down) = example_pack_order();
-    f.db.apply_down(id, &down, T0).unwrap();
+    f.db.apply_seq(id, &down, T0).unwrap();
     let order = f.db.pack_order("SO-10042").unwrap().unwrap();
     let line = &order.lines[0];
     let carton = CartonClose {

@@ -6,13 +6,15 @@
 //! put-back and the OMS gets a `Conflict` event.
 
 use floorhand_protocol::oms::{
-    ConfigUpdate, Down, EventKind, GtinPack, PackOrder, RejectReason, Wave, wave_digest,
+    ConfigUpdate, Down, DownHeader, EventKind, GtinPack, PackOrder, RejectReason, Wave, wave_digest,
 };
 use rusqlite::{OptionalExtension, params};
 
-use super::outbox::meta_set;
+use super::DownPoint;
+use super::outbox::{DOWN_INCARNATION, DOWN_THROUGH, down_point, meta_set};
 use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
 use super::{Applied, Db, Gtin, Settings, StoreError, TaskState, Tx, sql, unsql};
+use crate::ledger::{self, Placement};
 
 /// Inserts a task (fresh values for every column the OMS owns).
 const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
@@ -153,27 +155,60 @@ fn check_gtins(task_id: u64, gtins: &[GtinPack]) -> Result<(), String> {
     }
 }
 
+/// Where a sequenced down message falls in the device's down stream. Pure.
+fn place(point: DownPoint, oms_incarnation: u64, dseq: u64) -> Placement {
+    if oms_incarnation == point.oms_incarnation {
+        ledger::place(point.through, dseq)
+    } else {
+        // Another OMS-side store numbers from 1: follow it from its first message.
+        ledger::place(0, dseq)
+    }
+}
+
 impl Db {
-    /// Applies one down message in one transaction: skips a message id seen before,
-    /// applies the message, records the id, commits. Only after this returns `Ok` may the
-    /// MQTT layer acknowledge the message.
+    /// Applies one down message in one transaction. A sequenced message (see
+    /// [`Down::is_sequenced`]) is applied only if `dseq` is the next in the stream of
+    /// `oms_incarnation`; its seq is recorded as done in the same transaction, whether it
+    /// was applied or refused with a `Rejected` event. Only after this returns `Ok` may the
+    /// link acknowledge it. Control messages (`Ack`, `ResyncRequest`) are not numbered.
     pub fn apply_down(
         &mut self,
-        msg_id: u64,
+        head: DownHeader,
         down: &Down,
         now: u64,
     ) -> Result<Applied, StoreError> {
+        let DownHeader {
+            dseq,
+            oms_incarnation,
+            to_incarnation,
+        } = head;
         let mut new_settings = None;
         let applied = self.write(now, |t, settings| {
-            let seen =
-                t.tx.prepare_cached("SELECT 1 FROM inbox WHERE msg_id = ?1")?
-                    .query_row([sql(msg_id)], |_| Ok(()))
-                    .optional()?;
-            if seen.is_some() {
-                return Ok(Applied::Duplicate);
+            match down {
+                Down::Ack {
+                    incarnation,
+                    up_to_seq,
+                } => {
+                    return Ok(if *incarnation == t.incarnation {
+                        Applied::Acked {
+                            deleted: t.ack(*up_to_seq)?,
+                        }
+                    } else {
+                        Applied::ForeignAck
+                    });
+                }
+                Down::ResyncRequest => return Ok(Applied::Resync),
+                _ if to_incarnation != t.incarnation => {
+                    return Ok(Applied::NotForMe { to_incarnation });
+                }
+                _ => {
+                    if let Some(skip) = t.next_down(oms_incarnation, dseq)? {
+                        return Ok(skip);
+                    }
+                }
             }
             let applied = match down {
-                Down::WaveAssigned(wave) => t.apply_wave(msg_id, wave, settings)?,
+                Down::WaveAssigned(wave) => t.apply_wave(dseq, wave, settings)?,
                 Down::TasksRevoked { wave_id, task_ids } => {
                     let mut tally = Tally::default();
                     for &task_id in task_ids {
@@ -186,20 +221,16 @@ impl Db {
                     }
                 }
                 Down::OrderCancelled { order_id } => t.cancel_order(order_id)?,
-                Down::PackOrder(order) => t.store_pack_order(msg_id, order, settings)?,
-                Down::Ack { up_to_seq } => Applied::Acked {
-                    deleted: t.ack(*up_to_seq)?,
-                },
-                Down::ResyncRequest => Applied::Resync,
+                Down::PackOrder(order) => t.store_pack_order(dseq, order, settings)?,
                 Down::ConfigUpdate(update) => {
                     new_settings = Some(t.store_config(update, settings)?);
                     Applied::ConfigApplied
                 }
+                // Handled above: control messages are not numbered.
+                Down::Ack { .. } => Applied::ForeignAck,
+                Down::ResyncRequest => Applied::Resync,
             };
-            if !matches!(applied, Applied::Refused { .. }) {
-                t.tx.prepare_cached("INSERT INTO inbox (msg_id, applied_at) VALUES (?1, ?2)")?
-                    .execute(params![sql(msg_id), sql(now)])?;
-            }
+            t.down_done(oms_incarnation, dseq)?;
             Ok(applied)
         })?;
         if let Some(s) = new_settings {
@@ -207,9 +238,63 @@ impl Db {
         }
         Ok(applied)
     }
+
+    /// Records a sequenced down message that could not be read (its header could) as
+    /// refused: a `Rejected` event and its seq done, in one transaction, so the stream
+    /// moves on. `Duplicate` or `OutOfOrder` when it is not the next message.
+    pub fn reject_down(
+        &mut self,
+        head: DownHeader,
+        reason: RejectReason,
+        detail: String,
+        now: u64,
+    ) -> Result<Applied, StoreError> {
+        let DownHeader {
+            dseq,
+            oms_incarnation,
+            to_incarnation,
+        } = head;
+        self.write(now, |t, _| {
+            if to_incarnation != t.incarnation {
+                return Ok(Applied::NotForMe { to_incarnation });
+            }
+            if let Some(skip) = t.next_down(oms_incarnation, dseq)? {
+                return Ok(skip);
+            }
+            let refused = t.refuse(dseq, reason, detail)?;
+            t.down_done(oms_incarnation, dseq)?;
+            Ok(refused)
+        })
+    }
 }
 
 impl Tx<'_> {
+    /// `None` when `dseq` is the next down message to apply; otherwise what to report.
+    fn next_down(
+        &mut self,
+        oms_incarnation: u64,
+        dseq: u64,
+    ) -> Result<Option<Applied>, StoreError> {
+        let point = down_point(&self.tx)?;
+        Ok(match place(point, oms_incarnation, dseq) {
+            Placement::Next => None,
+            Placement::Duplicate => Some(Applied::Duplicate),
+            Placement::Ahead => Some(Applied::OutOfOrder {
+                expected: if oms_incarnation == point.oms_incarnation {
+                    point.through + 1
+                } else {
+                    1
+                },
+            }),
+        })
+    }
+
+    /// Records `dseq` of `oms_incarnation` as applied (or refused).
+    fn down_done(&mut self, oms_incarnation: u64, dseq: u64) -> Result<(), StoreError> {
+        meta_set(&self.tx, DOWN_INCARNATION, sql(oms_incarnation))?;
+        meta_set(&self.tx, DOWN_THROUGH, sql(dseq))
+    }
+
     /// Writes the `Rejected` event for a refused message and says so.
     fn refuse(
         &mut self,
@@ -251,14 +336,19 @@ impl Tx<'_> {
         wave: &Wave,
         settings: &Settings,
     ) -> Result<Applied, StoreError> {
-        let have: Option<u32> = self
+        let stored: Option<(u32, bool)> = self
             .tx
-            .prepare_cached("SELECT version FROM waves WHERE wave_id = ?1")?
-            .query_row([sql(wave.wave_id)], |r| r.get(0))
+            .prepare_cached("SELECT version, needs_repair FROM waves WHERE wave_id = ?1")?
+            .query_row([sql(wave.wave_id)], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        if let Some(have) = have.filter(|&have| have >= wave.version) {
+        // A newer version replaces the stored one; the same version replaces a copy that
+        // arrived damaged (its repair).
+        if let Some((have, repair)) = stored
+            && (have > wave.version || (have == wave.version && !repair))
+        {
             return Ok(Applied::WaveStale { have });
         }
+        let have = stored.map(|(v, _)| v);
         if let Some(refused) = self.refuse_if_full(msg_id, settings)? {
             return Ok(refused);
         }
@@ -269,21 +359,26 @@ impl Tx<'_> {
         {
             return self.refuse(msg_id, RejectReason::Invalid, detail);
         }
+        let resync_needed =
+            wave.task_count as usize != wave.tasks.len() || wave_digest(&wave.tasks) != wave.digest;
         let now = sql(self.now);
         self.tx
             .prepare_cached(
-                "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at)
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5)
+                "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at,
+                    needs_repair)
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6)
                  ON CONFLICT (wave_id) DO UPDATE SET
                     version = excluded.version, priority = excluded.priority,
-                    cutoff = excluded.cutoff, status = 'open', completed_at = NULL",
+                    cutoff = excluded.cutoff, status = 'open', completed_at = NULL,
+                    needs_repair = excluded.needs_repair",
             )?
             .execute(params![
                 sql(wave.wave_id),
                 wave.version,
                 wave.priority,
                 sql(wave.cutoff),
-                now
+                now,
+                resync_needed
             ])?;
         self.upsert_tasks(wave, have.is_none())?;
         // The wave carries its complete task set: what a new version left out is revoked.
@@ -291,15 +386,15 @@ impl Tx<'_> {
         let missing: Vec<u64> = if have.is_none() {
             Vec::new()
         } else {
+            let wanted: std::collections::HashSet<u64> =
+                wave.tasks.iter().map(|t| t.task_id).collect();
             let mut stmt = self.tx.prepare_cached(
                 "SELECT task_id FROM tasks
-                 WHERE wave_id = ?1 AND wave_version < ?2
-                   AND state NOT IN ('revoked', 'cancelled', 'put_back')",
+                 WHERE wave_id = ?1 AND state NOT IN ('revoked', 'cancelled', 'put_back')",
             )?;
-            let rows = stmt.query_map(params![sql(wave.wave_id), wave.version], |r| {
-                r.get::<_, i64>(0)
-            })?;
+            let rows = stmt.query_map(params![sql(wave.wave_id)], |r| r.get::<_, i64>(0))?;
             rows.map(|r| r.map(unsql))
+                .filter(|r| r.as_ref().map_or(true, |id| !wanted.contains(id)))
                 .collect::<Result<Vec<_>, rusqlite::Error>>()?
         };
         for task_id in missing {
@@ -307,8 +402,6 @@ impl Tx<'_> {
         }
         self.close_wave_if_done(wave.wave_id)?;
         status::raise_alarm_if_needed(self, settings)?;
-        let resync_needed =
-            wave.task_count as usize != wave.tasks.len() || wave_digest(&wave.tasks) != wave.digest;
         Ok(Applied::WaveApplied {
             wave_id: wave.wave_id,
             version: wave.version,
@@ -506,6 +599,39 @@ impl Tx<'_> {
             .try_for_each(|l| check_gtins(0, &l.gtins))
         {
             return self.refuse(msg_id, RejectReason::Invalid, detail);
+        }
+        // A pack order's life only moves forward: a shipped or cancelled order is never
+        // reopened, and one being packed is not replaced under the packer.
+        let stored: Option<(String, bool)> = self
+            .tx
+            .prepare_cached(
+                "SELECT status, EXISTS (SELECT 1 FROM cartons c WHERE c.order_id = p.order_id)
+                 FROM pack_orders p WHERE order_id = ?1",
+            )?
+            .query_row([&order.order_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match stored {
+            Some((status, _)) if status != "open" => {
+                return self.refuse(
+                    msg_id,
+                    RejectReason::Invalid,
+                    format!(
+                        "pack order {} is {status} on this device; it is not reopened",
+                        order.order_id
+                    ),
+                );
+            }
+            Some((_, true)) => {
+                return self.refuse(
+                    msg_id,
+                    RejectReason::Invalid,
+                    format!(
+                        "pack order {} is being packed (a carton is closed); it is not replaced",
+                        order.order_id
+                    ),
+                );
+            }
+            _ => {}
         }
         super::print::insert_pack_order(&self.tx, order, self.now)?;
         status::raise_alarm_if_needed(self, settings)?;

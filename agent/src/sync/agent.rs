@@ -1,33 +1,36 @@
-//! The agent's MQTT link: applies down messages through the store before acking them,
-//! and drains the outbox to the OMS exactly once, in order, through any outage.
+//! The agent's MQTT link: applies down messages through the store, strictly in down-seq
+//! order, before acknowledging them, and drains the outbox to the OMS exactly once, in
+//! order, through any outage.
 //!
 //! Tasks (rumqttc's event loop must be polled continuously from one task, and nothing may
 //! await a publish inside it: rumqttc #263, #910, #1025):
-//! - the **poll task** ([`run`]) owns the event loop and is the only publisher. It publishes
-//!   with `try_publish` (never awaits) and only while connected, so it knows exactly which
-//!   publishes rumqttc dropped or moved to its pending queue on a disconnect.
-//! - the **feeder** reads unacked outbox rows in seq order and hands them to the poll task;
-//!   after every ConnAck it starts again from the lowest unacked row, because rumqttc
-//!   silently drops in-flight publishes when the broker has no session (FIELD-NOTES).
+//! - the **poll task** ([`poll_task`]) owns the event loop and is the only publisher. It
+//!   publishes with `try_publish` (never awaits) and only while connected.
+//! - the **sender** drives the pure [`Outflow`] of the event stream: at most
+//!   [`WINDOW`] events in flight, everything unacknowledged re-sent from the lowest unacked
+//!   seq after each ConnAck (rumqttc silently drops in-flight publishes when the broker
+//!   has no session, FIELD-NOTES) and when the OMS acknowledges nothing for a while.
 //! - the **inbound** task decodes, checks and applies each down message in one store
-//!   transaction, and only then acks it to the broker (manual acks, in order received).
+//!   transaction (the store places it in the down sequence), then acknowledges it at
+//!   application level (`DownAck`) and to the broker (manual acks, same connection only).
 //! - the **presence** task publishes `Birth` after each connect and `Status` periodically.
 //!
 //! A PUBACK only marks rows as sent; rows are deleted only by the OMS's `Ack`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use floorhand_protocol::limits::MAX_DOWN_BYTES;
+use floorhand_protocol::limits::{MAX_DOWN_BYTES, WINDOW};
 use floorhand_protocol::oms::{
-    self, Birth, Death, Down, EventKind, PrinterState, RejectReason, Status, Up,
+    self, Birth, Death, Down, DownHeader, EventKind, PrinterState, RejectReason, Status, Up, UpMsg,
 };
-use floorhand_protocol::{DecodeError, Envelope, PROTOCOL_VERSION, envelope, topics};
-use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, Publish, QoS, Request};
+use floorhand_protocol::{DecodeError, Envelope, PROTOCOL_VERSION, topics};
+use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, Publish, QoS};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::backoff::Backoff;
 use super::mqtt::{self, BrokerSettings, SettingsError};
+use crate::ledger::{Outflow, Timing};
 use crate::store::{Applied, Store, StoreError};
 
 /// The agent's MQTT settings.
@@ -41,7 +44,8 @@ pub struct SyncConfig {
     pub broker: BrokerSettings,
     /// Seconds between `Status` messages.
     pub status_interval: Duration,
-    /// Re-send every unacked row when the OMS has acked nothing for this long.
+    /// Longest wait between re-sends of unacknowledged events (the first comes after
+    /// [`FIRST_RESEND`], doubling up to this).
     pub resend_after: Duration,
     /// Reconnect backoff: first delay and cap.
     pub backoff: (Duration, Duration),
@@ -68,7 +72,7 @@ pub enum SyncError {
     #[error(transparent)]
     Settings(#[from] SettingsError),
     /// A device or site id that cannot be used in a topic.
-    #[error("{0:?} is not a valid device or site id (use A-Z a-z 0-9 - _ ., at most 64)")]
+    #[error("{id:?} is not a valid device or site id (use {chars})", id = .0, chars = topics::ID_CHARS)]
     BadId(String),
     /// The store failed.
     #[error("store: {0}")]
@@ -154,7 +158,16 @@ pub struct SyncStats {
     pub duplicates: u64,
     /// Down messages rejected.
     pub rejected: u64,
+    /// Down messages dropped because an earlier one is missing (the OMS re-sends).
+    pub out_of_order: u64,
+    /// Application-level acks of down messages published.
+    pub down_acks: u64,
+    /// Events re-sent (published more than once).
+    pub resent: u64,
 }
+
+/// The first re-send of unacknowledged events comes after this long without progress.
+pub const FIRST_RESEND: Duration = Duration::from_secs(2);
 
 fn now_s() -> u64 {
     std::time::SystemTime::now()
@@ -192,7 +205,18 @@ pub async fn start(
     }
     let mut opts = mqtt::options(&cfg.device, &cfg.broker)?;
     let session = store.call(|db| db.next_session()).await??;
-    opts.set_last_will(will(&cfg, session));
+    let (incarnation, acked, high) = store
+        .call(|db| {
+            db.acked_through()
+                .map(|a| (db.incarnation(), a, db.high_seq()))
+        })
+        .await??;
+    let ids = Ids {
+        incarnation,
+        device: cfg.device.clone(),
+        site: cfg.site.clone(),
+    };
+    opts.set_last_will(will(&ids, session));
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     eventloop.set_network_options(mqtt::network_options(&cfg.broker));
 
@@ -202,10 +226,11 @@ pub async fn start(
     });
     let (stats_tx, stats_rx) = watch::channel(SyncStats::default());
     let (gen_tx, gen_rx) = watch::channel::<Option<u64>>(None);
-    let (rows_tx, rows_rx) = mpsc::channel::<Row>(512);
+    let (rows_tx, rows_rx) = mpsc::channel::<Row>(WINDOW);
     let (presence_tx, presence_rx) = mpsc::unbounded_channel::<Presence>();
-    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Publish>();
+    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<(u64, Publish)>();
     let (sent_tx, sent_rx) = mpsc::unbounded_channel::<u64>();
+    let (acked_tx, acked_rx) = watch::channel(acked);
     let outbox = std::sync::Arc::new(Notify::new());
     let (applied_tx, _) = tokio::sync::broadcast::channel(256);
     let rebirth = std::sync::Arc::new(Notify::new());
@@ -220,18 +245,25 @@ pub async fn start(
         devices: std::sync::Arc::new(devices_tx),
     };
 
-    tokio::spawn(feeder(
-        store.clone(),
-        gen_rx.clone(),
-        rows_tx,
-        outbox.clone(),
-        sent_rx,
-        cfg.resend_after,
-    ));
+    let timing = Timing {
+        first_ms: FIRST_RESEND.as_millis() as u64,
+        max_ms: cfg.resend_after.as_millis().max(1) as u64,
+    };
+    tokio::spawn(sender(Sender {
+        store: store.clone(),
+        generation: gen_rx.clone(),
+        rows: rows_tx,
+        outbox: outbox.clone(),
+        sent: sent_rx,
+        acked: acked_rx,
+        flow: Outflow::new(acked, high, WINDOW, timing),
+        stats: stats_tx.clone(),
+    }));
     tokio::spawn(inbound(
-        cfg.clone(),
+        ids.clone(),
         store.clone(),
         client.clone(),
+        gen_rx.clone(),
         inbound_rx,
         Feedback {
             outbox: outbox.clone(),
@@ -239,10 +271,12 @@ pub async fn start(
             rebirth: rebirth.clone(),
             interval: interval_tx,
             stats: stats_tx.clone(),
+            acked: acked_tx,
+            presence: presence_tx.clone(),
         },
     ));
     tokio::spawn(presence(
-        cfg.clone(),
+        ids.clone(),
         store.clone(),
         gen_rx,
         presence_tx.clone(),
@@ -252,6 +286,7 @@ pub async fn start(
     ));
     let task = tokio::spawn(poll_task(PollTask {
         cfg,
+        ids,
         store,
         client,
         eventloop,
@@ -268,17 +303,35 @@ pub async fn start(
     Ok((handle, task))
 }
 
-fn will(cfg: &SyncConfig, session: u64) -> LastWill {
-    let death = Envelope::new(
-        0,
-        Up::Death(Death {
-            device: cfg.device.clone(),
-            session,
-        }),
-    );
+/// Who this agent is on the wire.
+#[derive(Debug, Clone)]
+struct Ids {
+    incarnation: u64,
+    device: String,
+    site: String,
+}
+
+impl Ids {
+    /// Encodes an up message with this agent's incarnation.
+    fn encode(&self, msg_id: u64, body: Up) -> Result<Vec<u8>, floorhand_protocol::EncodeError> {
+        oms::encode_up(&Envelope::new(
+            msg_id,
+            UpMsg {
+                incarnation: self.incarnation,
+                body,
+            },
+        ))
+    }
+}
+
+fn will(ids: &Ids, session: u64) -> LastWill {
+    let death = Up::Death(Death {
+        device: ids.device.clone(),
+        session,
+    });
     LastWill::new(
-        topics::state(&cfg.site, &cfg.device),
-        oms::encode_up(&death).unwrap_or_default(),
+        topics::state(&ids.site, &ids.device),
+        ids.encode(0, death).unwrap_or_default(),
         QoS::AtLeastOnce,
         true,
     )
@@ -286,6 +339,7 @@ fn will(cfg: &SyncConfig, session: u64) -> LastWill {
 
 struct PollTask {
     cfg: SyncConfig,
+    ids: Ids,
     store: Store,
     client: AsyncClient,
     eventloop: rumqttc::EventLoop,
@@ -295,7 +349,7 @@ struct PollTask {
     generation: watch::Sender<Option<u64>>,
     rows: mpsc::Receiver<Row>,
     presence: mpsc::UnboundedReceiver<Presence>,
-    inbound: mpsc::UnboundedSender<Publish>,
+    inbound: mpsc::UnboundedSender<(u64, Publish)>,
     sent: mpsc::UnboundedSender<u64>,
     shutdown: watch::Receiver<bool>,
 }
@@ -341,7 +395,7 @@ async fn poll_task(mut t: PollTask) {
                 // Publish the held row if it is for this connection.
                 if let Some(row) = held.take() {
                     if Some(row.generation) != *t.generation.borrow() || !connected {
-                        continue; // stale: the feeder starts again for the new connection
+                        continue; // stale: the sender starts again for the new connection
                     }
                     match t
                         .client
@@ -364,13 +418,12 @@ async fn poll_task(mut t: PollTask) {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected = true;
                 backoff.reset();
-                // rumqttc replays publishes of the last connection from `pending` when the
-                // broker kept the session, and silently drops them when it did not. Either
-                // way the feeder re-sends every unacked row, so drop rumqttc's copies to keep
-                // one source of truth (acks and subscribes stay).
-                t.eventloop
-                    .pending
-                    .retain(|r| !matches!(r, Request::Publish(_)));
+                // rumqttc replays requests of the last connection from `pending` when the
+                // broker kept the session, and silently drops publishes when it did not.
+                // The sender re-sends every unacked row and the OMS re-sends every
+                // unacknowledged down message, so keep nothing of the old connection: a
+                // PUBACK replayed by packet id could ack a different message on this one.
+                t.eventloop.pending.clear();
                 queued.clear();
                 inflight.clear();
                 tracing::info!(
@@ -387,8 +440,20 @@ async fn poll_task(mut t: PollTask) {
                 t.stats.send_modify(|s| s.connects += 1);
                 t.generation.send_replace(Some(t.session));
             }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                use rumqttc::SubscribeReasonCode as R;
+                if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
+                    // Without the subscription no down message arrives: say so loudly and
+                    // reconnect, which subscribes again.
+                    tracing::error!(
+                        "sync: the broker refused the subscription to {} (check its ACL for this device); reconnecting",
+                        topics::down(&t.cfg.site, &t.cfg.device)
+                    );
+                    let _ = t.client.try_disconnect();
+                }
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let _ = t.inbound.send(p);
+                let _ = t.inbound.send((t.session, p));
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid)))
                 if pkid != 0 =>
@@ -426,7 +491,7 @@ async fn poll_task(mut t: PollTask) {
                 connected = false;
                 t.generation.send_replace(None);
                 // Everything queued or in flight was dropped or moved to `pending` by
-                // rumqttc; the feeder starts again after the next ConnAck.
+                // rumqttc; the sender starts again after the next ConnAck.
                 queued.clear();
                 inflight.clear();
                 held = None;
@@ -434,7 +499,7 @@ async fn poll_task(mut t: PollTask) {
                 match t.store.call(|db| db.next_session()).await {
                     Ok(Ok(s)) => {
                         t.session = s;
-                        t.eventloop.mqtt_options.set_last_will(will(&t.cfg, s));
+                        t.eventloop.mqtt_options.set_last_will(will(&t.ids, s));
                     }
                     Ok(Err(e)) => tracing::error!("sync: session counter: {e}"),
                     Err(e) => tracing::error!("sync: store gone: {e}"),
@@ -457,18 +522,15 @@ async fn poll_task(mut t: PollTask) {
 /// until the broker has it or two seconds pass.
 async fn graceful_stop(t: &mut PollTask, connected: bool) {
     if connected {
-        let death = Envelope::new(
-            0,
-            Up::Death(Death {
-                device: t.cfg.device.clone(),
-                session: t.session,
-            }),
-        );
+        let death = Up::Death(Death {
+            device: t.cfg.device.clone(),
+            session: t.session,
+        });
         let _ = t.client.try_publish(
             topics::state(&t.cfg.site, &t.cfg.device),
             QoS::AtLeastOnce,
             true,
-            oms::encode_up(&death).unwrap_or_default(),
+            t.ids.encode(0, death).unwrap_or_default(),
         );
         let _ = t.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -500,108 +562,109 @@ pub(crate) fn describe(e: &rumqttc::ConnectionError) -> String {
     }
 }
 
-/// Reads unacked outbox rows in seq order and hands them to the poll task; starts again
-/// from the lowest unacked row after every (re)connect and when acks stall.
-async fn feeder(
+/// The sender's inputs and outputs.
+struct Sender {
     store: Store,
-    mut generation: watch::Receiver<Option<u64>>,
+    generation: watch::Receiver<Option<u64>>,
     rows: mpsc::Sender<Row>,
     outbox: std::sync::Arc<Notify>,
-    mut sent: mpsc::UnboundedReceiver<u64>,
-    resend_after: Duration,
-) {
+    sent: mpsc::UnboundedReceiver<u64>,
+    acked: watch::Receiver<u64>,
+    flow: Outflow,
+    stats: watch::Sender<SyncStats>,
+}
+
+/// Milliseconds on tokio's monotonic clock since `base`.
+fn ms_since(base: tokio::time::Instant) -> u64 {
+    base.elapsed().as_millis() as u64
+}
+
+/// Drives the event stream's [`Outflow`]: hands the rows it says to send to the poll task,
+/// tagged with the connection they are for. It sleeps until something happens: new rows,
+/// an ack, a PUBACK to record, a connection change, or the re-send deadline. An idle or
+/// offline agent does not wake at all.
+async fn sender(mut s: Sender) {
+    let base = tokio::time::Instant::now();
     let mut sent_through = 0u64;
     let mut marked = 0u64;
+    // Highest seq ever handed to the poll task, to count re-sends.
+    let mut handed = s.flow.acked();
+    let mut generation = None;
     loop {
-        // Wait for a connection.
-        let g = loop {
-            if let Some(g) = *generation.borrow_and_update() {
-                break g;
+        let now = ms_since(base);
+        let g = *s.generation.borrow_and_update();
+        if g != generation {
+            generation = g;
+            match g {
+                Some(_) => s.flow.connected(now),
+                None => s.flow.disconnected(),
             }
-            if generation.changed().await.is_err() {
-                return;
+        }
+        let acked = *s.acked.borrow_and_update();
+        s.flow.ack(acked, now);
+        if sent_through > marked {
+            let up_to = sent_through;
+            if let Ok(Ok(())) = s.store.call(move |db| db.mark_sent(up_to)).await {
+                marked = up_to;
             }
-        };
-        let mut cursor = 0u64;
-        let mut lowest_seen = 0u64;
-        let mut last_progress = Instant::now();
-        'conn: loop {
-            while let Ok(s) = sent.try_recv() {
-                sent_through = sent_through.max(s);
-            }
-            if sent_through > marked {
-                let up_to = sent_through;
-                if let Ok(Ok(())) = store.call(move |db| db.mark_sent(up_to)).await {
-                    marked = up_to;
-                }
-            }
-            let batch = match store.call(move |db| db.outbox_pending(cursor, 256)).await {
-                Ok(Ok(b)) => b,
+        }
+        if let (Some(g), Some(range)) = (generation, s.flow.poll(now)) {
+            let (from, to) = (*range.start(), *range.end());
+            let rows = match s.store.call(move |db| db.outbox_range(from, to)).await {
+                Ok(Ok(rows)) => rows,
                 Ok(Err(e)) => {
                     tracing::error!("sync: reading the outbox: {e}");
+                    s.flow.disconnected();
+                    generation = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
                 Err(_) => return,
             };
-            if batch.is_empty() {
-                // All unacked rows are handed over. Re-send them if the OMS acks nothing
-                // for `resend_after`: a message the OMS never got (its broker session
-                // overflowed, say) must not wait for our next reconnect.
-                let lowest = match store.call(|db| db.outbox_pending(0, 1)).await {
-                    Ok(Ok(r)) => r.first().map(|r| r.seq),
-                    _ => None,
-                };
-                match lowest {
-                    None => last_progress = Instant::now(),
-                    Some(l) if l != lowest_seen => {
-                        lowest_seen = l;
-                        last_progress = Instant::now();
-                    }
-                    Some(_) if last_progress.elapsed() >= resend_after => {
-                        tracing::info!(
-                            "sync: no ack for {resend_after:?}; re-sending unacked events"
-                        );
-                        cursor = 0;
-                        last_progress = Instant::now();
-                        continue;
-                    }
-                    Some(_) => {}
+            if from <= handed {
+                let again = handed.min(to) - from + 1;
+                s.stats.send_modify(|st| st.resent += again);
+                if from == s.flow.acked() + 1 {
+                    tracing::info!(
+                        "sync: re-sending events {from}..={to} (acknowledged through {})",
+                        s.flow.acked()
+                    );
                 }
-                // Sleep until something happens: new rows (`outbox_changed`, an ack), a
-                // PUBACK to record, a new connection, or the re-send deadline. No polling:
-                // an idle agent wakes once per `resend_after`, a safety net for a writer
-                // that forgot to call `outbox_changed`.
-                let wake_at = tokio::time::Instant::from_std(last_progress + resend_after);
-                tokio::select! {
-                    _ = outbox.notified() => {}
-                    r = generation.changed() => {
-                        if r.is_err() { return; }
-                        break 'conn;
-                    }
-                    Some(s) = sent.recv() => sent_through = sent_through.max(s),
-                    _ = tokio::time::sleep_until(wake_at) => {}
-                }
-                continue;
             }
-            for r in batch {
-                cursor = r.seq;
+            handed = handed.max(to);
+            for r in rows {
                 let row = Row {
                     generation: g,
                     seq: r.seq,
                     payload: r.payload,
                 };
                 tokio::select! {
-                    res = rows.send(row) => if res.is_err() { return; },
-                    r = generation.changed() => {
+                    res = s.rows.send(row) => if res.is_err() { return; },
+                    r = s.generation.changed() => {
                         if r.is_err() { return; }
-                        break 'conn;
+                        break;
                     }
                 }
             }
-            if *generation.borrow() != Some(g) {
-                break 'conn;
+            continue;
+        }
+        let wake = s.flow.deadline().map(|d| base + Duration::from_millis(d));
+        tokio::select! {
+            _ = s.outbox.notified() => {
+                match s.store.call(|db| db.high_seq()).await {
+                    Ok(high) => s.flow.written(high),
+                    Err(_) => return,
+                }
             }
+            r = s.generation.changed() => if r.is_err() { return; },
+            r = s.acked.changed() => if r.is_err() { return; },
+            Some(seq) = s.sent.recv() => sent_through = sent_through.max(seq),
+            _ = async {
+                match wake {
+                    Some(w) => tokio::time::sleep_until(w).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }
@@ -612,14 +675,21 @@ struct Feedback {
     rebirth: std::sync::Arc<Notify>,
     interval: watch::Sender<Duration>,
     stats: watch::Sender<SyncStats>,
+    acked: watch::Sender<u64>,
+    presence: mpsc::UnboundedSender<Presence>,
 }
 
 /// What to do with a received down message, decided before touching the store.
 #[derive(Debug)]
 enum Check {
-    Apply(u64, Down),
+    Apply {
+        head: DownHeader,
+        down: Down,
+    },
+    /// Not readable as a message. With a readable header the rejection takes the
+    /// message's place in the down sequence.
     Reject {
-        msg_id: u64,
+        header: Option<DownHeader>,
         reason: RejectReason,
         detail: String,
     },
@@ -627,16 +697,33 @@ enum Check {
 
 /// Checks topic, size, version and format. Pure.
 fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
-    let msg_id = envelope::peek_msg_id(payload).unwrap_or(0);
+    let header = oms::peek_down_header(payload);
     if topic != expected_topic {
         return Check::Reject {
-            msg_id,
+            header: None,
             reason: RejectReason::WrongDevice,
             detail: format!("message on {topic}, this device listens on {expected_topic}"),
         };
     }
+    if payload.len() > MAX_DOWN_BYTES {
+        return Check::Reject {
+            header,
+            reason: RejectReason::TooLarge,
+            detail: format!(
+                "message is {} bytes, over the {MAX_DOWN_BYTES}-byte limit",
+                payload.len()
+            ),
+        };
+    }
     match oms::decode_down(payload) {
-        Ok(env) => Check::Apply(env.msg_id, env.body),
+        Ok(env) => Check::Apply {
+            head: DownHeader {
+                dseq: env.msg_id,
+                oms_incarnation: env.body.oms_incarnation,
+                to_incarnation: env.body.to_incarnation,
+            },
+            down: env.body.body,
+        },
         Err(e) => {
             let reason = match e {
                 DecodeError::UnsupportedVersion { .. } => RejectReason::UnsupportedVersion,
@@ -644,8 +731,10 @@ fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
                 DecodeError::Limit(_) => RejectReason::Invalid,
                 _ => RejectReason::Malformed,
             };
+            // Another protocol version's header means nothing in ours.
+            let header = header.filter(|_| reason != RejectReason::UnsupportedVersion);
             Check::Reject {
-                msg_id,
+                header,
                 reason,
                 detail: e.to_string(),
             }
@@ -653,94 +742,160 @@ fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
     }
 }
 
-/// Applies down messages in the order received, each in one store transaction, and acks
-/// each to the broker only after its commit.
+/// Down messages applied in a row before a `DownAck` goes out even if more are waiting.
+const DOWN_ACK_EVERY: u64 = 64;
+
+/// Applies down messages in the order received, each in one store transaction (the store
+/// places it in the down sequence), and acknowledges after the commit: `DownAck` at
+/// application level (coalesced while more messages wait), the broker's PUBACK on the
+/// same connection only. A failed commit is retried with backoff; nothing after it is
+/// applied before it.
 async fn inbound(
-    cfg: SyncConfig,
+    ids: Ids,
     store: Store,
     client: AsyncClient,
-    mut rx: mpsc::UnboundedReceiver<Publish>,
+    generation: watch::Receiver<Option<u64>>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Publish)>,
     fb: Feedback,
 ) {
-    let expected = topics::down(&cfg.site, &cfg.device);
-    while let Some(p) = rx.recv().await {
-        let verdict = if p.payload.len() > MAX_DOWN_BYTES {
-            Check::Reject {
-                msg_id: envelope::peek_msg_id(&p.payload).unwrap_or(0),
-                reason: RejectReason::TooLarge,
-                detail: format!(
-                    "message is {} bytes, over the {MAX_DOWN_BYTES}-byte limit",
-                    p.payload.len()
-                ),
-            }
-        } else {
-            check(&expected, &p.topic, &p.payload)
-        };
-        let committed = match verdict {
-            Check::Apply(msg_id, down) => {
-                let now = now_s();
-                let interval = match &down {
-                    Down::ConfigUpdate(c) => c.status_interval_s,
-                    _ => None,
-                };
-                match store
-                    .call(move |db| db.apply_down(msg_id, &down, now))
-                    .await
-                {
-                    Ok(Ok(applied)) => {
-                        react(&applied, &fb);
-                        if let (Applied::ConfigApplied, Some(secs)) = (&applied, interval) {
-                            fb.interval
-                                .send_replace(Duration::from_secs(secs.max(1).into()));
-                        }
-                        let _ = fb.applied.send(applied);
-                        true
-                    }
-                    Ok(Err(e)) => {
-                        // Not acked: the broker delivers it again after a reconnect.
-                        tracing::error!(
-                            "sync: applying message {msg_id} failed: {e}; not acknowledged"
-                        );
-                        false
-                    }
-                    Err(_) => return,
+    let expected = topics::down(&ids.site, &ids.device);
+    let up_topic = topics::up(&ids.site, &ids.device);
+    let mut unacked = 0u64;
+    let mut msg_ids = 0u64;
+    while let Some((conn, p)) = rx.recv().await {
+        let verdict = check(&expected, &p.topic, &p.payload);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let outcome = loop {
+            let now = now_s();
+            let res = match &verdict {
+                Check::Apply { head, down } => {
+                    let (head, down) = (*head, down.clone());
+                    store.call(move |db| db.apply_down(head, &down, now)).await
                 }
-            }
-            Check::Reject {
-                msg_id,
-                reason,
-                detail,
-            } => {
-                tracing::warn!("sync: rejected message {msg_id} on {}: {detail}", p.topic);
-                fb.stats.send_modify(|s| s.rejected += 1);
-                let now = now_s();
-                let kind = EventKind::Rejected {
-                    msg_id,
+                Check::Reject {
+                    header: Some(head),
                     reason,
                     detail,
-                };
-                match store.call(move |db| db.append_event(now, 0, kind)).await {
-                    Ok(Ok(_)) => {
-                        fb.outbox.notify_one();
-                        true
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!("sync: recording a rejection failed: {e}");
-                        false
-                    }
-                    Err(_) => return,
+                } => {
+                    let (head, reason, detail) = (*head, reason.clone(), detail.clone());
+                    store
+                        .call(move |db| db.reject_down(head, reason, detail, now))
+                        .await
                 }
+                Check::Reject {
+                    header: None,
+                    reason,
+                    detail,
+                } => {
+                    // Nothing places it in the down sequence: record the rejection and
+                    // acknowledge it to the broker, so it is not redelivered forever.
+                    let kind = EventKind::Rejected {
+                        msg_id: 0,
+                        reason: reason.clone(),
+                        detail: detail.clone(),
+                    };
+                    store
+                        .call(move |db| {
+                            db.append_event(now, 0, kind).map(|_| Applied::Refused {
+                                reason: RejectReason::Malformed,
+                                detail: String::new(),
+                            })
+                        })
+                        .await
+                }
+            };
+            match res {
+                Ok(Ok(applied)) => break Some(applied),
+                Ok(Err(e)) => {
+                    let delay = backoff.next_delay(fastrand::f64());
+                    tracing::error!(
+                        "sync: applying a down message failed: {e}; retrying in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(_) => break None,
             }
         };
-        if committed && let Err(e) = client.ack(&p).await {
+        let Some(applied) = outcome else { return };
+        if let Check::Reject { reason, detail, .. } = &verdict {
+            tracing::warn!(
+                "sync: rejected a message on {}: {reason:?}: {detail}",
+                p.topic
+            );
+            fb.stats.send_modify(|s| s.rejected += 1);
+            fb.outbox.notify_one();
+        }
+        let sequenced = match &verdict {
+            Check::Apply { down, .. } => down.is_sequenced(),
+            Check::Reject { header, .. } => header.is_some(),
+        };
+        let interval = match &verdict {
+            Check::Apply {
+                down: Down::ConfigUpdate(c),
+                ..
+            } => c.status_interval_s,
+            _ => None,
+        };
+        if let (Applied::ConfigApplied, Some(secs)) = (&applied, interval) {
+            fb.interval
+                .send_replace(Duration::from_secs(secs.max(1).into()));
+        }
+        if let Applied::Acked { .. } = applied
+            && let Ok(Ok(a)) = store.call(|db| db.acked_through()).await
+        {
+            fb.acked.send_replace(a);
+        }
+        react(&applied, &fb);
+        let _ = fb.applied.send(applied);
+        // The broker's ack, on the connection the message came on only.
+        if *generation.borrow() == Some(conn)
+            && let Err(e) = client.ack(&p).await
+        {
             tracing::warn!("sync: ack after commit not sent: {e}");
         }
+        if sequenced {
+            unacked += 1;
+            if rx.is_empty() || unacked >= DOWN_ACK_EVERY {
+                unacked = 0;
+                msg_ids += 1;
+                send_down_ack(&ids, &store, &up_topic, msg_ids, &fb).await;
+            }
+        }
+    }
+}
+
+/// Publishes the device's down ack point (`DownAck`).
+async fn send_down_ack(ids: &Ids, store: &Store, up_topic: &str, msg_id: u64, fb: &Feedback) {
+    let Ok(Ok(point)) = store.call(|db| db.down_point()).await else {
+        return;
+    };
+    let ack = Up::DownAck {
+        oms_incarnation: point.oms_incarnation,
+        through: point.through,
+    };
+    if let Ok(payload) = ids.encode(msg_id, ack) {
+        let _ = fb.presence.send(Presence {
+            topic: up_topic.to_string(),
+            payload,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        });
+        fb.stats.send_modify(|s| s.down_acks += 1);
     }
 }
 
 fn react(applied: &Applied, fb: &Feedback) {
     match applied {
         Applied::Duplicate => fb.stats.send_modify(|s| s.duplicates += 1),
+        Applied::OutOfOrder { .. } => fb.stats.send_modify(|s| s.out_of_order += 1),
+        Applied::ForeignAck => {
+            tracing::warn!("sync: ignored an Ack for another incarnation of this device");
+        }
+        Applied::NotForMe { to_incarnation } => {
+            tracing::warn!(
+                "sync: ignored a down message for incarnation {to_incarnation:016x} of this device (a replaced database's); the OMS re-addresses it after this birth"
+            );
+        }
         Applied::Acked { .. } => {
             fb.stats.send_modify(|s| s.applied += 1);
             fb.outbox.notify_one();
@@ -754,7 +909,7 @@ fn react(applied: &Applied, fb: &Feedback) {
             ..
         } => {
             tracing::warn!(
-                "sync: wave did not match its declared count or digest; asking for a snapshot"
+                "sync: wave did not match its declared count or digest; asking for a repair"
             );
             fb.stats.send_modify(|s| s.applied += 1);
             fb.rebirth.notify_one();
@@ -773,9 +928,9 @@ fn react(applied: &Applied, fb: &Feedback) {
 }
 
 /// Publishes `Birth` after every connect and on request (resync), and `Status`
-/// periodically.
+/// periodically while connected. While the link is down it sleeps until it is back.
 async fn presence(
-    cfg: SyncConfig,
+    ids: Ids,
     store: Store,
     mut generation: watch::Receiver<Option<u64>>,
     tx: mpsc::UnboundedSender<Presence>,
@@ -783,17 +938,21 @@ async fn presence(
     mut interval: watch::Receiver<Duration>,
     devices: watch::Receiver<DeviceReport>,
 ) {
-    let state_topic = topics::state(&cfg.site, &cfg.device);
-    let up_topic = topics::up(&cfg.site, &cfg.device);
-    let mut msg_ids = 0u64;
+    let state_topic = topics::state(&ids.site, &ids.device);
+    let up_topic = topics::up(&ids.site, &ids.device);
+    // Up message ids other than events: a counter, far from the inbound task's DownAck ids.
+    let mut msg_ids = 1u64 << 40;
     let mut next_status = tokio::time::Instant::now();
     loop {
+        let connected = generation.borrow().is_some();
         let birth_due = tokio::select! {
             r = generation.changed() => { if r.is_err() { return; } true }
             _ = rebirth.notified() => true,
-            _ = tokio::time::sleep_until(next_status) => false,
+            _ = tokio::time::sleep_until(next_status), if connected => false,
             r = interval.changed() => { if r.is_err() { return; } false }
         };
+        // Whatever woke us, the next status is one interval away: never a busy loop.
+        next_status = tokio::time::Instant::now() + *interval.borrow();
         let Some(session) = *generation.borrow() else {
             continue;
         };
@@ -801,22 +960,23 @@ async fn presence(
         let now = now_s();
         if birth_due {
             let snapshot = store.call(|db| db.birth_snapshot()).await;
-            let Ok(Ok((waves, outbox_high_seq))) = snapshot else {
+            let Ok(Ok(b)) = snapshot else {
                 tracing::error!("sync: could not read the birth snapshot");
                 continue;
             };
-            let birth = Envelope::new(
-                msg_ids,
-                Up::Birth(Birth {
-                    device: cfg.device.clone(),
-                    software: env!("CARGO_PKG_VERSION").into(),
-                    protocol: PROTOCOL_VERSION,
-                    session,
-                    waves,
-                    outbox_high_seq,
-                }),
-            );
-            match oms::encode_up(&birth) {
+            let birth = Up::Birth(Birth {
+                device: ids.device.clone(),
+                software: env!("CARGO_PKG_VERSION").into(),
+                protocol: PROTOCOL_VERSION,
+                session,
+                waves: b.waves,
+                pack_orders: b.pack_orders,
+                outbox_high_seq: b.outbox_high_seq,
+                outbox_acked_seq: b.outbox_acked_seq,
+                down_oms_incarnation: b.down.oms_incarnation,
+                down_applied_seq: b.down.through,
+            });
+            match ids.encode(msg_ids, birth) {
                 Ok(payload) => {
                     let _ = tx.send(Presence {
                         topic: state_topic.clone(),
@@ -829,22 +989,21 @@ async fn presence(
             }
         } else {
             let report = store
-                .call(move |db| (db.outbox_stats(now), db.usage()))
+                .call(move |db| (db.outbox_stats(now), db.usage(), db.down_point()))
                 .await;
-            if let Ok((Ok(o), Ok(u))) = report {
+            if let Ok((Ok(o), Ok(u), Ok(down))) = report {
                 let d = *devices.borrow();
-                let status = Envelope::new(
-                    msg_ids,
-                    Up::Status(Status {
-                        backlog: o.count as u32,
-                        oldest_unacked_s: o.oldest_age_s as u32,
-                        printer: d.printer,
-                        print_queue: d.print_queue,
-                        storage_bytes: u.bytes,
-                        storage_pct: u.pct,
-                    }),
-                );
-                if let Ok(payload) = oms::encode_up(&status) {
+                let status = Up::Status(Status {
+                    backlog: o.count as u32,
+                    oldest_unacked_s: o.oldest_age_s as u32,
+                    printer: d.printer,
+                    print_queue: d.print_queue,
+                    storage_bytes: u.bytes,
+                    storage_pct: u.pct,
+                    down_oms_incarnation: down.oms_incarnation,
+                    down_applied_seq: down.through,
+                });
+                if let Ok(payload) = ids.encode(msg_ids, status) {
                     let _ = tx.send(Presence {
                         topic: up_topic.clone(),
                         payload,
@@ -853,7 +1012,6 @@ async fn presence(
                     });
                 }
             }
-            next_status = tokio::time::Instant::now() + *interval.borrow();
         }
     }
 }
@@ -866,52 +1024,72 @@ mod tests {
 
     const TOPIC: &str = "floorhand/v1/s1/d1/down";
 
-    fn reject_reason(c: Check) -> RejectReason {
-        match c {
-            Check::Reject { reason, .. } => reason,
-            Check::Apply(..) => panic!("accepted"),
+    /// What `check` must decide for one payload on one topic.
+    fn check_case(topic: &str, payload: &[u8]) -> (Option<RejectReason>, Option<(u64, u64)>) {
+        match check(TOPIC, topic, payload) {
+            Check::Apply { head, .. } => (None, Some((head.dseq, head.oms_incarnation))),
+            Check::Reject { reason, header, .. } => {
+                (Some(reason), header.map(|h| (h.dseq, h.oms_incarnation)))
+            }
         }
     }
 
     #[test]
-    fn a_valid_message_on_our_topic_is_applied() {
+    fn a_valid_message_on_our_topic_is_applied_in_its_place() {
         let env = &examples::down()[0].1;
         match check(TOPIC, TOPIC, &encode_to_vec(env)) {
-            Check::Apply(id, body) => assert_eq!((id, &body), (env.msg_id, &env.body)),
+            Check::Apply { head, down } => assert_eq!(
+                (head.oms_incarnation, head.to_incarnation, head.dseq, &down),
+                (
+                    env.body.oms_incarnation,
+                    env.body.to_incarnation,
+                    env.msg_id,
+                    &env.body.body
+                )
+            ),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn foreign_garbage_and_other_versions_are_rejected_with_a_reason() {
+    fn foreign_garbage_and_other_versions_are_rejected_with_a_reason_and_a_place() {
         let good = encode_to_vec(&examples::down()[0].1);
-        assert_eq!(
-            reject_reason(check(TOPIC, "floorhand/v1/s1/d2/down", &good)),
-            RejectReason::WrongDevice
-        );
-        assert_eq!(
-            reject_reason(check(TOPIC, TOPIC, b"\x01\xff\xff\xff")),
-            RejectReason::Malformed
-        );
-        let mut v2 = good.clone();
-        v2[0] = 2;
-        assert_eq!(
-            reject_reason(check(TOPIC, TOPIC, &v2)),
-            RejectReason::UnsupportedVersion
-        );
-        assert_eq!(
-            reject_reason(check(TOPIC, TOPIC, b"")),
-            RejectReason::Malformed
-        );
-    }
-
-    #[test]
-    fn a_rejection_names_the_message_id_when_the_header_is_readable() {
-        let mut bytes = encode_to_vec(&Envelope::new(77u64, ()));
-        bytes.push(0xee);
-        match check(TOPIC, TOPIC, &bytes) {
-            Check::Reject { msg_id, .. } => assert_eq!(msg_id, 77),
-            other => panic!("{other:?}"),
+        let place = Some((9001, examples::OMS_INCARNATION));
+        let mut v1 = good.clone();
+        v1[0] = 1;
+        let mut cut = good.clone();
+        cut.truncate(good.len() - 3);
+        let huge = vec![floorhand_protocol::PROTOCOL_VERSION; MAX_DOWN_BYTES + 1];
+        for (topic, payload, want) in [
+            (
+                "floorhand/v1/s1/d2/down",
+                &good[..],
+                (Some(RejectReason::WrongDevice), None),
+            ),
+            (
+                TOPIC,
+                &b"\x02\xff\xff\xff"[..],
+                (Some(RejectReason::Malformed), None),
+            ),
+            (
+                TOPIC,
+                &v1[..],
+                (Some(RejectReason::UnsupportedVersion), None),
+            ),
+            (TOPIC, &b""[..], (Some(RejectReason::Malformed), None)),
+            (TOPIC, &cut[..], (Some(RejectReason::Malformed), place)),
+            (
+                TOPIC,
+                &huge[..],
+                (Some(RejectReason::TooLarge), Some((2, 2))),
+            ),
+        ] {
+            assert_eq!(
+                check_case(topic, payload),
+                want,
+                "{topic} {} bytes",
+                payload.len()
+            );
         }
     }
 }

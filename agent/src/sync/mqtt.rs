@@ -142,7 +142,25 @@ pub fn parse_url(url: &str) -> Result<BrokerUrl, SettingsError> {
 /// limit so that an oversized message reaches the agent and is rejected with a
 /// `Rejected` event and acked, instead of killing the connection and being redelivered
 /// forever (rumqttc drops the connection on a packet over its limit).
-pub const MAX_INCOMING_PACKET: usize = 8 * MAX_DOWN_BYTES;
+/// It is the most an operator may set the broker's `message_size_limit` to.
+pub const MAX_INCOMING_PACKET: usize = floorhand_protocol::limits::MAX_BROKER_MESSAGE + 1024;
+
+/// Options for the OMS side's client `client_id`: like [`options`], but automatic MQTT
+/// acks (events are acknowledged to the agent at application level, after the commit),
+/// the protocol's own 2 MiB outgoing limit for down messages, and a clean session for
+/// one-shot tools, so they leave nothing behind on the broker.
+pub fn oms_options(
+    client_id: &str,
+    s: &BrokerSettings,
+    clean_session: bool,
+) -> Result<MqttOptions, SettingsError> {
+    let mut o = options(client_id, s)?;
+    o.set_clean_session(clean_session);
+    o.set_manual_acks(false);
+    o.set_max_packet_size(MAX_INCOMING_PACKET, MAX_DOWN_BYTES + 1024);
+    o.set_request_channel_capacity(1 << 16);
+    Ok(o)
+}
 
 /// Builds the options for client `client_id`: persistent session (`clean_session=false`),
 /// manual acks, our packet limits, credentials and TLS.

@@ -1,26 +1,79 @@
 //! The `floorhand oms ...` commands: push a wave, tail events, simulate an OMS.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use floorhand_protocol::oms::{Capture, Down, GtinPack, Task, Wave, wave_digest};
 
-use super::oms::{OmsError, OmsSession, OmsSettings, Received, down_from_json};
+use super::oms::{DownState, OmsError, OmsSession, OmsSettings, Received, down_from_json};
 
-/// `oms push-wave FILE --device D`: reads a wave (or any down message) as JSON, checks it
-/// against the protocol limits, publishes it and waits until the broker has it.
-pub async fn push_wave(s: &OmsSettings, file: &Path, device: &str) -> Result<u64, OmsError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| OmsError::Input(format!("{}: {e}", file.display())))?;
-    let down =
-        down_from_json(&text).map_err(|e| OmsError::Input(format!("{}: {e}", file.display())))?;
+/// Reads one or many down messages: one JSON document (a wave, perhaps pretty-printed, or
+/// any down message), or one message per line.
+pub fn downs_from_text(text: &str) -> Result<Vec<Down>, OmsError> {
+    if let Ok(one) = down_from_json(text) {
+        return Ok(vec![one]);
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            down_from_json(l).map_err(|e| OmsError::Input(format!("line {}: {e}", n + 1)))
+        })
+        .collect()
+}
+
+/// What `oms push` achieved for each message, by its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The message's number for the device.
+    pub msg_no: u64,
+    /// Where it is.
+    pub state: DownState,
+}
+
+/// `oms push --device D [FILE|-]`: commits each message to the OMS store and sends it.
+/// With `wait`, returns once the agent has acknowledged every message at application level
+/// or the time is up; without, once each message was handed to the broker (or 5 s).
+/// The caller decides the exit code from the states.
+pub async fn push(
+    s: &OmsSettings,
+    downs: Vec<Down>,
+    site: Option<&str>,
+    device: &str,
+    wait: Option<Duration>,
+) -> Result<Vec<Pushed>, OmsError> {
     let (session, _rx) = OmsSession::start(s)?;
-    let id = session.send(device, down).await?;
+    let mut nos = Vec::new();
+    for d in downs {
+        nos.push(session.push(site, device, d).await?);
+    }
+    let deadline = Instant::now() + wait.unwrap_or(Duration::from_secs(5));
+    let done = |st: &DownState| match wait {
+        Some(_) => matches!(st, DownState::Applied | DownState::Rejected { .. }),
+        None => !matches!(st, DownState::Queued),
+    };
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        for &no in &nos {
+            // A control message (numbered 0) is published at once and never acknowledged.
+            let state = if no == 0 {
+                DownState::Sent
+            } else {
+                session
+                    .state(site, device, no)
+                    .await?
+                    .unwrap_or(DownState::Queued)
+            };
+            out.push(Pushed { msg_no: no, state });
+        }
+        if out.iter().all(|p| p.msg_no == 0 || done(&p.state)) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     session.close().await;
-    // Give the event loop a moment to flush the publish and the disconnect.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    Ok(id)
+    Ok(out)
 }
 
 /// One line of `oms tail` output.
@@ -28,8 +81,11 @@ pub fn json_line(r: &Received) -> String {
     serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-/// `oms tail`: prints every new agent event (and births, deaths, statuses) as one JSON line,
-/// drops duplicates by `(device, seq)` and acks cumulatively. Runs until `stop` resolves.
+/// `oms tail`: prints every new agent event (and births, deaths, statuses, alarms) as one
+/// JSON line. With acks on, an event is acknowledged only after its line was written and
+/// flushed: the output is at-least-once (a line written just before a crash is printed
+/// again after a restart). A write error stops the tail with an error and acknowledges
+/// nothing more. At `stop`, what was already received is printed before exiting.
 pub async fn tail(
     s: &OmsSettings,
     out: &mut (dyn Write + Send),
@@ -37,27 +93,51 @@ pub async fn tail(
 ) -> Result<(), OmsError> {
     let (session, mut rx) = OmsSession::start(s)?;
     tokio::pin!(stop);
-    loop {
+    let mut write = |r: &Received| -> Result<(), OmsError> {
+        writeln!(out, "{}", json_line(r))
+            .and_then(|_| out.flush())
+            .map_err(|e| OmsError::Input(format!("writing the output: {e}")))?;
+        if let Received::Event {
+            site,
+            device,
+            incarnation,
+            event,
+            ..
+        } = r
+        {
+            session.consumed(site, device, *incarnation, event.seq);
+        }
+        Ok(())
+    };
+    let result = loop {
         tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => {
-                    let _ = writeln!(out, "{}", json_line(&r));
-                    let _ = out.flush();
-                }
-                None => break,
+                Some(r) => if let Err(e) = write(&r) { break Err(e) },
+                None => break Ok(()),
             },
-            _ = &mut stop => break,
+            _ = &mut stop => {
+                // Print what already arrived; it may be acknowledged too.
+                let mut res = Ok(());
+                while let Ok(r) = rx.try_recv() {
+                    if let Err(e) = write(&r) { res = Err(e); break; }
+                }
+                break res;
+            }
         }
+    };
+    if result.is_err() {
+        // Nothing more may be acknowledged: drop the session without its last acks.
+        drop(session);
+        return result;
     }
-    let _ = session.send_acks().await;
+    session.close().await;
     let c = session.counters();
     tracing::info!(
-        "oms tail: {} events, {} duplicates dropped, {} acks sent",
+        "oms tail: {} events, {} duplicates, {} acks sent",
         c.events,
         c.duplicates,
         c.acks_sent
     );
-    session.close().await;
     Ok(())
 }
 
@@ -170,10 +250,15 @@ pub async fn sim(
         tokio::select! {
             r = rx.recv() => {
                 let Some(r) = r else { break };
-                if let Received::Birth { device, .. } = &r
-                    && plan.devices.contains(device)
+                // A wave that arrived damaged is sent again: the agent accepts its repair.
+                if let Received::Birth { device, birth, .. } = &r
+                    && let Some(i) = plan.devices.iter().position(|d| d == device)
                 {
-                    push_all(device.clone()).await?;
+                    for w in sim_waves(plan, i) {
+                        if birth.waves.iter().any(|v| v.wave_id == w.wave_id && v.needs_repair) {
+                            session.send(device, Down::WaveAssigned(w)).await?;
+                        }
+                    }
                 }
                 if let Some(o) = out.as_mut() {
                     let _ = writeln!(o, "{}", json_line(&r));
@@ -199,9 +284,8 @@ pub async fn sim(
             );
         }
     }
-    let _ = session.send_acks().await;
-    let c = session.counters();
     session.close().await;
+    let c = session.counters();
     Ok(c)
 }
 

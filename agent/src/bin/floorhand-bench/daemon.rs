@@ -20,7 +20,7 @@ const NOW: u64 = 1_795_300_000;
 fn mirror_tasks(db: &mut Db, tasks: usize) -> anyhow::Result<()> {
     for (i, chunk) in sample_tasks(1, tasks, 1).chunks(20_000).enumerate() {
         let wave = sample_wave(i as u64 + 1, 1, chunk.to_vec());
-        db.apply_down(i as u64 + 1, &Down::WaveAssigned(wave), NOW)?;
+        db.apply_down(db.next_down_header()?, &Down::WaveAssigned(wave), NOW)?;
     }
     Ok(())
 }
@@ -38,7 +38,7 @@ fn cached_db(ctx: &Ctx, tasks: usize, events: usize, audits: usize) -> anyhow::R
     {
         let mut db = Db::open(&tmp, &StoreConfig::default())?;
         mirror_tasks(&mut db, tasks)?;
-        let Up::Event(pick) = examples::typical_pick().body else {
+        let Up::Event(pick) = examples::typical_pick().body.body else {
             anyhow::bail!("the typical pick example is not an event");
         };
         db.queue_sample_events(NOW, pick.operator, &pick.kind, events)?;

@@ -24,7 +24,7 @@ fn floorhand_drain(
 ) -> anyhow::Result<(Duration, Vec<Vec<u8>>)> {
     let cfg = StoreConfig::default();
     let path = ctx.file("drain.db")?;
-    let Up::Event(pick) = examples::typical_pick().body else {
+    let Up::Event(pick) = examples::typical_pick().body.body else {
         bail!("the typical pick example is not an event");
     };
     let payloads = {
@@ -44,7 +44,9 @@ fn floorhand_drain(
             broker: BrokerSettings::plain(broker.url()),
             site: "site1".into(),
             client_id: "bench-oms".into(),
-            ack: true,
+            ack: floorhand::sync::oms::AckMode::Stored,
+            store: std::path::PathBuf::from(":memory:"),
+            clean_session: true,
         };
         let (oms, mut received) = OmsSession::start(&oms_settings)?;
         // The OMS consumes everything it receives.

@@ -249,7 +249,7 @@ fn scan_to_durable(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     // One wave per 20,000 tasks, the protocol's limit.
     for (i, chunk) in sample_tasks(1, tasks, 1).chunks(20_000).enumerate() {
         let wave = sample_wave(i as u64 + 1, 1, chunk.to_vec());
-        db.apply_down(i as u64 + 1, &Down::WaveAssigned(wave), 1)?;
+        db.apply_down(db.next_down_header()?, &Down::WaveAssigned(wave), 1)?;
     }
     let mut confirm = |task_id: u64| -> anyhow::Result<Duration> {
         let pick = PickConfirmation {
@@ -343,7 +343,7 @@ fn wave_apply(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     for i in 0..reps {
         let mut db = Db::open(&ctx.file(&format!("wave-{i}.db"))?, &cfg)?;
         let t = Instant::now();
-        db.apply_down(1, &down, 1)?;
+        db.apply_down(db.next_down_header()?, &down, 1)?;
         fh.push(t.elapsed());
         let mut raw = RawDb::open(&ctx.file(&format!("bulk-{i}.db"))?, &cfg)?;
         let t = Instant::now();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use floorhand_protocol::Envelope;
-use floorhand_protocol::oms::{Down, PackOrder};
+use floorhand_protocol::oms::{Down, DownMsg, PackOrder};
 
 use crate::label::{self, Dpi, LabelData, LabelError, Sscc, SsccError, Template, TemplateError};
 
@@ -101,9 +101,13 @@ fn read(path: &Path) -> Result<String, LabelCliError> {
 pub fn parse_order(path: &Path, text: &str) -> Result<PackOrder, LabelCliError> {
     match serde_json::from_str::<PackOrder>(text) {
         Ok(order) => Ok(order),
-        Err(source) => match serde_json::from_str::<Envelope<Down>>(text) {
+        Err(source) => match serde_json::from_str::<Envelope<DownMsg>>(text) {
             Ok(Envelope {
-                body: Down::PackOrder(order),
+                body:
+                    DownMsg {
+                        body: Down::PackOrder(order),
+                        ..
+                    },
                 ..
             }) => Ok(*order),
             _ => Err(LabelCliError::Order {

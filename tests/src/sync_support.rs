@@ -124,7 +124,7 @@ impl Inbox {
         self.lock()
             .iter()
             .filter_map(|r| match r {
-                Received::Event { device, event } => Some((device.clone(), event.seq)),
+                Received::Event { device, event, .. } => Some((device.clone(), event.seq)),
                 _ => None,
             })
             .collect()
@@ -184,7 +184,9 @@ pub fn start_oms(url: &str, client_id: &str) -> (OmsSession, Inbox) {
         broker,
         site: "site1".into(),
         client_id: client_id.into(),
-        ack: true,
+        ack: floorhand::sync::oms::AckMode::Stored,
+        store: std::path::PathBuf::from(":memory:"),
+        clean_session: false,
     };
     let (session, mut rx) = OmsSession::start(&s).expect("oms session");
     let inbox = Inbox::default();

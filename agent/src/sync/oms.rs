@@ -222,6 +222,7 @@ pub struct OmsSession {
     counters: Arc<Mutex<OmsCounters>>,
     throughs: Arc<Mutex<HashMap<String, u64>>>,
     connected: tokio::sync::watch::Receiver<bool>,
+    incarnation: u64,
 }
 
 impl OmsSession {
@@ -235,6 +236,7 @@ impl OmsSession {
             return Err(OmsError::BadId(s.site.clone()));
         }
         let db = OmsDb::open(&s.store)?;
+        let incarnation = db.incarnation();
         let opts = super::mqtt::oms_options(&s.client_id, &s.broker, s.clean_session)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 1 << 16);
         eventloop.set_network_options(super::mqtt::network_options(&s.broker));
@@ -267,6 +269,7 @@ impl OmsSession {
                 counters,
                 throughs,
                 connected: conn_rx,
+                incarnation,
             },
             rx,
         ))
@@ -363,6 +366,11 @@ impl OmsSession {
     /// Counters so far.
     pub fn counters(&self) -> OmsCounters {
         *self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The incarnation of this session's store (its down streams are scoped to it).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// Whether the session is connected to the broker.

@@ -31,7 +31,7 @@ fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut db = Db::open(path, &StoreConfig::default())?;
     // Every run delivers the same wave; after the first it is a duplicate.
     let wave = sample_wave(1, 1, sample_tasks(1, TASKS as usize, u32::MAX));
-    db.apply_down(1, &Down::WaveAssigned(wave), 1)?;
+    db.apply_down(db.next_down_header()?, &Down::WaveAssigned(wave), 1)?;
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
         let pick = PickConfirmation {

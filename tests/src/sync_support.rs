@@ -119,6 +119,11 @@ pub struct Inbox {
 }
 
 impl Inbox {
+    /// Everything received so far, in order.
+    pub fn all(&self) -> Vec<Received> {
+        self.lock().clone()
+    }
+
     /// `(device, seq)` of every new event, in the order first received.
     pub fn events(&self) -> Vec<(String, u64)> {
         self.lock()

@@ -555,6 +555,8 @@ impl Core {
                             self.commit(std::mem::take(&mut batch));
                         }
                     }
+                    // A DownAck or Birth may have opened a window.
+                    self.send_due();
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -7,6 +7,7 @@
 
 mod barcode_cli;
 mod cli;
+mod contract;
 mod demo;
 mod label_cli;
 mod oms_cli;

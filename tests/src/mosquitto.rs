@@ -37,6 +37,8 @@ pub struct Options {
     pub tls: Option<BrokerTls>,
     /// `(user, password)` pairs; anonymous access is refused when set.
     pub users: Vec<(String, String)>,
+    /// An ACL file (`acl_file`), such as the shipped `packaging/mosquitto/floorhand.acl`.
+    pub acl_file: Option<PathBuf>,
 }
 
 /// A running Mosquitto.
@@ -96,6 +98,9 @@ impl Mosquitto {
                 .expect("mosquitto_passwd (package mosquitto)");
             assert!(st.success(), "mosquitto_passwd -U failed");
             c += &format!("allow_anonymous false\npassword_file {}\n", pw.display());
+        }
+        if let Some(acl) = &opts.acl_file {
+            c += &format!("acl_file {}\n", acl.display());
         }
         if let Some(t) = &opts.tls {
             c += &format!(

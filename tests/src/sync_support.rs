@@ -241,3 +241,19 @@ pub async fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
         );
     }
 }
+
+/// A one-task wave (version 1) whose task is for order `SO-{wave_id}`.
+pub fn one_task_wave(wave_id: u64) -> floorhand_protocol::oms::Down {
+    let mut t = floorhand_protocol::examples::task(wave_id * 10, "A-01", 1);
+    t.order_id = format!("SO-{wave_id}");
+    let tasks = vec![t];
+    floorhand_protocol::oms::Down::WaveAssigned(floorhand_protocol::oms::Wave {
+        wave_id,
+        version: 1,
+        priority: 1,
+        cutoff: 0,
+        task_count: 1,
+        digest: floorhand_protocol::oms::wave_digest(&tasks),
+        tasks,
+    })
+}

@@ -238,42 +238,43 @@ impl OmsDb {
         Ok(out)
     }
 
-    /// A `Birth` said the agent's acknowledged seq is `acked`: every event up to it was
-    /// stored by some OMS-side consumer. A stream that is behind jumps there (an alarm
-    /// records what this store never had, unless the stream is new here).
+    /// A `Birth` said the agent's acknowledged seq is `acked` and its highest written seq
+    /// is `high`. Every event up to `acked` was stored by some OMS-side consumer: a stream
+    /// that is behind jumps there (and, unless the stream is new here, returns an alarm
+    /// naming what this store never had). `high` is kept, so that a replaced device's lost
+    /// events can be named.
     pub fn birth_floor(
         &mut self,
         site: &str,
         device: &str,
         incarnation: u64,
-        acked: u64,
+        (acked, high): (u64, u64),
         now: u64,
     ) -> Result<Option<String>, StoreError> {
         let through = self.through(site, device, incarnation)?;
-        match through {
-            Some(t) if t >= acked => return Ok(None),
-            _ => {}
-        }
         self.conn
             .prepare_cached(
                 "INSERT INTO streams (site, device, incarnation, through, high_seen, first_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
-                 ON CONFLICT (site, device, incarnation) DO UPDATE SET through = excluded.through",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (site, device, incarnation) DO UPDATE SET
+                    through = max(through, excluded.through),
+                    high_seen = max(high_seen, excluded.high_seen)",
             )?
             .execute(params![
                 site,
                 device,
                 sql(incarnation),
                 sql(acked),
+                sql(high.max(acked)),
                 sql(now)
             ])?;
-        Ok(through.map(|t| {
-            let detail = format!(
+        Ok(match through {
+            Some(t) if t < acked => Some(format!(
                 "events {}..={acked} of incarnation {incarnation:016x} were acknowledged by another consumer and are not in this store",
                 t + 1
-            );
-            detail
-        }))
+            )),
+            _ => None,
+        })
     }
 
     /// Records the device's current incarnation. When it changed, the old incarnation's

@@ -619,10 +619,13 @@ impl Core {
             }
             Up::Birth(birth) => {
                 self.learn_incarnation(&site, &device, inc, None);
-                match self
-                    .db
-                    .birth_floor(&site, &device, inc, birth.outbox_acked_seq, now)
-                {
+                match self.db.birth_floor(
+                    &site,
+                    &device,
+                    inc,
+                    (birth.outbox_acked_seq, birth.outbox_high_seq),
+                    now,
+                ) {
                     Ok(Some(alarm)) => self.raise(&site, &device, alarm),
                     Ok(None) => {}
                     Err(e) => tracing::error!("oms: store: {e}"),

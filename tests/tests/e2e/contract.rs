@@ -5,26 +5,9 @@
 use std::time::Duration;
 
 use floorhand::sync::oms::{DownState, OmsSession, Received};
-use floorhand_protocol::examples;
-use floorhand_protocol::oms::{Down, Wave, wave_digest};
+use floorhand_protocol::oms::Down;
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::sync_support::*;
-
-/// A one-task wave.
-fn wave(wave_id: u64) -> Down {
-    let mut t = examples::task(wave_id * 10, "A-01", 1);
-    t.order_id = format!("SO-{wave_id}");
-    let tasks = vec![t];
-    Down::WaveAssigned(Wave {
-        wave_id,
-        version: 1,
-        priority: 1,
-        cutoff: 0,
-        task_count: 1,
-        digest: wave_digest(&tasks),
-        tasks,
-    })
-}
 
 /// `n` down messages: waves, with a cancellation of an earlier wave's order every 10th
 /// and a revocation every 7th.
@@ -38,7 +21,7 @@ fn burst(n: u64) -> Vec<Down> {
                 wave_id: i - 1,
                 task_ids: vec![(i - 1) * 10],
             },
-            i => wave(i),
+            i => one_task_wave(i),
         })
         .collect()
 }
@@ -155,7 +138,7 @@ async fn a_replaced_device_is_recognised_gets_what_the_old_one_never_applied_and
     let old = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(10), "link up", || old.is_up()).await;
     old.queue_events(20).await;
-    let first = oms.send("d1", wave(1)).await.unwrap();
+    let first = oms.send("d1", one_task_wave(1)).await.unwrap();
     wait_until(Duration::from_secs(20), "20 events stored", || {
         oms.ack_point("d1") == 20
     })
@@ -171,8 +154,8 @@ async fn a_replaced_device_is_recognised_gets_what_the_old_one_never_applied_and
     old.stop().await;
     // Two more messages while the handheld is broken; then a new one, same id, fresh
     // database, starts at seq 1.
-    let second = oms.send("d1", wave(2)).await.unwrap();
-    let third = oms.send("d1", wave(3)).await.unwrap();
+    let second = oms.send("d1", one_task_wave(2)).await.unwrap();
+    let third = oms.send("d1", one_task_wave(3)).await.unwrap();
     let new = TestAgent::start(
         &dir.path().join("replacement.db"),
         test_sync_config("d1", test_broker(&broker.url())),

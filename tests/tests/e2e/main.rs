@@ -5,6 +5,7 @@
 //! whole agent, and their tests run one binary after another; here they share one link
 //! and run side by side. Run one area with `cargo test -p floorhand-tests --test e2e sync::`.
 
+mod acl;
 mod barcode_cli;
 mod cli;
 mod contract;

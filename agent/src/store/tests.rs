@@ -1068,3 +1068,165 @@ fn a_job_the_printer_took_stays_queued_as_sent_until_printed() {
     db.reprint(T0 + 4, "003401234567890128").unwrap();
     assert!(!db.pending_prints().unwrap()[0].sent);
 }
+
+#[test]
+fn a_wave_that_arrived_damaged_is_flagged_in_the_birth_and_its_same_version_repairs_it() {
+    let mut f = fixture();
+    let Down::WaveAssigned(mut damaged) = wave(10, 2, 100, 3) else {
+        unreachable!()
+    };
+    damaged.tasks.pop(); // one task lost on the way: count and digest disagree
+    let applied = f.db.apply_seq(1, &Down::WaveAssigned(damaged), T0).unwrap();
+    assert!(
+        matches!(
+            applied,
+            Applied::WaveApplied {
+                resync_needed: true,
+                ..
+            }
+        ),
+        "{applied:?}"
+    );
+    let birth = f.db.birth_snapshot().unwrap();
+    assert_eq!(
+        (birth.waves[0].version, birth.waves[0].needs_repair),
+        (2, true)
+    );
+    // The OMS re-sends the same version, complete: accepted as the repair.
+    let applied = f.db.apply_seq(2, &wave(10, 2, 100, 3), T0 + 1).unwrap();
+    assert!(
+        matches!(
+            applied,
+            Applied::WaveApplied {
+                resync_needed: false,
+                tasks: 3,
+                ..
+            }
+        ),
+        "{applied:?}"
+    );
+    assert_eq!(f.db.open_tasks().unwrap().len(), 3);
+    assert!(!f.db.birth_snapshot().unwrap().waves[0].needs_repair);
+    // Once repaired, the same version again is stale, as before.
+    assert!(matches!(
+        f.db.apply_seq(3, &wave(10, 2, 100, 3), T0 + 2).unwrap(),
+        Applied::WaveStale { have: 2 }
+    ));
+    // A repair that leaves a task out revokes it.
+    let Down::WaveAssigned(mut bad) = wave(11, 1, 200, 3) else {
+        unreachable!()
+    };
+    bad.digest ^= 1;
+    f.db.apply_seq(4, &Down::WaveAssigned(bad), T0).unwrap();
+    f.db.apply_seq(5, &wave(11, 1, 200, 2), T0).unwrap();
+    assert_eq!(f.db.task(202).unwrap().unwrap().state, TaskState::Revoked);
+}
+
+#[test]
+fn a_cancelled_or_shipped_pack_order_is_never_served_again_after_a_restart_or_a_resend() {
+    let mut f = fixture();
+    let (_, order) = example_pack_order();
+    f.db.apply_seq(1, &order, T0).unwrap();
+    assert!(f.db.pack_order("SO-10042").unwrap().is_some());
+    let birth = f.db.birth_snapshot().unwrap();
+    assert_eq!(birth.pack_orders.len(), 1);
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-10042".into(),
+    };
+    f.db.apply_seq(2, &cancel, T0 + 1).unwrap();
+    drop(f.db);
+    let mut db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    assert!(
+        db.pack_order("SO-10042").unwrap().is_none(),
+        "not by order id"
+    );
+    assert!(db.pack_order("T-0042").unwrap().is_none(), "not by tote");
+    assert!(db.birth_snapshot().unwrap().pack_orders.is_empty());
+    // The OMS sends it again (a resync gone wrong): refused with a reason, not reopened.
+    let again = db.apply_seq(3, &order, T0 + 2).unwrap();
+    assert!(
+        matches!(&again, Applied::Refused { reason: RejectReason::Invalid, detail } if detail.contains("cancelled")),
+        "{again:?}"
+    );
+    assert!(db.pack_order("SO-10042").unwrap().is_none());
+    // The same down seq redelivered is a duplicate.
+    assert!(matches!(
+        db.apply_seq(3, &order, T0 + 3).unwrap(),
+        Applied::Duplicate
+    ));
+}
+
+#[test]
+fn down_messages_apply_only_in_their_stream_order_and_for_this_database() {
+    let mut f = fixture();
+    let me = f.db.incarnation();
+    let head = |dseq, oms, to| floorhand_protocol::oms::DownHeader {
+        dseq,
+        oms_incarnation: oms,
+        to_incarnation: to,
+    };
+    let w = |id| wave(id, 1, id * 100, 1);
+    let check = |db: &mut Db, h, down: &Down, want: &str| {
+        let got = db.apply_down(h, down, T0).unwrap();
+        assert!(
+            format!("{got:?}").starts_with(want),
+            "{h:?}: {got:?}, expected {want}"
+        );
+    };
+    check(
+        &mut f.db,
+        head(2, 7, me),
+        &w(1),
+        "OutOfOrder { expected: 1 }",
+    );
+    check(&mut f.db, head(1, 7, me + 1), &w(1), "NotForMe");
+    check(&mut f.db, head(1, 7, me), &w(1), "WaveApplied");
+    check(&mut f.db, head(1, 7, me), &w(1), "Duplicate");
+    check(
+        &mut f.db,
+        head(3, 7, me),
+        &w(3),
+        "OutOfOrder { expected: 2 }",
+    );
+    check(&mut f.db, head(2, 7, me), &w(2), "WaveApplied");
+    // Another OMS-side store (a new incarnation) is followed from its first message.
+    check(
+        &mut f.db,
+        head(5, 8, me),
+        &w(5),
+        "OutOfOrder { expected: 1 }",
+    );
+    check(&mut f.db, head(1, 8, me), &w(4), "WaveApplied");
+    assert_eq!(
+        f.db.down_point().unwrap(),
+        DownPoint {
+            oms_incarnation: 8,
+            through: 1
+        }
+    );
+    // Acks name the incarnation: another database's ack deletes nothing here.
+    f.db.append_event(T0, 0, EventKind::LoggedIn).unwrap();
+    let ack = |inc| Down::Ack {
+        incarnation: inc,
+        up_to_seq: 10,
+    };
+    check(&mut f.db, head(0, 8, 0), &ack(me + 1), "ForeignAck");
+    assert_eq!(f.db.outbox_stats(T0).unwrap().count, 1);
+    check(&mut f.db, head(0, 8, 0), &ack(me), "Acked");
+    assert_eq!(f.db.outbox_stats(T0).unwrap().count, 0);
+    // The incarnation survives a restart; a new file gets a new one.
+    drop(f.db);
+    assert_eq!(
+        Db::open(&f.path, &StoreConfig::default())
+            .unwrap()
+            .incarnation(),
+        me
+    );
+    let other = f._dir.path().join("other.db");
+    assert_ne!(
+        Db::open(&other, &StoreConfig::default())
+            .unwrap()
+            .incarnation(),
+        me
+    );
+}

@@ -785,6 +785,10 @@ impl Core {
         };
         let mut want_birth = Vec::new();
         for ((site, device, inc, event), stored) in batch.into_iter().zip(results) {
+            tracing::debug!(
+                "oms: {site}/{device} event {} of {inc:016x}: {stored:?}",
+                event.seq
+            );
             let key = (site.clone(), device.clone());
             match stored {
                 Stored::New { cursor, through } => {
@@ -808,16 +812,17 @@ impl Core {
                 }
                 Stored::Ahead { through } => {
                     self.count(|c| c.ahead += 1);
-                    match through {
-                        Some(t) => {
-                            self.dirty.insert(key, (inc, t));
-                        }
-                        None => want_birth.push(key),
+                    if let Some(t) = through {
+                        self.dirty.insert(key.clone(), (inc, t));
                     }
+                    // Either a gap the agent's re-send fills, or a floor we do not know
+                    // (the agent deleted what another consumer acknowledged): a fresh
+                    // birth tells which.
+                    want_birth.push(key);
                 }
             }
         }
-        // A stream that starts past seq 1 needs the agent's birth to say where.
+        // A stream that starts past what we hold needs the agent's birth to say where.
         for (site, device) in want_birth {
             self.ask_birth(&site, &device);
         }

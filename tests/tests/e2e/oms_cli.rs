@@ -33,25 +33,19 @@ async fn push_wave_delivers_the_example_wave_and_tail_prints_each_event_once() {
     let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
 
+    let store = dir.path().join("oms.db");
     let out = Command::new(workspace_bin("floorhand"))
         .args(["oms", "push-wave"])
         .arg(example_wave())
-        .args([
-            "--device",
-            "d1",
-            "--site",
-            "site1",
-            "--broker",
-            &broker.url(),
-        ])
+        .args(["--device", "d1", "--site", "site1", "--wait", "20"])
+        .args(["--broker", &broker.url()])
+        .arg("--store")
+        .arg(&store)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("published"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("1 message(s) applied by d1"), "{err}");
     let stats = agent.sync.stats.clone();
     wait_until(Duration::from_secs(10), "wave applied", || {
         stats.borrow().applied >= 1
@@ -104,5 +98,179 @@ async fn push_wave_delivers_the_example_wave_and_tail_prints_each_event_once() {
     }
     let _ = tail.kill();
     let _ = tail.wait();
+    agent.stop().await;
+}
+
+#[test]
+fn push_with_wait_and_the_broker_down_exits_non_zero_and_names_what_is_unacknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let port = floorhand_tests::mosquitto::free_port();
+    let out = Command::new(workspace_bin("floorhand"))
+        .args([
+            "oms", "push", "--device", "d1", "--site", "site1", "--wait", "2",
+        ])
+        .args(["--broker", &format!("mqtt://127.0.0.1:{port}")])
+        .arg("--store")
+        .arg(dir.path().join("oms.db"))
+        .arg(example_wave())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("message 1 to d1: Queued"), "{err}");
+    assert!(err.contains("not acknowledged by the agent"), "{err}");
+}
+
+/// Starts `floorhand oms tail` and a thread that forwards its lines.
+fn start_tail(url: &str, id: u64) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut tail = Command::new(workspace_bin("floorhand"))
+        .args(["oms", "tail", "--site", "site1", "--broker", url])
+        .args(["--client-id", &format!("tail-kills-{id}")])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open("/tmp/tail-debug.log")
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (tail, rx)
+}
+
+/// The event seqs in `lines`.
+fn seqs_of(rx: &std::sync::mpsc::Receiver<String>) -> Vec<u64> {
+    rx.try_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter_map(|v| v.get("event").and_then(|e| e["event"]["seq"].as_u64()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_killed_again_and_again_loses_no_line_its_output_is_at_least_once() {
+    const N: u64 = 3_000;
+    floorhand::logging::init(floorhand::config::LogFormat::Text);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    agent.queue_events(N).await;
+    let mut seen = std::collections::BTreeMap::<u64, u32>::new();
+    for round in 0..8 {
+        let (mut tail, rx) = start_tail(&broker.url(), round);
+        tokio::time::sleep(Duration::from_millis(300 + 100 * round)).await;
+        tail.kill().unwrap(); // SIGKILL
+        tail.wait().unwrap();
+        for s in seqs_of(&rx) {
+            *seen.entry(s).or_default() += 1;
+        }
+    }
+    // A last tail that is left to finish.
+    let spy = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            "floorhand/#",
+            "-F",
+            "%t %l",
+            "-W",
+            "12",
+        ])
+        .stdout(std::fs::File::create("/tmp/spy.log").unwrap())
+        .spawn()
+        .unwrap();
+    let (mut tail, rx) = start_tail(&broker.url(), 99);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while agent.backlog().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = tail.kill();
+    let _ = tail.wait();
+    for s in seqs_of(&rx) {
+        *seen.entry(s).or_default() += 1;
+    }
+    let missing: Vec<u64> = (1..=N).filter(|s| !seen.contains_key(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} events acknowledged but never printed, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let printed: u32 = seen.values().sum();
+    eprintln!("{N} events, {printed} lines over 9 tails (duplicates are allowed)");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_durable_oms_side_killed_twenty_times_during_a_drain_stores_each_event_once() {
+    const N: u64 = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    agent.queue_events(N).await;
+    let store = dir.path().join("oms.db");
+    let sim = |store: &Path| {
+        Command::new(workspace_bin("floorhand"))
+            .args([
+                "oms",
+                "sim",
+                "--devices",
+                "d1",
+                "--waves",
+                "0",
+                "--site",
+                "site1",
+            ])
+            .args(["--broker", &broker.url(), "--duration", "600", "--store"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..20u64 {
+        let mut oms = sim(&store);
+        tokio::time::sleep(Duration::from_millis(150 + 15 * round)).await;
+        oms.kill().unwrap(); // SIGKILL, anywhere between a receipt, a commit and an ack
+        oms.wait().unwrap();
+    }
+    let mut oms = sim(&store);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while agent.backlog().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    oms.kill().unwrap();
+    oms.wait().unwrap();
+    // The agent deleted everything: each event must be in the store exactly once.
+    let db = floorhand::store::oms_db::OmsDb::open(&store).unwrap();
+    let events = db.events_after(0, 2 * N as usize).unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.event.seq).collect();
+    assert_eq!(seqs.len() as u64, N, "stored events");
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "each seq once, in order");
     agent.stop().await;
 }

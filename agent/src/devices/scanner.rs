@@ -376,16 +376,7 @@ impl Open {
                 Some(d) => d.feed(&buf[..n]),
                 None => buf[..n].to_vec(),
             })),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(e) if super::nothing_yet(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -14,10 +14,11 @@
 //! [`reopen_delay`] (doubling from [`REOPEN_MIN_MS`] to [`REOPEN_MAX_MS`]); once it is
 //! back the terminal gets hello and the current screen again. A link too slow for what
 //! the station shows (a scan burst at 115200 baud) drops frames instead of waiting: a
-//! write waits at most the port's 20 ms timeout, the screens queued meanwhile are
-//! coalesced into the latest one, and a screen that could not be written is written
-//! again as soon as the line takes it. Nothing is flushed with `tcdrain`, which waits for
-//! the far end however long it takes.
+//! write waits at most the port's 20 ms timeout, a full line drops the rest of what was
+//! queued (every queued command is taken each round, so none piles up), and the latest
+//! screen is written as soon as the line takes it: screens are dropped and coalesced,
+//! never waited for. Nothing is flushed with `tcdrain`, which waits for the far end
+//! however long it takes.
 //!
 //! The handshake cannot ping-pong: the terminal answers every agent hello, and the agent
 //! answers a terminal hello with its own only when the hello was unsolicited (the terminal
@@ -360,26 +361,16 @@ pub fn spawn(
     ))
 }
 
-/// What the station asked for since the last look, coalesced: only the latest screen
-/// and the latest beep matter to a picker, however many came in a burst.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Asked {
-    screen: Option<Screen>,
-    beep: Option<Beep>,
-    stop: bool,
-}
-
-fn drain(commands: &mpsc::Receiver<Command>) -> Asked {
-    let mut asked = Asked::default();
+/// Everything the station asked for since the last look, in order, as outputs of
+/// `state`; `None` when the link is to stop (told so, or its handle is gone).
+fn drain(commands: &mpsc::Receiver<Command>, state: &mut LinkState) -> Option<Vec<Output>> {
+    let mut out = Vec::new();
     loop {
         match commands.try_recv() {
-            Ok(Command::Show(s)) => asked.screen = Some(s),
-            Ok(Command::Beep(b)) => asked.beep = Some(b),
-            Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
-                asked.stop = true;
-                return asked;
-            }
-            Err(mpsc::TryRecvError::Empty) => return asked,
+            Ok(Command::Show(s)) => out.extend(state.show(s)),
+            Ok(Command::Beep(b)) => out.extend(state.beep(b)),
+            Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => return Some(out),
         }
     }
 }
@@ -440,16 +431,10 @@ fn run(
             // The port is down: wait as a read would, so stop and screens are still seen.
             std::thread::sleep(PORT_WAIT);
         }
-        let asked = drain(commands);
-        if asked.stop {
+        let Some(asked) = drain(commands, &mut state) else {
             return;
-        }
-        if let Some(s) = asked.screen {
-            out.extend(state.show(s));
-        }
-        if let Some(b) = asked.beep {
-            out.extend(state.beep(b));
-        }
+        };
+        out.extend(asked);
         if writer.port.is_some() {
             out.extend(state.tick(now()));
         }
@@ -494,16 +479,7 @@ impl Writer {
         };
         match port.read(buf) {
             Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::WouldBlock
-                ) =>
-            {
-                Ok(0)
-            }
+            Err(e) if super::nothing_yet(&e) => Ok(0),
             Err(e) => Err(e),
         }
     }
@@ -839,36 +815,115 @@ mod tests {
         assert_eq!(reopen_delay(u32::MAX), REOPEN_MAX_MS);
     }
 
-    #[test]
-    fn a_burst_of_screens_and_beeps_is_coalesced_into_the_latest_of_each() {
-        let (tx, rx) = mpsc::channel();
-        let text = |i: u32| Screen::Message {
+    fn text(i: u32) -> Screen {
+        Screen::Message {
             level: Level::Info,
             text: fit(&format!("scan {i}")),
-        };
-        for i in 0..20_000 {
-            tx.send(Command::Show(text(i))).unwrap();
-            tx.send(Command::Beep(if i % 2 == 0 {
-                Beep::Ok
-            } else {
-                Beep::Error
-            }))
-            .unwrap();
         }
-        assert_eq!(
-            drain(&rx),
-            Asked {
-                screen: Some(text(19_999)),
-                beep: Some(Beep::Error),
-                stop: false,
-            }
-        );
-        assert_eq!(drain(&rx), Asked::default(), "nothing left");
+    }
+
+    #[test]
+    fn queued_screens_and_beeps_go_out_in_order_until_told_to_stop() {
+        let (tx, rx) = mpsc::channel();
+        let mut l = LinkState::new();
         tx.send(Command::Show(text(1))).unwrap();
+        tx.send(Command::Beep(Beep::Error)).unwrap();
+        tx.send(Command::Show(text(2))).unwrap();
+        let out = drain(&rx, &mut l).unwrap();
+        assert_eq!(
+            sends(&out),
+            vec![
+                &ToTerminal::Show(text(1)),
+                &ToTerminal::Beep(Beep::Error),
+                &ToTerminal::Show(text(2))
+            ]
+        );
+        assert_eq!(l.screen(), Some(&text(2)));
+        assert_eq!(drain(&rx, &mut l), Some(vec![]), "nothing left");
+        tx.send(Command::Show(text(3))).unwrap();
         tx.send(Command::Stop).unwrap();
-        assert!(drain(&rx).stop);
+        assert_eq!(drain(&rx, &mut l), None);
         drop(tx);
-        assert!(drain(&rx).stop, "a dropped handle stops the link too");
+        assert_eq!(
+            drain(&rx, &mut l),
+            None,
+            "a dropped handle stops the link too"
+        );
+    }
+
+    /// Decodes every screen in `bytes`.
+    fn screens_in(bytes: &[u8]) -> Vec<Screen> {
+        let mut d = FrameDecoder::<MAX_LINK_FRAME>::new();
+        let mut out = Vec::new();
+        d.feed::<ToTerminal>(bytes, |f| {
+            if let Ok(Envelope {
+                body: ToTerminal::Show(s),
+                ..
+            }) = f
+            {
+                out.push(s);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn a_burst_on_a_line_nobody_reads_drops_frames_at_once_and_the_latest_screen_follows() {
+        use std::io::Read;
+        // A real pty pair: nobody reads the master end until the burst is over, as a
+        // terminal reading at 115200 baud cannot keep up with 20,000 screens.
+        let (mut terminal_end, mut agent_end) = serialport::TTYPort::pair().unwrap();
+        serialport::SerialPort::set_timeout(&mut agent_end, PORT_WAIT).unwrap();
+        serialport::SerialPort::set_timeout(&mut terminal_end, PORT_WAIT).unwrap();
+        let mut w = Writer::new(Box::new(agent_end));
+        let mut l = LinkState::new();
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = Instant::now();
+        for round in 0..20 {
+            let out: Vec<Output> = (0..1000)
+                .flat_map(|i| l.show(text(round * 1000 + i)))
+                .collect();
+            w.apply(&events, out);
+            w.catch_up(&l);
+        }
+        let took = started.elapsed();
+        // Each round waits for the full line at most once for its frames (20 ms) and
+        // once for the catch-up.
+        assert!(
+            took < Duration::from_secs(3),
+            "20,000 screens took {took:?}"
+        );
+        assert!(
+            w.screen_behind,
+            "the latest screen could not be written yet"
+        );
+        assert!(
+            w.port.is_some() && w.failed.is_none(),
+            "a full line is not a failure"
+        );
+        // The terminal reads what is on the line; the latest screen is written next.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !screens_in(&seen).contains(&text(19_999)) {
+            assert!(Instant::now() < deadline, "the latest screen never came");
+            if let Ok(n) = terminal_end.read(&mut buf) {
+                seen.extend_from_slice(&buf[..n]);
+            }
+            w.catch_up(&l);
+        }
+        assert!(!w.screen_behind);
+        let screens = screens_in(&seen);
+        assert!(
+            screens.len() < 20_000,
+            "frames were dropped, not queued: {} screens",
+            screens.len()
+        );
+        assert_eq!(
+            screens.first(),
+            Some(&text(0)),
+            "the line took the first ones whole"
+        );
     }
 
     #[test]

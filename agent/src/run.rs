@@ -139,13 +139,18 @@ impl Agent {
                         break None;
                     }
                 }
+                // Each also watches the stop, and may see it first: ending cleanly after a
+                // stop is no failure.
                 r = &mut task => {
                     task_done = true;
-                    break Some(ended("the MQTT link task", r.map(Ok::<(), StationError>)));
+                    let r = r.map(Ok::<(), StationError>);
+                    break (!(stop_asked(&stopping) && matches!(r, Ok(Ok(())))))
+                        .then(|| ended("the MQTT link task", r));
                 }
                 r = &mut station => {
                     station_done = true;
-                    break Some(ended("the station task", r));
+                    break (!(stop_asked(&stopping) && matches!(r, Ok(Ok(())))))
+                        .then(|| ended("the station task", r));
                 }
                 r = async {
                     match ready.as_mut() {
@@ -221,6 +226,10 @@ impl Agent {
             None => Ok(()),
         }
     }
+}
+
+fn stop_asked(stopping: &watch::Receiver<bool>) -> bool {
+    *stopping.borrow()
 }
 
 /// What it means that `what` ended on its own with `result`: a sentence for the log.

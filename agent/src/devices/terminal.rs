@@ -440,6 +440,7 @@ fn run(
         }
         writer.apply(events, out);
         writer.catch_up(&state);
+        writer.end_round();
     }
 }
 
@@ -455,6 +456,10 @@ struct Writer {
     /// A write failed for another reason than a full line: the next read reports it, so
     /// the port is closed and reopened in one place.
     failed: Option<std::io::Error>,
+    /// Frames dropped on a full line since it last drained, and whether this round
+    /// dropped any: the log says when dropping starts and how many when it ends.
+    dropped: u64,
+    dropped_now: bool,
 }
 
 impl Writer {
@@ -465,6 +470,8 @@ impl Writer {
             cut: false,
             screen_behind: false,
             failed: None,
+            dropped: 0,
+            dropped_now: false,
         }
     }
 
@@ -499,6 +506,9 @@ impl Writer {
                     let is_screen = matches!(msg, ToTerminal::Show(_));
                     if full || self.port.is_none() || self.failed.is_some() {
                         self.screen_behind |= is_screen;
+                        if full {
+                            self.drop_frame();
+                        }
                         continue;
                     }
                     match self.send(&msg) {
@@ -510,6 +520,7 @@ impl Writer {
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                             full = true;
                             self.screen_behind |= is_screen;
+                            self.drop_frame();
                         }
                         Err(e) => {
                             self.screen_behind |= is_screen;
@@ -540,11 +551,33 @@ impl Writer {
         match state.screen() {
             Some(s) => match self.send(&ToTerminal::Show(s.clone())) {
                 Ok(()) => self.screen_behind = false,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => self.drop_frame(),
                 Err(e) => self.failed = Some(e),
             },
             None => self.screen_behind = false,
         }
+    }
+
+    fn drop_frame(&mut self) {
+        if self.dropped == 0 {
+            tracing::warn!(
+                "terminal: the line is slower than the screens: dropping frames until it drains"
+            );
+        }
+        self.dropped += 1;
+        self.dropped_now = true;
+    }
+
+    /// Called after each round of writes: a round that dropped nothing ends a run of drops.
+    fn end_round(&mut self) {
+        if !self.dropped_now && self.dropped > 0 && !self.screen_behind {
+            tracing::info!(
+                "terminal: the line drained; {} frames were dropped, the latest screen is shown",
+                self.dropped
+            );
+            self.dropped = 0;
+        }
+        self.dropped_now = false;
     }
 
     fn send(&mut self, msg: &ToTerminal) -> std::io::Result<()> {

@@ -15,6 +15,7 @@ mod picking_e2e;
 mod printer;
 mod scale_pty;
 mod service;
+mod stations_e2e;
 mod store_crash;
 mod sync;
 mod terminal_e2e;

@@ -300,8 +300,10 @@ async fn next_panic(panics: &mut Option<watch::Receiver<Option<String>>>) -> Str
     let Some(rx) = panics else {
         return std::future::pending().await;
     };
-    match rx.wait_for(Option::is_some).await {
-        Ok(p) => p.clone().unwrap_or_default(),
+    // The value is copied out at once: a watch guard must not live across an await.
+    let first = rx.wait_for(Option::is_some).await.map(|p| p.clone());
+    match first {
+        Ok(p) => p.unwrap_or_default(),
         Err(_) => std::future::pending().await,
     }
 }

@@ -5,8 +5,10 @@
 //! whole agent, and their tests run one binary after another; here they share one link
 //! and run side by side. Run one area with `cargo test -p floorhand-tests --test e2e sync::`.
 
+mod agent_failures;
 mod barcode_cli;
 mod cli;
+mod config_cli;
 mod demo;
 mod label_cli;
 mod oms_cli;

@@ -181,6 +181,7 @@ async fn pack_station(site: &Site, devices: &str, missing: &str) -> (FakePrinter
 /// SIGTERMs the agent and checks it stopped cleanly within [`STOP_LIMIT`].
 fn stop_within_a_second(agent: &mut AgentProcess) {
     let took = agent.stop();
+    println!("SIGTERM to exit: {took:?}");
     assert!(
         took < STOP_LIMIT,
         "SIGTERM took {took:?}; log:\n{}",

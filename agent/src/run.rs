@@ -174,7 +174,9 @@ impl Agent {
                     }
                 }
                 p = next_panic(&mut panics) => break Some(p),
-                r = state.changed(), if link_open => {
+                // Link changes are logged once "ready" is: tools that read the log (the
+                // benchmark) wait for "ready", then for "link up".
+                r = state.changed(), if link_open && ready.is_none() => {
                     if r.is_err() {
                         // The link task is gone; its branch above says why.
                         link_open = false;

@@ -222,10 +222,7 @@ fn shell(
             let (handle, events) = terminal::spawn(&t)?;
             (Some(handle), Some(events))
         }
-        None => {
-            tracing::info!("no [terminal]: screens and beeps go to this log");
-            (None, None)
-        }
+        None => (None, None),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (scanner, scanner_thread) = match &cfg.scanner {
@@ -233,16 +230,16 @@ fn shell(
             let (rx, thread) = spawn_scanner(s.clone(), stop.clone())?;
             (Some(rx), Some(thread))
         }
-        None => {
-            tracing::info!("no [scanner]: scans come from the terminal only");
-            (None, None)
-        }
+        None => (None, None),
     };
-    if terminal.is_none() && scanner.is_none() {
-        tracing::warn!(
+    match (terminal.is_some(), scanner.is_some()) {
+        (true, true) => {}
+        (false, true) => tracing::info!("no [terminal]: screens and beeps go to this log"),
+        (true, false) => tracing::info!("no [scanner]: scans come from the terminal only"),
+        (false, false) => tracing::warn!(
             "neither a [scanner] nor a [terminal]: this station can take no input; it keeps \
-             its link and its database"
-        );
+             its link and its database, and its screens go to this log"
+        ),
     }
     Ok(Shell {
         store,

@@ -417,7 +417,7 @@ fn run(
             match open(config) {
                 Ok(p) => {
                     tracing::info!("terminal port {} open again", config.path);
-                    writer = Writer::new(p);
+                    writer.reopened(p);
                     out.extend(state.reopened(now()));
                     let _ = events.send(TerminalEvent::Reconnected);
                 }
@@ -473,6 +473,14 @@ impl Writer {
             dropped: 0,
             dropped_now: false,
         }
+    }
+
+    /// A new port after a failed one: a fresh line (nothing cut, nothing failed); message
+    /// ids go on from where they were.
+    fn reopened(&mut self, port: Box<dyn serialport::SerialPort>) {
+        self.port = Some(port);
+        self.cut = false;
+        self.failed = None;
     }
 
     /// Reads what arrived within the port's wait (0 bytes when nothing did); an error

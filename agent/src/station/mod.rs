@@ -104,14 +104,16 @@ impl Shell {
         match device {
             Device::Scanner => {
                 self.scanner = None;
-                tracing::warn!(
-                    "the scanner's reader has ended (end of its input): scans come only from \
-                     the terminal now"
-                );
+                let rest = if self.terminal_events.is_some() {
+                    "scans come only from the terminal now"
+                } else {
+                    "this station takes no more scans"
+                };
+                tracing::warn!("the scanner's reader has ended (end of its input): {rest}");
             }
             Device::Terminal => {
                 self.terminal_events = None;
-                tracing::warn!("the terminal link has ended: screens go to this log now");
+                tracing::warn!("the terminal link has stopped: its keys and scans are not read");
             }
         }
     }

@@ -227,6 +227,24 @@ async fn a_picker_without_a_scanner_takes_a_badge_and_a_task_from_its_terminal()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyboard_wedge_at_the_end_of_its_input_leaves_the_terminal_working() {
+    let site = Site::new("oms-wedge-eof");
+    let mut term = TerminalWire::new(&site.path("terminal"));
+    // The wedge reads the agent's standard input, which is /dev/null: it ends at once.
+    let extra = format!(
+        "[scanner]\nsource = {{ kind = \"wedge\" }}\n{}",
+        terminal_section(&term)
+    );
+    let mut agent = site.agent("hh-1", &extra).await;
+    agent.wait_log("the scanner's reader has ended (end of its input)", 1);
+    let log = || agent.log();
+    let m = term.wait_shown(0, "Badge", log);
+    site.wave_stored("hh-1", 1, "A-01-01-A").await;
+    term.scans(&[("OP42", "A-01-01-A"), ("A-01-01-A", "0/2")], m, log);
+    stop_within_a_second(&mut agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_picker_with_no_device_at_all_keeps_its_link_and_stops_within_a_second() {
     let site = Site::new("oms-no-devices");
     let mut agent = site.agent("hh-1", "").await;

@@ -19,7 +19,7 @@ use crate::sync::mqtt::BrokerSettings;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// This device's id: MQTT client id and topic level. `A-Z a-z 0-9 - _ .`
+    /// This device's id: MQTT client id and topic level. See [`ID_RULE`].
     pub device: String,
     /// The site (warehouse) id.
     pub site: String,
@@ -274,6 +274,54 @@ impl Default for Sync {
     }
 }
 
+/// What a site or device id may hold, for error messages. The rule itself is
+/// [`floorhand_protocol::topics::valid_id`].
+pub const ID_RULE: &str = "use 1 to 64 of A-Z a-z 0-9 - _ (no `.`: RabbitMQ's MQTT plugin \
+     turns a `.` into a topic level of its own)";
+
+/// Fastest baud rate accepted: above what common USB serial adapters (FTDI, CP210x) do.
+const MAX_BAUD: u64 = 4_000_000;
+
+/// One number of the file, with the values it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Number {
+    /// The key, e.g. `sync.resend_after_s`.
+    pub key: &'static str,
+    /// Its value in the file (or its default).
+    pub value: u64,
+    /// The documented range (`examples/floorhand.toml` says the same next to the key).
+    pub range: std::ops::RangeInclusive<u64>,
+    /// What it counts, for messages.
+    pub unit: &'static str,
+}
+
+impl Number {
+    fn new(
+        key: &'static str,
+        value: impl TryInto<u64>,
+        range: std::ops::RangeInclusive<u64>,
+        unit: &'static str,
+    ) -> Number {
+        Number {
+            key,
+            value: value.try_into().unwrap_or(u64::MAX),
+            range,
+            unit,
+        }
+    }
+
+    /// The message for a value outside the range: names the range and the unit.
+    pub fn out_of_range(&self) -> String {
+        format!(
+            "{} is out of range: use {} to {} {}",
+            self.value,
+            self.range.start(),
+            self.range.end(),
+            self.unit
+        )
+    }
+}
+
 /// A configuration problem, naming the file and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -326,20 +374,22 @@ impl Config {
             key,
             why: why.to_string(),
         };
-        if !floorhand_protocol::topics::valid_id(&cfg.device) {
-            return Err(bad("device", "use 1-64 of A-Z a-z 0-9 - _ ."));
-        }
-        if !floorhand_protocol::topics::valid_id(&cfg.site) {
-            return Err(bad("site", "use 1-64 of A-Z a-z 0-9 - _ ."));
+        for (key, id) in [("device", &cfg.device), ("site", &cfg.site)] {
+            if !floorhand_protocol::topics::valid_id(id) {
+                return Err(bad(key, &format!("{id:?} is not a valid id: {ID_RULE}")));
+            }
         }
         if let Err(e) = crate::sync::mqtt::parse_url(&cfg.broker.url) {
             return Err(bad("broker.url", &e.to_string()));
         }
-        if cfg.database.alarm_pct == 0 || cfg.database.alarm_pct > 100 {
-            return Err(bad("database.alarm_pct", "must be 1 to 100"));
-        }
-        if cfg.database.max_mb == 0 {
-            return Err(bad("database.max_mb", "must be at least 1"));
+        for n in cfg.numbers() {
+            if !n.range.contains(&n.value) {
+                return Err(ConfigError::Value {
+                    path: path.to_path_buf(),
+                    key: n.key,
+                    why: n.out_of_range(),
+                });
+            }
         }
         if cfg.broker.password_file.is_some() && cfg.broker.password_env.is_some() {
             return Err(bad(
@@ -349,6 +399,94 @@ impl Config {
         }
         cfg.check_devices(path)?;
         Ok(cfg)
+    }
+
+    /// Every number in the file (optional sections only when present) with its range. The
+    /// ranges keep each value where the code using it cannot overflow or misbehave (a
+    /// timer past `Instant`'s range, a byte count that wraps to 0, a baud rate no adapter
+    /// has) and where a station still works; `examples/floorhand.toml` documents them.
+    pub fn numbers(&self) -> Vec<Number> {
+        let (b, d, s, st) = (&self.broker, &self.database, &self.sync, &self.station);
+        let mut n = vec![
+            Number::new("broker.keep_alive_s", b.keep_alive_s, 5..=3600, "seconds"),
+            Number::new(
+                "broker.connect_timeout_s",
+                b.connect_timeout_s,
+                1..=300,
+                "seconds",
+            ),
+            Number::new("database.max_mb", d.max_mb, 1..=1_048_576, "MiB"),
+            Number::new("database.alarm_pct", d.alarm_pct, 1..=100, "percent"),
+            Number::new(
+                "database.retention_hours",
+                d.retention_hours,
+                1..=8760,
+                "hours",
+            ),
+            Number::new(
+                "sync.status_interval_s",
+                s.status_interval_s,
+                1..=86_400,
+                "seconds",
+            ),
+            Number::new("sync.resend_after_s", s.resend_after_s, 1..=3600, "seconds"),
+            Number::new("sync.max_backoff_s", s.max_backoff_s, 1..=3600, "seconds"),
+            Number::new("station.bounce_ms", st.bounce_ms, 0..=10_000, "ms"),
+            Number::new("station.tare_g", st.tare_g, 0..=999_999, "grams"),
+            Number::new(
+                "station.weight_tolerance_pct",
+                st.weight_tolerance_pct,
+                0..=100,
+                "percent",
+            ),
+            Number::new(
+                "station.weight_tolerance_min_g",
+                st.weight_tolerance_min_g,
+                0..=999_999,
+                "grams",
+            ),
+        ];
+        if let Some(sc) = &self.scanner {
+            if let crate::devices::scanner::Source::Serial { baud, .. } = &sc.source {
+                n.push(Number::new(
+                    "scanner.source.baud",
+                    *baud,
+                    50..=MAX_BAUD,
+                    "baud",
+                ));
+            }
+            let longest = floorhand_protocol::limits::MAX_SCAN_BYTES as u64;
+            n.extend([
+                Number::new("scanner.max_len", sc.max_len, 1..=longest, "bytes"),
+                Number::new("scanner.bounce_ms", sc.bounce_ms, 0..=10_000, "ms"),
+                Number::new("scanner.reopen_ms", sc.reopen_ms, 10..=60_000, "ms"),
+            ]);
+        }
+        if let Some(p) = &self.printer {
+            n.extend([
+                Number::new("printer.baud", p.baud, 50..=MAX_BAUD, "baud"),
+                Number::new("printer.timeout_ms", p.timeout_ms, 100..=60_000, "ms"),
+                Number::new("printer.retry_ms", p.retry_ms, 10..=60_000, "ms"),
+            ]);
+        }
+        if let Some(t) = &self.terminal {
+            n.push(Number::new("terminal.baud", t.baud, 50..=MAX_BAUD, "baud"));
+        }
+        if let Some(l) = &self.label {
+            n.push(Number::new(
+                "label.extension",
+                l.extension,
+                0..=9,
+                "(one digit)",
+            ));
+        }
+        if let Some(sc) = &self.scale {
+            n.extend([
+                Number::new("scale.baud", sc.baud, 50..=MAX_BAUD, "baud"),
+                Number::new("scale.reopen_ms", sc.reopen_ms, 10..=60_000, "ms"),
+            ]);
+        }
+        n
     }
 
     /// Checks the station, device and label sections.
@@ -396,9 +534,6 @@ impl Config {
                 }
                 _ => {}
             }
-            if p.timeout_ms == 0 {
-                return Err(bad("printer.timeout_ms", "must be at least 1".into()));
-            }
         }
         if let Some(s) = &self.scale {
             if self.station.role != Role::Pack {
@@ -412,19 +547,10 @@ impl Config {
             if s.port.as_os_str().is_empty() {
                 return Err(bad("scale.port", "must name a serial port".into()));
             }
-            if s.baud == 0 {
-                return Err(bad("scale.baud", "must be a baud rate, e.g. 9600".into()));
-            }
         }
         if let Some(l) = &self.label {
             if Dpi::from_number(l.dpi).is_none() {
                 return Err(bad("label.dpi", format!("{} is not 203 or 300", l.dpi)));
-            }
-            if l.extension > 9 {
-                return Err(bad(
-                    "label.extension",
-                    format!("{} is not a digit 0-9", l.extension),
-                ));
             }
             if let Err(e) = Sscc::build(l.extension, &l.company_prefix, 0) {
                 return Err(bad("label.company_prefix", e.to_string()));
@@ -827,6 +953,216 @@ company_prefix = "0614141"
             assert!(
                 text.contains(key),
                 "examples/floorhand.toml does not mention {key}"
+            );
+        }
+    }
+
+    /// A pack station with every section and every number written out.
+    const FULL: &str = r#"
+device = "pack-01"
+site = "hamburg"
+[broker]
+url = "mqtt://127.0.0.1:1883"
+keep_alive_s = 15
+connect_timeout_s = 5
+[database]
+path = "/var/lib/floorhand/floorhand.db"
+max_mb = 256
+alarm_pct = 80
+retention_hours = 168
+[sync]
+status_interval_s = 60
+resend_after_s = 20
+max_backoff_s = 30
+[station]
+role = "pack"
+bounce_ms = 300
+tare_g = 0
+weight_tolerance_pct = 10
+weight_tolerance_min_g = 50
+[scanner]
+source = { kind = "serial", path = "/dev/x", baud = 9600 }
+max_len = 128
+bounce_ms = 0
+reopen_ms = 1000
+[printer]
+tcp = "127.0.0.1:9100"
+baud = 9600
+timeout_ms = 2000
+retry_ms = 2000
+[terminal]
+port = "/dev/y"
+baud = 115200
+[label]
+company_prefix = "0614141"
+extension = 0
+[scale]
+port = "/dev/z"
+baud = 9600
+reopen_ms = 1000
+"#;
+
+    /// `text` with `key` (`section.name`, or `scanner.source.baud`) set to `value`: the
+    /// first `name = ` after the section's header.
+    fn set(text: &str, key: &str, value: &str) -> String {
+        let (section, rest) = key.split_once('.').unwrap();
+        let name = rest.rsplit('.').next().unwrap();
+        let start = text
+            .find(&format!("[{section}]\n"))
+            .unwrap_or_else(|| panic!("no [{section}] in the test config"));
+        let at = start
+            + text[start..]
+                .find(&format!("{name} = "))
+                .unwrap_or_else(|| panic!("no {key} in the test config"))
+            + name.len()
+            + 3;
+        let end = at + text[at..].find(['\n', ' ', ','].as_slice()).unwrap();
+        format!("{}{value}{}", &text[..at], &text[end..])
+    }
+
+    #[test]
+    fn every_number_out_of_its_range_is_refused_naming_the_key_and_the_range() {
+        check(FULL, Ok(()));
+        let huge = "9223372036854775807";
+        // (key, a value outside its range): every number of the file, each end.
+        let bad = [
+            ("broker.keep_alive_s", "4"),
+            ("broker.keep_alive_s", huge),
+            ("broker.connect_timeout_s", "0"),
+            ("broker.connect_timeout_s", huge),
+            ("database.max_mb", "0"),
+            ("database.max_mb", "17592186044416"),
+            ("database.alarm_pct", "0"),
+            ("database.alarm_pct", "101"),
+            ("database.retention_hours", "0"),
+            ("database.retention_hours", huge),
+            ("sync.status_interval_s", "0"),
+            ("sync.status_interval_s", huge),
+            ("sync.resend_after_s", "0"),
+            ("sync.resend_after_s", huge),
+            ("sync.max_backoff_s", "0"),
+            ("sync.max_backoff_s", huge),
+            ("station.bounce_ms", huge),
+            ("station.tare_g", "1000000"),
+            ("station.weight_tolerance_pct", "101"),
+            ("station.weight_tolerance_min_g", "4294967295"),
+            ("scanner.source.baud", "0"),
+            ("scanner.source.baud", "4294967295"),
+            ("scanner.max_len", "0"),
+            ("scanner.max_len", "129"),
+            ("scanner.bounce_ms", huge),
+            ("scanner.reopen_ms", "0"),
+            ("scanner.reopen_ms", huge),
+            ("printer.baud", "4294967295"),
+            ("printer.timeout_ms", "0"),
+            ("printer.timeout_ms", huge),
+            ("printer.retry_ms", "0"),
+            ("printer.retry_ms", huge),
+            ("terminal.baud", "0"),
+            ("terminal.baud", "4294967295"),
+            ("label.extension", "10"),
+            ("scale.baud", "0"),
+            ("scale.baud", "4294967295"),
+            ("scale.reopen_ms", "0"),
+            ("scale.reopen_ms", huge),
+        ];
+        let full = Config::parse(Path::new("f.toml"), FULL).unwrap();
+        for n in full.numbers() {
+            assert!(
+                bad.iter().any(|(k, _)| *k == n.key),
+                "{} has no out-of-range case here",
+                n.key
+            );
+            let range = format!("use {} to {} ", n.range.start(), n.range.end());
+            for (_, value) in bad.iter().filter(|(k, _)| *k == n.key) {
+                let text = set(FULL, n.key, value);
+                check(
+                    &text,
+                    Err(&format!("`{}`: {value} is out of range: {range}", n.key)),
+                );
+            }
+            // Both ends of the range are accepted.
+            for end in [n.range.start(), n.range.end()] {
+                check(&set(FULL, n.key, &end.to_string()), Ok(()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_documents_the_range_of_every_number_next_to_its_key() {
+        let text = include_str!("../../examples/floorhand.toml");
+        let full = Config::parse(Path::new("f.toml"), FULL).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for n in full.numbers() {
+            let (section, name) = n.key.split_once('.').unwrap();
+            let name = name.rsplit('.').next().unwrap();
+            let header = lines
+                .iter()
+                .position(|l| l.trim_start_matches("# ") == format!("[{section}]"))
+                .unwrap_or_else(|| panic!("examples/floorhand.toml has no [{section}]"));
+            let at = header
+                + lines[header..]
+                    .iter()
+                    .position(|l| l.contains(&format!("{name} = ")))
+                    .unwrap_or_else(|| panic!("examples/floorhand.toml has no {}", n.key));
+            // The key's line and the comment block right above it.
+            let mut doc = lines[at].to_string();
+            for l in lines[header + 1..at].iter().rev() {
+                if !l.starts_with('#') || l.contains(" = ") {
+                    break;
+                }
+                doc += l;
+            }
+            let range = format!("{} to {}", n.range.start(), n.range.end());
+            assert!(
+                doc.contains(&range),
+                "examples/floorhand.toml does not say {range} next to {}: {doc:?}",
+                n.key
+            );
+        }
+    }
+
+    #[test]
+    fn ids_outside_the_allowed_characters_are_refused_naming_the_key() {
+        let check_id = |key: &str, id: &str, ok: bool| {
+            let text = GOOD
+                .replace(
+                    "\"hh-07\"",
+                    &format!("{:?}", if key == "device" { id } else { "hh-07" }),
+                )
+                .replace(
+                    "\"hamburg\"",
+                    &format!("{:?}", if key == "site" { id } else { "hamburg" }),
+                );
+            if ok {
+                check(&text, Ok(()));
+            } else {
+                check(
+                    &text,
+                    Err(&format!("`{key}`: {id:?} is not a valid id: {ID_RULE}")),
+                );
+            }
+        };
+        for key in ["device", "site"] {
+            check_id(key, "hh-07_B9", true);
+            check_id(key, &"a".repeat(64), true);
+            check_id(key, &"a".repeat(65), false);
+            check_id(key, "", false);
+            check_id(key, "hh/07", false);
+            check_id(key, "hh+", false);
+            check_id(key, "hh 07", false);
+            check_id(key, "hé", false);
+        }
+    }
+
+    #[test]
+    fn an_id_with_a_dot_is_refused_as_rabbitmq_would_split_it_into_topic_levels() {
+        // Passes once `topics::valid_id` drops `.` (the protocol's side of this rule).
+        for key in ["device", "site"] {
+            let text = GOOD.replace(if key == "device" { "hh-07" } else { "hamburg" }, "hh.07");
+            check(
+                &text,
+                Err(&format!("`{key}`: \"hh.07\" is not a valid id: {ID_RULE}")),
             );
         }
     }

@@ -195,18 +195,20 @@ async fn terminated() {
 fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let cfg = floorhand::config::Config::load(path)?;
+    // A panic anywhere (a store job, one of the link's tasks) stops the agent with a
+    // failure, so systemd's Restart=on-failure starts it again.
+    floorhand::run::watch_panics();
     runtime()?.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let agent = floorhand::run::Agent::start(&cfg, path, stop_rx)
+        let agent = floorhand::run::Agent::start(&cfg, path)
             .await
             .with_context(|| format!("starting the agent from {}", path.display()))?;
-        tracing::info!(device = %cfg.device, site = %cfg.site, "floorhand agent running");
+        let stopper = agent.stopper();
         tokio::spawn(async move {
             terminated().await;
             tracing::info!("stopping (signal)");
-            let _ = stop_tx.send(true);
+            stopper.stop();
         });
-        agent.wait().await;
+        agent.wait().await?;
         Ok(ExitCode::SUCCESS)
     })
 }

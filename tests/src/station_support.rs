@@ -1,18 +1,21 @@
 //! Helpers for the station end-to-end tests: the real `floorhand run` process, a scanner
 //! on a socat pty, and the test standing in for the display terminal on another pty
-//! (reading the agent's frames with the protocol's decoder and sending key frames).
+//! (reading the agent's frames with the protocol's decoder and sending key and scan
+//! frames). Both can be unplugged and plugged in again; the terminal can read as slowly
+//! as a real serial line.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use floorhand_protocol::Envelope;
 use floorhand_protocol::frame::{self, FrameDecoder};
 use floorhand_protocol::limits::MAX_LINK_FRAME;
-use floorhand_protocol::link::{FromTerminal, Key, ToTerminal};
+use floorhand_protocol::link::{FromTerminal, Key, Scan, ToTerminal};
 
 use crate::pty::PtyPair;
 use crate::workspace_bin;
@@ -46,11 +49,12 @@ impl AgentProcess {
     }
 
     /// Sends SIGTERM and waits for a clean exit; panics with the log if it does not exit
-    /// successfully.
-    pub fn stop(&mut self) {
+    /// successfully. Returns how long the exit took after the signal.
+    pub fn stop(&mut self) -> Duration {
         let Some(mut child) = self.child.take() else {
-            return;
+            return Duration::ZERO;
         };
+        let signalled = Instant::now();
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -65,7 +69,7 @@ impl AgentProcess {
                     "floorhand exited with {s}; log:\n{}",
                     self.log()
                 );
-                return;
+                return signalled.elapsed();
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -79,6 +83,19 @@ impl AgentProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the log has `text` at least `times` times; panics with the log.
+    pub fn wait_log(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + STEP;
+        while self.log().matches(text).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not log {text:?} {times} time(s); log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for AgentProcess {
@@ -90,44 +107,78 @@ impl Drop for AgentProcess {
     }
 }
 
-/// A scanner: the test writes barcodes into one end of a pty pair, the agent reads the
-/// other end as its serial scanner. It can be unplugged and plugged in again.
-pub struct ScannerWire {
-    /// The agent's end.
-    pub port: PathBuf,
+/// A serial cable between the agent and a device the test plays: a pty pair whose agent
+/// end stays at one path across unplugs.
+struct Cable {
+    port: PathBuf,
     dir: PathBuf,
     writer: Option<File>,
     pty: Option<PtyPair>,
 }
 
-impl ScannerWire {
-    /// A pty pair under `dir`.
-    pub fn new(dir: &Path) -> ScannerWire {
+impl Cable {
+    fn new(dir: &Path) -> Cable {
         std::fs::create_dir_all(dir).unwrap();
-        let mut w = ScannerWire {
+        Cable {
             port: dir.join("a"),
             dir: dir.to_path_buf(),
             writer: None,
             pty: None,
-        };
-        w.plug_in();
-        w
+        }
     }
 
-    /// Pulls the cable: the pty pair goes away (its links too).
-    pub fn unplug(&mut self) {
+    /// Pulls the cable: the pty pair goes away (its links too); the agent's reads fail.
+    fn unplug(&mut self) {
         self.writer = None;
         self.pty = None;
         let _ = std::fs::remove_file(self.dir.join("a"));
         let _ = std::fs::remove_file(self.dir.join("b"));
     }
 
-    /// Plugs it in again: a new pty pair at the same path.
-    pub fn plug_in(&mut self) {
+    /// Plugs it in again: a new pty pair at the same path. Returns the device's end.
+    fn plug_in(&mut self) -> PathBuf {
         let pty = PtyPair::new(&self.dir);
         assert_eq!(pty.a, self.port);
         self.writer = Some(File::options().write(true).open(&pty.b).unwrap());
+        let b = pty.b.clone();
         self.pty = Some(pty);
+        b
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let w = self.writer.as_mut().expect("the device is plugged in");
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
+    }
+}
+
+/// A scanner: the test writes barcodes into one end of a pty pair, the agent reads the
+/// other end as its serial scanner. It can be unplugged and plugged in again.
+pub struct ScannerWire {
+    /// The agent's end.
+    pub port: PathBuf,
+    cable: Cable,
+}
+
+impl ScannerWire {
+    /// A pty pair under `dir`.
+    pub fn new(dir: &Path) -> ScannerWire {
+        let mut cable = Cable::new(dir);
+        cable.plug_in();
+        ScannerWire {
+            port: cable.port.clone(),
+            cable,
+        }
+    }
+
+    /// Pulls the cable: the pty pair goes away (its links too).
+    pub fn unplug(&mut self) {
+        self.cable.unplug();
+    }
+
+    /// Plugs it in again: a new pty pair at the same path.
+    pub fn plug_in(&mut self) {
+        self.cable.plug_in();
     }
 
     /// Writes barcodes, each followed by CR (the scanner's suffix), in one write.
@@ -142,52 +193,85 @@ impl ScannerWire {
 
     /// Writes raw bytes, e.g. a serial scale's lines (a scale is wired the same way).
     pub fn send(&mut self, bytes: &[u8]) {
-        let w = self.writer.as_mut().expect("the device is plugged in");
-        w.write_all(bytes).unwrap();
-        w.flush().unwrap();
+        self.cable.send(bytes);
     }
 }
 
-/// The test as the display terminal: every frame the agent sends is decoded and kept.
+/// Read as fast as the pty gives bytes: [`TerminalWire::read_rate`].
+pub const FULL_SPEED: u64 = u64::MAX;
+
+/// The test as the display terminal: every frame the agent sends is decoded and kept,
+/// across unplugs.
 pub struct TerminalWire {
     /// The agent's end.
     pub port: PathBuf,
+    cable: Cable,
     frames: Arc<Mutex<Vec<ToTerminal>>>,
-    writer: File,
+    rate: Arc<AtomicU64>,
     next_id: u64,
-    _pty: PtyPair,
 }
 
 impl TerminalWire {
     /// A pty pair under `dir` and a reader thread on the test's end.
     pub fn new(dir: &Path) -> TerminalWire {
-        std::fs::create_dir_all(dir).unwrap();
-        let pty = PtyPair::new(dir);
-        let mut reader = File::options().read(true).open(&pty.b).unwrap();
-        let writer = File::options().write(true).open(&pty.b).unwrap();
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let sink = frames.clone();
+        let cable = Cable::new(dir);
+        let mut w = TerminalWire {
+            port: cable.port.clone(),
+            cable,
+            frames: Arc::new(Mutex::new(Vec::new())),
+            rate: Arc::new(AtomicU64::new(FULL_SPEED)),
+            next_id: 1,
+        };
+        w.plug_in();
+        w
+    }
+
+    /// Pulls the cable: the pty pair goes away; the agent's reads fail.
+    pub fn unplug(&mut self) {
+        self.cable.unplug();
+    }
+
+    /// Plugs it in again: a new pty pair at the same path, read by a new thread.
+    pub fn plug_in(&mut self) {
+        let b = self.cable.plug_in();
+        let mut reader = File::options().read(true).open(&b).unwrap();
+        let sink = self.frames.clone();
+        let rate = self.rate.clone();
         std::thread::spawn(move || {
             let mut decoder = FrameDecoder::<MAX_LINK_FRAME>::new();
             let mut buf = [0u8; 512];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    return;
+            loop {
+                // A slow terminal takes rate/100 bytes every 10 ms; a paused one nothing.
+                let r = rate.load(Ordering::Relaxed);
+                let want = if r == FULL_SPEED {
+                    buf.len()
+                } else {
+                    usize::try_from(r / 100).unwrap_or(buf.len()).min(buf.len())
+                };
+                if want == 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
+                let n = match reader.read(&mut buf[..want]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
                 decoder.feed::<ToTerminal>(&buf[..n], |f| {
                     if let Ok(env) = f {
                         sink.lock().unwrap().push(env.body);
                     }
                 });
+                if r != FULL_SPEED {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         });
-        TerminalWire {
-            port: pty.a.clone(),
-            frames,
-            writer,
-            next_id: 1,
-            _pty: pty,
-        }
+    }
+
+    /// How many bytes a second the terminal reads from now on: [`FULL_SPEED`], 11,520 for a
+    /// 115200-baud line, 0 for a terminal that has stopped reading.
+    pub fn read_rate(&self, bytes_per_s: u64) {
+        self.rate.store(bytes_per_s, Ordering::Relaxed);
     }
 
     /// Every frame so far.
@@ -234,11 +318,36 @@ impl TerminalWire {
     /// Sends key presses, as the terminal would.
     pub fn keys(&mut self, keys: &[Key]) {
         for k in keys {
-            let bytes = frame::encode_to_vec(&Envelope::new(self.next_id, &FromTerminal::Key(*k)));
-            self.next_id += 1;
-            self.writer.write_all(&bytes).unwrap();
+            self.send(&FromTerminal::Key(*k));
         }
-        self.writer.flush().unwrap();
+    }
+
+    /// Sends a scan from the terminal's own scanner.
+    pub fn scan(&mut self, code: &str) {
+        let data = code.as_bytes().try_into().expect("a short barcode");
+        self.send(&FromTerminal::Scan(Scan { data }));
+    }
+
+    /// Scans each code from the terminal's scanner and waits for its screen (`Debug`
+    /// form containing the text); returns the mark after the last one.
+    pub fn scans(
+        &mut self,
+        steps: &[(&str, &str)],
+        from: usize,
+        log: impl Fn() -> String,
+    ) -> usize {
+        let mut m = from;
+        for (code, then) in steps {
+            self.scan(code);
+            m = self.wait_shown(m, then, &log);
+        }
+        m
+    }
+
+    fn send(&mut self, msg: &FromTerminal) {
+        let bytes = frame::encode_to_vec(&Envelope::new(self.next_id, msg));
+        self.next_id += 1;
+        self.cable.send(&bytes);
     }
 
     /// Screens shown so far (`Debug` form), heartbeats and hellos left out.

@@ -75,6 +75,17 @@ impl PortError {
     }
 }
 
+/// Whether a read error only means that nothing came in time (a timeout, a signal, a
+/// non-blocking source with no data): the device is still there.
+pub(crate) fn nothing_yet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// Opens the serial port at `path` with `baud` (8N1, no flow control, exclusive), reads
 /// waiting at most `timeout`. Every device adapter opens its port here, so `floorhand
 /// doctor` tests exactly what the agent will do.

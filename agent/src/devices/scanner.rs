@@ -287,57 +287,96 @@ impl EvdevDecoder {
     }
 }
 
-/// How long one read of a serial scanner waits before the stop flag is checked again.
+/// How long one read of a scanner waits before the stop flag is checked again.
 const READ_WAIT: Duration = Duration::from_millis(100);
 
-/// An open source, read in chunks.
-enum Open {
-    Bytes(Box<dyn Read + Send>),
-    Evdev(Box<dyn Read + Send>, EvdevDecoder),
+/// Where an open source's bytes are read from.
+enum Reader {
+    /// A serial port: its reads wait [`READ_WAIT`] themselves.
+    Serial(Box<dyn serialport::SerialPort>),
+    /// A tty, FIFO, input device or standard input, polled for [`READ_WAIT`] before each
+    /// read, so a stop is noticed even when no byte comes. Unbuffered: a buffer would keep
+    /// bytes the poll cannot see.
+    File(std::fs::File),
+}
+
+/// An open source, read in chunks (input device events decoded).
+struct Open {
+    reader: Reader,
+    evdev: Option<EvdevDecoder>,
+}
+
+/// Opens `path` for reading without waiting: no writer needed on a FIFO, no controlling
+/// tty taken.
+fn open_nonblocking(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
 }
 
 fn open(source: &Source) -> std::io::Result<Open> {
-    match source {
+    let (reader, evdev) = match source {
         Source::Serial { path, baud } => {
             let port = super::open_serial(&path.to_string_lossy(), *baud, READ_WAIT)
                 .map_err(std::io::Error::other)?;
-            Ok(Open::Bytes(Box::new(port)))
+            (Reader::Serial(port), None)
         }
-        Source::Wedge { path: Some(path) } => Ok(Open::Bytes(Box::new(std::fs::File::open(path)?))),
-        Source::Wedge { path: None } => Ok(Open::Bytes(Box::new(std::io::stdin()))),
-        Source::InputDevice { path } => Ok(Open::Evdev(
-            Box::new(std::fs::File::open(path)?),
-            EvdevDecoder::default(),
-        )),
+        Source::Wedge { path: Some(path) } => (Reader::File(open_nonblocking(path)?), None),
+        Source::Wedge { path: None } => {
+            use std::os::fd::AsFd;
+            let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+            (Reader::File(std::fs::File::from(fd)), None)
+        }
+        Source::InputDevice { path } => (
+            Reader::File(open_nonblocking(path)?),
+            Some(EvdevDecoder::default()),
+        ),
+    };
+    Ok(Open { reader, evdev })
+}
+
+/// Waits up to [`READ_WAIT`] for `fd` to have something to read (data, or its end):
+/// false when it has not.
+fn readable(fd: std::os::fd::RawFd) -> std::io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let wait = libc::c_int::try_from(READ_WAIT.as_millis()).unwrap_or(100);
+    // SAFETY: `p` is one valid pollfd that outlives the call, and 1 is its count.
+    match unsafe { libc::poll(&mut p, 1, wait) } {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
 impl Open {
-    /// Reads once: `Ok(None)` on a timeout, `Ok(Some(bytes))` on data.
+    /// Reads once: `Ok(None)` when nothing came within [`READ_WAIT`], `Ok(Some(bytes))`
+    /// on data, an error (`UnexpectedEof` at the end of the stream) when the source is gone.
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<Option<Vec<u8>>> {
-        let (reader, decoder) = match self {
-            Open::Bytes(r) => (r, None),
-            Open::Evdev(r, d) => (r, Some(d)),
+        use std::os::fd::AsRawFd;
+        let got = match &mut self.reader {
+            Reader::Serial(port) => port.read(buf),
+            Reader::File(f) => match readable(f.as_raw_fd()) {
+                Ok(true) => f.read(buf),
+                Ok(false) => return Ok(None),
+                Err(e) => Err(e),
+            },
         };
-        match reader.read(buf) {
+        match got {
             Ok(0) => Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "end of stream",
             )),
-            Ok(n) => Ok(Some(match decoder {
+            Ok(n) => Ok(Some(match &mut self.evdev {
                 Some(d) => d.feed(&buf[..n]),
                 None => buf[..n].to_vec(),
             })),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(e) if super::nothing_yet(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -347,12 +386,8 @@ impl Open {
 /// it cannot be opened. A FIFO or tty is opened without waiting for a writer, so this
 /// never blocks. Stdin has nothing to open.
 pub fn probe(source: &Source) -> Result<String, super::PortError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let file = |path: &std::path::Path| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
+        open_nonblocking(path)
             .map(drop)
             .map_err(|e| super::PortError::from_io(&path.to_string_lossy(), &e))
     };
@@ -381,7 +416,8 @@ pub fn probe(source: &Source) -> Result<String, super::PortError> {
 /// Reads the scanner until `stop` is set or `sink` returns false. An unplugged scanner is
 /// reported once as [`ScannerEvent::Disconnected`], then reopened every `reopen_ms`;
 /// [`ScannerEvent::Reconnected`] follows when it is back. Stdin is not reopened: its end
-/// ends the loop. Blocking: run it on its own thread.
+/// ends the loop (and the station goes on without it). Each read waits at most 100 ms, so
+/// a stop is seen within that, whatever the source. Blocking: run it on its own thread.
 pub fn run(
     config: &ScannerConfig,
     stop: &AtomicBool,
@@ -557,6 +593,54 @@ mod tests {
             r#"{"source": {"kind": "wedge"}, "sufix": "\r"}"#,
         );
         assert!(bad.is_err_and(|e| e.to_string().contains("unknown field `sufix`")));
+    }
+
+    #[test]
+    fn a_wedge_fifo_is_read_again_after_its_writer_leaves_and_a_stop_is_seen_at_once() {
+        use std::io::Write;
+        use std::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("wedge");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let config = ScannerConfig {
+            source: Source::Wedge {
+                path: Some(fifo.clone()),
+            },
+            reopen_ms: 20,
+            ..ScannerConfig::serial("/dev/null", 9600)
+        };
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || run(&config, &stop, |ev| tx.send(ev).is_ok()))
+        };
+        let next = || {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("a scanner event")
+        };
+        // Opening for writing waits for the reader: it opened without waiting for us.
+        let mut w = std::fs::File::options().write(true).open(&fifo).unwrap();
+        w.write_all(b"OP7\r").unwrap();
+        assert_eq!(next(), ScannerEvent::Scan(b"OP7".to_vec()));
+        drop(w);
+        assert!(matches!(next(), ScannerEvent::Disconnected(why) if why.contains("end of stream")));
+        assert_eq!(next(), ScannerEvent::Reconnected);
+        let mut w = std::fs::File::options().write(true).open(&fifo).unwrap();
+        w.write_all(b"A-01\r").unwrap();
+        assert_eq!(next(), ScannerEvent::Scan(b"A-01".to_vec()));
+        // No byte is coming: the reader still sees the stop within one read.
+        let asked = Instant::now();
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap().unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "stopped after {:?}",
+            asked.elapsed()
+        );
+        drop(w);
     }
 
     #[test]

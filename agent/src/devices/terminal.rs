@@ -9,6 +9,17 @@
 //!   writes what the state says to send. Bad bytes on the line are counted and logged,
 //!   never a panic.
 //!
+//! The thread ends only when told to stop. A port that fails (the adapter unplugged) is
+//! closed, reported as [`TerminalEvent::Disconnected`] and reopened after
+//! [`reopen_delay`] (doubling from [`REOPEN_MIN_MS`] to [`REOPEN_MAX_MS`]); once it is
+//! back the terminal gets hello and the current screen again. A link too slow for what
+//! the station shows (a scan burst at 115200 baud) drops frames instead of waiting: a
+//! write waits at most the port's 20 ms timeout, a full line drops the rest of what was
+//! queued (every queued command is taken each round, so none piles up), and the latest
+//! screen is written as soon as the line takes it: screens are dropped and coalesced,
+//! never waited for. Nothing is flushed with `tcdrain`, which waits for the far end
+//! however long it takes.
+//!
 //! The handshake cannot ping-pong: the terminal answers every agent hello, and the agent
 //! answers a terminal hello with its own only when the hello was unsolicited (the terminal
 //! restarted); a hello it asked for is answered with the current screen alone.
@@ -33,6 +44,24 @@ pub const HEARTBEAT_MS: u64 = 1_000;
 /// No frame from the terminal for this long means the link is dead.
 pub const DEAD_AFTER_MS: u64 = 3_500;
 
+/// First wait before reopening a port that failed.
+pub const REOPEN_MIN_MS: u64 = 200;
+
+/// Longest wait between attempts to reopen a port.
+pub const REOPEN_MAX_MS: u64 = 5_000;
+
+/// How long a read or a write of the port waits.
+const PORT_WAIT: Duration = Duration::from_millis(20);
+
+/// Milliseconds to wait before reopening attempt number `attempt` (0 first): doubling
+/// from [`REOPEN_MIN_MS`] up to [`REOPEN_MAX_MS`], so an adapter plugged back in is used
+/// within a fraction of a second and one that stays away costs a try every 5 s.
+pub fn reopen_delay(attempt: u32) -> u64 {
+    REOPEN_MIN_MS
+        .saturating_mul(1 << attempt.min(16))
+        .min(REOPEN_MAX_MS)
+}
+
 /// What happened at the terminal, for the workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TerminalEvent {
@@ -51,6 +80,10 @@ pub enum TerminalEvent {
     },
     /// A frame was dropped (line noise); the link goes on.
     BadFrame(FrameError),
+    /// The port failed (the adapter was unplugged); it is being reopened.
+    Disconnected(String),
+    /// The port is open again; the terminal was sent hello and the current screen.
+    Reconnected,
 }
 
 /// What [`LinkState`] wants done.
@@ -125,6 +158,16 @@ impl LinkState {
     /// Sound the terminal's buzzer.
     pub fn beep(&mut self, beep: Beep) -> Vec<Output> {
         vec![Output::Send(ToTerminal::Beep(beep))]
+    }
+
+    /// The port was opened again after a failure: hello, and the current screen at once
+    /// (a terminal that kept running answers no hello it did not miss).
+    pub fn reopened(&mut self, now_ms: u64) -> Vec<Output> {
+        let mut out = self.start(now_ms);
+        if let Some(s) = &self.screen {
+            out.push(Output::Send(ToTerminal::Show(s.clone())));
+        }
+        out
     }
 
     /// A frame (or a dropped one) from the terminal.
@@ -281,16 +324,15 @@ impl Drop for TerminalHandle {
 /// Opens the terminal's port as [`spawn`] does; `floorhand doctor` opens it with this and
 /// closes it again.
 pub fn open(config: &TerminalConfig) -> Result<Box<dyn serialport::SerialPort>, TerminalError> {
-    super::open_serial(&config.path, config.baud, Duration::from_millis(20)).map_err(|source| {
-        TerminalError::Open {
-            path: config.path.clone(),
-            source,
-        }
+    super::open_serial(&config.path, config.baud, PORT_WAIT).map_err(|source| TerminalError::Open {
+        path: config.path.clone(),
+        source,
     })
 }
 
 /// Opens the terminal's port and runs the link on a thread. Events arrive on the returned
-/// receiver (`blocking_recv` from threads, `recv().await` from tasks).
+/// receiver (`blocking_recv` from threads, `recv().await` from tasks). A port that cannot
+/// be opened now is an error (a wrong path); one that fails later is reopened.
 pub fn spawn(
     config: &TerminalConfig,
 ) -> Result<
@@ -303,9 +345,13 @@ pub fn spawn(
     let port = open(config)?;
     let (cmd_tx, cmd_rx) = mpsc::channel();
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = config.clone();
     let thread = std::thread::Builder::new()
         .name("terminal-link".into())
-        .spawn(move || run(port, cmd_rx, ev_tx))?;
+        .spawn(move || {
+            run(&config, port, &cmd_rx, &ev_tx);
+            Ok(())
+        })?;
     Ok((
         TerminalHandle {
             commands: cmd_tx,
@@ -315,68 +361,181 @@ pub fn spawn(
     ))
 }
 
-/// The reader loop: the only code here that touches the port or the clock.
-fn run(
-    mut port: Box<dyn serialport::SerialPort>,
-    commands: mpsc::Receiver<Command>,
-    events: tokio::sync::mpsc::UnboundedSender<TerminalEvent>,
-) -> Result<(), TerminalError> {
-    let start = Instant::now();
-    let now = || start.elapsed().as_millis() as u64;
-    let mut state = LinkState::new();
-    let mut decoder = FrameDecoder::<MAX_LINK_FRAME>::new();
-    let mut writer = Writer { next_id: 1 };
-    writer.apply(&mut *port, &events, state.start(now()))?;
-    let mut buf = [0u8; 256];
+/// Everything the station asked for since the last look, in order, as outputs of
+/// `state`; `None` when the link is to stop (told so, or its handle is gone).
+fn drain(commands: &mpsc::Receiver<Command>, state: &mut LinkState) -> Option<Vec<Output>> {
+    let mut out = Vec::new();
     loop {
-        match port.read(&mut buf) {
-            Ok(n) => {
-                let mut frames = Vec::new();
-                decoder.feed::<FromTerminal>(&buf[..n], |f| frames.push(f));
-                for f in frames {
-                    let out = state.on_frame(now(), f);
-                    writer.apply(&mut *port, &events, out)?;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e.into()),
+        match commands.try_recv() {
+            Ok(Command::Show(s)) => out.extend(state.show(s)),
+            Ok(Command::Beep(b)) => out.extend(state.beep(b)),
+            Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => return Some(out),
         }
-        loop {
-            let out = match commands.try_recv() {
-                Ok(Command::Show(s)) => state.show(s),
-                Ok(Command::Beep(b)) => state.beep(b),
-                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
-                Err(mpsc::TryRecvError::Empty) => break,
-            };
-            writer.apply(&mut *port, &events, out)?;
-        }
-        let out = state.tick(now());
-        writer.apply(&mut *port, &events, out)?;
     }
 }
 
+/// The reader loop: the only code here that touches the port or the clock. Returns when
+/// told to stop (or when the handle is gone), never on an I/O error.
+fn run(
+    config: &TerminalConfig,
+    port: Box<dyn serialport::SerialPort>,
+    commands: &mpsc::Receiver<Command>,
+    events: &tokio::sync::mpsc::UnboundedSender<TerminalEvent>,
+) {
+    let start = Instant::now();
+    let now = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut state = LinkState::new();
+    let mut decoder = FrameDecoder::<MAX_LINK_FRAME>::new();
+    let mut writer = Writer::new(port);
+    // While the port is down: when to try again, and how many tries failed.
+    let mut reopen_at = 0;
+    let mut failures = 0;
+    writer.apply(events, state.start(now()));
+    let mut buf = [0u8; 256];
+    loop {
+        let mut out = Vec::new();
+        if writer.port.is_some() {
+            match writer.read(&mut buf) {
+                Ok(n) => {
+                    let mut frames = Vec::new();
+                    decoder.feed::<FromTerminal>(&buf[..n], |f| frames.push(f));
+                    for f in frames {
+                        out.extend(state.on_frame(now(), f));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("terminal port {} failed: {e}; reopening it", config.path);
+                    writer.port = None;
+                    decoder = FrameDecoder::new();
+                    failures = 0;
+                    reopen_at = now() + reopen_delay(0);
+                    let _ = events.send(TerminalEvent::Disconnected(e.to_string()));
+                }
+            }
+        } else if now() >= reopen_at {
+            match open(config) {
+                Ok(p) => {
+                    tracing::info!("terminal port {} open again", config.path);
+                    writer.reopened(p);
+                    out.extend(state.reopened(now()));
+                    let _ = events.send(TerminalEvent::Reconnected);
+                }
+                Err(e) => {
+                    failures += 1;
+                    reopen_at = now() + reopen_delay(failures);
+                    tracing::debug!("terminal: {e}");
+                }
+            }
+        } else {
+            // The port is down: wait as a read would, so stop and screens are still seen.
+            std::thread::sleep(PORT_WAIT);
+        }
+        let Some(asked) = drain(commands, &mut state) else {
+            return;
+        };
+        out.extend(asked);
+        if writer.port.is_some() {
+            out.extend(state.tick(now()));
+        }
+        writer.apply(events, out);
+        writer.catch_up(&state);
+        writer.end_round();
+    }
+}
+
+/// The port (while it is open) and the frames going out on it.
 struct Writer {
+    port: Option<Box<dyn serialport::SerialPort>>,
     next_id: u64,
+    /// A frame was cut short by a write timeout: the next one starts with a delimiter,
+    /// so the terminal's decoder drops only the cut frame.
+    cut: bool,
+    /// The current screen was not written (the line was full): write it when it can be.
+    screen_behind: bool,
+    /// A write failed for another reason than a full line: the next read reports it, so
+    /// the port is closed and reopened in one place.
+    failed: Option<std::io::Error>,
+    /// Frames dropped on a full line since it last drained, and whether this round
+    /// dropped any: the log says when dropping starts and how many when it ends.
+    dropped: u64,
+    dropped_now: bool,
 }
 
 impl Writer {
+    fn new(port: Box<dyn serialport::SerialPort>) -> Writer {
+        Writer {
+            port: Some(port),
+            next_id: 1,
+            cut: false,
+            screen_behind: false,
+            failed: None,
+            dropped: 0,
+            dropped_now: false,
+        }
+    }
+
+    /// A new port after a failed one: a fresh line (nothing cut, nothing failed); message
+    /// ids go on from where they were.
+    fn reopened(&mut self, port: Box<dyn serialport::SerialPort>) {
+        self.port = Some(port);
+        self.cut = false;
+        self.failed = None;
+    }
+
+    /// Reads what arrived within the port's wait (0 bytes when nothing did); an error
+    /// means the port is gone.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let Some(port) = self.port.as_mut() else {
+            return Ok(0);
+        };
+        match port.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if super::nothing_yet(&e) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends and reports what the state said. A full line drops the frames of this round
+    /// (the screen among them is written again by [`Writer::catch_up`]); any other
+    /// write error is kept for the next read, which reports it and reopens the port.
     fn apply(
         &mut self,
-        port: &mut dyn serialport::SerialPort,
         events: &tokio::sync::mpsc::UnboundedSender<TerminalEvent>,
         outputs: Vec<Output>,
-    ) -> Result<(), TerminalError> {
+    ) {
+        let mut full = false;
         for o in outputs {
             match o {
                 Output::Send(msg) => {
-                    let bytes = frame::encode_to_vec(&Envelope::new(self.next_id, &msg));
-                    self.next_id = floorhand_protocol::link::next_link_msg_id(self.next_id);
-                    port.write_all(&bytes)?;
-                    port.flush()?;
+                    let is_screen = matches!(msg, ToTerminal::Show(_));
+                    if full || self.port.is_none() || self.failed.is_some() {
+                        self.screen_behind |= is_screen;
+                        if full {
+                            self.drop_frame();
+                        }
+                        continue;
+                    }
+                    match self.send(&msg) {
+                        Ok(()) => {
+                            if is_screen {
+                                self.screen_behind = false;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                            full = true;
+                            self.screen_behind |= is_screen;
+                            self.drop_frame();
+                        }
+                        Err(e) => {
+                            self.screen_behind |= is_screen;
+                            full = true;
+                            self.failed = Some(e);
+                        }
+                    }
                 }
                 Output::Event(TerminalEvent::BadFrame(e)) => {
                     tracing::debug!(error = %e, "terminal: frame dropped");
@@ -390,10 +549,74 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Writes the current screen if an earlier attempt found the line full.
+    fn catch_up(&mut self, state: &LinkState) {
+        if !self.screen_behind || self.port.is_none() || self.failed.is_some() {
+            return;
+        }
+        match state.screen() {
+            Some(s) => match self.send(&ToTerminal::Show(s.clone())) {
+                Ok(()) => self.screen_behind = false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => self.drop_frame(),
+                Err(e) => self.failed = Some(e),
+            },
+            None => self.screen_behind = false,
+        }
+    }
+
+    fn drop_frame(&mut self) {
+        if self.dropped == 0 {
+            tracing::warn!(
+                "terminal: the line is slower than the screens: dropping frames until it drains"
+            );
+        }
+        self.dropped += 1;
+        self.dropped_now = true;
+    }
+
+    /// Called after each round of writes: a round that dropped nothing ends a run of drops.
+    fn end_round(&mut self) {
+        if !self.dropped_now && self.dropped > 0 && !self.screen_behind {
+            tracing::info!(
+                "terminal: the line drained; {} frames were dropped, the latest screen is shown",
+                self.dropped
+            );
+            self.dropped = 0;
+        }
+        self.dropped_now = false;
+    }
+
+    fn send(&mut self, msg: &ToTerminal) -> std::io::Result<()> {
+        let Some(port) = self.port.as_mut() else {
+            return Ok(());
+        };
+        let mut bytes = Vec::with_capacity(MAX_LINK_FRAME + 1);
+        if self.cut {
+            bytes.push(0);
+        }
+        bytes.extend(frame::encode_to_vec(&Envelope::new(self.next_id, msg)));
+        self.next_id = floorhand_protocol::link::next_link_msg_id(self.next_id);
+        let mut written = 0;
+        while written < bytes.len() {
+            match port.write(&bytes[written..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Part of a frame on the line: the delimiter before the next one ends it.
+                    if written > 0 {
+                        self.cut = true;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.cut = false;
         Ok(())
     }
 }
-
 /// Every screen with each text at its longest and each number at its widest: the largest
 /// screen updates the link can carry.
 pub fn worst_case_screens() -> Vec<(&'static str, Screen)> {
@@ -608,6 +831,139 @@ mod tests {
             vec![Output::Event(TerminalEvent::VersionMismatch {
                 terminal: 7
             })]
+        );
+    }
+
+    #[test]
+    fn a_reopened_port_gets_hello_and_the_current_screen_at_once() {
+        let mut l = LinkState::new();
+        l.start(0);
+        assert!(says_hello(&l.reopened(100)), "no screen yet: hello alone");
+        assert_eq!(sends(&l.reopened(100)).len(), 1);
+        l.show(screen());
+        let out = l.reopened(5_000);
+        assert!(says_hello(&out));
+        assert!(sends(&out).contains(&&ToTerminal::Show(screen())));
+        // The terminal's answer to that hello does not start another one.
+        let out = l.on_frame(5_010, hello_from_terminal(PROTOCOL_VERSION));
+        assert!(!says_hello(&out));
+    }
+
+    #[test]
+    fn reopening_waits_double_each_time_from_200_ms_up_to_5_s() {
+        let delays: Vec<u64> = (0..8).map(reopen_delay).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(reopen_delay(u32::MAX), REOPEN_MAX_MS);
+    }
+
+    fn text(i: u32) -> Screen {
+        Screen::Message {
+            level: Level::Info,
+            text: fit(&format!("scan {i}")),
+        }
+    }
+
+    #[test]
+    fn queued_screens_and_beeps_go_out_in_order_until_told_to_stop() {
+        let (tx, rx) = mpsc::channel();
+        let mut l = LinkState::new();
+        tx.send(Command::Show(text(1))).unwrap();
+        tx.send(Command::Beep(Beep::Error)).unwrap();
+        tx.send(Command::Show(text(2))).unwrap();
+        let out = drain(&rx, &mut l).unwrap();
+        assert_eq!(
+            sends(&out),
+            vec![
+                &ToTerminal::Show(text(1)),
+                &ToTerminal::Beep(Beep::Error),
+                &ToTerminal::Show(text(2))
+            ]
+        );
+        assert_eq!(l.screen(), Some(&text(2)));
+        assert_eq!(drain(&rx, &mut l), Some(vec![]), "nothing left");
+        tx.send(Command::Show(text(3))).unwrap();
+        tx.send(Command::Stop).unwrap();
+        assert_eq!(drain(&rx, &mut l), None);
+        drop(tx);
+        assert_eq!(
+            drain(&rx, &mut l),
+            None,
+            "a dropped handle stops the link too"
+        );
+    }
+
+    /// Decodes every screen in `bytes`.
+    fn screens_in(bytes: &[u8]) -> Vec<Screen> {
+        let mut d = FrameDecoder::<MAX_LINK_FRAME>::new();
+        let mut out = Vec::new();
+        d.feed::<ToTerminal>(bytes, |f| {
+            if let Ok(Envelope {
+                body: ToTerminal::Show(s),
+                ..
+            }) = f
+            {
+                out.push(s);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn a_burst_on_a_line_nobody_reads_drops_frames_at_once_and_the_latest_screen_follows() {
+        use std::io::Read;
+        // A real pty pair: nobody reads the master end until the burst is over, as a
+        // terminal reading at 115200 baud cannot keep up with 20,000 screens.
+        let (mut terminal_end, mut agent_end) = serialport::TTYPort::pair().unwrap();
+        serialport::SerialPort::set_timeout(&mut agent_end, PORT_WAIT).unwrap();
+        serialport::SerialPort::set_timeout(&mut terminal_end, PORT_WAIT).unwrap();
+        let mut w = Writer::new(Box::new(agent_end));
+        let mut l = LinkState::new();
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = Instant::now();
+        for round in 0..20 {
+            let out: Vec<Output> = (0..1000)
+                .flat_map(|i| l.show(text(round * 1000 + i)))
+                .collect();
+            w.apply(&events, out);
+            w.catch_up(&l);
+        }
+        let took = started.elapsed();
+        // Each round waits for the full line at most once for its frames (20 ms) and
+        // once for the catch-up.
+        assert!(
+            took < Duration::from_secs(3),
+            "20,000 screens took {took:?}"
+        );
+        assert!(
+            w.screen_behind,
+            "the latest screen could not be written yet"
+        );
+        assert!(
+            w.port.is_some() && w.failed.is_none(),
+            "a full line is not a failure"
+        );
+        // The terminal reads what is on the line; the latest screen is written next.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !screens_in(&seen).contains(&text(19_999)) {
+            assert!(Instant::now() < deadline, "the latest screen never came");
+            if let Ok(n) = terminal_end.read(&mut buf) {
+                seen.extend_from_slice(&buf[..n]);
+            }
+            w.catch_up(&l);
+        }
+        assert!(!w.screen_behind);
+        let screens = screens_in(&seen);
+        assert!(
+            screens.len() < 20_000,
+            "frames were dropped, not queued: {} screens",
+            screens.len()
+        );
+        assert_eq!(
+            screens.first(),
+            Some(&text(0)),
+            "the line took the first ones whole"
         );
     }
 

@@ -140,6 +140,20 @@ fn database_checks(cfg: &Config) -> Vec<Check> {
         _ => PathBuf::from("."),
     };
     let mut checks = Vec::new();
+    if path.is_dir() {
+        checks.push(Check::fail(
+            "database",
+            format!(
+                "`database.path` {} is a directory, not a database file",
+                path.display()
+            ),
+            format!(
+                "set database.path to a file inside it, e.g. {}",
+                path.join("floorhand.db").display()
+            ),
+        ));
+        return checks;
+    }
     if let Err(e) = probe_writable(&dir) {
         checks.push(Check::fail(
             "database",
@@ -314,6 +328,25 @@ async fn broker_check(device: &str, settings: &BrokerSettings) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_path_that_is_a_directory_fails_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "device = \"d1\"\nsite = \"s1\"\n[broker]\nurl = \"mqtt://127.0.0.1:1\"\n\
+             [database]\npath = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let cfg = Config::parse(Path::new("f.toml"), &text).unwrap();
+        let checks = database_checks(&cfg);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        let problem = checks[0].outcome.clone().unwrap_err();
+        assert!(
+            problem.what.contains("`database.path`") && problem.what.contains("is a directory"),
+            "{problem:?}"
+        );
+        assert!(problem.fix.contains("floorhand.db"), "{problem:?}");
+    }
 
     #[test]
     fn the_report_puts_the_fix_under_a_failure_and_gives_a_verdict() {

@@ -5,10 +5,16 @@
 //! store (one transaction per durable command, its outbox event inside it) before the
 //! workflow hears `Committed` and beeps.
 //!
+//! Every device is optional: a station without a scanner, a terminal or a scale (or whose
+//! device's reader ended, e.g. a keyboard wedge on standard input at its end) says so in
+//! the log and goes on handling every other input; [`next`] never waits on a device that
+//! is not there. Devices unplugged during a shift are reopened by their own threads.
+//!
 //! Invariants: one task owns the workflow, so inputs are handled strictly one at a time;
 //! a durable effect is committed before its answer is fed back; after each commit that
 //! wrote an outbox event the sync link is told (`outbox_changed`); device threads stop
-//! when the shutdown watch turns true.
+//! when the shutdown watch turns true; the station says it is ready (`Shell::ready`) only
+//! once its first screen is up and the next input will be handled.
 
 pub mod pack;
 pub mod pick;
@@ -18,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use floorhand_protocol::link::{Beep, Level, Screen, fit};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::devices::scale::{self, ScaleConfig, ScaleEvent};
@@ -52,12 +58,32 @@ pub(crate) struct Shell {
     pub store: Store,
     pub sync: SyncHandle,
     pub display: Display,
-    pub terminal_events: mpsc::UnboundedReceiver<TerminalEvent>,
-    pub scanner: mpsc::UnboundedReceiver<ScannerEvent>,
+    /// The terminal's events; `None` without a terminal.
+    pub terminal_events: Option<mpsc::UnboundedReceiver<TerminalEvent>>,
+    /// The scanner's events; `None` without a scanner, or once its reader has ended.
+    pub scanner: Option<mpsc::UnboundedReceiver<ScannerEvent>>,
     pub shutdown: watch::Receiver<bool>,
     started: Instant,
     stop: Arc<AtomicBool>,
     scanner_thread: Option<std::thread::JoinHandle<()>>,
+    ready: Option<oneshot::Sender<()>>,
+}
+
+/// The next event from a device's channel, or never when the station has no such device:
+/// a missing device must not stop the others. `None` means the device's reader ended;
+/// the caller then drops the channel (see [`Shell::ended`]).
+pub(crate) async fn next<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Which device's reader ended, for [`Shell::ended`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Device {
+    Scanner,
+    Terminal,
 }
 
 impl Shell {
@@ -66,24 +92,54 @@ impl Shell {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Tells the device threads to stop and waits up to a second for the scanner's (a
-    /// keyboard wedge blocked in `read` notices only at its next byte; the process exit
-    /// ends it then).
-    pub fn stop(&mut self) {
+    /// The station handles inputs from now on: logged once as "ready".
+    pub fn ready(&mut self) {
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// A device's reader ended (its thread stopped): the station goes on without it.
+    pub fn ended(&mut self, device: Device) {
+        match device {
+            Device::Scanner => {
+                self.scanner = None;
+                let rest = if self.terminal_events.is_some() {
+                    "scans come only from the terminal now"
+                } else {
+                    "this station takes no more scans"
+                };
+                tracing::warn!("the scanner's reader has ended (end of its input): {rest}");
+            }
+            Device::Terminal => {
+                self.terminal_events = None;
+                tracing::warn!("the terminal link has stopped: its keys and scans are not read");
+            }
+        }
+    }
+
+    /// Tells the device threads to stop and waits up to a second for the scanner's (each
+    /// of its reads waits at most 100 ms), then stops the terminal link.
+    pub async fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.scanner_thread.take() {
-            join_within(t, std::time::Duration::from_secs(1));
+        if let Some(t) = self.scanner_thread.take()
+            && !join_within(t, std::time::Duration::from_secs(1)).await
+        {
+            tracing::warn!("the scanner's thread did not stop within 1 s");
         }
         self.display.stop();
     }
 }
 
 /// Waits up to `limit` for `thread` to end and joins it; false if it is still running
-/// (it is left to the process exit).
-pub(crate) fn join_within(thread: std::thread::JoinHandle<()>, limit: std::time::Duration) -> bool {
+/// (it is left to the process exit). Polls, so the task's worker thread stays free.
+pub(crate) async fn join_within(
+    thread: std::thread::JoinHandle<()>,
+    limit: std::time::Duration,
+) -> bool {
     let deadline = Instant::now() + limit;
     while !thread.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     if thread.is_finished() {
         let _ = thread.join();
@@ -154,28 +210,39 @@ impl Display {
     }
 }
 
-/// Starts the devices of `cfg` (scanner thread, terminal link).
+/// Starts the devices of `cfg` (scanner thread, terminal link); says in the log which
+/// ones the station has not.
 fn shell(
     cfg: &Config,
     store: Store,
     sync: SyncHandle,
     shutdown: watch::Receiver<bool>,
+    ready: oneshot::Sender<()>,
 ) -> Result<Shell, StationError> {
     let (terminal, terminal_events) = match cfg.terminal_config() {
         Some(t) => {
             let (handle, events) = terminal::spawn(&t)?;
-            (Some(handle), events)
+            (Some(handle), Some(events))
         }
-        None => (None, mpsc::unbounded_channel().1),
+        None => (None, None),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (scanner, scanner_thread) = match &cfg.scanner {
         Some(s) => {
             let (rx, thread) = spawn_scanner(s.clone(), stop.clone())?;
-            (rx, Some(thread))
+            (Some(rx), Some(thread))
         }
-        None => (mpsc::unbounded_channel().1, None),
+        None => (None, None),
     };
+    match (terminal.is_some(), scanner.is_some()) {
+        (true, true) => {}
+        (false, true) => tracing::info!("no [terminal]: screens and beeps go to this log"),
+        (true, false) => tracing::info!("no [scanner]: scans come from the terminal only"),
+        (false, false) => tracing::warn!(
+            "neither a [scanner] nor a [terminal]: this station can take no input; it keeps \
+             its link and its database, and its screens go to this log"
+        ),
+    }
     Ok(Shell {
         store,
         sync,
@@ -189,6 +256,7 @@ fn shell(
         started: Instant::now(),
         stop,
         scanner_thread,
+        ready: Some(ready),
     })
 }
 
@@ -231,6 +299,14 @@ fn spawn_scale(config: ScaleConfig, stop: Arc<AtomicBool>) -> Result<ScaleThread
     Ok((rx, thread))
 }
 
+/// A running station: its task, and the signal that it takes scans.
+pub struct Running {
+    /// The workflow's task; it ends after shutdown, or with the error that stopped it.
+    pub task: tokio::task::JoinHandle<Result<(), StationError>>,
+    /// Resolves once the station handles inputs (its first screen is up).
+    pub ready: oneshot::Receiver<()>,
+}
+
 /// Starts the station `cfg.station.role` asks for: opens its devices now (so a wrong
 /// port is an error at start) and runs its workflow on a task until `shutdown`.
 pub fn start(
@@ -239,11 +315,16 @@ pub fn start(
     store: Store,
     sync: SyncHandle,
     shutdown: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, StationError> {
-    match cfg.station.role {
+) -> Result<Running, StationError> {
+    let (ready_tx, ready) = oneshot::channel();
+    let task = match cfg.station.role {
         Role::Picker => {
-            let shell = shell(cfg, store, sync, shutdown)?;
-            Ok(tokio::spawn(pick::run(shell, cfg.pick_config())))
+            let shell = shell(cfg, store, sync, shutdown, ready_tx)?;
+            let config = cfg.pick_config();
+            tokio::spawn(async move {
+                pick::run(shell, config).await;
+                Ok(())
+            })
         }
         Role::Pack => {
             let pack = cfg.pack_config(cfg_path)?.ok_or(StationError::Missing(
@@ -252,17 +333,17 @@ pub fn start(
             let printer = cfg.printer_config().ok_or(StationError::Missing(
                 "a pack station needs a [printer] section",
             ))?;
-            let shell = shell(cfg, store, sync, shutdown)?;
+            let shell = shell(cfg, store, sync, shutdown, ready_tx)?;
             let badge_prefix = cfg.station.badge_prefix.clone();
             let scale = match &cfg.scale {
                 Some(s) => Some(spawn_scale(s.clone(), shell.stop.clone())?),
-                None => None,
-            };
-            Ok(tokio::spawn(async move {
-                if let Err(e) = pack::run(shell, pack, badge_prefix, printer, scale).await {
-                    tracing::error!("pack station: {e}");
+                None => {
+                    tracing::info!("no [scale]: the packer types each carton's weight");
+                    None
                 }
-            }))
+            };
+            tokio::spawn(pack::run(shell, pack, badge_prefix, printer, scale))
         }
-    }
+    };
+    Ok(Running { task, ready })
 }

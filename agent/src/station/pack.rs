@@ -14,8 +14,12 @@
 //! (`JobReport::Sent`, `Db::print_sent`) and is only confirmed after a restart, never
 //! printed twice. The packer logs in with a badge first (`Packer::with_login`): events
 //! carry the logged-in operator. A `[scale]`'s settled weights come in as
-//! `Input::ScaleWeight`. Shutdown waits for the printer thread (4x its timeout and 1 s) to
-//! finish the attempt it is on and close its connection, then records what it reported.
+//! `Input::ScaleWeight`; without a scale (or a scanner, or a terminal) the station works
+//! with the devices it has. Shutdown waits for the printer thread to finish the job it is
+//! on (4x its timeout and 1 s) and close its connection, then records what it reported;
+//! with no job queued it waits at most [`IDLE_PRINTER_STOP`] (an idle printer thread is at
+//! most polling the status, which nothing depends on), so an idle station stops within a
+//! second.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
@@ -25,7 +29,7 @@ use floorhand_protocol::link::{Beep, Level};
 use floorhand_protocol::oms::{EventKind, PrinterState};
 use tokio::sync::{mpsc, watch};
 
-use super::{ScaleThread, Shell, StationError, join_within, now_s};
+use super::{Device, ScaleThread, Shell, StationError, join_within, next, now_s};
 use crate::devices::printer::{
     self, JobReport, PrintJob, Printer, PrinterConfig, PrinterView, QueuedJob,
 };
@@ -41,6 +45,9 @@ use crate::sync::agent::DeviceReport;
 fn printer_stop(cfg: &PrinterConfig) -> Duration {
     cfg.timeout * 4 + Duration::from_secs(1)
 }
+
+/// How long shutdown waits for a printer thread with no job queued.
+pub const IDLE_PRINTER_STOP: Duration = Duration::from_millis(300);
 
 struct Station {
     shell: Shell,
@@ -64,8 +71,8 @@ pub(crate) async fn run(
     scale: Option<ScaleThread>,
 ) -> Result<(), StationError> {
     let (mut scale_events, scale_thread) = match scale {
-        Some((rx, t)) => (rx, Some(t)),
-        None => (mpsc::unbounded_channel().1, None),
+        Some((rx, t)) => (Some(rx), Some(t)),
+        None => (None, None),
     };
     let (jobs_tx, jobs_rx) = std_mpsc::channel::<QueuedJob>();
     let (reports_std, reports_rx_std) = std_mpsc::channel::<JobReport>();
@@ -111,31 +118,39 @@ pub(crate) async fn run(
         fault_kind: String::new(),
         workflow_screen: None,
     };
+    let mut applied = st.shell.sync.applied();
     st.feed_printer().await?;
     let start = st.packer.start();
     st.apply(start).await;
-    let mut applied = st.shell.sync.applied();
     let mut shutdown = st.shell.shutdown.clone();
+    st.shell.ready();
     loop {
         tokio::select! {
             r = shutdown.changed() => {
                 if r.is_err() || *shutdown.borrow() { break; }
             }
-            ev = st.shell.scanner.recv() => match ev {
+            ev = next(&mut st.shell.scanner) => match ev {
                 Some(ev) => st.on_scanner(ev).await,
-                None => std::future::pending::<()>().await,
+                None => st.shell.ended(Device::Scanner),
             },
-            ev = st.shell.terminal_events.recv() => match ev {
+            ev = next(&mut st.shell.terminal_events) => match ev {
                 Some(TerminalEvent::Key(k)) => st.input(Input::Key(k)).await,
                 Some(TerminalEvent::Scan(s)) => {
                     st.input(Input::Scan(String::from_utf8_lossy(&s.data).into_owned())).await;
                 }
+                Some(TerminalEvent::Disconnected(why)) => {
+                    tracing::warn!("terminal unplugged ({why}): reopening it; the scanner still works");
+                }
+                Some(TerminalEvent::Reconnected) => tracing::info!("terminal back"),
                 Some(_) => {}
-                None => std::future::pending::<()>().await,
+                None => st.shell.ended(Device::Terminal),
             },
-            ev = scale_events.recv() => match ev {
+            ev = next(&mut scale_events) => match ev {
                 Some(ev) => st.on_scale(ev).await,
-                None => std::future::pending::<()>().await,
+                None => {
+                    scale_events = None;
+                    tracing::warn!("the scale's reader has ended: type carton weights");
+                }
             },
             r = reports.recv() => match r {
                 Some(r) => st.on_report(r).await,
@@ -159,17 +174,35 @@ pub(crate) async fn run(
     // The stop flag (set by `shell.stop`) ends the printer thread after the attempt it is
     // in, closing its connection; a job cut short by the exit stays queued in the store.
     st.jobs = None;
-    st.shell.stop();
-    if let Some(t) = scale_thread {
-        join_within(t, Duration::from_secs(1));
+    st.shell.stop().await;
+    if let Some(t) = scale_thread
+        && !join_within(t, Duration::from_secs(1)).await
+    {
+        tracing::warn!("the scale's thread did not stop within 1 s");
     }
-    if !join_within(printer_thread, stop_wait) {
+    let stop_wait = if st.queue.is_empty() {
+        IDLE_PRINTER_STOP
+    } else {
+        stop_wait
+    };
+    let finished = join_within(printer_thread, stop_wait).await;
+    if !finished && !st.queue.is_empty() {
         tracing::warn!("the printer did not finish its job within {stop_wait:?}");
     }
     // What the printer reported in its last attempt (taken, printed, faulted) is recorded
     // before the exit: a label the printer took must not be sent again after a restart.
-    // The forwarding thread ends once the printer thread has dropped its sender.
-    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), reports.recv()).await {
+    // The forwarding thread ends once the printer thread has dropped its sender; a thread
+    // still running is not waited for again.
+    loop {
+        let report = if finished {
+            tokio::time::timeout(Duration::from_millis(500), reports.recv())
+                .await
+                .ok()
+                .flatten()
+        } else {
+            reports.try_recv().ok()
+        };
+        let Some(r) = report else { break };
         st.on_report(r).await;
     }
     Ok(())

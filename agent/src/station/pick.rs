@@ -9,7 +9,12 @@
 //! idle screen shows the banner. When the link is back, the workflow's screen returns.
 //!
 //! An unplugged scanner replaces the screen with a warning until it is back; scans from
-//! the terminal's own scanner still work meanwhile.
+//! the terminal's own scanner still work meanwhile. A station without a scanner or a
+//! terminal works with the other (see [`super::next`]).
+//!
+//! No applied wave is missed: the station subscribes to the link's notifications before
+//! its first load of the open tasks, and every load reads the whole list again, so a wave
+//! committed between the two is either in the load or announced after it.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -18,7 +23,7 @@ use floorhand_protocol::link::{Beep, Level, ScanTarget, Screen};
 use floorhand_protocol::oms;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Shell, now_s};
+use super::{Device, Shell, next, now_s};
 use crate::barcode::Gtin14;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
@@ -194,25 +199,27 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         offline_since: None,
         banner: false,
     };
+    // Subscribed before the first load: a wave applied meanwhile is announced afterwards.
+    let mut applied = st.shell.sync.applied();
     st.shell.display.show(st.picker.screen());
     st.reload_tasks(None).await;
-    let mut applied = st.shell.sync.applied();
     let mut link = st.shell.sync.state.clone();
     let mut shutdown = st.shell.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     st.on_link(&link.borrow_and_update().clone());
+    st.shell.ready();
     loop {
         tokio::select! {
             r = shutdown.changed() => {
                 if r.is_err() || *shutdown.borrow() { break; }
             }
-            ev = st.shell.scanner.recv() => match ev {
+            ev = next(&mut st.shell.scanner) => match ev {
                 Some(ev) => st.on_scanner(ev).await,
-                None => std::future::pending::<()>().await,
+                None => st.shell.ended(Device::Scanner),
             },
-            ev = st.shell.terminal_events.recv() => match ev {
+            ev = next(&mut st.shell.terminal_events) => match ev {
                 Some(ev) => st.on_terminal(ev).await,
-                None => std::future::pending::<()>().await,
+                None => st.shell.ended(Device::Terminal),
             },
             a = applied.recv() => match a {
                 Ok(Applied::Cancelled { .. }) => st.reload_tasks(Some(Withdrawal::OrderCancelled)).await,
@@ -230,7 +237,7 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
             _ = tick.tick() => st.on_tick().await,
         }
     }
-    st.shell.stop();
+    st.shell.stop().await;
 }
 
 fn idle(screen: &Screen) -> bool {
@@ -387,6 +394,10 @@ impl Station {
                     "terminal speaks protocol {terminal}: update the terminal or the agent"
                 );
             }
+            TerminalEvent::Disconnected(why) => {
+                tracing::warn!("terminal unplugged ({why}): reopening it; the scanner still works");
+            }
+            TerminalEvent::Reconnected => tracing::info!("terminal back"),
             TerminalEvent::BadFrame(_) => {}
         }
     }

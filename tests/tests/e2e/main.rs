@@ -6,8 +6,10 @@
 //! and run side by side. Run one area with `cargo test -p floorhand-tests --test e2e sync::`.
 
 mod acl;
+mod agent_failures;
 mod barcode_cli;
 mod cli;
+mod config_cli;
 mod contract;
 mod demo;
 mod label_cli;
@@ -17,6 +19,7 @@ mod picking_e2e;
 mod printer;
 mod scale_pty;
 mod service;
+mod stations_e2e;
 mod store_crash;
 mod sync;
 mod terminal_e2e;

@@ -170,22 +170,6 @@ async fn tail_killed_again_and_again_loses_no_line_its_output_is_at_least_once()
         }
     }
     // A last tail that is left to finish.
-    let spy = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port.to_string(),
-            "-t",
-            "floorhand/#",
-            "-F",
-            "%t %l",
-            "-W",
-            "12",
-        ])
-        .stdout(std::fs::File::create("/tmp/spy.log").unwrap())
-        .spawn()
-        .unwrap();
     let (mut tail, rx) = start_tail(&broker.url(), 99);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while agent.backlog().await > 0 {

@@ -1189,11 +1189,17 @@ impl Picker {
     }
 
     fn on_failed(&mut self, id: u64, reason: &str, out: &mut Out) {
-        if self.pending.take_if(|p| p.id == id).is_none() {
+        let Some(pending) = self.pending.take_if(|p| p.id == id) else {
             out.outcome = format!("failure {id} ignored: not the pending command");
             return;
+        };
+        match pending.command {
+            // The picker is left at the location prompt: the screen (48 characters) names
+            // the keys that lead on; the store's reason goes to the audit line.
+            Command::StartTask { .. } => out.refuse("Not started: F2 skip, F1 short, or rescan"),
+            _ => out.refuse(&format!("Not saved: {reason}")),
         }
-        out.refuse(&format!("Not saved: {reason}"));
+        out.outcome = format!("refused: not saved: {reason}");
         self.settle(out);
     }
 

@@ -697,3 +697,35 @@ fn put_back_text_always_shows_count_and_location() {
     assert!(t.ends_with("… at A-12-03-B"), "{t}");
     let _ = Level::Info;
 }
+
+#[test]
+fn a_refused_task_start_names_the_keys_that_lead_on_and_audits_the_reason() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2), task(2, "A-02", 2, 0, 1)]);
+    let e = r.scan("A-01");
+    let Some(Effect::Persist { id, .. }) = e.iter().find(|e| matches!(e, Effect::Persist { .. }))
+    else {
+        panic!("{e:?}")
+    };
+    let reason = "task 1 is revoked; it cannot be picked any more";
+    let e = r.input(Input::Failed {
+        id: *id,
+        reason: reason.into(),
+    });
+    assert_eq!(beeps(&e), [Beep::Error]);
+    let text = shown(&e);
+    assert!(
+        text.contains("F2 skip") && text.contains("F1 short"),
+        "{text}"
+    );
+    assert!(
+        matches!(screen(&e), Some(Screen::Message { text, .. }) if !text.ends_with('…')),
+        "the whole text fits the screen: {e:?}"
+    );
+    let audited = e.iter().find_map(|e| match e {
+        Effect::Audit(a) => Some(a.outcome.clone()),
+        _ => None,
+    });
+    assert_eq!(audited, Some(format!("refused: not saved: {reason}")));
+    let e = r.key(Key::F(2));
+    assert_eq!(persisted(&e), Some(&Command::Skip { task_id: 1 }));
+}

@@ -121,16 +121,13 @@ fn workable(task_id: u64, p: &Progress) -> Result<(), StoreError> {
 }
 
 impl Db {
-    /// The picker arrived at the task's location.
+    /// The picker arrived at the task's location. A task already in progress (left so by
+    /// an undo, a crash or a restart) is resumed the same way: the picker is sent back to
+    /// its location, so scanning it must always work. Each arrival is a `TaskStarted`.
     pub fn start_task(&mut self, now: u64, operator: u32, task_id: u64) -> Result<u64, StoreError> {
         self.write(now, |t, _| {
             let p = t.progress(task_id)?;
-            if !matches!(p.state, TaskState::Open | TaskState::Skipped) {
-                return Err(StoreError::Invalid(format!(
-                    "task {task_id} is {}; only an open or skipped task can be started",
-                    p.state.as_str()
-                )));
-            }
+            workable(task_id, &p)?;
             let seq = t.event(operator, EventKind::TaskStarted { task_id })?;
             t.set_task(task_id, TaskState::InProgress, p.picked, seq)?;
             Ok(seq)

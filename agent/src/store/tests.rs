@@ -305,7 +305,8 @@ fn start_skip_short_and_undo_move_the_task_and_write_their_events() {
     let mut f = fixture();
     f.db.apply_down(1, &wave(10, 1, 100, 3), T0).unwrap();
     f.db.start_task(T0, 7, 100).unwrap();
-    assert!(f.db.start_task(T0, 7, 100).is_err(), "already started");
+    f.db.start_task(T0, 7, 100)
+        .expect("a task in progress is resumed at its location");
     f.db.skip_task(T0, 7, 100).unwrap();
     let order: Vec<u64> =
         f.db.open_tasks()
@@ -344,7 +345,9 @@ fn start_skip_short_and_undo_move_the_task_and_write_their_events() {
         .collect();
     assert_eq!(
         kinds,
-        ["started", "skipped", "picked", "short", "picked", "undone"]
+        [
+            "started", "started", "skipped", "picked", "short", "picked", "undone"
+        ]
     );
 }
 
@@ -1024,4 +1027,28 @@ fn a_job_the_printer_took_stays_queued_as_sent_until_printed() {
     // A reprint is a new job, sent again.
     db.reprint(T0 + 4, "003401234567890128").unwrap();
     assert!(!db.pending_prints().unwrap()[0].sent);
+}
+
+#[test]
+fn a_task_left_in_progress_by_an_undo_or_a_restart_is_resumed_at_its_location() {
+    let mut f = fixture();
+    f.db.apply_down(1, &wave(10, 1, 100, 1), T0).unwrap();
+    f.db.start_task(T0, 7, 100).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    f.db.undo_pick(T0, 7, 100).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::InProgress);
+    f.db.start_task(T0 + 1, 7, 100)
+        .expect("resumed after the undo");
+    drop(f.db);
+    f.db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    f.db.start_task(T0 + 2, 7, 100)
+        .expect("resumed after a restart");
+    f.db.confirm_pick(T0 + 3, 7, &pick(100, 2)).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    let err = f.db.start_task(T0 + 4, 7, 100).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "task 100 is picked; it cannot be picked any more"
+    );
 }

@@ -95,6 +95,9 @@ pub struct PickTask {
     pub tote_required: bool,
     /// How units are counted.
     pub qty_entry: QtyEntry,
+    /// The store has the task as skipped: it stays at the end of the path, across
+    /// restarts too.
+    pub skipped: bool,
 }
 
 impl PickTask {
@@ -1014,11 +1017,15 @@ impl Picker {
             {
                 continue;
             }
+            let skipped = u32::from(task.skipped);
             match self.task_mut(task.task_id) {
-                Some(o) => o.task = task,
+                Some(o) => {
+                    o.skips = o.skips.max(skipped);
+                    o.task = task;
+                }
                 None => self.open.push(Open {
                     task,
-                    skips: 0,
+                    skips: skipped,
                     tote: None,
                     serials: Vec::new(),
                 }),

@@ -32,6 +32,7 @@ fn task(id: u64, location: &str, seq: u32, prio: u8, qty: u32) -> PickTask {
         capture: Capture::default(),
         tote_required: false,
         qty_entry: QtyEntry::ScanEach,
+        skipped: false,
     }
 }
 
@@ -728,4 +729,26 @@ fn a_refused_task_start_names_the_keys_that_lead_on_and_audits_the_reason() {
     assert_eq!(audited, Some(format!("refused: not saved: {reason}")));
     let e = r.key(Key::F(2));
     assert_eq!(persisted(&e), Some(&Command::Skip { task_id: 1 }));
+}
+
+#[test]
+fn a_task_the_store_has_as_skipped_stays_at_the_end_of_the_path_after_a_restart() {
+    let mut skipped = task(1, "A-01", 1, 0, 1);
+    skipped.skipped = true;
+    // A fresh workflow, as after a restart: task 1 comes first by path, but it was skipped.
+    let mut r = Rig::logged_in(vec![skipped.clone(), task(2, "A-02", 2, 0, 1)]);
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "pick A-02 Widget 2 x1"
+    );
+    r.input(Input::Tasks(vec![skipped, task(2, "A-02", 2, 0, 1)]));
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "pick A-01 Widget 1 x1",
+        "and it is still offered"
+    );
 }

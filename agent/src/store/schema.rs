@@ -185,8 +185,16 @@ CREATE TABLE carton_items (
 );
 ";
 
+/// Version 6: units of a task already put back. A task keeps every pick row (its
+/// `picked_qty` is what the OMS was told), so what the picker still holds is
+/// `picked_qty - put_back_qty`; a new wave version asking for fewer units than that makes
+/// the surplus a put-back (state `surplus`) without forgetting a pick.
+const V6: &str = "
+ALTER TABLE tasks ADD COLUMN put_back_qty INTEGER NOT NULL DEFAULT 0;
+";
+
 /// Every migration step, oldest first. Append only.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;

@@ -133,10 +133,11 @@ fn newer_wave_version_updates_open_tasks_keeps_started_work_and_revokes_dropped_
     ));
     let t100 = f.db.task(100).unwrap().unwrap();
     assert_eq!((t100.qty, t100.state), (9, TaskState::Open));
+    // The started task keeps its pick; the new quantity changes what is still to pick.
     let t101 = f.db.task(101).unwrap().unwrap();
     assert_eq!(
         (t101.qty, t101.picked_qty, t101.state),
-        (3, 1, TaskState::InProgress)
+        (9, 1, TaskState::InProgress)
     );
     assert_eq!(state(&f.db, 102), TaskState::Revoked);
     assert_eq!(f.db.birth_snapshot().unwrap().0[0].version, 2);
@@ -1051,4 +1052,211 @@ fn a_task_left_in_progress_by_an_undo_or_a_restart_is_resumed_at_its_location() 
         err.to_string(),
         "task 100 is picked; it cannot be picked any more"
     );
+}
+
+/// Version `version` of wave `wave_id` with the tasks `(task_id, qty)`, in walking order.
+fn revision(wave_id: u64, version: u32, tasks: &[(u64, u32)]) -> Down {
+    let tasks = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, &(task_id, qty))| {
+            let mut t = sample_tasks(task_id, 1, qty).remove(0);
+            t.pick_seq = i as u32;
+            t
+        })
+        .collect();
+    Down::WaveAssigned(sample_wave(wave_id, version, tasks))
+}
+
+/// One task's units three ways: the stored `picked_qty`, the sum of its live pick rows,
+/// and what its events told the OMS (`Picked` + `ShortPicked` - `PickUndone`).
+fn units_three_ways(db: &Db, task_id: u64) -> (u32, u32, i64) {
+    let stored = db.task(task_id).unwrap().map_or(0, |t| t.picked_qty);
+    let rows: u32 = db
+        .conn
+        .query_row(
+            "SELECT COALESCE(SUM(qty), 0) FROM picks WHERE task_id = ?1 AND undone = 0",
+            [task_id as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let told = events(db)
+        .iter()
+        .map(|(_, k)| match k {
+            EventKind::Picked(p) if p.task_id == task_id => i64::from(p.qty),
+            EventKind::ShortPicked {
+                task_id: t, qty, ..
+            } if *t == task_id => i64::from(*qty),
+            EventKind::PickUndone { task_id: t, qty } if *t == task_id => -i64::from(*qty),
+            _ => 0,
+        })
+        .sum();
+    (stored, rows, told)
+}
+
+/// The last event, if it is a `PutBack`: its task and units.
+fn last_put_back(db: &Db) -> Option<(u64, u32)> {
+    match events(db).pop()?.1 {
+        EventKind::PutBack { task_id, qty, .. } => Some((task_id, qty)),
+        _ => None,
+    }
+}
+
+/// The `Conflict` details the outbox holds for a task.
+fn conflicts(db: &Db, task_id: u64) -> Vec<String> {
+    events(db)
+        .into_iter()
+        .filter_map(|(_, k)| match k {
+            EventKind::Conflict { task_id: t, detail } if t == task_id => Some(detail),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_newer_wave_version_keeps_the_units_of_a_partly_picked_skipped_task() {
+    let mut f = fixture();
+    f.db.apply_down(1, &revision(10, 1, &[(100, 5), (101, 1)]), T0)
+        .unwrap();
+    f.db.start_task(T0, 7, 100).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 2)).unwrap();
+    f.db.skip_task(T0, 7, 100).unwrap();
+    f.db.apply_down(2, &revision(10, 2, &[(100, 5), (101, 1)]), T0 + 1)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.qty, t.picked_qty, t.remaining()),
+        (TaskState::Skipped, 5, 2, 3),
+        "the two confirmed units are kept, and the task stays skipped"
+    );
+    assert_eq!(units_three_ways(&f.db, 100), (2, 2, 2));
+    f.db.start_task(T0 + 2, 7, 100).unwrap();
+    f.db.confirm_pick(T0 + 2, 7, &pick(100, 3)).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    assert!(
+        f.db.confirm_pick(T0 + 3, 7, &pick(100, 1)).is_err(),
+        "the OMS is never told more units than the task asks for"
+    );
+    assert_eq!(units_three_ways(&f.db, 100), (5, 5, 5));
+}
+
+#[test]
+fn a_newer_version_asking_for_fewer_units_than_picked_makes_the_surplus_a_put_back() {
+    let mut f = fixture();
+    f.db.apply_down(1, &revision(10, 1, &[(100, 5), (101, 1)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    f.db.apply_down(2, &revision(10, 2, &[(100, 3), (101, 1)]), T0 + 1)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!((t.state, t.qty, t.picked_qty), (TaskState::Surplus, 3, 4));
+    assert_eq!(
+        conflicts(&f.db, 100),
+        [
+            "task 100: wave 10 version 2 asks for 3 units; 4 were picked: 1 are to be put back \
+          at A-00-00-A"
+        ]
+    );
+    let open = f.db.open_tasks().unwrap();
+    assert!(
+        open.iter()
+            .any(|t| t.task_id == 100 && t.picked_qty == 4 && t.qty == 3),
+        "the picker is shown the surplus: {open:?}"
+    );
+    assert!(f.db.undo_pick(T0 + 2, 7, 100).is_err());
+    assert!(f.db.confirm_pick(T0 + 2, 7, &pick(100, 1)).is_err());
+    assert!(
+        f.db.birth_snapshot().unwrap().0.len() == 1,
+        "the wave waits"
+    );
+
+    f.db.confirm_put_back(T0 + 3, 7, 100).unwrap();
+    assert_eq!(last_put_back(&f.db), Some((100, 1)));
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    assert_eq!(
+        units_three_ways(&f.db, 100),
+        (4, 4, 4),
+        "no pick is forgotten"
+    );
+
+    // The order is cancelled afterwards: the 3 units the picker still holds go back.
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-10042".into(),
+    };
+    f.db.apply_down(3, &cancel, T0 + 4).unwrap();
+    assert!(conflicts(&f.db, 100)[1].contains("after 3 units were picked"));
+    assert_eq!(
+        f.db.open_tasks().unwrap()[0].picked_qty,
+        3,
+        "the picker is asked to put back what it holds"
+    );
+    f.db.confirm_put_back(T0 + 5, 7, 100).unwrap();
+    assert_eq!(last_put_back(&f.db), Some((100, 3)));
+    assert_eq!(units_three_ways(&f.db, 100), (4, 4, 4));
+}
+
+#[test]
+fn a_newer_version_completes_a_task_at_exactly_its_picked_units_and_reopens_one_for_more() {
+    let mut f = fixture();
+    f.db.apply_down(1, &revision(10, 1, &[(100, 5), (101, 2), (102, 3)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 2)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 2)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(102, 1)).unwrap();
+    f.db.short_pick(T0, 7, 102, 0, ShortReason::Damaged)
+        .unwrap();
+    f.db.apply_down(2, &revision(10, 2, &[(100, 2), (101, 4), (102, 5)]), T0 + 1)
+        .unwrap();
+    let t = |id| {
+        let t = f.db.task(id).unwrap().unwrap();
+        (t.state, t.qty, t.picked_qty)
+    };
+    assert_eq!(t(100), (TaskState::Picked, 2, 2));
+    assert_eq!(t(101), (TaskState::InProgress, 4, 2));
+    assert_eq!(
+        t(102),
+        (TaskState::Short, 3, 1),
+        "a short task is not reopened"
+    );
+    assert_eq!(
+        conflicts(&f.db, 102),
+        [
+            "task 102 is short with 1 of 3 units picked; wave 10 version 2 asks for 5: not \
+          reopened on this device"
+        ]
+    );
+    assert!(conflicts(&f.db, 100).is_empty() && conflicts(&f.db, 101).is_empty());
+    for (id, units) in [(100, 2), (101, 2), (102, 1)] {
+        assert_eq!(
+            units_three_ways(&f.db, id),
+            (units, units, i64::from(units))
+        );
+    }
+}
+
+#[test]
+fn a_surplus_waiting_for_its_put_back_follows_the_next_version_and_a_revocation() {
+    let mut f = fixture();
+    f.db.apply_down(1, &revision(10, 1, &[(100, 5), (101, 5)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 4)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 4)).unwrap();
+    f.db.apply_down(2, &revision(10, 2, &[(100, 1), (101, 1)]), T0)
+        .unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Surplus);
+    // Version 3 wants 6 of task 100 again and drops task 101.
+    f.db.apply_down(3, &revision(10, 3, &[(100, 6)]), T0)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.qty, t.picked_qty),
+        (TaskState::InProgress, 6, 4)
+    );
+    assert!(conflicts(&f.db, 100)[1].ends_with("nothing is to be put back any more"));
+    let t = f.db.task(101).unwrap().unwrap();
+    assert_eq!((t.state, t.picked_qty), (TaskState::PutBackNeeded, 4));
+    assert!(conflicts(&f.db, 101)[1].contains("revoked after 4 units were picked"));
+    f.db.confirm_put_back(T0, 7, 101).unwrap();
+    assert_eq!(last_put_back(&f.db), Some((101, 4)));
 }

@@ -752,3 +752,101 @@ fn a_task_the_store_has_as_skipped_stays_at_the_end_of_the_path_after_a_restart(
         "and it is still offered"
     );
 }
+
+/// `t` as the store has it after `picked` units were confirmed.
+fn with_picked(mut t: PickTask, picked: u32) -> PickTask {
+    t.picked = picked;
+    t
+}
+
+#[test]
+fn a_new_version_asking_for_fewer_units_than_picked_asks_to_put_the_surplus_back() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    for _ in 0..4 {
+        r.now += 1_000;
+        r.scan(WIDGET);
+    }
+    let confirm = r.key(Key::Enter);
+    // The new version arrives while the confirmation is saving: taken in after it.
+    let e = r.input(Input::Tasks(vec![
+        with_picked(task(1, "A-01", 1, 0, 3), 4),
+        task(2, "A-02", 2, 0, 1),
+    ]));
+    assert_eq!(beeps(&e), [], "decided after the store answers");
+    let e = r.commit(&confirm);
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    assert_eq!(beeps(&e), [Beep::Ok, Beep::Attention]);
+    let e = r.key(Key::F(3));
+    assert_eq!(persisted(&e), None, "the surplus is no longer undoable");
+    let e = r.scan("A-01");
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 1,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+}
+
+#[test]
+fn units_in_hand_beyond_a_smaller_new_quantity_go_back_without_a_save() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    r.now += 1_000;
+    r.scan(WIDGET);
+    let e = r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    assert_eq!(shown(&e), "Warning: Put back 3 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    assert_eq!(persisted(&e), None, "the OMS never heard of these units");
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 2, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_task_the_store_closed_at_exactly_its_picked_units_leaves_the_path_without_a_put_back() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    r.scan(WIDGET);
+    // A new version asks for the 1 unit already confirmed: the store closed the task.
+    let e = r.input(Input::Tasks(vec![task(2, "A-02", 2, 0, 1)]));
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    assert_eq!(persisted(&e), None, "only the unit in hand goes back");
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 2 picked 0 short");
+}
+
+#[test]
+fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+    let e = r.input(Input::Tasks(vec![with_picked(task(1, "A-01", 1, 0, 3), 1)]));
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
+    r.arrive("A-01");
+}

@@ -913,6 +913,11 @@ impl Picker {
                 out.outcome = "cleared".into();
                 out.show(self.step_screen());
             }
+            // Every unit still to pick is in hand: that is a pick, not a short one (the
+            // store would refuse it as short).
+            Key::F(1) if batch.count >= remaining => {
+                out.refuse(&format!("All {remaining} in hand: Enter to confirm"))
+            }
             Key::F(1) => self.open_reasons(task_id, batch, true, out),
             Key::F(2) if batch.count > 0 => {
                 out.refuse("Confirm or short the units in hand before skipping")
@@ -978,6 +983,16 @@ impl Picker {
                 let Some(t) = self.task(task_id).cloned() else {
                     return;
                 };
+                let remaining = t.task.remaining();
+                if batch.count >= remaining {
+                    // A new wave version left no more to pick than is in hand.
+                    self.step = Step::Pick {
+                        task_id,
+                        batch,
+                        typed: None,
+                    };
+                    return out.refuse(&format!("All {remaining} in hand: Enter to confirm"));
+                }
                 let reason = REASONS[selected.min(n - 1)].0;
                 let units = units_of(&t, &batch);
                 return self.persist(

@@ -850,3 +850,21 @@ fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
     assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
     r.arrive("A-01");
 }
+
+#[test]
+fn a_short_pick_with_every_unit_still_to_pick_in_hand_is_refused_as_a_full_pick() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::F(1));
+    assert_eq!(shown(&e), "Error: All 2 in hand: Enter to confirm");
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 2, .. },
+            ..
+        })
+    ));
+}

@@ -216,7 +216,7 @@ mod tests {
         check(r"\xff\xfe\x00", "at byte 0: bytes that are not UTF-8 text");
         check(
             r"LOC-1\0",
-            "at byte 5: control character U+0000 is not allowed here",
+            "at byte 5: control character U+0000 not allowed",
         );
         check(
             r"]C1\x1b0109506000134352",

@@ -101,7 +101,7 @@ pub enum Problem {
     NotUtf8,
     /// A control character (NUL, CR, ESC, DEL ...) where none may be: only GS, and RS and
     /// EOT around an ISO/IEC 15434 envelope, belong in GS1 data.
-    #[error("control character U+{:04X} is not allowed here", u32::from(*ch))]
+    #[error("control character U+{:04X} not allowed", u32::from(*ch))]
     Control {
         /// The character.
         ch: char,

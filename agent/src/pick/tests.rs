@@ -868,3 +868,18 @@ fn a_short_pick_with_every_unit_still_to_pick_in_hand_is_refused_as_a_full_pick(
         })
     ));
 }
+
+#[test]
+fn a_scan_with_control_bytes_or_bytes_that_are_not_text_is_refused_as_a_bad_label() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    let e = r.input(Input::scan(b"A-01\x00"));
+    assert_eq!(
+        shown(&e),
+        "Error: Bad label: control character U+0000 not allowed"
+    );
+    assert_eq!(persisted(&e), None);
+    let e = r.input(Input::scan(b"A-01\xff"));
+    assert_eq!(shown(&e), "Error: Bad label: bytes that are not UTF-8 text");
+    assert_eq!(persisted(&e), None);
+    r.arrive("A-01");
+}

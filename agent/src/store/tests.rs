@@ -1871,3 +1871,40 @@ mod one_truth {
         assert_eq!(run_shift(&[5; N], &acts), Ok(()));
     }
 }
+
+#[test]
+fn a_pack_order_whose_address_does_not_fit_the_label_is_refused_with_the_field_and_its_limit() {
+    let mut f = fixture();
+    let (msg_id, down) = example_pack_order();
+    let Down::PackOrder(mut order) = down else {
+        panic!("{down:?}")
+    };
+    let order_id = order.order_id.clone();
+    order.ship_to.lines[0] = "Lange Strasse ".repeat(730);
+    let applied =
+        f.db.apply_down(msg_id, &Down::PackOrder(order.clone()), T0)
+            .unwrap();
+    let detail = "ship_to.line1 has 10220 characters; the label holds at most 48, and a value \
+                  is never cut";
+    assert_eq!(
+        applied,
+        Applied::Refused {
+            reason: RejectReason::Invalid,
+            detail: detail.into()
+        }
+    );
+    assert!(matches!(
+        &events(&f.db)[..],
+        [(1, EventKind::Rejected { msg_id: m, reason: RejectReason::Invalid, detail: d })]
+            if *m == msg_id && d == detail
+    ));
+    assert_eq!(f.db.pack_order(&order_id).unwrap(), None, "nothing stored");
+    // The OMS corrects the address: the same order is then stored.
+    order.ship_to.lines[0] = "Lange Strasse 5".into();
+    assert_eq!(
+        f.db.apply_down(msg_id + 1, &Down::PackOrder(order), T0)
+            .unwrap(),
+        Applied::PackOrderStored
+    );
+    assert!(f.db.pack_order(&order_id).unwrap().is_some());
+}

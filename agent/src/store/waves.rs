@@ -607,6 +607,10 @@ impl Tx<'_> {
         {
             return self.refuse(msg_id, RejectReason::Invalid, detail);
         }
+        // A value the label would cut is refused now, never printed cut.
+        if let Err(e) = crate::label::check_fits(order) {
+            return self.refuse(msg_id, RejectReason::Invalid, e.to_string());
+        }
         super::print::insert_pack_order(&self.tx, order, self.now)?;
         status::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::PackOrderStored)

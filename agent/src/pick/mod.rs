@@ -251,8 +251,12 @@ pub enum Input {
     },
     /// A key on the terminal.
     Key(Key),
-    /// Every open task for this device, as the store now has them. Tasks the workflow
-    /// knows as open but missing here are treated as revoked.
+    /// Every open task for this device, as the store now has them (the truth for what is
+    /// asked and picked; applied after a pending save). A task whose picked units reach
+    /// what is asked closes, any surplus going back. A task the workflow knows as open but
+    /// missing here is treated as revoked when nothing of it was confirmed, and as closed
+    /// by the store (a new wave version asked for exactly what was picked) otherwise: a
+    /// withdrawal of confirmed units comes as [`Input::Withdrawn`], first.
     Tasks(Vec<PickTask>),
     /// A task left the device.
     Withdrawn {

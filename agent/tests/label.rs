@@ -183,6 +183,16 @@ fn hostile_order_data_adds_no_command_to_the_label() {
 }
 
 #[test]
+fn hostile_order_data_too_long_for_the_label_is_refused_before_it_could_print_cut() {
+    // The store refuses such an order when it arrives (`Db::apply_down`); rendering it
+    // anyway (the escaping test above) would cut it.
+    let err = label::check_fits(&hostile_order()).unwrap_err();
+    assert_eq!((err.field.as_str(), err.max), ("ship_from.name", 48));
+    assert!(err.len > err.max, "{err}");
+    label::check_fits(&example_order()).expect("the example order fits");
+}
+
+#[test]
 fn a_label_with_hostile_data_still_decodes_to_the_literal_data() {
     let order = hostile_order();
     let sscc = Sscc::build(3, "4012345", 3).unwrap();

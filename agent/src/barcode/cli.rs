@@ -203,4 +203,24 @@ mod tests {
         assert_eq!(json["valid"], true);
         assert_eq!(json["symbology"]["name"], "GS1-128");
     }
+
+    #[test]
+    fn parse_refuses_bytes_that_are_not_text_and_control_bytes_with_exit_status_invalid() {
+        fn check(data: &str, error: &str) {
+            let cmd = BarcodeCommand::Parse { data: data.into() };
+            let (json, valid) = run(&cmd).expect("escapes are fine");
+            let json: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            assert!(!valid, "{data}: {json}");
+            assert_eq!(json["errors"][0], error, "{data}");
+        }
+        check(r"\xff\xfe\x00", "at byte 0: bytes that are not UTF-8 text");
+        check(
+            r"LOC-1\0",
+            "at byte 5: control character U+0000 not allowed",
+        );
+        check(
+            r"]C1\x1b0109506000134352",
+            r"at byte 3: no known AI starts with '\x1b010'",
+        );
+    }
 }

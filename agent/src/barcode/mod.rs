@@ -96,9 +96,19 @@ pub enum Problem {
         /// The offending character.
         ch: char,
     },
-    /// Bytes that are not UTF-8 text.
-    #[error("bytes that are not text")]
+    /// Bytes that are not UTF-8 text (ISO 646 is its 7-bit part).
+    #[error("bytes that are not UTF-8 text")]
     NotUtf8,
+    /// A control character (NUL, CR, ESC, DEL ...) where none may be: only GS, and RS and
+    /// EOT around an ISO/IEC 15434 envelope, belong in GS1 data.
+    #[error("control character U+{:04X} not allowed", u32::from(*ch))]
+    Control {
+        /// The character.
+        ch: char,
+    },
+    /// An ISO/IEC 15434 envelope (`[)>` RS `05` GS ...) that does not end with RS EOT.
+    #[error("the ISO/IEC 15434 envelope does not end with RS EOT")]
+    Envelope,
     /// Wrong length.
     #[error("length {got}, expected {}", if min == max { format!("{min}") } else { format!("{min} to {max}") })]
     Length {
@@ -373,7 +383,39 @@ fn split_aim(raw: &[u8]) -> (Option<Symbology>, &[u8]) {
     }
 }
 
+/// The start of an ISO/IEC 15434 envelope of format 05 (GS1 AIs), which a GS1 2D symbol
+/// may carry: `[)>` RS `05` GS, then the element string, then RS EOT.
+const ENVELOPE_HEAD: &[u8] = b"[)>\x1e05\x1d";
+/// Its end: RS EOT.
+const ENVELOPE_TAIL: &[u8] = b"\x1e\x04";
+
+/// Why data that is not a GS1 element string cannot be text: bytes that are not UTF-8,
+/// or a control character (NUL, CR, ESC, DEL, C1 ...). A badge, a location or a lot
+/// label is printable text; anything else is a misread or an injection, never data.
+fn not_text(body: &[u8], base: usize) -> Option<BarcodeError> {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => {
+            return Some(BarcodeError::new(
+                None,
+                Some(base + e.valid_up_to()),
+                Problem::NotUtf8,
+            ));
+        }
+    };
+    let (i, ch) = text.char_indices().find(|(_, c)| c.is_control())?;
+    Some(BarcodeError::new(
+        None,
+        Some(base + i),
+        Problem::Control { ch },
+    ))
+}
+
 /// Parses one scan. Never panics; problems are in [`Barcode::errors`].
+///
+/// Only a GS1 element string may hold GS (FNC1), and only an ISO/IEC 15434 envelope
+/// around one RS and EOT; every other control byte, and bytes that are not UTF-8, make
+/// the barcode invalid (for a GS1 string, naming the AI whose data holds them).
 pub fn parse(raw: &[u8]) -> Barcode {
     let (symbology, body) = split_aim(raw);
     let base = raw.len() - body.len();
@@ -395,13 +437,40 @@ pub fn parse(raw: &[u8]) -> Barcode {
     let sym_id = bc.symbology.as_ref().map(|s| &s.id[1..]);
     let gs1_sym = bc.symbology.as_ref().is_some_and(|s| s.gs1);
     let text = std::str::from_utf8(body).ok();
-    if let Some(s) = text.filter(|s| link::is_uri(s)) {
+    let gs1_string = gs1_sym || body.contains(&GS) || (sym_id.is_none() && looks_like_gs1(body));
+    let enveloped = body.strip_prefix(ENVELOPE_HEAD);
+    let text_form = text.is_some_and(|s| link::is_uri(s) || s.starts_with('('));
+    // A GS1 element string is checked AI by AI (digits or set 82), naming the AI; every
+    // other form must be printable text.
+    if enveloped.is_none()
+        && (text_form || !gs1_string)
+        && let Some(e) = not_text(body, base)
+    {
+        bc.form = match text {
+            Some(s) if link::is_uri(s) => Form::DigitalLink,
+            Some(s) if s.starts_with('(') => Form::Bracketed,
+            _ => Form::Text,
+        };
+        bc.errors.push(e);
+        return bc;
+    }
+    if let Some(inner) = enveloped {
+        bc.form = Form::ElementString;
+        let at = base + ENVELOPE_HEAD.len();
+        let Some(data) = inner.strip_suffix(ENVELOPE_TAIL) else {
+            let end = base + body.len();
+            bc.errors
+                .push(BarcodeError::new(None, Some(end), Problem::Envelope));
+            return bc;
+        };
+        (bc.elements, bc.errors) = element::parse(data, at);
+    } else if let Some(s) = text.filter(|s| link::is_uri(s)) {
         bc.form = Form::DigitalLink;
         (bc.elements, bc.errors) = link::parse(s, base);
     } else if let Some(s) = text.filter(|s| s.starts_with('(')) {
         bc.form = Form::Bracketed;
         (bc.elements, bc.errors) = element::parse_bracketed(s, base);
-    } else if gs1_sym || body.contains(&GS) || (sym_id.is_none() && looks_like_gs1(body)) {
+    } else if gs1_string {
         bc.form = Form::ElementString;
         (bc.elements, bc.errors) = element::parse(body, base);
     } else if let Some(format) = retail_format(sym_id, body) {

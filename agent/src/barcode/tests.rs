@@ -445,6 +445,94 @@ fn digital_link_uris_parse_into_the_same_ais() {
 }
 
 #[test]
+fn control_bytes_and_bytes_that_are_not_utf8_are_refused_outside_gs1_separators() {
+    // Issue 15: these parsed as valid text.
+    check_parse(
+        b"\xff\xfe\x00",
+        "Text ERROR at byte 0: bytes that are not UTF-8 text",
+    );
+    check_parse(
+        b"A-01-\xe9",
+        "Text ERROR at byte 5: bytes that are not UTF-8 text",
+    );
+    check_parse(
+        b"A-01\x00",
+        "Text ERROR at byte 4: control character U+0000 not allowed",
+    );
+    check_parse(
+        b"OP7\r",
+        "Text ERROR at byte 3: control character U+000D not allowed",
+    );
+    check_parse(
+        b"]C0TOTE\x1b[2J",
+        "Text ]C0 ERROR at byte 7: control character U+001B not allowed",
+    );
+    check_parse(
+        b"LOT\x7f",
+        "Text ERROR at byte 3: control character U+007F not allowed",
+    );
+    check_parse(
+        b"LOT\xc2\x85",
+        "Text ERROR at byte 3: control character U+0085 not allowed",
+    );
+    check_parse(
+        b"\x04",
+        "Text ERROR at byte 0: control character U+0004 not allowed",
+    );
+    // UTF-8 text (ISO 646 and beyond) is text.
+    check_parse("Caf\u{e9} A-01".as_bytes(), "Text");
+    // The bracketed form and Digital Link are text: no GS, no control bytes.
+    check_parse(
+        b"(01)09506000134352\x1d(10)AB",
+        "Bracketed ERROR at byte 18: control character U+001D not allowed",
+    );
+    check_parse(
+        b"https://id.gs1.org/01/09506000134352\x00",
+        "DigitalLink ERROR at byte 36: control character U+0000 not allowed",
+    );
+    // In a GS1 element string GS separates fields; anything else is named with its AI.
+    check_parse(
+        b"]C10109506000134352\x1d10AB\x1d21X",
+        "ElementString ]C1 gtin=09506000134352 (01)09506000134352 (10)AB (21)X",
+    );
+    check_parse(
+        b"]C1010950600013435210A\x00B",
+        "ElementString ]C1 gtin=09506000134352 (01)09506000134352 ERROR AI 10 at byte 22: \
+         '\0' is not allowed in GS1 data (character set 82)",
+    );
+    check_parse(
+        b"]C1010950600013435210A\xffB",
+        "ElementString ]C1 gtin=09506000134352 (01)09506000134352 ERROR AI 10 at byte 22: \
+         bytes that are not UTF-8 text",
+    );
+    check_parse(
+        b"]C10109506000134352\x1e",
+        "ElementString ]C1 gtin=09506000134352 (01)09506000134352 ERROR at byte 19: no \
+         known AI starts with '\\x1e'",
+    );
+}
+
+#[test]
+fn rs_and_eot_are_read_only_around_an_iso_15434_envelope_of_gs1_data() {
+    check_parse(
+        b"]d2[)>\x1e05\x1d0109506000134352\x1d10ABC\x1e\x04",
+        "ElementString ]d2 gtin=09506000134352 (01)09506000134352 (10)ABC",
+    );
+    check_parse(
+        b"[)>\x1e05\x1d0109506000134352\x1e\x04",
+        "ElementString gtin=09506000134352 (01)09506000134352",
+    );
+    check_parse(
+        b"]d2[)>\x1e05\x1d0109506000134352\x1d10ABC",
+        "ElementString ]d2 ERROR at byte 32: the ISO/IEC 15434 envelope does not end with RS EOT",
+    );
+    check_parse(
+        b"]d2[)>\x1e05\x1d0109506000134352\x1e\x04\x04",
+        "ElementString ]d2 ERROR at byte 29: the ISO/IEC 15434 envelope does not end with RS EOT",
+    );
+}
+
+#[test]
 fn location_matches_by_barcode_or_check_code() {
     fn check(input: &str, expected: LocationMatch) {
         let target = LocationTarget {

@@ -4,6 +4,8 @@
 //! user's template file) with a carton's data. Invariants: every label selects UTF-8
 //! (`^CI28`); every variable field goes through `^FH` hex escaping ([`escape`]), so no
 //! order data can become a printer command; every field is bounded in length.
+//! [`check_fits`] tells, when a pack order arrives, whether every value fits its bound:
+//! one that does not is refused then, so a label never prints a cut address.
 
 pub mod escape;
 pub mod sscc;
@@ -71,6 +73,80 @@ pub enum LabelError {
         /// What is wrong.
         why: &'static str,
     },
+}
+
+/// A value of a pack order that does not fit its place on the label. A cut value is a
+/// wrong label (a truncated street is a misdelivered parcel), so the order is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} has {len} {unit}; the label holds at most {max}, and a value is never cut")]
+pub struct FieldTooLong {
+    /// The field, as its placeholder is named: `ship_to.line1`, `carrier`, ...
+    pub field: String,
+    /// Its length.
+    pub len: usize,
+    /// The most that fits.
+    pub max: usize,
+    /// What `len` and `max` count: `characters`, or `lines` for an address.
+    pub unit: &'static str,
+}
+
+/// Address lines a label has room for (`line1` to `line4`).
+const ADDRESS_LINES: usize = 4;
+
+/// The address values with a placeholder, by key.
+const ADDRESS_KEYS: &[&str] = &[
+    "name",
+    "company",
+    "line1",
+    "line2",
+    "line3",
+    "line4",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "city_line",
+];
+
+/// Checks that every value of `order` a label may print fits its placeholder's bound
+/// ([`template::PLACEHOLDERS`]), whichever template prints it: the order's fields, both
+/// addresses (each line, and the composed city line), carrier, service, tracking.
+pub fn check_fits(order: &PackOrder) -> Result<(), FieldTooLong> {
+    let fits = |field: String, value: &str| {
+        let max = template::max_chars(&field).unwrap_or(usize::MAX);
+        let len = value.chars().count();
+        if len > max {
+            return Err(FieldTooLong {
+                field,
+                len,
+                max,
+                unit: "characters",
+            });
+        }
+        Ok(())
+    };
+    for (prefix, a) in [("ship_from", &order.ship_from), ("ship_to", &order.ship_to)] {
+        if a.lines.len() > ADDRESS_LINES {
+            return Err(FieldTooLong {
+                field: format!("{prefix}.lines"),
+                len: a.lines.len(),
+                max: ADDRESS_LINES,
+                unit: "lines",
+            });
+        }
+        for key in ADDRESS_KEYS {
+            fits(format!("{prefix}.{key}"), &address_value(a, key))?;
+        }
+    }
+    for (field, value) in [
+        ("carrier", &order.carrier),
+        ("service", &order.service),
+        ("order_id", &order.order_id),
+        ("tracking", &order.tracking),
+    ] {
+        fits(field.to_string(), value)?;
+    }
+    Ok(())
 }
 
 /// One carton's label data.
@@ -267,6 +343,17 @@ mod tests {
         }
     }
 
+    /// The first carton of `o`, of 1 g.
+    fn first_carton<'a>(o: &'a PackOrder, sscc: &'a Sscc) -> LabelData<'a> {
+        LabelData {
+            order: o,
+            carton_no: 1,
+            carton_count: None,
+            weight_g: 1,
+            sscc,
+        }
+    }
+
     #[test]
     fn builtin_templates_pass_their_own_checks_at_both_resolutions() {
         for dpi in [Dpi::D203, Dpi::D300] {
@@ -280,13 +367,7 @@ mod tests {
         for bad in ["A>B", "ÄBC", "12\r3", &"9".repeat(31)] {
             let mut o = order();
             o.tracking = bad.to_owned();
-            let data = LabelData {
-                order: &o,
-                carton_no: 1,
-                carton_count: None,
-                weight_g: 1,
-                sscc: &sscc,
-            };
+            let data = first_carton(&o, &sscc);
             assert!(
                 matches!(
                     render(&builtin(Dpi::D203), &data),
@@ -294,6 +375,116 @@ mod tests {
                 ),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// `order` changed by `edit`, checked: `Ok` or the error's text.
+    fn check_fit(edit: impl Fn(&mut PackOrder), expected: Result<(), &str>) {
+        let mut o = order();
+        edit(&mut o);
+        let got = check_fits(&o).map_err(|e| e.to_string());
+        assert_eq!(got, expected.map_err(str::to_string));
+    }
+
+    #[test]
+    fn a_value_longer_than_its_place_on_the_label_is_named_with_its_limit() {
+        check_fit(|_| {}, Ok(()));
+        check_fit(
+            |o| o.ship_to.name = "N".repeat(10_000),
+            Err(
+                "ship_to.name has 10000 characters; the label holds at most 48, and a value \
+                 is never cut",
+            ),
+        );
+        check_fit(|o| o.ship_to.lines[0] = "S".repeat(48), Ok(()));
+        check_fit(
+            |o| o.ship_to.lines[0] = "S".repeat(49),
+            Err(
+                "ship_to.line1 has 49 characters; the label holds at most 48, and a value is \
+                 never cut",
+            ),
+        );
+        // Characters count, not bytes: 48 of them in 144 bytes of UTF-8 fit.
+        check_fit(|o| o.ship_from.company = "東".repeat(48), Ok(()));
+        check_fit(
+            |o| o.ship_to.lines = vec![String::new(); 5],
+            Err("ship_to.lines has 5 lines; the label holds at most 4, and a value is never cut"),
+        );
+        check_fit(
+            |o| {
+                o.ship_from.postal_code = "1".repeat(16);
+                o.ship_from.city = "C".repeat(48);
+            },
+            Err(
+                "ship_from.city_line has 65 characters; the label holds at most 64, and a \
+                 value is never cut",
+            ),
+        );
+        check_fit(
+            |o| o.ship_to.country = "DEU".into(),
+            Err(
+                "ship_to.country has 3 characters; the label holds at most 2, and a value is \
+                 never cut",
+            ),
+        );
+        for (field, max) in [
+            ("carrier", 24),
+            ("service", 32),
+            ("order_id", 40),
+            ("tracking", 30),
+        ] {
+            let long = "X".repeat(max + 1);
+            check_fit(
+                |o| match field {
+                    "carrier" => o.carrier = long.clone(),
+                    "service" => o.service = long.clone(),
+                    "order_id" => o.order_id = long.clone(),
+                    _ => o.tracking = long.clone(),
+                },
+                Err(&format!(
+                    "{field} has {} characters; the label holds at most {max}, and a value is \
+                     never cut",
+                    max + 1
+                )),
+            );
+        }
+    }
+
+    #[test]
+    fn an_order_that_fits_prints_every_value_whole_on_the_built_in_label() {
+        let mut o = order();
+        o.ship_to.name = "N".repeat(48);
+        o.ship_to.company = "M".repeat(48);
+        o.ship_to.lines = vec!["L".repeat(48), "K".repeat(48)];
+        o.ship_to.postal_code = "1".repeat(16);
+        o.ship_to.city = "C".repeat(47);
+        o.ship_to.region = String::new();
+        o.carrier = "R".repeat(24);
+        o.service = "V".repeat(32);
+        o.order_id = "O".repeat(40);
+        o.tracking = "7".repeat(30);
+        check_fits(&o).unwrap();
+        let sscc = Sscc::build(3, "4012345", 1).unwrap();
+        let data = first_carton(&o, &sscc);
+        for dpi in [Dpi::D203, Dpi::D300] {
+            let zpl = String::from_utf8(render(&builtin(dpi), &data).unwrap()).unwrap();
+            let city_line = format!("{} {}", o.ship_to.postal_code, o.ship_to.city);
+            for whole in [
+                &o.ship_to.name,
+                &o.ship_to.company,
+                &o.ship_to.lines[0],
+                &o.ship_to.lines[1],
+                &city_line,
+                &o.carrier,
+                &o.service,
+                &o.order_id,
+                &o.tracking,
+            ] {
+                assert!(
+                    zpl.contains(&format!("{whole}^FS")),
+                    "{whole} is cut: {zpl}"
+                );
+            }
         }
     }
 

@@ -49,6 +49,14 @@ pub const PLACEHOLDERS: &[(&str, usize)] = &[
     ("digital_link", 64),
 ];
 
+/// The most characters placeholder `name` keeps, if it is one.
+pub fn max_chars(name: &str) -> Option<usize> {
+    PLACEHOLDERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, max)| max)
+}
+
 /// Why a template was refused. Lines and columns count from 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -437,17 +445,54 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_field_never_exceeds_the_printer_limit() {
-        let t = Template::parse("^XA^CI28^FH^FD{{ship_to.name}}{{carrier}}^FS^XZ").unwrap();
-        let zpl = t.fill(|_| "~".repeat(5000));
+    /// The data of the one field of a one-field label.
+    fn field_data(zpl: Vec<u8>) -> String {
         let text = String::from_utf8(zpl).unwrap();
         let data = text
             .strip_prefix("^XA^CI28^FH^FD")
             .and_then(|s| s.strip_suffix("^FS^XZ"))
             .unwrap();
-        // Cut to the per-name length bound (48 and 24 characters), escaped.
-        assert_eq!(data.len(), (48 + 24) * 3);
+        data.to_owned()
+    }
+
+    #[test]
+    fn a_field_never_exceeds_the_printer_limit() {
+        // Issue 16: this once filled 216 of 3,072 bytes, so the budget never mattered.
+        // Fixed text leaves 72 bytes for a name bound to 48 characters, 144 bytes escaped.
+        let fixed = "x".repeat(MAX_FIELD_BYTES - 72);
+        let t =
+            Template::parse(&format!("^XA^CI28^FH^FD{fixed}{{{{ship_to.name}}}}^FS^XZ")).unwrap();
+        let data = field_data(t.fill(|_| "~".repeat(5000)));
+        assert_eq!(
+            data.len(),
+            MAX_FIELD_BYTES,
+            "cut to the bytes left, not beyond"
+        );
+        assert!(data.ends_with(&"_7E".repeat(24)));
+        // Sixty placeholders of 64 characters would need 11,520 bytes escaped: each gets an
+        // equal share of the field, and the field stays within the printer's limit.
+        let many = "{{ship_to.city_line}}".repeat(60);
+        let t = Template::parse(&format!("^XA^CI28^FH^FD{many}^FS^XZ")).unwrap();
+        let share = MAX_FIELD_BYTES / 60 / 3 * 3;
+        let data = field_data(t.fill(|_| "~".repeat(64)));
+        assert_eq!(data.len(), 60 * share);
         assert!(data.len() <= MAX_FIELD_BYTES);
+        // A multi-byte character is never split to fit: a share holds whole characters.
+        let data = field_data(t.fill(|_| "東".repeat(64)));
+        assert_eq!(data.len(), 60 * share);
+        assert!(data.chars().all(|c| c == '東'));
+    }
+
+    #[test]
+    fn a_field_whose_fixed_text_is_longer_than_the_printer_takes_is_refused() {
+        let at_limit = "x".repeat(MAX_FIELD_BYTES);
+        check(&format!("^XA^CI28^FH^FD{at_limit}^FS^XZ"), "ok");
+        check(
+            &format!("^XA^CI28\n^FO1,1^FH^FD{at_limit}y^FS^XZ"),
+            "line 2: field data has 3073 bytes of fixed text; a ZPL field holds at most 3072",
+        );
+        // A placeholder in a full field gets no room: its value is left out, never spilled.
+        let t = Template::parse(&format!("^XA^CI28^FH^FD{at_limit}{{{{sscc}}}}^FS^XZ")).unwrap();
+        assert_eq!(field_data(t.fill(|_| "1".repeat(18))), at_limit);
     }
 }

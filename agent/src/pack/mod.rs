@@ -358,6 +358,13 @@ fn refuse(text: &str) -> Vec<Effect> {
     vec![message(Level::Error, text), Effect::Beep(Beep::Error)]
 }
 
+/// Refuses a label that cannot be read: the AI and the problem fit the screen; the byte
+/// offset is left out, as at the pick station.
+fn refuse_label(e: crate::barcode::BarcodeError) -> Vec<Effect> {
+    let short = crate::barcode::BarcodeError { pos: None, ..e };
+    refuse(&format!("Bad label: {short}"))
+}
+
 fn scan_prompt(target: ScanTarget, hint: &str) -> Effect {
     show(Screen::Scan {
         target,
@@ -550,7 +557,8 @@ impl Packer {
             (Stage::Saving | Stage::Allocating { .. } | Stage::LookingUp(_), _) => {
                 refuse("Saving... scan again")
             }
-            (Stage::Capture(..), s) => self.capture(raw, s),
+            (Stage::Capture(..), s) => self.capture(s),
+            (_, Scanned::Invalid(e)) => refuse_label(e),
             (_, Scanned::Sscc(sscc)) => self.reprint(now, sscc),
             (Stage::Idle, Scanned::Text(code)) => {
                 self.stage = Stage::LookingUp(code.clone());
@@ -571,6 +579,9 @@ impl Packer {
             }
             (Stage::Packing, Scanned::Text(t)) => {
                 refuse(&format!("Wrong item: {t} is not an item"))
+            }
+            (Stage::Packing, Scanned::Data { .. }) => {
+                refuse("Wrong item: no GTIN in this barcode, scan the item")
             }
             _ => refuse("Finish this step first"),
         }
@@ -661,26 +672,41 @@ impl Packer {
         e
     }
 
-    fn capture(&mut self, raw: &str, scanned: Scanned) -> Vec<Effect> {
+    fn capture(&mut self, scanned: Scanned) -> Vec<Effect> {
         let Stage::Capture(mut packed, need) = self.stage.clone() else {
             return Vec::new();
         };
-        // A GS1 barcode may carry the value under its AI; otherwise the scan is the value.
-        let (lot, serial, expiry) = match scanned {
+        // A GS1 barcode carries the value under its AI; a plain label is the value.
+        let (lot, serial, expiry, text) = match scanned {
             Scanned::Item {
                 lot,
                 serial,
                 expiry,
                 ..
-            } => (lot, serial, expiry),
-            _ => (None, None, None),
+            }
+            | Scanned::Data {
+                lot,
+                serial,
+                expiry,
+            } => (lot, serial, expiry, None),
+            Scanned::Text(t) | Scanned::Sscc(t) | Scanned::BadCheckDigit(t) => {
+                (None, None, None, Some(t))
+            }
+            Scanned::Invalid(e) => return refuse_label(e),
         };
-        let text = raw.trim().to_owned();
+        let (value, what) = match need {
+            Need::Lot => (lot, "lot"),
+            Need::Serial => (serial, "serial"),
+            Need::Expiry => (expiry, "expiry"),
+        };
+        let Some(text) = value.or(text) else {
+            return refuse(&format!("No {what} in this barcode: scan the {what}"));
+        };
         match need {
-            Need::Lot => packed.lot = Some(lot.unwrap_or(text)),
-            Need::Serial => packed.serial = Some(serial.unwrap_or(text)),
+            Need::Lot => packed.lot = Some(text),
+            Need::Serial => packed.serial = Some(text),
             Need::Expiry => {
-                let value = expiry.unwrap_or(text);
+                let value = text;
                 if value.len() != 6 || !value.bytes().all(|b| b.is_ascii_digit()) {
                     return refuse("Expiry must be 6 digits YYMMDD");
                 }

@@ -1,7 +1,10 @@
 //! What a barcode scanned at the pack station is: an item (GTIN with lot, serial, expiry
-//! where the barcode carries them), a carton's SSCC, or plain text (an order or tote id,
-//! a lot typed on a label). Pure; GS1 rules from FIELD-NOTES.md, "GS1 barcodes".
+//! where the barcode carries them), a carton's SSCC, GS1 data without an item (a lot
+//! label), plain text (an order or tote id, a lot typed on a label), or a label that cannot
+//! be read. Pure; the reading is [`barcode::parse`]'s, the same as the pick station's, so
+//! every AI, check digit and form it knows counts here too.
 
+use crate::barcode::{self, Barcode, BarcodeError, Form, Problem};
 use crate::label::sscc::gs1_check_digit;
 
 /// A classified scan.
@@ -9,8 +12,17 @@ use crate::label::sscc::gs1_check_digit;
 pub enum Scanned {
     /// An item: GTIN-14 and what its barcode carried.
     Item {
-        /// GTIN-14 (shorter GTINs zero-padded).
+        /// GTIN-14 (shorter GTINs zero-padded): AI 01, or AI 02 of a case's contents.
         gtin: String,
+        /// AI 10.
+        lot: Option<String>,
+        /// AI 21.
+        serial: Option<String>,
+        /// AI 17, as YYMMDD.
+        expiry: Option<String>,
+    },
+    /// GS1 data naming no item or carton: a lot, serial or expiry label on its own.
+    Data {
         /// AI 10.
         lot: Option<String>,
         /// AI 21.
@@ -22,111 +34,94 @@ pub enum Scanned {
     Sscc(String),
     /// Digits that look like a GTIN or SSCC but whose check digit is wrong.
     BadCheckDigit(String),
+    /// A label that cannot be read: what is wrong, naming the AI where there is one.
+    Invalid(BarcodeError),
     /// Anything else, as text.
     Text(String),
 }
 
-const GS: char = '\u{1d}';
-
-fn check_ok(digits: &str) -> bool {
+/// Whether 18 bare digits are an SSCC with a valid check digit.
+fn sscc_check_ok(digits: &str) -> bool {
     let b = digits.as_bytes();
-    b.len() >= 2
-        && b.iter().all(u8::is_ascii_digit)
-        && gs1_check_digit(&b[..b.len() - 1]) == b[b.len() - 1] - b'0'
+    b.len() == 18 && b.iter().all(u8::is_ascii_digit) && gs1_check_digit(&b[..17]) == b[17] - b'0'
 }
 
-fn all_digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Classifies raw scanner text (an AIM symbology prefix such as `]C1` is allowed).
+/// Classifies raw scanner text (an AIM symbology prefix such as `]C1` is allowed; CR, LF
+/// and spaces around it are dropped).
 pub fn classify(raw: &str) -> Scanned {
     let trimmed = raw.trim_matches(|c: char| c == '\r' || c == '\n' || c == ' ');
-    let (gs1, body) = match trimmed.strip_prefix(']') {
-        Some(rest) if rest.len() >= 2 && rest.is_char_boundary(2) => {
-            let id = &rest[..2];
-            (matches!(id, "C1" | "e0" | "d2" | "Q3" | "J1"), &rest[2..])
-        }
-        _ => (false, trimmed),
-    };
-    if gs1 || body.starts_with(GS) {
-        return parse_gs1(body.trim_start_matches(GS));
+    // The runtime hands scans over as lossy text: U+FFFD stands for bytes that were not
+    // UTF-8, which `barcode::parse` refuses.
+    if let Some(pos) = trimmed.find('\u{FFFD}') {
+        return Scanned::Invalid(BarcodeError {
+            ai: None,
+            pos: Some(pos),
+            problem: Problem::NotUtf8,
+        });
     }
-    if all_digits(body) {
-        return match body.len() {
-            8 | 12 | 13 | 14 if check_ok(body) => item(format!("{body:0>14}")),
-            18 if check_ok(body) => Scanned::Sscc(body.to_owned()),
-            8 | 12 | 13 | 14 | 18 => Scanned::BadCheckDigit(body.to_owned()),
-            _ => Scanned::Text(body.to_owned()),
-        };
-    }
-    // Without a symbology prefix, a scanner may still send GS1 element strings with a
-    // leading AI 01 or 00 and GS separators.
-    if body.contains(GS) && (body.starts_with("01") || body.starts_with("00")) {
-        return parse_gs1(body);
-    }
-    Scanned::Text(body.to_owned())
+    of(&barcode::parse(trimmed.as_bytes()))
 }
 
-fn item(gtin: String) -> Scanned {
-    Scanned::Item {
-        gtin,
-        lot: None,
-        serial: None,
-        expiry: None,
+/// The pack station's reading of a parsed barcode.
+fn of(bc: &Barcode) -> Scanned {
+    if let Some(e) = bc.errors.first() {
+        return match &e.problem {
+            Problem::CheckDigit { .. } => Scanned::BadCheckDigit(bad_digits(bc, e)),
+            _ => Scanned::Invalid(e.clone()),
+        };
     }
-}
-
-/// Reads GS1 element strings: fixed-length AIs need no separator, variable ones end at
-/// GS or at the end.
-fn parse_gs1(mut s: &str) -> Scanned {
-    let (mut gtin, mut lot, mut serial, mut expiry, mut sscc) = (None, None, None, None, None);
-    while !s.is_empty() {
-        let Some(ai) = s.get(..2) else {
-            return Scanned::Text(s.to_owned());
-        };
-        let rest = &s[2..];
-        let fixed = match ai {
-            "00" => Some(18),
-            "01" | "02" => Some(14),
-            "11" | "12" | "13" | "15" | "16" | "17" => Some(6),
-            _ => None,
-        };
-        let (value, next) = match fixed {
-            Some(n) => match (rest.get(..n), rest.get(n..)) {
-                (Some(v), Some(next)) => (v, next.trim_start_matches(GS)),
-                _ => return Scanned::Text(s.to_owned()),
-            },
-            None => match rest.find(GS) {
-                Some(end) => (&rest[..end], &rest[end + 1..]),
-                None => (rest, ""),
-            },
-        };
-        match ai {
-            "00" => sscc = Some(value.to_owned()),
-            "01" | "02" => gtin = Some(value.to_owned()),
-            "10" => lot = Some(value.to_owned()),
-            "21" => serial = Some(value.to_owned()),
-            "17" => expiry = Some(value.to_owned()),
-            "11" | "12" | "13" | "15" | "16" => {}
-            // Other AIs (37 count, 30 quantity, ...) do not matter at the pack station,
-            // but only variable-length ones we can skip safely; stop at anything unknown.
-            _ if fixed.is_none() => {}
-            _ => return Scanned::Text(s.to_owned()),
-        }
-        s = next;
+    let ai = |code: &str| bc.ai(code).map(|e| e.data.clone());
+    if let Some(sscc) = ai("00") {
+        return Scanned::Sscc(sscc);
     }
-    match (sscc, gtin) {
-        (Some(sscc), _) if check_ok(&sscc) => Scanned::Sscc(sscc),
-        (Some(sscc), _) => Scanned::BadCheckDigit(sscc),
-        (None, Some(gtin)) if check_ok(&gtin) => Scanned::Item {
+    let gtin = bc
+        .gtin
+        .as_ref()
+        .map(ToString::to_string)
+        .or_else(|| ai("02"));
+    let (lot, serial, expiry) = (ai("10"), ai("21"), ai("17"));
+    match (bc.form, gtin) {
+        (_, Some(gtin)) => Scanned::Item {
             gtin,
             lot,
             serial,
             expiry,
         },
-        (None, Some(gtin)) => Scanned::BadCheckDigit(gtin),
-        (None, None) => Scanned::Text(s.to_owned()),
+        (Form::Text, None) => {
+            // Plain digits: a carton label's SSCC read without AI 00, or a GTIN whose
+            // check digit is wrong (`barcode::parse` reads it as text).
+            let t = &bc.text;
+            let digits = t.bytes().all(|b| b.is_ascii_digit());
+            match t.len() {
+                18 if digits && sscc_check_ok(t) => Scanned::Sscc(t.clone()),
+                8 | 12 | 13 | 14 | 18 if digits => Scanned::BadCheckDigit(t.clone()),
+                _ => Scanned::Text(t.clone()),
+            }
+        }
+        (_, None) => Scanned::Data {
+            lot,
+            serial,
+            expiry,
+        },
+    }
+}
+
+/// The digits whose check digit failed: the AI's data, or the retail symbol's digits.
+fn bad_digits(bc: &Barcode, e: &BarcodeError) -> String {
+    match (&e.ai, e.pos) {
+        (Some(ai), Some(pos)) => {
+            let len = match ai.as_str() {
+                "00" => 18,
+                _ => 14,
+            };
+            let skip = bc.symbology.as_ref().map_or(0, |s| s.id.len());
+            let start = pos.saturating_sub(skip);
+            bc.text
+                .get(start..start + len)
+                .unwrap_or(&bc.text)
+                .to_string()
+        }
+        _ => bc.text.clone(),
     }
 }
 
@@ -134,19 +129,85 @@ fn parse_gs1(mut s: &str) -> Scanned {
 mod tests {
     use super::*;
 
-    fn check(raw: &str, expected: Scanned) {
-        assert_eq!(classify(raw), expected, "scan {raw:?}");
+    /// One scan, read by both stations: the pack station's [`classify`] (of the lossy
+    /// text its runtime hands over) must give `expected`, and the pick station's reading
+    /// ([`barcode::parse`] of the bytes, as `pick::Input::scan` does) must agree on the
+    /// GTIN, lot, serial, expiry and validity.
+    fn check(raw: impl AsRef<[u8]>, expected: Scanned) {
+        let bytes = raw.as_ref();
+        let got = classify(&String::from_utf8_lossy(bytes));
+        let raw = barcode::printable(bytes);
+        assert_eq!(got, expected, "pack station, scan {raw}");
+        let bc = barcode::parse(bytes.strip_suffix(b"\r\n").unwrap_or(bytes));
+        let pick = |bc: &Barcode| {
+            (
+                bc.gtin.as_ref().map(ToString::to_string),
+                bc.lot().map(str::to_string),
+                bc.serial().map(str::to_string),
+                bc.ai("17").map(|e| e.data.clone()),
+            )
+        };
+        match expected {
+            Scanned::Item {
+                gtin,
+                lot,
+                serial,
+                expiry,
+            } if bc.ai("02").is_none() => {
+                assert_eq!(
+                    pick(&bc),
+                    (Some(gtin), lot, serial, expiry),
+                    "pick station, scan {raw}"
+                );
+            }
+            Scanned::Invalid(_) => {
+                assert!(!bc.is_valid(), "pick station refuses it too: {raw}");
+            }
+            // Plain digits are a location or badge to the picker; never an item.
+            Scanned::BadCheckDigit(_) => {
+                assert!(
+                    !bc.is_valid() || (bc.form == Form::Text && bc.gtin.is_none()),
+                    "pick station does not take it as an item: {raw}"
+                );
+            }
+            _ => assert!(bc.is_valid(), "pick station reads it too: {raw}"),
+        }
+    }
+
+    /// An unreadable label: its AI, byte and problem.
+    fn invalid(ai: Option<&str>, pos: usize, problem: Problem) -> Scanned {
+        Scanned::Invalid(BarcodeError {
+            ai: ai.map(str::to_string),
+            pos: Some(pos),
+            problem,
+        })
+    }
+
+    fn item(gtin: &str) -> Scanned {
+        Scanned::Item {
+            gtin: gtin.into(),
+            lot: None,
+            serial: None,
+            expiry: None,
+        }
     }
 
     #[test]
     fn item_barcodes_of_every_length_become_gtin_14() {
-        check("9506000134352", item("09506000134352".into()));
-        check("]E09506000134352", item("09506000134352".into()));
-        check("09506000134352", item("09506000134352".into()));
+        check("9506000134352", item("09506000134352"));
+        check("]E09506000134352", item("09506000134352"));
+        check("09506000134352", item("09506000134352"));
+        check("96385074", item("00000096385074"));
+        check("]E004252614", item("00042100005264"));
+        check(
+            "https://id.gs1.org/01/09506000134352",
+            item("09506000134352"),
+        );
+        check("(01)09506000134352", item("09506000134352"));
     }
 
     #[test]
-    fn gs1_128_items_carry_lot_serial_and_expiry() {
+    fn gs1_items_carry_lot_serial_and_expiry_whatever_other_ais_they_hold() {
         check(
             concat!(
                 "]C1",
@@ -160,6 +221,55 @@ mod tests {
                 lot: Some("L2311A".into()),
                 serial: Some("SN7".into()),
                 expiry: Some("270600".into()),
+            },
+        );
+        // Issue 16: the weight AI 3103 is fixed-length, so the lot after it is kept.
+        check(
+            "]C10109506000134352310300125010L1",
+            Scanned::Item {
+                gtin: "09506000134352".into(),
+                lot: Some("L1".into()),
+                serial: None,
+                expiry: None,
+            },
+        );
+        check(
+            "]C1010950600013435211270101\u{1d}10L2\u{1d}3012",
+            Scanned::Item {
+                gtin: "09506000134352".into(),
+                lot: Some("L2".into()),
+                serial: None,
+                expiry: None,
+            },
+        );
+        // A case: its contents' GTIN (AI 02) with the count (AI 37) and the SSCC-less pallet.
+        check(
+            "]C10209506000134352\u{1d}3712\u{1d}10L3",
+            Scanned::Item {
+                gtin: "09506000134352".into(),
+                lot: Some("L3".into()),
+                serial: None,
+                expiry: None,
+            },
+        );
+    }
+
+    #[test]
+    fn a_lot_or_expiry_label_without_an_item_is_data_not_text() {
+        check(
+            "]C110L2311A",
+            Scanned::Data {
+                lot: Some("L2311A".into()),
+                serial: None,
+                expiry: None,
+            },
+        );
+        check(
+            "]C117270630",
+            Scanned::Data {
+                lot: None,
+                serial: None,
+                expiry: Some("270630".into()),
             },
         );
     }
@@ -178,16 +288,38 @@ mod tests {
             "340123450000000018",
             Scanned::BadCheckDigit("340123450000000018".into()),
         );
+        check(
+            "]C100340123450000000018",
+            Scanned::BadCheckDigit("340123450000000018".into()),
+        );
+    }
+
+    #[test]
+    fn bad_labels_are_refused_naming_the_ai_and_bad_check_digits_are_shown() {
+        check(
+            "9506000134353",
+            Scanned::BadCheckDigit("9506000134353".into()),
+        );
+        check(
+            "]C10109506000134353",
+            Scanned::BadCheckDigit("09506000134353".into()),
+        );
+        check(
+            "]C1010950600013435217271332",
+            invalid(Some("17"), 21, Problem::Month { month: 13 }),
+        );
+        check(
+            "T-0042\u{0}",
+            invalid(None, 6, Problem::Control { ch: '\0' }),
+        );
+        check(b"T-\xff42", invalid(None, 2, Problem::NotUtf8));
     }
 
     #[test]
     fn anything_else_is_text_and_never_panics() {
         check("SO-10042", Scanned::Text("SO-10042".into()));
         check("T-0042\r\n", Scanned::Text("T-0042".into()));
-        check(
-            "9506000134353",
-            Scanned::BadCheckDigit("9506000134353".into()),
-        );
+        check("10D9T", Scanned::Text("10D9T".into()));
         for junk in [
             "]", "]C", "]C1", "]C10", "]C101", "]C1ü", "]ü1", "]C11", "\u{1d}",
         ] {

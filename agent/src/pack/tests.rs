@@ -730,3 +730,51 @@ fn without_login_badges_are_not_special_and_packing_works_as_before() {
     assert_eq!(s.packer.operator(), None);
     assert_eq!(s.scan("OP5"), vec![Effect::LookUpOrder("OP5".into())]);
 }
+
+#[test]
+fn a_lot_after_a_weight_ai_is_packed_as_the_lot_the_barcode_carries() {
+    // Issue 16: the pack station's own parser let AI 3103 swallow the lot.
+    let mut s = Station::new();
+    s.start(order());
+    let e = s.scan(&format!("]C101{}310300125010L1", nut()));
+    assert_eq!(beeps(&e), [Beep::Ok], "the lot is in the barcode: {e:?}");
+    s.scan(&bolt());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { contents, .. } = s.close_with_weight(450) else {
+        panic!()
+    };
+    assert_eq!(contents[0].lot.as_deref(), Some("L1"));
+}
+
+#[test]
+fn a_lot_label_answers_the_lot_prompt_and_an_item_barcode_without_one_does_not() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&nut());
+    check_refused(&s.scan(&bolt()), "No lot in this barcode");
+    check_refused(&s.scan("]C110L\u{0}9"), "Bad label: AI 10");
+    assert_eq!(beeps(&s.scan("]C110L-9")), [Beep::Ok]);
+    s.scan(&bolt());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { contents, .. } = s.close_with_weight(450) else {
+        panic!()
+    };
+    assert_eq!(contents[0].lot.as_deref(), Some("L-9"));
+}
+
+#[test]
+fn a_label_that_cannot_be_read_is_refused_naming_what_is_wrong() {
+    let mut s = Station::new();
+    check_refused(
+        &s.scan("SO-1\u{0}"),
+        "Bad label: control character U+0000 not allowed",
+    );
+    s.start(order());
+    check_refused(
+        &s.scan(&format!("]C101{}17271332", bolt())),
+        "Bad label: AI 17",
+    );
+    check_refused(&s.scan("]C110L-9"), "Wrong item: no GTIN");
+}

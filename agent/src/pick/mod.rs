@@ -95,6 +95,9 @@ pub struct PickTask {
     pub tote_required: bool,
     /// How units are counted.
     pub qty_entry: QtyEntry,
+    /// The store has the task as skipped: it stays at the end of the path, across
+    /// restarts too.
+    pub skipped: bool,
 }
 
 impl PickTask {
@@ -248,8 +251,12 @@ pub enum Input {
     },
     /// A key on the terminal.
     Key(Key),
-    /// Every open task for this device, as the store now has them. Tasks the workflow
-    /// knows as open but missing here are treated as revoked.
+    /// Every open task for this device, as the store now has them (the truth for what is
+    /// asked and picked; applied after a pending save). A task whose picked units reach
+    /// what is asked closes, any surplus going back. A task the workflow knows as open but
+    /// missing here is treated as revoked when nothing of it was confirmed, and as closed
+    /// by the store (a new wave version asked for exactly what was picked) otherwise: a
+    /// withdrawal of confirmed units comes as [`Input::Withdrawn`], first.
     Tasks(Vec<PickTask>),
     /// A task left the device.
     Withdrawn {
@@ -324,12 +331,35 @@ struct Batch {
     item: ItemData,
 }
 
+/// Why units go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutBackKind {
+    /// The OMS took the task away: everything picked and in hand.
+    Withdrawn,
+    /// A new wave version asked for fewer units than were picked.
+    Surplus,
+    /// Units only in the picker's hand, of a task that stays this device's (a new
+    /// version asked for fewer): the OMS never heard of them, the store is not told.
+    InHand,
+}
+
+/// Units to take back to a location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PutBackJob {
     task_id: u64,
-    qty: u32,
+    kind: PutBackKind,
+    /// Units the store has as picked and wants back (it records their put-back).
+    confirmed: u32,
+    /// Units only in the picker's hand (never confirmed: no event).
+    in_hand: u32,
     location: String,
     description: String,
+}
+
+impl PutBackJob {
+    fn qty(&self) -> u32 {
+        self.confirmed + self.in_hand
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,6 +456,7 @@ pub struct Picker {
     step: Step,
     pending: Option<Pending>,
     deferred: Vec<(u64, Withdrawal)>,
+    deferred_tasks: Option<Vec<PickTask>>,
     put_backs: VecDeque<PutBackJob>,
     next_id: u64,
     last_scan: Option<(Vec<u8>, u64)>,
@@ -456,6 +487,7 @@ impl Picker {
             step: Step::LoggedOut,
             pending: None,
             deferred: Vec::new(),
+            deferred_tasks: None,
             put_backs: VecDeque::new(),
             next_id: 1,
             last_scan: None,
@@ -551,7 +583,7 @@ impl Picker {
                     check: 0,
                 };
                 if target.matches(&bc.text) == LocationMatch::Code {
-                    self.persist(put_back_command(&job), out);
+                    self.put_back_done(&job, out);
                 } else {
                     out.refuse(&format!("Put the units back at {} first", job.location));
                 }
@@ -759,10 +791,11 @@ impl Picker {
                 },
                 k,
             ) => self.key_reasons(task_id, batch, selected, at_location, k, out),
-            (Step::PutBack(job), Key::Enter) => self.persist(put_back_command(&job), out),
+            (Step::PutBack(job), Key::Enter) => self.put_back_done(&job, out),
             (Step::PutBack(job), _) => out.refuse(&format!(
                 "Put back {} at {}, then Enter",
-                job.qty, job.location
+                job.qty(),
+                job.location
             )),
             (Step::NoTasks | Step::WaveDone, Key::F(3)) => self.undo(out),
             (Step::NoTasks | Step::WaveDone, _) => {
@@ -884,6 +917,11 @@ impl Picker {
                 out.outcome = "cleared".into();
                 out.show(self.step_screen());
             }
+            // Every unit still to pick is in hand: that is a pick, not a short one (the
+            // store would refuse it as short).
+            Key::F(1) if batch.count >= remaining => {
+                out.refuse(&format!("All {remaining} in hand: Enter to confirm"))
+            }
             Key::F(1) => self.open_reasons(task_id, batch, true, out),
             Key::F(2) if batch.count > 0 => {
                 out.refuse("Confirm or short the units in hand before skipping")
@@ -949,6 +987,16 @@ impl Picker {
                 let Some(t) = self.task(task_id).cloned() else {
                     return;
                 };
+                let remaining = t.task.remaining();
+                if batch.count >= remaining {
+                    // A new wave version left no more to pick than is in hand.
+                    self.step = Step::Pick {
+                        task_id,
+                        batch,
+                        typed: None,
+                    };
+                    return out.refuse(&format!("All {remaining} in hand: Enter to confirm"));
+                }
                 let reason = REASONS[selected.min(n - 1)].0;
                 let units = units_of(&t, &batch);
                 return self.persist(
@@ -998,7 +1046,17 @@ impl Picker {
 
     // ----- task updates -----
 
+    /// The store's open tasks. The store is the truth for what is picked and asked for:
+    /// a task whose picked units reach what is asked closes (a new wave version asked
+    /// for no more), and any surplus goes back; a closed task the store asks more of
+    /// reopens; units in hand beyond what is still to pick go back (no event).
     fn on_tasks(&mut self, tasks: Vec<PickTask>, out: &mut Out) {
+        if self.pending.is_some() {
+            // The pending command may change the same tasks: applied once it is answered.
+            self.deferred_tasks = Some(tasks);
+            out.outcome = "task update: after the pending save".into();
+            return;
+        }
         let ids: Vec<u64> = tasks.iter().map(|t| t.task_id).collect();
         let gone: Vec<u64> = self
             .open
@@ -1006,32 +1064,161 @@ impl Picker {
             .map(|o| o.task.task_id)
             .filter(|id| !ids.contains(id))
             .collect();
-        for task in tasks {
-            if self
-                .closed
+        // A surplus the store no longer asks for is not put back (units in hand still are).
+        for job in &mut self.put_backs {
+            let surplus = tasks
                 .iter()
-                .any(|c| c.open.task.task_id == task.task_id)
-            {
-                continue;
+                .find(|t| t.task_id == job.task_id)
+                .map_or(0, |t| t.picked.saturating_sub(t.qty));
+            if job.kind == PutBackKind::Surplus && surplus == 0 {
+                job.kind = PutBackKind::InHand;
+                job.confirmed = 0;
             }
-            match self.task_mut(task.task_id) {
-                Some(o) => o.task = task,
-                None => self.open.push(Open {
-                    task,
-                    skips: 0,
-                    tote: None,
-                    serials: Vec::new(),
-                }),
-            }
+        }
+        self.put_backs.retain(|j| j.qty() > 0);
+        let mut moved = false;
+        for task in tasks {
+            moved |= self.update_task(task);
         }
         out.outcome = format!("{} open tasks", self.open.len());
         for id in gone {
-            self.withdraw(id, Withdrawal::Revoked, out);
+            if self.task(id).is_some_and(|o| o.task.picked > 0) {
+                moved |= self.finish(id);
+            } else {
+                self.withdraw(id, Withdrawal::Revoked, out);
+            }
         }
-        if matches!(self.step, Step::NoTasks | Step::WaveDone) && self.pending.is_none() {
+        let idle = matches!(self.step, Step::NoTasks | Step::WaveDone | Step::PutBack(_));
+        if self.operator.is_some() && (moved || idle) {
+            let before = self.step.clone();
             self.step = self.next_step();
-            out.show(self.step_screen());
+            if moved || self.step != before {
+                out.attention(self.step_screen(), &out.outcome.clone());
+            }
         }
+    }
+
+    /// Takes one task of a store update in; true when the task under the picker closed
+    /// or its units in hand had to go back (the step moves on).
+    fn update_task(&mut self, task: PickTask) -> bool {
+        let id = task.task_id;
+        let surplus = task.picked.saturating_sub(task.qty);
+        if let Some(i) = self.closed.iter().position(|c| c.open.task.task_id == id) {
+            if surplus > 0 {
+                self.closed[i].open.task = task.clone();
+                self.queue_put_back(&task, PutBackKind::Surplus, surplus, 0);
+                self.forget_undo(id);
+            } else if task.remaining() > 0 {
+                let mut open = self.closed.remove(i).open;
+                open.task = task;
+                self.open.push(open);
+            }
+            return false;
+        }
+        let current = self.step.task_id() == Some(id) && !matches!(self.step, Step::PutBack(_));
+        let in_hand = if current {
+            self.step.units_in_hand()
+        } else {
+            0
+        };
+        let Some(i) = self.open.iter().position(|o| o.task.task_id == id) else {
+            let skips = u32::from(task.skipped);
+            let open = Open {
+                task: task.clone(),
+                skips,
+                tote: None,
+                serials: Vec::new(),
+            };
+            if task.remaining() == 0 {
+                self.closed.push(Closed { open, short: false });
+                self.queue_put_back(&task, PutBackKind::Surplus, surplus, 0);
+            } else {
+                self.open.push(open);
+            }
+            return false;
+        };
+        if task.remaining() == 0 {
+            let mut open = self.open.remove(i);
+            open.task = task.clone();
+            self.closed.push(Closed { open, short: false });
+            self.queue_put_back(&task, PutBackKind::Surplus, surplus, in_hand);
+            self.forget_undo(id);
+            return current;
+        }
+        let o = &mut self.open[i];
+        o.skips = o.skips.max(u32::from(task.skipped));
+        o.task = task.clone();
+        if in_hand > task.remaining() {
+            self.queue_put_back(&task, PutBackKind::InHand, 0, in_hand);
+            return true;
+        }
+        false
+    }
+
+    /// A task the store no longer lists although it was not taken away: it closed there
+    /// (a new wave version asked for exactly what was picked). Units in hand go back.
+    fn finish(&mut self, task_id: u64) -> bool {
+        let current = self.step.task_id() == Some(task_id);
+        let in_hand = if current {
+            self.step.units_in_hand()
+        } else {
+            0
+        };
+        let Some(i) = self.open.iter().position(|o| o.task.task_id == task_id) else {
+            return false;
+        };
+        let open = self.open.remove(i);
+        self.queue_put_back(&open.task, PutBackKind::InHand, 0, in_hand);
+        self.closed.push(Closed { open, short: false });
+        self.forget_undo(task_id);
+        current
+    }
+
+    /// Queues a put-back for a task, merged with any it had: units in hand add up; the
+    /// store's units are what it asks for now (units in hand alone change nothing there).
+    fn queue_put_back(&mut self, task: &PickTask, kind: PutBackKind, confirmed: u32, in_hand: u32) {
+        let mut job = PutBackJob {
+            task_id: task.task_id,
+            kind,
+            confirmed,
+            in_hand,
+            location: task.location.clone(),
+            description: task.description.clone(),
+        };
+        if let Some(i) = self
+            .put_backs
+            .iter()
+            .position(|j| j.task_id == task.task_id)
+            && let Some(old) = self.put_backs.remove(i)
+        {
+            job.in_hand += old.in_hand;
+            if kind == PutBackKind::InHand || old.kind == PutBackKind::Withdrawn {
+                job.kind = old.kind;
+                job.confirmed = old.confirmed;
+            }
+        }
+        if job.qty() > 0 {
+            self.put_backs.push_back(job);
+        }
+    }
+
+    fn forget_undo(&mut self, task_id: u64) {
+        if self.last_confirm.is_some_and(|(id, _)| id == task_id) {
+            self.last_confirm = None;
+        }
+    }
+
+    /// The picker says the units are back: the store records it where the OMS is told,
+    /// else it is done at once.
+    fn put_back_done(&mut self, job: &PutBackJob, out: &mut Out) {
+        if job.kind != PutBackKind::InHand {
+            return self.persist(put_back_command(job), out);
+        }
+        self.put_backs.retain(|j| j.task_id != job.task_id);
+        self.step = self.next_step();
+        out.outcome = format!("put back {} units in hand", job.in_hand);
+        out.effects.push(Effect::Beep(Beep::Ok));
+        out.show(self.step_screen());
     }
 
     fn on_withdrawn(&mut self, task_id: u64, why: Withdrawal, out: &mut Out) {
@@ -1057,24 +1244,19 @@ impl Picker {
             out.outcome = format!("task {task_id} {why:?}: not on this device");
             return;
         };
-        if self.last_confirm.is_some_and(|(id, _)| id == task_id) {
-            self.last_confirm = None;
-        }
+        self.forget_undo(task_id);
         let current = self.step.task_id() == Some(task_id);
-        let in_hand = open.task.picked
-            + if current {
-                self.step.units_in_hand()
-            } else {
-                0
-            };
-        if in_hand > 0 {
-            self.put_backs.push_back(PutBackJob {
-                task_id,
-                qty: in_hand,
-                location: open.task.location.clone(),
-                description: open.task.description.clone(),
-            });
-        }
+        let units = if current {
+            self.step.units_in_hand()
+        } else {
+            0
+        };
+        self.queue_put_back(&open.task, PutBackKind::Withdrawn, open.task.picked, units);
+        let in_hand = self
+            .put_backs
+            .iter()
+            .find(|j| j.task_id == task_id)
+            .map_or(0, PutBackJob::qty);
         out.outcome = format!("task {task_id} {why:?}: {in_hand} to put back");
         let idle = matches!(
             self.step,
@@ -1163,6 +1345,14 @@ impl Picker {
             }
             Command::PutBack { task_id, .. } => {
                 self.put_backs.retain(|j| j.task_id != task_id);
+                // A surplus went back: the closed task now holds what was asked.
+                if let Some(c) = self
+                    .closed
+                    .iter_mut()
+                    .find(|c| c.open.task.task_id == task_id)
+                {
+                    c.open.task.picked = c.open.task.picked.min(c.open.task.qty);
+                }
                 self.step = self.next_step();
             }
         }
@@ -1189,11 +1379,17 @@ impl Picker {
     }
 
     fn on_failed(&mut self, id: u64, reason: &str, out: &mut Out) {
-        if self.pending.take_if(|p| p.id == id).is_none() {
+        let Some(pending) = self.pending.take_if(|p| p.id == id) else {
             out.outcome = format!("failure {id} ignored: not the pending command");
             return;
+        };
+        match pending.command {
+            // The picker is left at the location prompt: the screen (48 characters) names
+            // the keys that lead on; the store's reason goes to the audit line.
+            Command::StartTask { .. } => out.refuse("Not started: F2 skip, F1 short, or rescan"),
+            _ => out.refuse(&format!("Not saved: {reason}")),
         }
-        out.refuse(&format!("Not saved: {reason}"));
+        out.outcome = format!("refused: not saved: {reason}");
         self.settle(out);
     }
 
@@ -1201,6 +1397,9 @@ impl Picker {
     fn settle(&mut self, out: &mut Out) {
         for (task_id, why) in std::mem::take(&mut self.deferred) {
             self.withdraw(task_id, why, out);
+        }
+        if let Some(tasks) = self.deferred_tasks.take() {
+            self.on_tasks(tasks, out);
         }
     }
 
@@ -1251,7 +1450,7 @@ impl Picker {
 fn put_back_command(job: &PutBackJob) -> Command {
     Command::PutBack {
         task_id: job.task_id,
-        qty: job.qty,
+        qty: job.qty(),
         location: job.location.clone(),
     }
 }

@@ -109,7 +109,7 @@ impl Picker {
             },
             Step::PutBack(job) => message(
                 Level::Warning,
-                &put_back_text(job.qty, &job.description, &job.location),
+                &put_back_text(job.qty(), &job.description, &job.location),
             ),
         }
     }

@@ -32,6 +32,7 @@ fn task(id: u64, location: &str, seq: u32, prio: u8, qty: u32) -> PickTask {
         capture: Capture::default(),
         tote_required: false,
         qty_entry: QtyEntry::ScanEach,
+        skipped: false,
     }
 }
 
@@ -696,4 +697,189 @@ fn put_back_text_always_shows_count_and_location() {
     assert!(t.starts_with("Put back 3 of An extremely"), "{t}");
     assert!(t.ends_with("… at A-12-03-B"), "{t}");
     let _ = Level::Info;
+}
+
+#[test]
+fn a_refused_task_start_names_the_keys_that_lead_on_and_audits_the_reason() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2), task(2, "A-02", 2, 0, 1)]);
+    let e = r.scan("A-01");
+    let Some(Effect::Persist { id, .. }) = e.iter().find(|e| matches!(e, Effect::Persist { .. }))
+    else {
+        panic!("{e:?}")
+    };
+    let reason = "task 1 is revoked; it cannot be picked any more";
+    let e = r.input(Input::Failed {
+        id: *id,
+        reason: reason.into(),
+    });
+    assert_eq!(beeps(&e), [Beep::Error]);
+    let text = shown(&e);
+    assert!(
+        text.contains("F2 skip") && text.contains("F1 short"),
+        "{text}"
+    );
+    assert!(
+        matches!(screen(&e), Some(Screen::Message { text, .. }) if !text.ends_with('…')),
+        "the whole text fits the screen: {e:?}"
+    );
+    let audited = e.iter().find_map(|e| match e {
+        Effect::Audit(a) => Some(a.outcome.clone()),
+        _ => None,
+    });
+    assert_eq!(audited, Some(format!("refused: not saved: {reason}")));
+    let e = r.key(Key::F(2));
+    assert_eq!(persisted(&e), Some(&Command::Skip { task_id: 1 }));
+}
+
+#[test]
+fn a_task_the_store_has_as_skipped_stays_at_the_end_of_the_path_after_a_restart() {
+    let mut skipped = task(1, "A-01", 1, 0, 1);
+    skipped.skipped = true;
+    // A fresh workflow, as after a restart: task 1 comes first by path, but it was skipped.
+    let mut r = Rig::logged_in(vec![skipped.clone(), task(2, "A-02", 2, 0, 1)]);
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "pick A-02 Widget 2 x1"
+    );
+    r.input(Input::Tasks(vec![skipped, task(2, "A-02", 2, 0, 1)]));
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "pick A-01 Widget 1 x1",
+        "and it is still offered"
+    );
+}
+
+/// `t` as the store has it after `picked` units were confirmed.
+fn with_picked(mut t: PickTask, picked: u32) -> PickTask {
+    t.picked = picked;
+    t
+}
+
+#[test]
+fn a_new_version_asking_for_fewer_units_than_picked_asks_to_put_the_surplus_back() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    for _ in 0..4 {
+        r.now += 1_000;
+        r.scan(WIDGET);
+    }
+    let confirm = r.key(Key::Enter);
+    // The new version arrives while the confirmation is saving: taken in after it.
+    let e = r.input(Input::Tasks(vec![
+        with_picked(task(1, "A-01", 1, 0, 3), 4),
+        task(2, "A-02", 2, 0, 1),
+    ]));
+    assert_eq!(beeps(&e), [], "decided after the store answers");
+    let e = r.commit(&confirm);
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    assert_eq!(beeps(&e), [Beep::Ok, Beep::Attention]);
+    let e = r.key(Key::F(3));
+    assert_eq!(persisted(&e), None, "the surplus is no longer undoable");
+    let e = r.scan("A-01");
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 1,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+}
+
+#[test]
+fn units_in_hand_beyond_a_smaller_new_quantity_go_back_without_a_save() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    r.now += 1_000;
+    r.scan(WIDGET);
+    let e = r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    assert_eq!(shown(&e), "Warning: Put back 3 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    assert_eq!(persisted(&e), None, "the OMS never heard of these units");
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 2, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_task_the_store_closed_at_exactly_its_picked_units_leaves_the_path_without_a_put_back() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    r.scan(WIDGET);
+    // A new version asks for the 1 unit already confirmed: the store closed the task.
+    let e = r.input(Input::Tasks(vec![task(2, "A-02", 2, 0, 1)]));
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    assert_eq!(persisted(&e), None, "only the unit in hand goes back");
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 2 picked 0 short");
+}
+
+#[test]
+fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+    let e = r.input(Input::Tasks(vec![with_picked(task(1, "A-01", 1, 0, 3), 1)]));
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
+    r.arrive("A-01");
+}
+
+#[test]
+fn a_short_pick_with_every_unit_still_to_pick_in_hand_is_refused_as_a_full_pick() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::F(1));
+    assert_eq!(shown(&e), "Error: All 2 in hand: Enter to confirm");
+    let e = r.key(Key::Enter);
+    assert!(matches!(
+        persisted(&e),
+        Some(Command::ConfirmPick {
+            units: Units { qty: 2, .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_scan_with_control_bytes_or_bytes_that_are_not_text_is_refused_as_a_bad_label() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    let e = r.input(Input::scan(b"A-01\x00"));
+    assert_eq!(
+        shown(&e),
+        "Error: Bad label: control character U+0000 not allowed"
+    );
+    assert_eq!(persisted(&e), None);
+    let e = r.input(Input::scan(b"A-01\xff"));
+    assert_eq!(shown(&e), "Error: Bad label: bytes that are not UTF-8 text");
+    assert_eq!(persisted(&e), None);
+    r.arrive("A-01");
 }

@@ -71,6 +71,7 @@ pub fn pick_task(row: &TaskRow) -> PickTask {
         },
         tote_required: row.tote_required,
         qty_entry: QtyEntry::ScanEach,
+        skipped: row.state == TaskState::Skipped,
     }
 }
 

@@ -255,11 +255,14 @@ pub enum TaskState {
     Cancelled,
     /// Taken away after units were picked: they must be put back.
     PutBackNeeded,
+    /// A new wave version asks for fewer units than were picked: the surplus must be put
+    /// back, then the task is picked.
+    Surplus,
 }
 
 impl TaskState {
     /// Every state, in the order reports list them.
-    pub const ALL: [TaskState; 8] = [
+    pub const ALL: [TaskState; 9] = [
         TaskState::Open,
         TaskState::InProgress,
         TaskState::Skipped,
@@ -268,6 +271,7 @@ impl TaskState {
         TaskState::Revoked,
         TaskState::Cancelled,
         TaskState::PutBackNeeded,
+        TaskState::Surplus,
     ];
 
     /// The name stored in the database and shown in reports.
@@ -281,6 +285,7 @@ impl TaskState {
             TaskState::Revoked => "revoked",
             TaskState::Cancelled => "cancelled",
             TaskState::PutBackNeeded => "put_back",
+            TaskState::Surplus => "surplus",
         }
     }
 
@@ -289,6 +294,14 @@ impl TaskState {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown task state {s:?}")))
+    }
+
+    /// Whether the OMS took the task away (its units, if any, go back or went back).
+    pub fn is_taken_away(self) -> bool {
+        matches!(
+            self,
+            TaskState::Revoked | TaskState::Cancelled | TaskState::PutBackNeeded
+        )
     }
 
     /// Whether the task needs nothing more from the picker.

@@ -53,29 +53,48 @@ struct Progress {
     state: TaskState,
     qty: u32,
     picked: u32,
+    /// Of `picked`, units already put back (a surplus a new wave version left over).
+    put_back: u32,
     wave_id: u64,
     location: String,
 }
 
+impl Progress {
+    /// Units the picker holds: picked and not put back.
+    fn held(&self) -> u32 {
+        self.picked.saturating_sub(self.put_back)
+    }
+}
+
 impl Tx<'_> {
     fn progress(&self, task_id: u64) -> Result<Progress, StoreError> {
-        let row: Option<(String, u32, u32, i64, String)> = self
+        let row: Option<(String, u32, u32, u32, i64, String)> = self
             .tx
             .prepare_cached(
-                "SELECT state, qty, picked_qty, wave_id, location FROM tasks WHERE task_id = ?1",
+                "SELECT state, qty, picked_qty, put_back_qty, wave_id, location FROM tasks
+                 WHERE task_id = ?1",
             )?
             .query_row([sql(task_id)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()?;
-        let (state, qty, picked, wave_id, location) = row.ok_or(StoreError::NotFound {
-            what: "task",
-            id: task_id.to_string(),
-        })?;
+        let (state, qty, picked, put_back, wave_id, location) =
+            row.ok_or(StoreError::NotFound {
+                what: "task",
+                id: task_id.to_string(),
+            })?;
         Ok(Progress {
             state: TaskState::parse(&state)?,
             qty,
             picked,
+            put_back,
             wave_id: unsql(wave_id),
             location,
         })
@@ -121,16 +140,13 @@ fn workable(task_id: u64, p: &Progress) -> Result<(), StoreError> {
 }
 
 impl Db {
-    /// The picker arrived at the task's location.
+    /// The picker arrived at the task's location. A task already in progress (left so by
+    /// an undo, a crash or a restart) is resumed the same way: the picker is sent back to
+    /// its location, so scanning it must always work. Each arrival is a `TaskStarted`.
     pub fn start_task(&mut self, now: u64, operator: u32, task_id: u64) -> Result<u64, StoreError> {
         self.write(now, |t, _| {
             let p = t.progress(task_id)?;
-            if !matches!(p.state, TaskState::Open | TaskState::Skipped) {
-                return Err(StoreError::Invalid(format!(
-                    "task {task_id} is {}; only an open or skipped task can be started",
-                    p.state.as_str()
-                )));
-            }
+            workable(task_id, &p)?;
             let seq = t.event(operator, EventKind::TaskStarted { task_id })?;
             t.set_task(task_id, TaskState::InProgress, p.picked, seq)?;
             Ok(seq)
@@ -261,13 +277,17 @@ impl Db {
     pub fn undo_pick(&mut self, now: u64, operator: u32, task_id: u64) -> Result<u64, StoreError> {
         self.write(now, |t, _| {
             let p = t.progress(task_id)?;
-            if matches!(
-                p.state,
-                TaskState::Revoked | TaskState::Cancelled | TaskState::PutBackNeeded
-            ) {
+            if p.state.is_taken_away() {
                 return Err(StoreError::Invalid(format!(
                     "task {task_id} is {}; it is no longer this device's to undo",
                     p.state.as_str()
+                )));
+            }
+            // Units already on their way back (or back) cannot be un-picked as well.
+            if p.state == TaskState::Surplus || p.put_back > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "task {task_id}: a new wave version made units of it a put-back; \
+                     its picks can no longer be undone"
                 )));
             }
             let last: Option<(i64, u32)> =
@@ -299,7 +319,10 @@ impl Db {
         })
     }
 
-    /// The picker put back the units of a task taken away after it was picked.
+    /// The picker put back the units of a task taken away after it was picked (all it
+    /// holds), or the surplus a new wave version left over (the task is then picked).
+    /// The picks stay: `picked_qty` is what the OMS was told; the units go to
+    /// `put_back_qty`, as the `PutBack` event tells the OMS.
     pub fn confirm_put_back(
         &mut self,
         now: u64,
@@ -308,27 +331,37 @@ impl Db {
     ) -> Result<u64, StoreError> {
         self.write(now, |t, _| {
             let p = t.progress(task_id)?;
-            if p.state != TaskState::PutBackNeeded {
-                return Err(StoreError::Invalid(format!(
-                    "task {task_id} is {}; it has nothing to put back",
-                    p.state.as_str()
-                )));
-            }
-            let ended: Option<String> =
-                t.tx.prepare_cached("SELECT ended FROM tasks WHERE task_id = ?1")?
-                    .query_row([sql(task_id)], |r| r.get(0))?;
-            let state = match ended.as_deref() {
-                Some("revoked") => TaskState::Revoked,
-                _ => TaskState::Cancelled,
+            let (qty, state) = match p.state {
+                TaskState::PutBackNeeded => {
+                    let ended: Option<String> =
+                        t.tx.prepare_cached("SELECT ended FROM tasks WHERE task_id = ?1")?
+                            .query_row([sql(task_id)], |r| r.get(0))?;
+                    let state = match ended.as_deref() {
+                        Some("revoked") => TaskState::Revoked,
+                        _ => TaskState::Cancelled,
+                    };
+                    (p.held(), state)
+                }
+                TaskState::Surplus => (p.held().saturating_sub(p.qty), TaskState::Picked),
+                other => {
+                    return Err(StoreError::Invalid(format!(
+                        "task {task_id} is {}; it has nothing to put back",
+                        other.as_str()
+                    )));
+                }
             };
             let seq = t.event(
                 operator,
                 EventKind::PutBack {
                     task_id,
-                    qty: p.picked,
+                    qty,
                     location: p.location.clone(),
                 },
             )?;
+            t.tx.prepare_cached(
+                "UPDATE tasks SET put_back_qty = put_back_qty + ?2 WHERE task_id = ?1",
+            )?
+            .execute(params![sql(task_id), qty])?;
             t.set_task(task_id, state, p.picked, seq)?;
             Ok(seq)
         })
@@ -376,11 +409,14 @@ impl Db {
     }
 
     /// Tasks the picker still has work on: in progress first, then open ones by wave
-    /// priority, cutoff and walking path, then skipped ones, then put-backs.
+    /// priority, cutoff and walking path, then skipped ones, then put-backs (taken away,
+    /// or a surplus). Here `picked_qty` is what the picker holds: for a task taken away
+    /// after part of it was put back as a surplus, that is less than was picked.
     pub fn open_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        let columns = TASK_COLUMNS.replace("t.picked_qty", "t.picked_qty - t.put_back_qty");
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks t JOIN waves w ON w.wave_id = t.wave_id
-             WHERE t.state IN ('open', 'in_progress', 'skipped', 'put_back')
+            "SELECT {columns} FROM tasks t JOIN waves w ON w.wave_id = t.wave_id
+             WHERE t.state IN ('open', 'in_progress', 'skipped', 'put_back', 'surplus')
              ORDER BY CASE t.state WHEN 'in_progress' THEN 0 WHEN 'open' THEN 1
                                    WHEN 'skipped' THEN 2 ELSE 3 END,
                       w.priority DESC, w.cutoff, t.pick_seq, t.task_id"

@@ -185,11 +185,17 @@ CREATE TABLE carton_items (
 );
 ";
 
-/// Version 6 (protocol v2): a wave that arrived damaged is marked for repair, and the
-/// same version is accepted once more. Down messages are deduplicated by their per-device
-/// down seq (kept in `meta`), so the inbox of message ids is no longer written.
+/// Version 6.
+/// - Protocol v2: a wave that arrived damaged is marked for repair, and the same version
+///   is accepted once more. Down messages are deduplicated by their per-device down seq
+///   (kept in `meta`), so the inbox of message ids is no longer written.
+/// - Units of a task already put back. A task keeps every pick row (its `picked_qty` is
+///   what the OMS was told), so what the picker still holds is `picked_qty - put_back_qty`;
+///   a new wave version asking for fewer units than that makes the surplus a put-back
+///   (state `surplus`) without forgetting a pick.
 const V6: &str = "
 ALTER TABLE waves ADD COLUMN needs_repair INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN put_back_qty INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Every migration step, oldest first. Append only.

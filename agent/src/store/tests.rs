@@ -153,10 +153,11 @@ fn newer_wave_version_updates_open_tasks_keeps_started_work_and_revokes_dropped_
     ));
     let t100 = f.db.task(100).unwrap().unwrap();
     assert_eq!((t100.qty, t100.state), (9, TaskState::Open));
+    // The started task keeps its pick; the new quantity changes what is still to pick.
     let t101 = f.db.task(101).unwrap().unwrap();
     assert_eq!(
         (t101.qty, t101.picked_qty, t101.state),
-        (3, 1, TaskState::InProgress)
+        (9, 1, TaskState::InProgress)
     );
     assert_eq!(state(&f.db, 102), TaskState::Revoked);
     assert_eq!(f.db.birth_snapshot().unwrap().waves[0].version, 2);
@@ -331,7 +332,8 @@ fn start_skip_short_and_undo_move_the_task_and_write_their_events() {
     let mut f = fixture();
     f.db.apply_seq(1, &wave(10, 1, 100, 3), T0).unwrap();
     f.db.start_task(T0, 7, 100).unwrap();
-    assert!(f.db.start_task(T0, 7, 100).is_err(), "already started");
+    f.db.start_task(T0, 7, 100)
+        .expect("a task in progress is resumed at its location");
     f.db.skip_task(T0, 7, 100).unwrap();
     let order: Vec<u64> =
         f.db.open_tasks()
@@ -370,7 +372,9 @@ fn start_skip_short_and_undo_move_the_task_and_write_their_events() {
         .collect();
     assert_eq!(
         kinds,
-        ["started", "skipped", "picked", "short", "picked", "undone"]
+        [
+            "started", "started", "skipped", "picked", "short", "picked", "undone"
+        ]
     );
 }
 
@@ -1229,4 +1233,883 @@ fn down_messages_apply_only_in_their_stream_order_and_for_this_database() {
             .incarnation(),
         me
     );
+}
+
+#[test]
+fn a_task_left_in_progress_by_an_undo_or_a_restart_is_resumed_at_its_location() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &wave(10, 1, 100, 1), T0).unwrap();
+    f.db.start_task(T0, 7, 100).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    f.db.undo_pick(T0, 7, 100).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::InProgress);
+    f.db.start_task(T0 + 1, 7, 100)
+        .expect("resumed after the undo");
+    drop(f.db);
+    f.db = Db::open(&f.path, &StoreConfig::default()).unwrap();
+    f.db.start_task(T0 + 2, 7, 100)
+        .expect("resumed after a restart");
+    f.db.confirm_pick(T0 + 3, 7, &pick(100, 2)).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    let err = f.db.start_task(T0 + 4, 7, 100).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "task 100 is picked; it cannot be picked any more"
+    );
+}
+
+/// Version `version` of wave `wave_id` with the tasks `(task_id, qty)`, in walking order.
+fn revision(wave_id: u64, version: u32, tasks: &[(u64, u32)]) -> Down {
+    let tasks = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, &(task_id, qty))| {
+            let mut t = sample_tasks(task_id, 1, qty).remove(0);
+            t.pick_seq = i as u32;
+            t
+        })
+        .collect();
+    Down::WaveAssigned(sample_wave(wave_id, version, tasks))
+}
+
+/// One task's units three ways: the stored `picked_qty`, the sum of its live pick rows,
+/// and what its events told the OMS (`Picked` + `ShortPicked` - `PickUndone`).
+fn units_three_ways(db: &Db, task_id: u64) -> (u32, u32, i64) {
+    let stored = db.task(task_id).unwrap().map_or(0, |t| t.picked_qty);
+    let rows: u32 = db
+        .conn
+        .query_row(
+            "SELECT COALESCE(SUM(qty), 0) FROM picks WHERE task_id = ?1 AND undone = 0",
+            [task_id as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let told = events(db)
+        .iter()
+        .map(|(_, k)| match k {
+            EventKind::Picked(p) if p.task_id == task_id => i64::from(p.qty),
+            EventKind::ShortPicked {
+                task_id: t, qty, ..
+            } if *t == task_id => i64::from(*qty),
+            EventKind::PickUndone { task_id: t, qty } if *t == task_id => -i64::from(*qty),
+            _ => 0,
+        })
+        .sum();
+    (stored, rows, told)
+}
+
+/// The last event, if it is a `PutBack`: its task and units.
+fn last_put_back(db: &Db) -> Option<(u64, u32)> {
+    match events(db).pop()?.1 {
+        EventKind::PutBack { task_id, qty, .. } => Some((task_id, qty)),
+        _ => None,
+    }
+}
+
+/// The `Conflict` details the outbox holds for a task.
+fn conflicts(db: &Db, task_id: u64) -> Vec<String> {
+    events(db)
+        .into_iter()
+        .filter_map(|(_, k)| match k {
+            EventKind::Conflict { task_id: t, detail } if t == task_id => Some(detail),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_newer_wave_version_keeps_the_units_of_a_partly_picked_skipped_task() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &revision(10, 1, &[(100, 5), (101, 1)]), T0)
+        .unwrap();
+    f.db.start_task(T0, 7, 100).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 2)).unwrap();
+    f.db.skip_task(T0, 7, 100).unwrap();
+    f.db.apply_seq(2, &revision(10, 2, &[(100, 5), (101, 1)]), T0 + 1)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.qty, t.picked_qty, t.remaining()),
+        (TaskState::Skipped, 5, 2, 3),
+        "the two confirmed units are kept, and the task stays skipped"
+    );
+    assert_eq!(units_three_ways(&f.db, 100), (2, 2, 2));
+    f.db.start_task(T0 + 2, 7, 100).unwrap();
+    f.db.confirm_pick(T0 + 2, 7, &pick(100, 3)).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    assert!(
+        f.db.confirm_pick(T0 + 3, 7, &pick(100, 1)).is_err(),
+        "the OMS is never told more units than the task asks for"
+    );
+    assert_eq!(units_three_ways(&f.db, 100), (5, 5, 5));
+}
+
+#[test]
+fn a_newer_version_asking_for_fewer_units_than_picked_makes_the_surplus_a_put_back() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &revision(10, 1, &[(100, 5), (101, 1)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    f.db.apply_seq(2, &revision(10, 2, &[(100, 3), (101, 1)]), T0 + 1)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!((t.state, t.qty, t.picked_qty), (TaskState::Surplus, 3, 4));
+    assert_eq!(
+        conflicts(&f.db, 100),
+        [
+            "task 100: wave 10 version 2 asks for 3 units; 4 were picked: 1 are to be put back \
+          at A-00-00-A"
+        ]
+    );
+    let open = f.db.open_tasks().unwrap();
+    assert!(
+        open.iter()
+            .any(|t| t.task_id == 100 && t.picked_qty == 4 && t.qty == 3),
+        "the picker is shown the surplus: {open:?}"
+    );
+    assert!(f.db.undo_pick(T0 + 2, 7, 100).is_err());
+    assert!(f.db.confirm_pick(T0 + 2, 7, &pick(100, 1)).is_err());
+    assert!(
+        f.db.birth_snapshot().unwrap().waves.len() == 1,
+        "the wave waits"
+    );
+
+    f.db.confirm_put_back(T0 + 3, 7, 100).unwrap();
+    assert_eq!(last_put_back(&f.db), Some((100, 1)));
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    assert_eq!(
+        units_three_ways(&f.db, 100),
+        (4, 4, 4),
+        "no pick is forgotten"
+    );
+
+    // The order is cancelled afterwards: the 3 units the picker still holds go back.
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-10042".into(),
+    };
+    f.db.apply_seq(3, &cancel, T0 + 4).unwrap();
+    assert!(conflicts(&f.db, 100)[1].contains("after 3 units were picked"));
+    assert_eq!(
+        f.db.open_tasks().unwrap()[0].picked_qty,
+        3,
+        "the picker is asked to put back what it holds"
+    );
+    f.db.confirm_put_back(T0 + 5, 7, 100).unwrap();
+    assert_eq!(last_put_back(&f.db), Some((100, 3)));
+    assert_eq!(units_three_ways(&f.db, 100), (4, 4, 4));
+}
+
+#[test]
+fn a_newer_version_completes_a_task_at_exactly_its_picked_units_and_reopens_one_for_more() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &revision(10, 1, &[(100, 5), (101, 2), (102, 3)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 2)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 2)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(102, 1)).unwrap();
+    f.db.short_pick(T0, 7, 102, 0, ShortReason::Damaged)
+        .unwrap();
+    f.db.apply_seq(2, &revision(10, 2, &[(100, 2), (101, 4), (102, 5)]), T0 + 1)
+        .unwrap();
+    let t = |id| {
+        let t = f.db.task(id).unwrap().unwrap();
+        (t.state, t.qty, t.picked_qty)
+    };
+    assert_eq!(t(100), (TaskState::Picked, 2, 2));
+    assert_eq!(t(101), (TaskState::InProgress, 4, 2));
+    assert_eq!(
+        t(102),
+        (TaskState::Short, 3, 1),
+        "a short task is not reopened"
+    );
+    assert_eq!(
+        conflicts(&f.db, 102),
+        [
+            "task 102 is short with 1 of 3 units picked; wave 10 version 2 asks for 5: not \
+          reopened on this device"
+        ]
+    );
+    assert!(conflicts(&f.db, 100).is_empty() && conflicts(&f.db, 101).is_empty());
+    for (id, units) in [(100, 2), (101, 2), (102, 1)] {
+        assert_eq!(
+            units_three_ways(&f.db, id),
+            (units, units, i64::from(units))
+        );
+    }
+}
+
+#[test]
+fn a_surplus_waiting_for_its_put_back_follows_the_next_version_and_a_revocation() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &revision(10, 1, &[(100, 5), (101, 5)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 4)).unwrap();
+    f.db.confirm_pick(T0, 7, &pick(101, 4)).unwrap();
+    f.db.apply_seq(2, &revision(10, 2, &[(100, 1), (101, 1)]), T0)
+        .unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Surplus);
+    // Version 3 wants 6 of task 100 again and drops task 101.
+    f.db.apply_seq(3, &revision(10, 3, &[(100, 6)]), T0)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.qty, t.picked_qty),
+        (TaskState::InProgress, 6, 4)
+    );
+    assert!(conflicts(&f.db, 100)[1].ends_with("nothing is to be put back any more"));
+    let t = f.db.task(101).unwrap().unwrap();
+    assert_eq!((t.state, t.picked_qty), (TaskState::PutBackNeeded, 4));
+    assert!(conflicts(&f.db, 101)[1].contains("revoked after 4 units were picked"));
+    f.db.confirm_put_back(T0, 7, 101).unwrap();
+    assert_eq!(last_put_back(&f.db), Some((101, 4)));
+}
+
+/// Pick quantities are one truth: property tests over random shifts (issue 15). After
+/// every step, for every task: the stored `picked_qty` equals the sum of its live pick
+/// rows and what its events told the OMS; units put back equal its `PutBack` events; its
+/// state agrees with what the picker holds, and a put-back the OMS was not told of by a
+/// `Conflict` never happens.
+mod one_truth {
+    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+    use floorhand_protocol::link::{Key, Level, ScanTarget, Screen};
+    use floorhand_protocol::oms::{Capture, GtinPack, Task};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::pick::{self, Command, PickConfig, PickTask, Picker, Withdrawal};
+    use crate::station::pick::{execute, pick_task};
+
+    const WAVE: u64 = 10;
+    const FIRST: u64 = 100;
+    const N: usize = 6;
+    const GTIN: &str = "09506000134352";
+    const BADGE: &str = "OP7";
+
+    /// Task `FIRST + i`: orders A (the first three) and B, one location each.
+    fn task(i: usize, qty: u32) -> Task {
+        let task_id = FIRST + i as u64;
+        Task {
+            task_id,
+            order_id: if i < 3 { "SO-A" } else { "SO-B" }.into(),
+            order_line: 1,
+            location: format!("B-{task_id}"),
+            pick_seq: i as u32,
+            location_check: i as u8,
+            gtins: vec![GtinPack {
+                gtin: GTIN.into(),
+                pack_qty: 1,
+            }],
+            sku: format!("SKU-{task_id}"),
+            description: format!("Item {task_id}"),
+            qty,
+            capture: Capture {
+                lot: false,
+                serial: false,
+                expiry: false,
+            },
+            tote_required: false,
+        }
+    }
+
+    fn wave_of(version: u32, qtys: &[Option<u32>]) -> Down {
+        let tasks = qtys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.map(|q| task(i, q)))
+            .collect();
+        Down::WaveAssigned(sample_wave(WAVE, version, tasks))
+    }
+
+    /// A process crash loses nothing committed under either setting; NORMAL keeps the
+    /// thousands of commits of a run fast.
+    fn config() -> StoreConfig {
+        StoreConfig {
+            synchronous: Synchronous::Normal,
+            ..StoreConfig::default()
+        }
+    }
+
+    /// Something the OMS does, or a crash.
+    #[derive(Debug, Clone)]
+    enum World {
+        /// A newer version of the wave: per task its quantity, or left out (revoked).
+        Revise(Vec<Option<u32>>),
+        Revoke(usize),
+        /// Cancels order A (`true`) or B.
+        Cancel(bool),
+        /// The agent is killed and started again on its database file.
+        Crash,
+    }
+
+    fn world() -> impl Strategy<Value = World> {
+        prop_oneof![
+            4 => prop::collection::vec(prop::option::weighted(0.85, 1u32..=6), N)
+                .prop_map(World::Revise),
+            1 => (0..N).prop_map(World::Revoke),
+            1 => any::<bool>().prop_map(World::Cancel),
+            2 => Just(World::Crash),
+        ]
+    }
+
+    /// Everything a task's units are, read back from the store.
+    fn check_tasks(db: &Db) -> Result<(), String> {
+        let evs = events(db);
+        for (i, (seq, _)) in evs.iter().enumerate() {
+            if *seq != i as u64 + 1 {
+                return Err(format!("outbox seqs have a gap at {seq}"));
+            }
+        }
+        let mut stmt = db
+            .conn
+            .prepare(
+                "SELECT t.task_id, t.state, t.qty, t.picked_qty, t.put_back_qty,
+                    (SELECT COALESCE(SUM(qty), 0) FROM picks p
+                     WHERE p.task_id = t.task_id AND p.undone = 0)
+                 FROM tasks t",
+            )
+            .unwrap();
+        let rows: Vec<(i64, String, u32, u32, u32, u32)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (task_id, state, qty, picked, put_back, rows) in rows {
+            let task_id = task_id as u64;
+            let (mut told, mut told_back, mut conflict) = (0i64, 0u32, false);
+            for (_, k) in &evs {
+                match k {
+                    EventKind::Picked(p) if p.task_id == task_id => told += i64::from(p.qty),
+                    EventKind::ShortPicked {
+                        task_id: t, qty, ..
+                    } if *t == task_id => told += i64::from(*qty),
+                    EventKind::PickUndone { task_id: t, qty } if *t == task_id => {
+                        told -= i64::from(*qty)
+                    }
+                    EventKind::PutBack {
+                        task_id: t, qty, ..
+                    } if *t == task_id => told_back += qty,
+                    EventKind::Conflict { task_id: t, .. } if *t == task_id => conflict = true,
+                    _ => {}
+                }
+            }
+            let says = format!(
+                "task {task_id} ({state}, qty {qty}): picked_qty {picked}, live pick rows \
+                 {rows}, events told {told}, put back {put_back}, PutBack events {told_back}"
+            );
+            if picked != rows || i64::from(picked) != told {
+                return Err(format!("picked units disagree: {says}"));
+            }
+            if put_back != told_back || put_back > picked {
+                return Err(format!("put-back units disagree: {says}"));
+            }
+            let held = picked - put_back;
+            let sound = match state.as_str() {
+                "open" => picked == 0,
+                "in_progress" | "skipped" => held < qty && put_back == 0,
+                "picked" => held == qty,
+                "short" => held < qty,
+                "surplus" => held > qty && put_back == 0 && conflict,
+                "put_back" => held > 0 && conflict,
+                "revoked" | "cancelled" => held == 0,
+                _ => false,
+            };
+            if !sound {
+                return Err(format!("state does not fit the units: {says}"));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- the store on its own: any call, in any order, refused or not -----
+
+    /// A store call a runtime could make, right or wrong for the task's state.
+    #[derive(Debug, Clone)]
+    enum Call {
+        Start(usize),
+        Confirm(usize, u32),
+        Short(usize, u32),
+        Skip(usize),
+        Undo(usize),
+        PutBack(usize),
+        World(World),
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        prop_oneof![
+            2 => (0..N).prop_map(Call::Start),
+            6 => (0..N, 1u32..=4).prop_map(|(i, q)| Call::Confirm(i, q)),
+            1 => (0..N, 0u32..=2).prop_map(|(i, q)| Call::Short(i, q)),
+            2 => (0..N).prop_map(Call::Skip),
+            2 => (0..N).prop_map(Call::Undo),
+            2 => (0..N).prop_map(Call::PutBack),
+            3 => world().prop_map(Call::World),
+        ]
+    }
+
+    /// Runs `calls` on a fresh store, checking after each; `model` is an independent
+    /// ledger of each task's confirmed units (a stack: an undo takes the last back).
+    fn run_calls(first: &[u32], calls: &[Call]) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("floorhand.db");
+        let mut db = Db::open(&path, &config()).unwrap();
+        let (mut msg, mut version, mut now) = (1u64, 1u32, T0);
+        let firsts: Vec<Option<u32>> = first.iter().map(|&q| Some(q)).collect();
+        db.apply_seq(msg, &wave_of(version, &firsts), now).unwrap();
+        let mut model: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        for (step, c) in calls.iter().enumerate() {
+            now += 1;
+            let id = |i: &usize| FIRST + *i as u64;
+            match c {
+                Call::Start(i) => drop(db.start_task(now, 7, id(i))),
+                Call::Confirm(i, q) => {
+                    if db.confirm_pick(now, 7, &pick(id(i), *q)).is_ok() {
+                        model.entry(id(i)).or_default().push(*q);
+                    }
+                }
+                Call::Short(i, q) => {
+                    let ok = db
+                        .short_pick(now, 7, id(i), *q, ShortReason::NotEnough)
+                        .is_ok();
+                    if ok && *q > 0 {
+                        model.entry(id(i)).or_default().push(*q);
+                    }
+                }
+                Call::Skip(i) => drop(db.skip_task(now, 7, id(i))),
+                Call::Undo(i) => {
+                    if db.undo_pick(now, 7, id(i)).is_ok() {
+                        model.entry(id(i)).or_default().pop();
+                    }
+                }
+                Call::PutBack(i) => drop(db.confirm_put_back(now, 7, id(i))),
+                Call::World(World::Crash) => {
+                    drop(db);
+                    db = Db::open(&path, &config()).unwrap();
+                }
+                Call::World(w) => {
+                    msg += 1;
+                    let down = match w {
+                        World::Revise(qtys) => {
+                            version += 1;
+                            wave_of(version, qtys)
+                        }
+                        World::Revoke(i) => Down::TasksRevoked {
+                            wave_id: WAVE,
+                            task_ids: vec![id(i)],
+                        },
+                        World::Cancel(a) => Down::OrderCancelled {
+                            order_id: if *a { "SO-A" } else { "SO-B" }.into(),
+                        },
+                        World::Crash => unreachable!(),
+                    };
+                    db.apply_seq(msg, &down, now).unwrap();
+                }
+            }
+            check_tasks(&db).map_err(|e| format!("after step {step} {c:?}: {e}"))?;
+            for (task_id, picks) in &model {
+                let stored = db.task(*task_id).unwrap().map_or(0, |t| t.picked_qty);
+                if stored != picks.iter().sum::<u32>() {
+                    return Err(format!(
+                        "after step {step} {c:?}: task {task_id} has {stored} units stored, \
+                         {picks:?} were confirmed"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_store_check_catches_a_task_whose_picked_units_were_reset() {
+        // The bug of issue 15: partly picked, skipped, then reset by a newer version.
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("floorhand.db"), &config()).unwrap();
+        db.apply_seq(1, &wave_of(1, &[Some(5)]), T0).unwrap();
+        db.confirm_pick(T0, 7, &pick(FIRST, 2)).unwrap();
+        db.skip_task(T0, 7, FIRST).unwrap();
+        assert_eq!(check_tasks(&db), Ok(()));
+        db.conn
+            .execute(
+                "UPDATE tasks SET state = 'open', picked_qty = 0 WHERE task_id = ?1",
+                [FIRST as i64],
+            )
+            .unwrap();
+        let err = check_tasks(&db).unwrap_err();
+        assert!(err.starts_with("picked units disagree: task 100"), "{err}");
+    }
+
+    // ----- the pick workflow and the store together, as the station runs them -----
+
+    /// What the picker does.
+    #[derive(Debug, Clone)]
+    enum Act {
+        /// Scans the location of task `i` (right or wrong).
+        Location(usize),
+        /// Scans the item.
+        Item,
+        Key(Key),
+        /// What the screen asks for (keeps random shifts moving).
+        Next,
+        World(World),
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        let key = prop_oneof![
+            4 => Just(Key::Enter),
+            1 => Just(Key::F(1)),
+            2 => Just(Key::F(2)),
+            2 => Just(Key::F(3)),
+            1 => Just(Key::Back),
+            1 => Just(Key::Down),
+        ];
+        prop_oneof![
+            2 => (0..N).prop_map(Act::Location),
+            3 => Just(Act::Item),
+            4 => key.prop_map(Act::Key),
+            8 => Just(Act::Next),
+            2 => world().prop_map(Act::World),
+        ]
+    }
+
+    /// The station's pick runtime over a real store file: every `Persist` runs through
+    /// `station::pick::execute`, tasks are reloaded after every applied down message
+    /// (withdrawals first, as `station::pick` does), and a crash drops the workflow and
+    /// the store and opens the file again.
+    ///
+    /// One difference from `station::pick` as it stands: a put-back of a task the picker
+    /// does not know (picked before a restart, taken away after it) is handed in at any
+    /// reload, not only at the first. The station hands it in only after the next restart,
+    /// so the picker is never asked for it until then (this test found it).
+    struct Shift {
+        _dir: TempDir,
+        path: PathBuf,
+        db: Db,
+        picker: Picker,
+        known: BTreeSet<u64>,
+        /// Put-backs the picker was asked for since the start.
+        asked: BTreeSet<u64>,
+        now_ms: u64,
+        now: u64,
+        msg: u64,
+        version: u32,
+        /// Commands the store refused: the workflow asked for something it should not.
+        refused: Vec<String>,
+        /// Units of committed confirmations minus undos, per task, as the picker heard.
+        heard: BTreeMap<u64, i64>,
+    }
+
+    impl Shift {
+        fn start(first: &[u32]) -> Shift {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("floorhand.db");
+            let mut s = Shift {
+                db: Db::open(&path, &config()).unwrap(),
+                path,
+                _dir: dir,
+                picker: Picker::new(PickConfig::default()),
+                known: BTreeSet::new(),
+                asked: BTreeSet::new(),
+                now_ms: 0,
+                now: T0,
+                msg: 0,
+                version: 1,
+                refused: Vec::new(),
+                heard: BTreeMap::new(),
+            };
+            let firsts: Vec<Option<u32>> = first.iter().map(|&q| Some(q)).collect();
+            s.down(wave_of(1, &firsts));
+            s.feed(pick::Input::scan(BADGE.as_bytes()));
+            s
+        }
+
+        fn feed(&mut self, input: pick::Input) {
+            // Past the bounce window: every scan counts.
+            self.now_ms += 1_000;
+            let mut queue: VecDeque<pick::Effect> = self.picker.handle(self.now_ms, input).into();
+            while let Some(effect) = queue.pop_front() {
+                let pick::Effect::Persist { id, command } = effect else {
+                    continue;
+                };
+                self.now += 1;
+                let operator = self.picker.operator().unwrap_or(0);
+                let answer = match execute(&mut self.db, self.now, operator, "OP", &command) {
+                    Ok(_) => {
+                        let units = match &command {
+                            Command::ConfirmPick { task_id, units }
+                            | Command::ShortPick { task_id, units, .. } => {
+                                Some((*task_id, i64::from(units.qty)))
+                            }
+                            Command::UndoPick { task_id, qty } => {
+                                Some((*task_id, -i64::from(*qty)))
+                            }
+                            _ => None,
+                        };
+                        if let Some((task_id, n)) = units {
+                            *self.heard.entry(task_id).or_default() += n;
+                        }
+                        pick::Input::Committed { id }
+                    }
+                    Err(e) => {
+                        self.refused.push(format!("{command:?}: {e}"));
+                        pick::Input::Failed {
+                            id,
+                            reason: e.to_string(),
+                        }
+                    }
+                };
+                self.now_ms += 1;
+                queue.extend(self.picker.handle(self.now_ms, answer));
+            }
+        }
+
+        fn reload(&mut self, why: Option<Withdrawal>) {
+            let open = self.db.open_tasks().unwrap();
+            let mut gone = Vec::new();
+            for &id in &self.known {
+                if open
+                    .iter()
+                    .any(|t| t.task_id == id && t.state != TaskState::PutBackNeeded)
+                {
+                    continue;
+                }
+                match self.db.task(id).unwrap().map(|t| t.state) {
+                    Some(TaskState::Cancelled) => gone.push((id, Some(Withdrawal::OrderCancelled))),
+                    Some(TaskState::Revoked | TaskState::PutBackNeeded) => {
+                        gone.push((id, Some(Withdrawal::Revoked)))
+                    }
+                    Some(_) => {}
+                    None => gone.push((id, None)),
+                }
+            }
+            for (task_id, w) in gone {
+                self.known.remove(&task_id);
+                self.asked.insert(task_id);
+                if let Some(w) = w {
+                    let why = why.unwrap_or(w);
+                    self.feed(pick::Input::Withdrawn { task_id, why });
+                }
+            }
+            // Put-backs the picker was not asked for yet are handed in as tasks and
+            // withdrawn at once, so the picker is asked to put the units back.
+            let hand_in: Vec<u64> = open
+                .iter()
+                .filter(|r| r.state == TaskState::PutBackNeeded && !self.asked.contains(&r.task_id))
+                .map(|r| r.task_id)
+                .collect();
+            let tasks: Vec<PickTask> = open
+                .iter()
+                .filter(|r| r.state != TaskState::PutBackNeeded || hand_in.contains(&r.task_id))
+                .map(pick_task)
+                .collect();
+            self.known.extend(tasks.iter().map(|t| t.task_id));
+            self.feed(pick::Input::Tasks(tasks));
+            for task_id in hand_in {
+                self.known.remove(&task_id);
+                self.asked.insert(task_id);
+                self.feed(pick::Input::Withdrawn {
+                    task_id,
+                    why: Withdrawal::Revoked,
+                });
+            }
+        }
+
+        fn down(&mut self, down: Down) {
+            self.msg += 1;
+            self.now += 1;
+            match self.db.apply_seq(self.msg, &down, self.now).unwrap() {
+                Applied::Cancelled { .. } => self.reload(Some(Withdrawal::OrderCancelled)),
+                Applied::WaveApplied { .. } | Applied::Revoked { .. } => self.reload(None),
+                _ => {}
+            }
+        }
+
+        fn world(&mut self, w: &World) {
+            match w {
+                World::Revise(qtys) => {
+                    self.version += 1;
+                    self.down(wave_of(self.version, qtys));
+                }
+                World::Revoke(i) => self.down(Down::TasksRevoked {
+                    wave_id: WAVE,
+                    task_ids: vec![FIRST + *i as u64],
+                }),
+                World::Cancel(a) => self.down(Down::OrderCancelled {
+                    order_id: if *a { "SO-A" } else { "SO-B" }.into(),
+                }),
+                World::Crash => {
+                    self.db = Db::open(&self.path, &config()).unwrap();
+                    self.picker = Picker::new(PickConfig::default());
+                    self.known.clear();
+                    self.asked.clear();
+                    self.reload(None);
+                    self.feed(pick::Input::scan(BADGE.as_bytes()));
+                }
+            }
+        }
+
+        /// Does what the screen asks; false when there is nothing left to do.
+        fn next(&mut self) -> bool {
+            let input = match self.picker.screen() {
+                Screen::Scan {
+                    target: ScanTarget::Badge,
+                    ..
+                } => pick::Input::scan(BADGE.as_bytes()),
+                Screen::Pick(p) => pick::Input::scan(p.location.as_bytes()),
+                Screen::Scan {
+                    target: ScanTarget::Item,
+                    hint,
+                } if hint.starts_with("0/") => pick::Input::scan(GTIN.as_bytes()),
+                Screen::Scan { .. } | Screen::Message { .. } => pick::Input::Key(Key::Enter),
+                Screen::Quantity { .. } | Screen::Reasons { .. } => pick::Input::Key(Key::Back),
+                Screen::WaveDone { .. } | Screen::Offline { .. } => return false,
+            };
+            if matches!(self.picker.screen(), Screen::Message { level: Level::Info, ref text } if text.starts_with("No tasks"))
+            {
+                return false;
+            }
+            self.feed(input);
+            true
+        }
+
+        fn act(&mut self, a: &Act) {
+            match a {
+                Act::Location(i) => self.feed(pick::Input::scan(
+                    format!("B-{}", FIRST + *i as u64).as_bytes(),
+                )),
+                Act::Item => self.feed(pick::Input::scan(GTIN.as_bytes())),
+                Act::Key(k) => self.feed(pick::Input::Key(*k)),
+                Act::Next => drop(self.next()),
+                Act::World(w) => self.world(w),
+            }
+        }
+
+        fn check(&self) -> Result<(), String> {
+            check_tasks(&self.db)?;
+            if let Some(r) = self.refused.first() {
+                return Err(format!("the store refused the workflow's {r}"));
+            }
+            for (task_id, n) in &self.heard {
+                let stored = self.db.task(*task_id).unwrap().map_or(0, |t| t.picked_qty);
+                if i64::from(stored) != *n {
+                    return Err(format!(
+                        "task {task_id}: the picker heard {n} units saved, the store has {stored}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn run_shift(first: &[u32], acts: &[Act]) -> Result<(), String> {
+        let mut s = Shift::start(first);
+        s.check()?;
+        for (step, a) in acts.iter().enumerate() {
+            s.act(a);
+            s.check()
+                .map_err(|e| format!("after step {step} {a:?}: {e}"))?;
+        }
+        // Then the picker works on until the screen says there is nothing left: every
+        // task must end picked, short or taken away, and every put-back done.
+        for step in 0..400 {
+            if !s.next() {
+                let left: Vec<_> = s.db.open_tasks().unwrap();
+                if !left.is_empty() {
+                    return Err(format!("the picker stopped with work left: {left:?}"));
+                }
+                return Ok(());
+            }
+            s.check()
+                .map_err(|e| format!("finishing, step {step}: {e}"))?;
+        }
+        Err(format!(
+            "the picker never finished: {:?}",
+            s.picker.screen()
+        ))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_store_calls_waves_and_crashes_keep_every_tasks_units_one_truth(
+            first in prop::collection::vec(1u32..=6, N),
+            calls in prop::collection::vec(call(), 1..80),
+        ) {
+            run_calls(&first, &calls).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn random_shifts_with_new_versions_and_crashes_keep_every_tasks_units_one_truth(
+            first in prop::collection::vec(1u32..=6, N),
+            acts in prop::collection::vec(act(), 1..120),
+        ) {
+            run_shift(&first, &acts).map_err(TestCaseError::fail)?;
+        }
+    }
+
+    #[test]
+    fn a_partly_picked_skipped_task_survives_a_new_version_and_a_crash_in_a_shift() {
+        // The chaos run's case, scripted: confirm 2 of 5, skip, a new version, a crash,
+        // then the picker finishes the shift.
+        let acts = [
+            Act::Location(0),
+            Act::Item,
+            Act::Key(Key::Enter),
+            Act::Item,
+            Act::Key(Key::Enter),
+            Act::Key(Key::F(2)),
+            Act::World(World::Revise(vec![Some(5); N])),
+            Act::World(World::Crash),
+            Act::Key(Key::F(3)),
+        ];
+        assert_eq!(run_shift(&[5; N], &acts), Ok(()));
+    }
+}
+
+#[test]
+fn a_pack_order_whose_address_does_not_fit_the_label_is_refused_with_the_field_and_its_limit() {
+    let mut f = fixture();
+    let (msg_id, down) = example_pack_order();
+    let Down::PackOrder(mut order) = down else {
+        panic!("{down:?}")
+    };
+    let order_id = order.order_id.clone();
+    order.ship_to.lines[0] = "Lange Strasse ".repeat(730);
+    let applied =
+        f.db.apply_seq(msg_id, &Down::PackOrder(order.clone()), T0)
+            .unwrap();
+    let detail = "ship_to.line1 has 10220 characters; the label holds at most 48, and a value \
+                  is never cut";
+    assert_eq!(
+        applied,
+        Applied::Refused {
+            reason: RejectReason::Invalid,
+            detail: detail.into()
+        }
+    );
+    assert!(matches!(
+        &events(&f.db)[..],
+        [(1, EventKind::Rejected { msg_id: m, reason: RejectReason::Invalid, detail: d })]
+            if *m == msg_id && d == detail
+    ));
+    assert_eq!(f.db.pack_order(&order_id).unwrap(), None, "nothing stored");
+    // The OMS corrects the address: the same order is then stored.
+    order.ship_to.lines[0] = "Lange Strasse 5".into();
+    assert_eq!(
+        f.db.apply_seq(msg_id + 1, &Down::PackOrder(order), T0)
+            .unwrap(),
+        Applied::PackOrderStored
+    );
+    assert!(f.db.pack_order(&order_id).unwrap().is_some());
 }

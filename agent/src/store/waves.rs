@@ -3,10 +3,15 @@
 //! A wave is applied only if its version is newer than the stored one; its tasks are
 //! upserted, and tasks of the wave missing from the new version are revoked. Work taken
 //! away is tombstoned, never deleted; if units were already picked the task waits for a
-//! put-back and the OMS gets a `Conflict` event.
+//! put-back and the OMS gets a `Conflict` event. A new version never discards a confirmed
+//! unit: for a task with picks it changes only what is still to pick, and a surplus
+//! (fewer units asked for than picked) becomes a put-back and a `Conflict` too.
+
+use std::cmp::Ordering;
 
 use floorhand_protocol::oms::{
-    ConfigUpdate, Down, DownHeader, EventKind, GtinPack, PackOrder, RejectReason, Wave, wave_digest,
+    ConfigUpdate, Down, DownHeader, EventKind, GtinPack, PackOrder, RejectReason, Task, Wave,
+    wave_digest,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -22,8 +27,9 @@ const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, or
         capture_serial, capture_expiry, tote_required, state, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17)";
 
-/// With [`INSERT_TASK`]: an existing task is updated only where the device has no work on
-/// it yet.
+/// With [`INSERT_TASK`]: an existing task takes every new value only where nothing was
+/// ever picked for it (a skipped one stays skipped). A task with picks is left to
+/// [`Tx::revise_task`], which keeps every confirmed unit.
 const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         wave_id = excluded.wave_id, wave_version = excluded.wave_version,
         order_id = excluded.order_id, order_line = excluded.order_line,
@@ -32,15 +38,15 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         sku = excluded.sku, description = excluded.description, qty = excluded.qty,
         capture_lot = excluded.capture_lot, capture_serial = excluded.capture_serial,
         capture_expiry = excluded.capture_expiry, tote_required = excluded.tote_required,
-        state = 'open', picked_qty = 0, ended = NULL, completed_at = NULL,
-        updated_at = excluded.updated_at
-     WHERE tasks.state IN ('open', 'skipped')
-        OR (tasks.state IN ('revoked', 'cancelled') AND tasks.picked_qty = 0)";
+        state = CASE tasks.state WHEN 'skipped' THEN 'skipped' ELSE 'open' END,
+        ended = NULL, completed_at = NULL, updated_at = excluded.updated_at
+     WHERE tasks.picked_qty = 0
+       AND tasks.state IN ('open', 'skipped', 'revoked', 'cancelled')";
 
 /// SQL condition on `waves`: no task of the wave needs the picker any more.
 pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks
     WHERE tasks.wave_id = waves.wave_id
-      AND tasks.state IN ('open', 'in_progress', 'skipped', 'put_back'))";
+      AND tasks.state IN ('open', 'in_progress', 'skipped', 'put_back', 'surplus'))";
 
 /// An order's tasks, through the `(wave_id, order_id)` index: the recursive part walks
 /// the distinct wave ids (one index seek each, a "loose index scan"), and each wave
@@ -410,9 +416,10 @@ impl Tx<'_> {
         })
     }
 
-    /// Inserts the wave's tasks, or updates those the device has not started (or that
-    /// were taken away before anything was picked). A started task keeps the device's
-    /// work; only its wave version moves, so it is not mistaken for a task the OMS dropped.
+    /// Inserts the wave's tasks, or updates those nothing was picked for (or that were
+    /// taken away before anything was picked). A task with picks keeps the device's work
+    /// and takes only the new quantity ([`Tx::revise_task`]); its wave version moves in
+    /// any case, so it is not mistaken for a task the OMS dropped.
     ///
     /// For a wave seen for the first time almost every task is new: a plain insert that
     /// skips existing ids is tried first, and only a task that already exists (moved from
@@ -424,10 +431,8 @@ impl Tx<'_> {
         let mut upsert = self
             .tx
             .prepare_cached(&format!("{INSERT_TASK} {ON_CONFLICT_UPDATE}"))?;
-        let mut touch = self.tx.prepare_cached(
-            "UPDATE tasks SET wave_id = ?2, wave_version = ?3 WHERE task_id = ?1",
-        )?;
         let now = sql(self.now);
+        let mut revise = Vec::new();
         for task in &wave.tasks {
             let gtins = encode_gtins(&task.gtins);
             let values = params![
@@ -451,9 +456,106 @@ impl Tx<'_> {
             ];
             let inserted = first_time && insert.execute(values)? == 1;
             if !inserted && upsert.execute(values)? == 0 {
-                touch.execute(params![sql(task.task_id), sql(wave.wave_id), wave.version])?;
+                revise.push(task);
             }
         }
+        drop((insert, upsert));
+        for task in revise {
+            self.revise_task(wave, task)?;
+        }
+        Ok(())
+    }
+
+    /// A new wave version for a task with picks. Confirmed units are never discarded: the
+    /// new quantity changes only what is still to pick. Fewer units than the picker holds
+    /// make the surplus a put-back (state `surplus`, a `Conflict` for the OMS); exactly
+    /// as many complete the task; more reopen a picked one. A task closed short, taken
+    /// away, or with units already put back is not reopened: the OMS gets a `Conflict`
+    /// when the version asks for something else.
+    fn revise_task(&mut self, wave: &Wave, task: &Task) -> Result<(), StoreError> {
+        let task_id = task.task_id;
+        let (state, qty, picked, put_back, location): (String, u32, u32, u32, String) = self
+            .tx
+            .prepare_cached(
+                "SELECT state, qty, picked_qty, put_back_qty, location FROM tasks
+                 WHERE task_id = ?1",
+            )?
+            .query_row([sql(task_id)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+        let state = TaskState::parse(&state)?;
+        let held = picked.saturating_sub(put_back);
+        let want = task.qty;
+        let next = if put_back > 0 || state.is_taken_away() {
+            None
+        } else {
+            match (state, want.cmp(&held)) {
+                (_, Ordering::Less) => Some(TaskState::Surplus),
+                (_, Ordering::Equal) => Some(TaskState::Picked),
+                (TaskState::Short, Ordering::Greater) => None,
+                (TaskState::Picked | TaskState::Surplus, Ordering::Greater) => {
+                    Some(TaskState::InProgress)
+                }
+                (other, Ordering::Greater) => Some(other),
+            }
+        };
+        let detail = match next {
+            Some(_) => {
+                let surplus_before = if state == TaskState::Surplus {
+                    held.saturating_sub(qty)
+                } else {
+                    0
+                };
+                let surplus = held.saturating_sub(want);
+                (surplus != surplus_before).then(|| {
+                    let what = if surplus > 0 {
+                        format!("{surplus} are to be put back at {location}")
+                    } else {
+                        "nothing is to be put back any more".to_string()
+                    };
+                    format!(
+                        "task {task_id}: wave {} version {} asks for {want} units; {held} \
+                         were picked: {what}",
+                        wave.wave_id, wave.version
+                    )
+                })
+            }
+            None => (want != qty || state.is_taken_away()).then(|| {
+                format!(
+                    "task {task_id} is {} with {held} of {qty} units picked; wave {} version \
+                     {} asks for {want}: not reopened on this device",
+                    state.as_str(),
+                    wave.wave_id,
+                    wave.version
+                )
+            }),
+        };
+        let seq = match detail {
+            Some(detail) => Some(self.event(0, EventKind::Conflict { task_id, detail })?),
+            None => None,
+        };
+        let (next, want) = match next {
+            Some(next) => (next, want),
+            None => (state, qty),
+        };
+        let completed = next.is_final().then_some(sql(self.now));
+        self.tx
+            .prepare_cached(
+                "UPDATE tasks SET wave_id = ?2, wave_version = ?3, qty = ?4, state = ?5,
+                    last_seq = COALESCE(?6, last_seq), updated_at = ?7,
+                    completed_at = CASE WHEN ?5 = state THEN completed_at ELSE ?8 END
+                 WHERE task_id = ?1",
+            )?
+            .execute(params![
+                sql(task_id),
+                sql(wave.wave_id),
+                wave.version,
+                want,
+                next.as_str(),
+                seq.map(sql),
+                sql(self.now),
+                completed
+            ])?;
         Ok(())
     }
 
@@ -469,13 +571,15 @@ impl Tx<'_> {
         let row: Option<(i64, String, u32, String)> = self
             .tx
             .prepare_cached(
-                "SELECT wave_id, state, picked_qty, location FROM tasks WHERE task_id = ?1",
+                "SELECT wave_id, state, picked_qty - put_back_qty, location FROM tasks
+                 WHERE task_id = ?1",
             )?
             .query_row([sql(task_id)], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let Some((wave_id, state, picked, location)) = row else {
+        // `held`: units the picker still has (picked, less any already put back).
+        let Some((wave_id, state, held, location)) = row else {
             return Ok(Ended::Untouched);
         };
         let wave_id = unsql(wave_id);
@@ -483,19 +587,16 @@ impl Tx<'_> {
             return Ok(Ended::Untouched);
         }
         let state = TaskState::parse(&state)?;
-        if matches!(
-            state,
-            TaskState::Revoked | TaskState::Cancelled | TaskState::PutBackNeeded
-        ) {
+        if state.is_taken_away() {
             return Ok(Ended::Untouched);
         }
-        let ended = if picked > 0 {
+        let ended = if held > 0 {
             let seq = self.event(
                 0,
                 EventKind::Conflict {
                     task_id,
                     detail: format!(
-                        "task {task_id} was {} after {picked} units were picked; \
+                        "task {task_id} was {} after {held} units were picked; \
                          they are to be put back at {location}",
                         how.verb()
                     ),
@@ -632,6 +733,10 @@ impl Tx<'_> {
                 );
             }
             _ => {}
+        }
+        // A value the label would cut is refused now, never printed cut.
+        if let Err(e) = crate::label::check_fits(order) {
+            return self.refuse(msg_id, RejectReason::Invalid, e.to_string());
         }
         super::print::insert_pack_order(&self.tx, order, self.now)?;
         status::raise_alarm_if_needed(self, settings)?;

@@ -32,6 +32,10 @@ pub fn fast_store() -> StoreConfig {
     }
 }
 
+/// How long [`TestAgent::stop`] waits for the link: its graceful stop polls for at most
+/// 2 s after publishing `Death`.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A running agent link.
 pub struct TestAgent {
     /// Its store.
@@ -105,10 +109,19 @@ impl TestAgent {
         matches!(*self.sync.state.borrow(), LinkState::Up { .. })
     }
 
-    /// Stops the link (publishing `Death`) and waits for it.
+    /// Stops the link (publishing `Death`) and waits for it. Fails the test when the link
+    /// task panicked or did not end within [`STOP_TIMEOUT`]: a link that cannot stop
+    /// cleanly would cut SIGTERM short in `floorhand run`.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        match tokio::time::timeout(STOP_TIMEOUT, self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.is_panic() => {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            Ok(Err(e)) => panic!("the link task did not finish: {e}"),
+            Err(_) => panic!("the link task did not stop within {STOP_TIMEOUT:?}"),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod proxy;
 pub mod pty;
 pub mod station_support;
 pub mod sync_support;
+pub mod wire_tap;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

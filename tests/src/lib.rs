@@ -5,6 +5,7 @@ pub mod fake_printer;
 pub mod mosquitto;
 pub mod proxy;
 pub mod pty;
+pub mod rabbitmq;
 pub mod station_support;
 pub mod sync_support;
 

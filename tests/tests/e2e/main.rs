@@ -17,6 +17,7 @@ mod oms_cli;
 mod pack_e2e;
 mod picking_e2e;
 mod printer;
+mod rabbitmq;
 mod scale_pty;
 mod service;
 mod stations_e2e;

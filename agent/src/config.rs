@@ -19,7 +19,7 @@ use crate::sync::mqtt::BrokerSettings;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// This device's id: MQTT client id and topic level. See [`ID_RULE`].
+    /// This device's id: its topic level (the MQTT client id is `site.device`). See [`ID_RULE`].
     pub device: String,
     /// The site (warehouse) id.
     pub site: String,

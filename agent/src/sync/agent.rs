@@ -203,7 +203,10 @@ pub async fn start(
             return Err(SyncError::BadId(id.clone()));
         }
     }
-    let mut opts = mqtt::options(&cfg.device, &cfg.broker)?;
+    // The MQTT client id is `site.device`: the same device id at two sites on one broker
+    // are two clients (ids never contain a `.`), and neither takes over the other's
+    // connection.
+    let mut opts = mqtt::options(&format!("{}.{}", cfg.site, cfg.device), &cfg.broker)?;
     let session = store.call(|db| db.next_session()).await??;
     let (incarnation, acked, high) = store
         .call(|db| {

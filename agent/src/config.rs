@@ -258,7 +258,8 @@ pub enum SyncMode {
 pub struct Sync {
     /// Seconds between status messages.
     pub status_interval_s: u64,
-    /// Re-send unacked events when the OMS has acked nothing for this many seconds.
+    /// Longest wait, in seconds, between re-sends of unacknowledged events (the first
+    /// comes after 2 s without progress, doubling up to this).
     pub resend_after_s: u64,
     /// Longest reconnect delay in seconds.
     pub max_backoff_s: u64,
@@ -269,7 +270,9 @@ impl Default for Sync {
         Sync {
             status_interval_s: 60,
             resend_after_s: 20,
-            max_backoff_s: 30,
+            // A fleet that lost the broker is back within about 5 s of its return, its
+            // reconnects spread by jitter (2.5 to 5 s).
+            max_backoff_s: 5,
         }
     }
 }

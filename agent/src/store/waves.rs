@@ -183,61 +183,26 @@ impl Db {
         down: &Down,
         now: u64,
     ) -> Result<Applied, StoreError> {
-        let DownHeader {
-            dseq,
-            oms_incarnation,
-            to_incarnation,
-        } = head;
-        let mut new_settings = None;
+        let mut applied = self.apply_downs(&[(head, down)], now)?;
+        Ok(applied.pop().unwrap_or(Applied::Duplicate))
+    }
+
+    /// Applies down messages in order, all in one transaction (one disk sync for a burst),
+    /// each as [`Db::apply_down`] would. If any fails, none is applied.
+    pub fn apply_downs(
+        &mut self,
+        batch: &[(DownHeader, &Down)],
+        now: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut new_settings: Option<Settings> = None;
         let applied = self.write(now, |t, settings| {
-            match down {
-                Down::Ack {
-                    incarnation,
-                    up_to_seq,
-                } => {
-                    return Ok(if *incarnation == t.incarnation {
-                        Applied::Acked {
-                            deleted: t.ack(*up_to_seq)?,
-                        }
-                    } else {
-                        Applied::ForeignAck
-                    });
-                }
-                Down::ResyncRequest => return Ok(Applied::Resync),
-                _ if to_incarnation != t.incarnation => {
-                    return Ok(Applied::NotForMe { to_incarnation });
-                }
-                _ => {
-                    if let Some(skip) = t.next_down(oms_incarnation, dseq)? {
-                        return Ok(skip);
-                    }
-                }
+            let mut out = Vec::with_capacity(batch.len());
+            for (head, down) in batch {
+                // A ConfigUpdate earlier in the batch is in force for what follows.
+                let current = new_settings.clone().unwrap_or_else(|| settings.clone());
+                out.push(t.apply_one(*head, down, &current, &mut new_settings)?);
             }
-            let applied = match down {
-                Down::WaveAssigned(wave) => t.apply_wave(dseq, wave, settings)?,
-                Down::TasksRevoked { wave_id, task_ids } => {
-                    let mut tally = Tally::default();
-                    for &task_id in task_ids {
-                        tally.add(t.end_task(task_id, Some(*wave_id), Ending::Revoked)?);
-                    }
-                    t.close_wave_if_done(*wave_id)?;
-                    Applied::Revoked {
-                        tasks: tally.tasks,
-                        put_backs: tally.put_backs,
-                    }
-                }
-                Down::OrderCancelled { order_id } => t.cancel_order(order_id)?,
-                Down::PackOrder(order) => t.store_pack_order(dseq, order, settings)?,
-                Down::ConfigUpdate(update) => {
-                    new_settings = Some(t.store_config(update, settings)?);
-                    Applied::ConfigApplied
-                }
-                // Handled above: control messages are not numbered.
-                Down::Ack { .. } => Applied::ForeignAck,
-                Down::ResyncRequest => Applied::Resync,
-            };
-            t.down_done(oms_incarnation, dseq)?;
-            Ok(applied)
+            Ok(out)
         })?;
         if let Some(s) = new_settings {
             self.settings = s;
@@ -275,6 +240,69 @@ impl Db {
 }
 
 impl Tx<'_> {
+    /// Applies one down message in this transaction (see [`Db::apply_down`]).
+    fn apply_one(
+        &mut self,
+        head: DownHeader,
+        down: &Down,
+        settings: &Settings,
+        new_settings: &mut Option<Settings>,
+    ) -> Result<Applied, StoreError> {
+        let DownHeader {
+            dseq,
+            oms_incarnation,
+            to_incarnation,
+        } = head;
+        match down {
+            Down::Ack {
+                incarnation,
+                up_to_seq,
+            } => {
+                return Ok(if *incarnation == self.incarnation {
+                    Applied::Acked {
+                        deleted: self.ack(*up_to_seq)?,
+                    }
+                } else {
+                    Applied::ForeignAck
+                });
+            }
+            Down::ResyncRequest => return Ok(Applied::Resync),
+            _ if to_incarnation != self.incarnation => {
+                return Ok(Applied::NotForMe { to_incarnation });
+            }
+            _ => {
+                if let Some(skip) = self.next_down(oms_incarnation, dseq)? {
+                    return Ok(skip);
+                }
+            }
+        }
+        let applied = match down {
+            Down::WaveAssigned(wave) => self.apply_wave(dseq, wave, settings)?,
+            Down::TasksRevoked { wave_id, task_ids } => {
+                let mut tally = Tally::default();
+                for &task_id in task_ids {
+                    tally.add(self.end_task(task_id, Some(*wave_id), Ending::Revoked)?);
+                }
+                self.close_wave_if_done(*wave_id)?;
+                Applied::Revoked {
+                    tasks: tally.tasks,
+                    put_backs: tally.put_backs,
+                }
+            }
+            Down::OrderCancelled { order_id } => self.cancel_order(order_id)?,
+            Down::PackOrder(order) => self.store_pack_order(dseq, order, settings)?,
+            Down::ConfigUpdate(update) => {
+                *new_settings = Some(self.store_config(update, settings)?);
+                Applied::ConfigApplied
+            }
+            // Handled above: control messages are not numbered.
+            Down::Ack { .. } => Applied::ForeignAck,
+            Down::ResyncRequest => Applied::Resync,
+        };
+        self.down_done(oms_incarnation, dseq)?;
+        Ok(applied)
+    }
+
     /// `None` when `dseq` is the next down message to apply; otherwise what to report.
     fn next_down(
         &mut self,

@@ -60,7 +60,7 @@ impl SyncConfig {
             broker,
             status_interval: Duration::from_secs(60),
             resend_after: Duration::from_secs(20),
-            backoff: (Duration::from_millis(200), Duration::from_secs(30)),
+            backoff: (Duration::from_millis(200), Duration::from_secs(5)),
         }
     }
 }
@@ -745,14 +745,15 @@ fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
     }
 }
 
-/// Down messages applied in a row before a `DownAck` goes out even if more are waiting.
-const DOWN_ACK_EVERY: u64 = 64;
+/// Most down messages applied in one store transaction (and acknowledged by one
+/// `DownAck`): the messages already waiting when the first is taken.
+const DOWN_BATCH: usize = 256;
 
-/// Applies down messages in the order received, each in one store transaction (the store
-/// places it in the down sequence), and acknowledges after the commit: `DownAck` at
-/// application level (coalesced while more messages wait), the broker's PUBACK on the
-/// same connection only. A failed commit is retried with backoff; nothing after it is
-/// applied before it.
+/// Applies down messages in the order received, each placed in the down sequence by the
+/// store, and acknowledges after the commit: `DownAck` at application level (one per
+/// batch), the broker's PUBACK on the same connection only. Messages that are already
+/// waiting are applied together in one transaction (one disk sync for a burst). A failed
+/// commit is retried with backoff; nothing after it is applied before it.
 async fn inbound(
     ids: Ids,
     store: Store,
@@ -763,17 +764,54 @@ async fn inbound(
 ) {
     let expected = topics::down(&ids.site, &ids.device);
     let up_topic = topics::up(&ids.site, &ids.device);
-    let mut unacked = 0u64;
     let mut msg_ids = 0u64;
-    while let Some((conn, p)) = rx.recv().await {
-        let verdict = check(&expected, &p.topic, &p.payload);
+    let mut next: Option<(u64, Publish)> = None;
+    loop {
+        let first = match next.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        // A batch: the first message and those already waiting, up to the first that is
+        // not a well-formed message (a rejection goes alone).
+        let mut batch = vec![(
+            first.0,
+            check(&expected, &first.1.topic, &first.1.payload),
+            first.1,
+        )];
+        if matches!(batch[0].1, Check::Apply { .. }) {
+            while batch.len() < DOWN_BATCH {
+                let Ok((conn, p)) = rx.try_recv() else { break };
+                let verdict = check(&expected, &p.topic, &p.payload);
+                if matches!(verdict, Check::Apply { .. }) {
+                    batch.push((conn, verdict, p));
+                } else {
+                    next = Some((conn, p));
+                    break;
+                }
+            }
+        }
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let outcome = loop {
+        let results = loop {
             let now = now_s();
-            let res = match &verdict {
-                Check::Apply { head, down } => {
-                    let (head, down) = (*head, down.clone());
-                    store.call(move |db| db.apply_down(head, &down, now)).await
+            let res = match &batch[0].1 {
+                Check::Apply { .. } => {
+                    let items: Vec<(DownHeader, Down)> = batch
+                        .iter()
+                        .filter_map(|(_, v, _)| match v {
+                            Check::Apply { head, down } => Some((*head, down.clone())),
+                            Check::Reject { .. } => None,
+                        })
+                        .collect();
+                    store
+                        .call(move |db| {
+                            let refs: Vec<(DownHeader, &Down)> =
+                                items.iter().map(|(h, d)| (*h, d)).collect();
+                            db.apply_downs(&refs, now)
+                        })
+                        .await
                 }
                 Check::Reject {
                     header: Some(head),
@@ -782,7 +820,7 @@ async fn inbound(
                 } => {
                     let (head, reason, detail) = (*head, reason.clone(), detail.clone());
                     store
-                        .call(move |db| db.reject_down(head, reason, detail, now))
+                        .call(move |db| db.reject_down(head, reason, detail, now).map(|a| vec![a]))
                         .await
                 }
                 Check::Reject {
@@ -799,9 +837,11 @@ async fn inbound(
                     };
                     store
                         .call(move |db| {
-                            db.append_event(now, 0, kind).map(|_| Applied::Refused {
-                                reason: RejectReason::Malformed,
-                                detail: String::new(),
+                            db.append_event(now, 0, kind).map(|_| {
+                                vec![Applied::Refused {
+                                    reason: RejectReason::Malformed,
+                                    detail: String::new(),
+                                }]
                             })
                         })
                         .await
@@ -812,57 +852,58 @@ async fn inbound(
                 Ok(Err(e)) => {
                     let delay = backoff.next_delay(fastrand::f64());
                     tracing::error!(
-                        "sync: applying a down message failed: {e}; retrying in {delay:?}"
+                        "sync: applying {} down message(s) failed: {e}; retrying in {delay:?}",
+                        batch.len()
                     );
                     tokio::time::sleep(delay).await;
                 }
                 Err(_) => break None,
             }
         };
-        let Some(applied) = outcome else { return };
-        if let Check::Reject { reason, detail, .. } = &verdict {
-            tracing::warn!(
-                "sync: rejected a message on {}: {reason:?}: {detail}",
-                p.topic
-            );
-            fb.stats.send_modify(|s| s.rejected += 1);
-            fb.outbox.notify_one();
-        }
-        let sequenced = match &verdict {
-            Check::Apply { down, .. } => down.is_sequenced(),
-            Check::Reject { header, .. } => header.is_some(),
-        };
-        let interval = match &verdict {
-            Check::Apply {
-                down: Down::ConfigUpdate(c),
-                ..
-            } => c.status_interval_s,
-            _ => None,
-        };
-        if let (Applied::ConfigApplied, Some(secs)) = (&applied, interval) {
-            fb.interval
-                .send_replace(Duration::from_secs(secs.max(1).into()));
-        }
-        if let Applied::Acked { .. } = applied
-            && let Ok(Ok(a)) = store.call(|db| db.acked_through()).await
-        {
-            fb.acked.send_replace(a);
-        }
-        react(&applied, &fb);
-        let _ = fb.applied.send(applied);
-        // The broker's ack, on the connection the message came on only.
-        if *generation.borrow() == Some(conn)
-            && let Err(e) = client.ack(&p).await
-        {
-            tracing::warn!("sync: ack after commit not sent: {e}");
+        let Some(results) = results else { return };
+        let mut sequenced = false;
+        for ((conn, verdict, p), applied) in batch.iter().zip(results) {
+            if let Check::Reject { reason, detail, .. } = verdict {
+                tracing::warn!(
+                    "sync: rejected a message on {}: {reason:?}: {detail}",
+                    p.topic
+                );
+                fb.stats.send_modify(|s| s.rejected += 1);
+                fb.outbox.notify_one();
+            }
+            sequenced |= match verdict {
+                Check::Apply { down, .. } => down.is_sequenced(),
+                Check::Reject { header, .. } => header.is_some(),
+            };
+            if let (
+                Applied::ConfigApplied,
+                Check::Apply {
+                    down: Down::ConfigUpdate(c),
+                    ..
+                },
+            ) = (&applied, verdict)
+                && let Some(secs) = c.status_interval_s
+            {
+                fb.interval
+                    .send_replace(Duration::from_secs(secs.max(1).into()));
+            }
+            if let Applied::Acked { .. } = applied
+                && let Ok(Ok(a)) = store.call(|db| db.acked_through()).await
+            {
+                fb.acked.send_replace(a);
+            }
+            react(&applied, &fb);
+            let _ = fb.applied.send(applied);
+            // The broker's ack, on the connection the message came on only.
+            if *generation.borrow() == Some(*conn)
+                && let Err(e) = client.ack(p).await
+            {
+                tracing::warn!("sync: ack after commit not sent: {e}");
+            }
         }
         if sequenced {
-            unacked += 1;
-            if rx.is_empty() || unacked >= DOWN_ACK_EVERY {
-                unacked = 0;
-                msg_ids += 1;
-                send_down_ack(&ids, &store, &up_topic, msg_ids, &fb).await;
-            }
+            msg_ids += 1;
+            send_down_ack(&ids, &store, &up_topic, msg_ids, &fb).await;
         }
     }
 }

@@ -5,6 +5,7 @@
 //! [`BENCHES`]. A row says what was measured for Floorhand and for the baseline, their
 //! ratio, and the goal. `--quick` makes every benchmark small, to check the harness runs.
 
+mod channel;
 mod daemon;
 mod drain;
 mod procs;
@@ -139,6 +140,8 @@ const BENCHES: &[(&str, Bench)] = &[
     ("scan to durable confirmation", scan_to_durable),
     ("wave apply", wave_apply),
     ("drain to mqtt", drain::drain),
+    ("down messages", channel::down),
+    ("fleet recovery", channel::fleet),
     ("memory and idle cpu", daemon::memory_and_idle),
     ("start to ready", daemon::start_to_ready),
     ("terminal screen", terminal_screen),

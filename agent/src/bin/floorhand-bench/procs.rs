@@ -41,8 +41,12 @@ pub struct Broker {
 impl Broker {
     /// Starts Mosquitto on a free port with its files under `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Broker> {
+        Broker::start_on(dir, free_port()?)
+    }
+
+    /// Starts Mosquitto on `port` (a broker's return after an outage).
+    pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
         let conf = dir.join("mosquitto.conf");
         // `user root`: run as root, Mosquitto would otherwise drop to a user who cannot
         // write `dir`. The queue limit is raised so a slow subscriber loses nothing.

@@ -1,11 +1,9 @@
 //! Contract v2's rows: down messages applied and acknowledged end to end beside
 //! `mosquitto_pub -q 1` of the same payloads, and a fleet's recovery after an outage.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use floorhand::store::{Store, StoreConfig, Synchronous};
 use floorhand::sync::agent::{self, SyncConfig, SyncHandle};
 use floorhand::sync::mqtt::BrokerSettings;
@@ -99,10 +97,10 @@ fn floorhand_down(ctx: &Ctx, broker: &Broker, n: u64) -> anyhow::Result<Duration
     })
 }
 
-/// `mosquitto_pub -q 1 -l` publishing the same `n` payloads to a connected
-/// `mosquitto_sub -q 1` that exits once it has all of them.
+/// `mosquitto_pub -q 1 -l` publishing `n` down payloads of the same sizes to a
+/// `mosquitto_sub -q 1` that has all of them.
 fn mosquitto_down(broker: &Broker, n: u64) -> anyhow::Result<Duration> {
-    let mut input = Vec::new();
+    let mut lines = Vec::new();
     for i in 1..=n {
         let env = Envelope::new(
             i,
@@ -119,54 +117,9 @@ fn mosquitto_down(broker: &Broker, n: u64) -> anyhow::Result<Duration> {
                 *b = 0x01;
             }
         }
-        input.extend_from_slice(&p);
-        input.push(b'\n');
+        lines.push(p);
     }
-    let port = broker.port.to_string();
-    let topic = "floorhand/v1/site1/bench-base/down";
-    let mut sub = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-t", topic, "-q", "1"])
-        .args(["-C", &n.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto_sub")?;
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    let mut publish = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port, "-t", topic, "-q", "1", "-l"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto_pub")?;
-    let mut stdin = publish.stdin.take().context("stdin")?;
-    let (done_tx, done) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
-        let r = stdin.write_all(&input).and_then(|()| stdin.flush());
-        let _ = done.recv();
-        r
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(st) = sub.try_wait()? {
-            if !st.success() {
-                bail!("mosquitto_sub failed: {st}");
-            }
-            break;
-        }
-        if Instant::now() > deadline {
-            crate::procs::stop(&mut sub);
-            crate::procs::stop(&mut publish);
-            bail!("mosquitto_sub did not receive every message within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let elapsed = started.elapsed();
-    drop(done_tx);
-    let _ = writer.join();
-    crate::procs::stop(&mut publish);
-    Ok(elapsed)
+    crate::drain::mosquitto_pub_drain(broker, "floorhand/v1/site1/bench-base/down", &lines)
 }
 
 /// Down messages applied and acknowledged per second, beside mosquitto_pub.

@@ -458,3 +458,62 @@ fn an_agent_with_its_broker_down_sleeps_using_under_a_tenth_of_a_percent_of_a_co
     );
     agent.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_protocol_limit_is_rejected_and_acknowledged_never_a_reconnect_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let (oms, inbox) = start_oms(&broker.url(), "oms-oversized");
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    // 3 MiB: over the protocol's 2 MiB, under the 16 MiB the README lets a broker pass;
+    // from another OMS-side store (incarnation 42), addressed to this agent.
+    let me = agent.store.call(|db| db.incarnation()).await.unwrap();
+    let Down::WaveAssigned(mut w) = one_task_wave(1) else {
+        unreachable!()
+    };
+    w.tasks[0].description = "x".repeat(3 * 1024 * 1024);
+    let huge = floorhand_protocol::envelope::encode_to_vec(&floorhand_protocol::Envelope::new(
+        1,
+        floorhand_protocol::oms::DownMsg {
+            oms_incarnation: 42,
+            to_incarnation: me,
+            body: Down::WaveAssigned(w),
+        },
+    ));
+    // The OMS side itself refuses to send it (its packet limit is the protocol's): an
+    // outside client does.
+    let file = dir.path().join("huge.bin");
+    std::fs::write(&file, huge).unwrap();
+    let st = std::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1"])
+        .args(["-t", "floorhand/v1/site1/d1/down", "-f"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    oms.send("d1", one_task_wave(1)).await.unwrap();
+    wait_until(Duration::from_secs(20), "the next wave applied", || {
+        agent.sync.stats.borrow().applied >= 1
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "the rejection reported", || {
+        inbox.kinds().iter().any(|k| {
+            matches!(
+                k,
+                floorhand_protocol::oms::EventKind::Rejected {
+                    reason: floorhand_protocol::oms::RejectReason::TooLarge,
+                    ..
+                }
+            )
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        agent.sync.stats.borrow().connects,
+        1,
+        "the oversized message must not cost a reconnect"
+    );
+    agent.stop().await;
+}

@@ -17,7 +17,6 @@
 //!
 //! A PUBACK only marks rows as sent; rows are deleted only by the OMS's `Ack`.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use floorhand_protocol::limits::{MAX_DOWN_BYTES, WINDOW};
@@ -30,6 +29,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::backoff::Backoff;
 use super::mqtt::{self, BrokerSettings, SettingsError};
+use super::pubacks::{Pubacks, Sent};
 use crate::ledger::{Outflow, Timing};
 use crate::store::{Applied, Store, StoreError};
 
@@ -365,10 +365,8 @@ async fn poll_task(mut t: PollTask) {
     let up_topic = topics::up(&t.cfg.site, &t.cfg.device);
     let mut backoff = Backoff::new(t.cfg.backoff.0, t.cfg.backoff.1);
     let mut connected = false;
-    // Event seqs of QoS 1 publishes handed to rumqttc, in order, not yet given a packet
-    // id (`None` for presence messages), and packet id -> seq of those in flight.
-    let mut queued: VecDeque<Option<u64>> = VecDeque::new();
-    let mut inflight: HashMap<u16, Option<u64>> = HashMap::new();
+    // Which PUBACK belongs to which event on this connection (pure bookkeeping).
+    let mut pubacks = Pubacks::default();
     let mut held: Option<Row> = None;
     let mut last_error = String::new();
     loop {
@@ -376,7 +374,7 @@ async fn poll_task(mut t: PollTask) {
             let poll = t.eventloop.poll();
             tokio::pin!(poll);
             loop {
-                let room = connected && queued.len() + inflight.len() < MAX_QUEUED;
+                let room = connected && pubacks.len() < MAX_QUEUED;
                 tokio::select! {
                     ev = &mut poll => break Some(ev),
                     Some(row) = t.rows.recv(), if room && held.is_none() => {
@@ -386,7 +384,7 @@ async fn poll_task(mut t: PollTask) {
                         if t.client.try_publish(&p.topic, p.qos, p.retain, p.payload).is_ok()
                             && p.qos != QoS::AtMostOnce
                         {
-                            queued.push_back(None);
+                            pubacks.queued(Sent::Other);
                         }
                     }
                     _ = t.shutdown.changed() => {
@@ -405,7 +403,7 @@ async fn poll_task(mut t: PollTask) {
                         .try_publish(&up_topic, QoS::AtLeastOnce, false, row.payload)
                     {
                         Ok(()) => {
-                            queued.push_back(Some(row.seq));
+                            pubacks.queued(Sent::Event(row.seq));
                             t.stats.send_modify(|s| s.published += 1);
                         }
                         Err(e) => tracing::warn!("sync: could not queue seq {}: {e}", row.seq),
@@ -427,8 +425,7 @@ async fn poll_task(mut t: PollTask) {
                 // unacknowledged down message, so keep nothing of the old connection: a
                 // PUBACK replayed by packet id could ack a different message on this one.
                 t.eventloop.pending.clear();
-                queued.clear();
-                inflight.clear();
+                pubacks.reset();
                 tracing::info!(
                     session = t.session,
                     session_present = ack.session_present,
@@ -458,15 +455,10 @@ async fn poll_task(mut t: PollTask) {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let _ = t.inbound.send((t.session, p));
             }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid)))
-                if pkid != 0 =>
-            {
-                if let Some(seq) = queued.pop_front() {
-                    inflight.insert(pkid, seq);
-                }
-            }
+            // An AwaitAck's publish is written later, with its own Outgoing::Publish.
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => pubacks.written(pkid),
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(Some(seq)) = inflight.remove(&ack.pkid) {
+                if let Some(seq) = pubacks.acked(ack.pkid) {
                     t.stats
                         .send_modify(|s| s.sent_through = s.sent_through.max(seq));
                     let _ = t.sent.send(seq);
@@ -495,8 +487,7 @@ async fn poll_task(mut t: PollTask) {
                 t.generation.send_replace(None);
                 // Everything queued or in flight was dropped or moved to `pending` by
                 // rumqttc; the sender starts again after the next ConnAck.
-                queued.clear();
-                inflight.clear();
+                pubacks.reset();
                 held = None;
                 // A new connection gets a new session number, and the will that goes with it.
                 match t.store.call(|db| db.next_session()).await {

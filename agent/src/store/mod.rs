@@ -417,6 +417,8 @@ pub struct Db {
     /// This database's incarnation: a random id made when the file was created (or first
     /// opened by a build that knows incarnations). Event seqs are scoped to it.
     incarnation: u64,
+    /// The configured durability, restored after a commit that does not need it.
+    synchronous: Synchronous,
 }
 
 /// An open write transaction with the outbox seq it has reached.
@@ -471,6 +473,7 @@ impl Db {
             },
             high_seq: 0,
             incarnation: 0,
+            synchronous: cfg.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
         db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
@@ -515,9 +518,10 @@ impl Db {
             conn,
             high_seq: 0,
             incarnation: 0,
+            synchronous: defaults.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
-        db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
+        db.incarnation = outbox::incarnation(&db.conn)?;
         db.settings = status::load_settings(&db.conn, db.settings.clone())?;
         Ok(db)
     }

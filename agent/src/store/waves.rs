@@ -18,7 +18,7 @@ use rusqlite::{OptionalExtension, params};
 use super::DownPoint;
 use super::outbox::{DOWN_INCARNATION, DOWN_THROUGH, down_point, meta_set};
 use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
-use super::{Applied, Db, Gtin, Settings, StoreError, TaskState, Tx, sql, unsql};
+use super::{Applied, Db, Gtin, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
 /// Inserts a task (fresh values for every column the OMS owns).
@@ -195,7 +195,16 @@ impl Db {
         now: u64,
     ) -> Result<Vec<Applied>, StoreError> {
         let mut new_settings: Option<Settings> = None;
-        let applied = self.write(now, |t, settings| {
+        // A batch of acks and resync requests only deletes what the OMS holds and asks for
+        // a birth: if power is lost before the WAL reaches the disk, the rows come back and
+        // are sent again, and the OMS drops them as duplicates. It needs no disk sync, which
+        // keeps a burst of acks from costing one sync each.
+        let control_only = batch.iter().all(|(_, d)| !d.is_sequenced());
+        if control_only && self.synchronous == Synchronous::Full {
+            self.conn
+                .pragma_update(None, "synchronous", Synchronous::Normal.pragma())?;
+        }
+        let result = self.write(now, |t, settings| {
             let mut out = Vec::with_capacity(batch.len());
             for (head, down) in batch {
                 // A ConfigUpdate earlier in the batch is in force for what follows.
@@ -203,7 +212,12 @@ impl Db {
                 out.push(t.apply_one(*head, down, &current, &mut new_settings)?);
             }
             Ok(out)
-        })?;
+        });
+        if control_only && self.synchronous == Synchronous::Full {
+            self.conn
+                .pragma_update(None, "synchronous", self.synchronous.pragma())?;
+        }
+        let applied = result?;
         if let Some(s) = new_settings {
             self.settings = s;
         }

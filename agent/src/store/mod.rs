@@ -17,6 +17,7 @@
 
 mod baseline;
 pub mod oms_db;
+pub mod oms_store;
 mod outbox;
 mod picks;
 mod print;

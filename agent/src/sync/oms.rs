@@ -30,7 +30,8 @@ use super::mqtt::{BrokerSettings, SettingsError};
 use crate::ledger::{Outflow, Timing};
 use crate::store::StoreError;
 pub use crate::store::oms_db::DownState;
-use crate::store::oms_db::{OmsDb, Stored};
+use crate::store::oms_db::OmsDb;
+use crate::store::oms_store::{OmsStore, Queued, Stored};
 
 /// When the OMS side acknowledges an event to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,13 @@ enum Cmd {
         down: Down,
         reply: oneshot::Sender<Result<u64, OmsError>>,
     },
+    PushKeyed {
+        site: String,
+        device: String,
+        down: Down,
+        key: Option<String>,
+        reply: oneshot::Sender<Result<Queued, OmsError>>,
+    },
     Raw {
         site: Option<String>,
         device: String,
@@ -235,7 +243,18 @@ impl OmsSession {
         if s.site != "+" && !topics::valid_id(&s.site) {
             return Err(OmsError::BadId(s.site.clone()));
         }
-        let db = OmsDb::open(&s.store)?;
+        OmsSession::start_on(s, Box::new(OmsDb::open(&s.store)?))
+    }
+
+    /// Like [`OmsSession::start`], on a store already open (any backend); `s.store` is
+    /// not used.
+    pub fn start_on(
+        s: &OmsSettings,
+        db: Box<dyn OmsStore>,
+    ) -> Result<(OmsSession, mpsc::UnboundedReceiver<Received>), OmsError> {
+        if s.site != "+" && !topics::valid_id(&s.site) {
+            return Err(OmsError::BadId(s.site.clone()));
+        }
         let incarnation = db.incarnation();
         let opts = super::mqtt::oms_options(&s.client_id, &s.broker, s.clean_session)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 1 << 16);
@@ -292,14 +311,47 @@ impl OmsSession {
         if !topics::valid_id(device) {
             return Err(OmsError::BadId(device.to_string()));
         }
-        down.check_limits()
-            .map_err(|e| OmsError::Encode(floorhand_protocol::EncodeError::Limit(e)))?;
+        check_down(&down)?;
         let (reply, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Push {
                 site: site.map(str::to_string),
                 device: device.to_string(),
                 down,
+                reply,
+            })
+            .map_err(|_| OmsError::Closed)?;
+        rx.await.map_err(|_| OmsError::Closed)?
+    }
+
+    /// Commits a sequenced down message for a device this store has heard from, at `site`,
+    /// under an optional idempotency key (the bridge's `POST .../messages`): the same key
+    /// and message again return the first number and queue nothing. Returns once durable.
+    pub async fn push_keyed(
+        &self,
+        site: &str,
+        device: &str,
+        down: Down,
+        key: Option<String>,
+    ) -> Result<Queued, OmsError> {
+        for id in [site, device] {
+            if !topics::valid_id(id) {
+                return Err(OmsError::BadId(id.to_string()));
+            }
+        }
+        if !down.is_sequenced() {
+            return Err(OmsError::Input(
+                "Ack and ResyncRequest are control messages the OMS side sends itself".into(),
+            ));
+        }
+        check_down(&down)?;
+        let (reply, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::PushKeyed {
+                site: site.to_string(),
+                device: device.to_string(),
+                down,
+                key,
                 reply,
             })
             .map_err(|_| OmsError::Closed)?;
@@ -408,7 +460,7 @@ struct Flow {
 struct Core {
     site: String,
     ack: AckMode,
-    db: OmsDb,
+    db: Box<dyn OmsStore>,
     client: AsyncClient,
     out: mpsc::UnboundedSender<Received>,
     counters: Arc<Mutex<OmsCounters>>,
@@ -949,6 +1001,21 @@ impl Core {
         }
     }
 
+    /// A message was queued for the device: its sender learns the new high seq (or is
+    /// loaded, or the device is asked for the birth that tells its incarnation).
+    fn queued(&mut self, site: &str, device: &str) {
+        let key = (site.to_string(), device.to_string());
+        match self.flows.get_mut(&key) {
+            Some(f) => f.flow.written(f.flow.high() + 1),
+            None => {
+                self.load_flow(site, device);
+                if !self.flows.contains_key(&key) {
+                    self.ask_birth(site, device);
+                }
+            }
+        }
+    }
+
     /// When the next re-send is due.
     fn next_deadline(&self) -> Option<u64> {
         self.flows.values().filter_map(|f| f.flow.deadline()).min()
@@ -975,16 +1042,23 @@ impl Core {
                 }
                 let r = self.db.queue_down(&site, &device, &down, now_s());
                 if r.is_ok() {
-                    match self.flows.get_mut(&(site.clone(), device.clone())) {
-                        Some(f) => f.flow.written(f.flow.high() + 1),
-                        None => {
-                            self.load_flow(&site, &device);
-                            if !self.flows.contains_key(&(site.clone(), device.clone())) {
-                                // The device's incarnation is not known yet: ask for its birth.
-                                self.ask_birth(&site, &device);
-                            }
-                        }
-                    }
+                    self.queued(&site, &device);
+                }
+                let _ = reply.send(r.map_err(OmsError::from));
+            }
+            Cmd::PushKeyed {
+                site,
+                device,
+                down,
+                key,
+                reply,
+            } => {
+                let r = self
+                    .db
+                    .queue_down_keyed(&site, &device, &down, key.as_deref(), now_s());
+                if let Ok(Queued::New(_)) = r {
+                    self.sites.entry(device.clone()).or_insert(site.clone());
+                    self.queued(&site, &device);
                 }
                 let _ = reply.send(r.map_err(OmsError::from));
             }
@@ -1036,6 +1110,21 @@ impl Core {
             Cmd::Close { .. } => {}
         }
     }
+}
+
+/// Checks that `down` can be sent: the protocol's limits and, encoded with the largest
+/// ids, the down message size limit. A message refused here is never queued (one queued
+/// could never be published, and would hold its device's down stream forever).
+pub fn check_down(down: &Down) -> Result<(), OmsError> {
+    let env = Envelope::new(
+        u64::MAX,
+        DownMsg {
+            oms_incarnation: u64::MAX,
+            to_incarnation: u64::MAX,
+            body: down.clone(),
+        },
+    );
+    oms::encode_down(&env).map(|_| ()).map_err(OmsError::from)
 }
 
 /// Reads a wave or any down message from JSON. A bare wave may leave out `task_count`

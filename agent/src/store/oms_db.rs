@@ -85,12 +85,14 @@ CREATE TABLE IF NOT EXISTS alarms (
 /// Schema steps after [`SCHEMA`], by `user_version` (append only: a store of any age is
 /// brought up to date at open).
 const MIGRATIONS: &[&str] = &[
-    // 1: when presence last changed (`GET /v1/devices`), and the bridge's idempotency keys:
+    // 1: when presence last changed and the last storage alarm (`GET /v1/devices`), and
+    // the bridge's idempotency keys:
     // a retried POST finds its key and the message's number in the same transaction that
     // queued it.
     "ALTER TABLE devices ADD COLUMN birth_at INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE devices ADD COLUMN death_at INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE devices ADD COLUMN status_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN storage_alarm_pct INTEGER;
      CREATE TABLE idempotency (
          site    TEXT NOT NULL,
          device  TEXT NOT NULL,
@@ -635,8 +637,8 @@ impl OmsStore for OmsDb {
         let mut stmt = self.conn.prepare_cached(
             "SELECT d.site, d.device, d.incarnation, d.online, d.session, d.last_seen,
                     d.birth_at, d.death_at, d.status_at, d.birth, d.status,
-                    coalesce(s.high_seen, 0), coalesce(s.through, 0),
-                    (SELECT count(*) FROM down w WHERE w.site = d.site AND w.device = d.device
+                    coalesce(s.high_seen, 0), coalesce(s.through, 0), d.storage_alarm_pct,
+                        (SELECT count(*) FROM down w WHERE w.site = d.site AND w.device = d.device
                         AND w.state IN ('queued', 'sent'))
              FROM devices d
              LEFT JOIN streams s ON s.site = d.site AND s.device = d.device
@@ -658,7 +660,8 @@ impl OmsStore for OmsDb {
                 status: r.get(10)?,
                 high_seen: unsql(r.get(11)?),
                 through: unsql(r.get(12)?),
-                down_unacked: unsql(r.get(13)?),
+                storage_alarm_pct: r.get(13)?,
+                down_unacked: unsql(r.get(14)?),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -813,6 +816,12 @@ fn store_event(
             sql(*msg_id),
             detail
         ])?;
+    }
+    if let EventKind::StorageAlarm { pct } = &event.kind {
+        tx.prepare_cached(
+            "UPDATE devices SET storage_alarm_pct = ?3 WHERE site = ?1 AND device = ?2",
+        )?
+        .execute(params![site, device, pct])?;
     }
     Ok(Stored::New {
         cursor,

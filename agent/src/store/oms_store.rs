@@ -137,6 +137,9 @@ pub struct DeviceRow {
     pub high_seen: u64,
     /// Highest event seq of the current incarnation stored without a gap (acknowledged).
     pub through: u64,
+    /// The percentage of the agent's last `StorageAlarm` event (it raises one crossing
+    /// its alarm mark and another falling back below), if any.
+    pub storage_alarm_pct: Option<u8>,
     /// Down messages not yet applied or rejected.
     pub down_unacked: u64,
 }

@@ -182,6 +182,8 @@ pub struct OmsCounters {
     pub invalid: u64,
     /// Down messages published (re-sends included).
     pub down_published: u64,
+    /// Down messages published again (their dseq was published before by this session).
+    pub down_resent: u64,
     /// Down messages the agents acknowledged.
     pub down_acked: u64,
 }
@@ -454,6 +456,8 @@ impl OmsSession {
 struct Flow {
     stream: u64,
     flow: Outflow,
+    /// Highest dseq this session published: one at or below it again is a re-send.
+    max_sent: u64,
 }
 
 /// The session's task: owns the event loop, the store and every ledger.
@@ -802,6 +806,7 @@ impl Core {
             Flow {
                 stream: ds.stream,
                 flow,
+                max_sent: 0,
             },
         );
     }
@@ -992,7 +997,18 @@ impl Core {
                             )
                             .is_ok()
                         {
-                            self.count(|c| c.down_published += 1);
+                            let again = match self.flows.get_mut(&key) {
+                                Some(f) if r.dseq <= f.max_sent => true,
+                                Some(f) => {
+                                    f.max_sent = r.dseq;
+                                    false
+                                }
+                                None => false,
+                            };
+                            self.count(|c| {
+                                c.down_published += 1;
+                                c.down_resent += u64::from(again);
+                            });
                         }
                     }
                     Err(e) => tracing::error!("oms: down message {} not sent: {e}", r.msg_no),
@@ -1127,30 +1143,99 @@ pub fn check_down(down: &Down) -> Result<(), OmsError> {
     oms::encode_down(&env).map(|_| ()).map_err(OmsError::from)
 }
 
-/// Reads a wave or any down message from JSON. A bare wave may leave out `task_count`
-/// and `digest`; they are computed from its tasks.
-pub fn down_from_json(text: &str) -> Result<Down, OmsError> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| OmsError::Input(format!("not JSON: {e}")))?;
+/// A down message that is not valid JSON of the protocol's form, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// Where: `tasks[0].qty`, `WaveAssigned.tasks`, or `body` for the document itself.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Deserializes `v` as `T`, naming the field of the first error (serde's own message
+/// names a missing field but not where its parent is).
+fn from_value_at<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+    prefix: &str,
+) -> Result<T, JsonError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let mut field = match (prefix, path.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", p) => p.to_string(),
+            (pre, p) if p.starts_with('[') => format!("{pre}{p}"),
+            (pre, p) => format!("{pre}.{p}"),
+        };
+        // "missing field `qty`": the field is a child of the path.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
+        if field.is_empty() {
+            field = "body".into();
+        }
+        JsonError { field, message }
+    })
+}
+
+/// Reads a wave or any down message from JSON, naming the field of an error. A bare wave
+/// may leave out `task_count` and `digest`; they are computed from its tasks.
+pub fn parse_down(text: &str) -> Result<Down, JsonError> {
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| JsonError {
+        field: "body".into(),
+        message: format!("not JSON: {e}"),
+    })?;
     let is_down = v.as_object().is_some_and(|o| {
         o.len() == 1
             && o.keys()
                 .all(|k| k.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
     }) || v.is_string();
     if is_down {
-        return serde_json::from_value(v)
-            .map_err(|e| OmsError::Input(format!("not a down message: {e}")));
+        return from_value_at(v, "").map_err(|e| JsonError {
+            message: format!("not a down message: {}", e.message),
+            ..e
+        });
     }
-    if let Some(o) = v.as_object_mut() {
-        let tasks: Vec<oms::Task> =
-            serde_json::from_value(o.get("tasks").cloned().unwrap_or(serde_json::Value::Null))
-                .map_err(|e| OmsError::Input(format!("wave tasks: {e}")))?;
-        o.entry("task_count").or_insert(tasks.len().into());
-        o.entry("digest").or_insert(wave_digest(&tasks).into());
-    }
-    let wave: Wave =
-        serde_json::from_value(v).map_err(|e| OmsError::Input(format!("not a wave: {e}")))?;
+    let Some(o) = v.as_object_mut() else {
+        return Err(JsonError {
+            field: "body".into(),
+            message: "not a wave: expected a JSON object".into(),
+        });
+    };
+    let tasks: Vec<oms::Task> = from_value_at(
+        o.get("tasks").cloned().unwrap_or(serde_json::Value::Null),
+        "tasks",
+    )
+    .map_err(|e| JsonError {
+        message: format!("wave tasks: {}", e.message),
+        ..e
+    })?;
+    o.entry("task_count").or_insert(tasks.len().into());
+    o.entry("digest").or_insert(wave_digest(&tasks).into());
+    let wave: Wave = from_value_at(v, "").map_err(|e| JsonError {
+        message: format!("not a wave: {}", e.message),
+        ..e
+    })?;
     Ok(Down::WaveAssigned(wave))
+}
+
+/// Reads a wave or any down message from JSON ([`parse_down`]), as `floorhand oms push`
+/// does.
+pub fn down_from_json(text: &str) -> Result<Down, OmsError> {
+    parse_down(text).map_err(|e| OmsError::Input(e.to_string()))
 }
 
 #[cfg(test)]
@@ -1174,6 +1259,33 @@ mod tests {
             down_from_json("\"ResyncRequest\"").unwrap(),
             Down::ResyncRequest
         );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_path() {
+        let check = |text: &str, field: &str| {
+            let e = parse_down(text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        };
+        let ex = floorhand_protocol::examples::down();
+        let Down::WaveAssigned(w) = &ex[0].1.body.body else {
+            panic!("first example is a wave")
+        };
+        let mut v = serde_json::to_value(w).unwrap();
+        v["tasks"][0]["qty"] = "many".into();
+        check(&v.to_string(), "tasks[0].qty");
+        v["tasks"][0].as_object_mut().unwrap().remove("qty");
+        check(&v.to_string(), "tasks[0].qty");
+        let mut v = serde_json::to_value(w).unwrap();
+        v["version"] = (-1).into();
+        check(&v.to_string(), "version");
+        check("{\"OrderCancelled\": {}}", "OrderCancelled.order_id");
+        check(
+            "{\"OrderCancelled\": {\"order_id\": 5}}",
+            "OrderCancelled.order_id",
+        );
+        check("[1]", "body");
+        check("{\"tasks\": [", "body");
     }
 
     #[test]

@@ -907,3 +907,88 @@ async fn bad_tokens_oversized_bodies_bad_json_unknown_devices_and_protocol_limit
     d1.stop().await;
     drop(bridge);
 }
+
+/// Runs `examples/oms-client.py` with `args`; returns its stdout lines as JSON.
+fn python_client(args: &[&str]) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/oms-client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "oms-client.py {args:?}: {err}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_client_pushes_a_wave_and_consumes_events_by_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let config = write_config(dir.path(), &broker.url(), free_port(), 16 << 20);
+    let bridge = Bridge::start(&config);
+    let d1 = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    devices_online(&bridge.client, 1).await;
+    let url = format!("http://{}", bridge.client.addr);
+    let token = dir.path().join("bridge.token");
+    let cursor = dir.path().join("oms.cursor");
+    let wave = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wave.json");
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--url",
+            &url,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--site",
+            "site1",
+            "--device",
+            "d1",
+            "--cursor-file",
+            cursor.to_str().unwrap(),
+            "--timeout",
+            "30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            python_client(&extra.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap()
+    };
+    // Push: the script returns once the device applied the wave.
+    let printed = run(common(&["--wave", wave.to_str().unwrap()])).await;
+    assert!(printed.is_empty());
+    let open = d1
+        .store
+        .call(|db| db.open_tasks().map(|t| t.len()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open, 2, "the example wave's tasks are on the device");
+    // Consume, then consume again from the stored cursor: nothing repeats.
+    d1.queue_events(5).await;
+    let first = run(common(&["--events", "5"])).await;
+    d1.queue_events(3).await;
+    let second = run(common(&["--events", "3"])).await;
+    let seqs: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    assert!(
+        first
+            .iter()
+            .all(|e| e["device"] == "d1" && e["kind"] == "Skipped")
+    );
+    d1.stop().await;
+}

@@ -245,6 +245,16 @@ fn assert_exactly_once(events: &[Value], highs: &[(&str, &str, u64)]) {
     assert_eq!(events.len() as u64, total, "nothing but these events");
 }
 
+/// How many tasks the agent holds open.
+async fn open_tasks(agent: &TestAgent) -> usize {
+    agent
+        .store
+        .call(|db| db.open_tasks().map(|t| t.len()))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// The highest down seq the agent applied.
 async fn applied_through(agent: &TestAgent) -> u64 {
     agent
@@ -331,12 +341,7 @@ async fn waves_cancellations_and_pack_orders_pushed_over_http_apply_and_events_a
     assert_eq!(states.len(), 8);
     // The agents hold what was sent: d1 the example wave's 2 tasks and 5 one-task waves
     // less the cancelled order's; d2 one pack order, applied once.
-    let open = d1
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let open = open_tasks(&d1).await;
     assert_eq!(open, 2 + 5 - 1);
     assert_eq!(applied_through(&d1).await, 7);
     assert_eq!(applied_through(&d2).await, 1);
@@ -967,12 +972,7 @@ async fn the_python_example_client_pushes_a_wave_and_consumes_events_by_cursor()
     // Push: the script returns once the device applied the wave.
     let printed = run(common(&["--wave", wave.to_str().unwrap()])).await;
     assert!(printed.is_empty());
-    let open = d1
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let open = open_tasks(&d1).await;
     assert_eq!(open, 2, "the example wave's tasks are on the device");
     // Consume, then consume again from the stored cursor: nothing repeats.
     d1.queue_events(5).await;

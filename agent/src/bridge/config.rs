@@ -34,10 +34,16 @@ pub struct BridgeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Store {
-    /// `sqlite` (the only backend so far).
+    /// `sqlite` or `postgres`.
     pub backend: Backend,
     /// The SQLite file.
     pub path: PathBuf,
+    /// PostgreSQL: `postgres://user@host:port/db` (or the key=value form).
+    pub url: Option<String>,
+    /// PostgreSQL: a file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: connections in the pool.
+    pub pool_size: u64,
 }
 
 impl Default for Store {
@@ -45,6 +51,9 @@ impl Default for Store {
         Store {
             backend: Backend::Sqlite,
             path: PathBuf::from("floorhand-bridge.db"),
+            url: None,
+            password_file: None,
+            pool_size: 4,
         }
     }
 }
@@ -55,6 +64,36 @@ impl Default for Store {
 pub enum Backend {
     /// One SQLite file, nothing to install.
     Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// Where the store is, checked.
+#[derive(Clone)]
+pub enum StoreSpec {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        /// Connection URL.
+        url: String,
+        /// Password from `password_file`.
+        password: Option<String>,
+        /// Pool size.
+        pool_size: usize,
+    },
+}
+
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Sqlite(p) => write!(f, "sqlite {}", p.display()),
+            // The URL may hold a password: only its host part is shown.
+            StoreSpec::Postgres { url, .. } => {
+                write!(f, "postgres {}", url.rsplit('@').next().unwrap_or(""))
+            }
+        }
+    }
 }
 
 /// `[mqtt]`
@@ -109,8 +148,8 @@ impl Default for Http {
 /// The checked configuration, paths resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The store file.
-    pub store_path: PathBuf,
+    /// The store.
+    pub store: StoreSpec,
     /// Broker connection.
     pub broker: BrokerSettings,
     /// MQTT client id.
@@ -169,6 +208,12 @@ impl BridgeConfig {
             ),
             n("http.max_wait_s", h.max_wait_s, 0..=300, "seconds"),
             n("http.max_events", h.max_events, 1..=10_000, "events"),
+            n(
+                "store.pool_size",
+                self.store.pool_size,
+                1..=64,
+                "connections",
+            ),
         ];
         if let Some(b) = &self.broker {
             v.push(n(
@@ -258,8 +303,37 @@ impl BridgeConfig {
                 format!("{:?}: {e} (use ADDRESS:PORT)", self.http.listen),
             )
         })?;
+        let store = match self.store.backend {
+            Backend::Sqlite => StoreSpec::Sqlite(resolve(&self.store.path)),
+            Backend::Postgres => {
+                let url = self.store.url.clone().ok_or_else(|| {
+                    bad(
+                        "store.url",
+                        "backend \"postgres\" needs url = \"postgres://user@host:5432/db\"".into(),
+                    )
+                })?;
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    return Err(bad("store.url", e.to_string()));
+                }
+                let password = match &self.store.password_file {
+                    Some(f) => {
+                        let f = resolve(f);
+                        let text = std::fs::read_to_string(&f).map_err(|e| {
+                            bad("store.password_file", format!("{}: {e}", f.display()))
+                        })?;
+                        Some(text.lines().next().unwrap_or("").to_string())
+                    }
+                    None => None,
+                };
+                StoreSpec::Postgres {
+                    url,
+                    password,
+                    pool_size: self.store.pool_size as usize,
+                }
+            }
+        };
         Ok(Settings {
-            store_path: resolve(&self.store.path),
+            store,
             broker,
             client_id: m.client_id.clone(),
             site: m.site.clone(),
@@ -309,7 +383,9 @@ mod tests {
     #[test]
     fn no_file_means_the_embedded_defaults() {
         let s = BridgeConfig::default().settings(None).unwrap();
-        assert_eq!(s.store_path, Path::new("./floorhand-bridge.db"));
+        assert!(
+            matches!(&s.store, StoreSpec::Sqlite(p) if p == Path::new("./floorhand-bridge.db"))
+        );
         assert_eq!(s.token_file, Path::new("./floorhand-bridge.token"));
         assert_eq!(s.broker.url, "mqtt://127.0.0.1:1883");
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
@@ -322,7 +398,7 @@ mod tests {
     #[test]
     fn relative_paths_are_relative_to_the_file() {
         let s = check("[store]\npath = \"b.db\"\n[http]\ntoken_file = \"/run/t\"\n").unwrap();
-        assert_eq!(s.store_path, Path::new("/etc/floorhand/b.db"));
+        assert!(matches!(&s.store, StoreSpec::Sqlite(p) if p == Path::new("/etc/floorhand/b.db")));
         assert_eq!(s.token_file, Path::new("/run/t"));
     }
 
@@ -337,6 +413,16 @@ mod tests {
             ("[http]\nmax_events = 0\n", "http.max_events"),
             ("[http]\nlisten = \"localhost\"\n", "http.listen"),
             ("[mqtt]\nsite = \"ham.burg\"\n", "mqtt.site"),
+            ("[store]\nbackend = \"postgres\"\n", "store.url"),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"x://\"\n",
+                "store.url",
+            ),
+            ("[store]\npool_size = 0\n", "store.pool_size"),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\npassword_file = \"/nonexistent/pw\"\n",
+                "store.password_file",
+            ),
             ("[mqtt]\nclient_id = \"\"\n", "mqtt.client_id"),
             ("[broker]\nurl = \"http://x\"\n", "broker.url"),
             (

@@ -27,9 +27,10 @@ use tokio::sync::watch;
 
 use crate::store::StoreError;
 use crate::store::oms_db::OmsDb;
+use crate::store::oms_pg::PgStore;
 use crate::store::oms_store::OmsStore;
 use crate::sync::oms::{AckMode, OmsError, OmsSession, OmsSettings, Received};
-use config::Settings;
+use config::{Settings, StoreSpec};
 
 /// Why the bridge could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +107,19 @@ pub fn load_or_make_token(path: &Path) -> Result<(String, bool), BridgeError> {
 
 /// Opens the store the settings name (a handle of its own each call).
 pub fn open_store(s: &Settings) -> Result<Box<dyn OmsStore>, BridgeError> {
-    OmsDb::open(&s.store_path)
-        .map(|db| Box::new(db) as Box<dyn OmsStore>)
-        .map_err(|source| BridgeError::Store {
-            path: s.store_path.display().to_string(),
-            source,
-        })
+    let opened = match &s.store {
+        StoreSpec::Sqlite(path) => OmsDb::open(path).map(|db| Box::new(db) as Box<dyn OmsStore>),
+        StoreSpec::Postgres {
+            url,
+            password,
+            pool_size,
+        } => PgStore::open(url, password.as_deref(), *pool_size)
+            .map(|db| Box::new(db) as Box<dyn OmsStore>),
+    };
+    opened.map_err(|source| BridgeError::Store {
+        path: format!("{:?}", s.store),
+        source,
+    })
 }
 
 /// Runs the bridge until `stop` resolves: opens the store, starts the OMS session, serves
@@ -129,7 +137,8 @@ pub async fn run(
         site: s.site.clone(),
         client_id: s.client_id.clone(),
         ack: AckMode::Stored,
-        store: s.store_path.clone(),
+        // Not used: the session runs on the store opened above.
+        store: std::path::PathBuf::new(),
         clean_session: false,
     };
     let (session, mut received) = OmsSession::start_on(&oms, writer)?;
@@ -172,8 +181,8 @@ pub async fn run(
         source,
     })?;
     tracing::info!(
-        "bridge: HTTP on {addr}, store {}, broker {}",
-        s.store_path.display(),
+        "bridge: HTTP on {addr}, store {:?}, broker {}",
+        s.store,
         s.broker.url
     );
     ready(addr);

@@ -256,10 +256,9 @@ impl OmsStore for OmsDb {
                 sql(now)
             ])?;
         Ok(match through {
-            Some(t) if t < acked => Some(format!(
-                "events {}..={acked} of incarnation {incarnation:016x} were acknowledged by another consumer and are not in this store",
-                t + 1
-            )),
+            Some(t) if t < acked => {
+                Some(super::oms_store::acked_elsewhere(t + 1, acked, incarnation))
+            }
             _ => None,
         })
     }
@@ -305,10 +304,7 @@ impl OmsStore for OmsDb {
                 .unwrap_or((0, 0));
             let high = unsql(high).max(old_high.unwrap_or(0));
             if high > unsql(through) {
-                alarms.push(format!(
-                    "device replaced: events {}..={high} of incarnation {old:016x} never arrived and are gone",
-                    unsql(through) + 1
-                ));
+                alarms.push(super::oms_store::events_lost(unsql(through) + 1, high, old));
             }
             // Unapplied messages follow the device to its new database, in order.
             let mut stmt = tx.prepare_cached(
@@ -333,10 +329,7 @@ impl OmsStore for OmsDb {
                 ])?;
             }
             if !nos.is_empty() {
-                alarms.push(format!(
-                    "device replaced: {} unapplied down messages re-addressed to incarnation {incarnation:016x}; messages it had applied are not on the new database, resend the device's open work",
-                    nos.len()
-                ));
+                alarms.push(super::oms_store::readdressed(nos.len(), incarnation));
             }
         } else {
             // First incarnation known: messages queued for "whoever" are addressed to it.
@@ -524,14 +517,7 @@ impl OmsStore for OmsDb {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
-        Ok(row.map(|(state, detail)| match state.as_str() {
-            "queued" => DownState::Queued,
-            "sent" => DownState::Sent,
-            "applied" => DownState::Applied,
-            _ => DownState::Rejected {
-                detail: detail.unwrap_or_default(),
-            },
-        }))
+        Ok(row.map(|(state, detail)| super::oms_store::down_state(&state, detail)))
     }
 
     /// Every (site, device) with down messages not yet acknowledged.

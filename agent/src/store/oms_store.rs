@@ -290,3 +290,41 @@ pub trait OmsStore: Send {
     /// Totals for monitoring.
     fn totals(&self) -> Result<StoreTotals, StoreError>;
 }
+
+/// The alarm when a birth shows events acknowledged by another consumer that this store
+/// never had (every backend raises the same words).
+pub(super) fn acked_elsewhere(first: u64, acked: u64, incarnation: u64) -> String {
+    format!(
+        "events {first}..={acked} of incarnation {incarnation:016x} were acknowledged by \
+         another consumer and are not in this store"
+    )
+}
+
+/// The alarm when a replaced device's old incarnation had events that never arrived.
+pub(super) fn events_lost(first: u64, high: u64, old: u64) -> String {
+    format!(
+        "device replaced: events {first}..={high} of incarnation {old:016x} never arrived \
+         and are gone"
+    )
+}
+
+/// The alarm when a replaced device's unapplied down messages move to its new stream.
+pub(super) fn readdressed(count: usize, incarnation: u64) -> String {
+    format!(
+        "device replaced: {count} unapplied down messages re-addressed to incarnation \
+         {incarnation:016x}; messages it had applied are not on the new database, resend the \
+         device's open work"
+    )
+}
+
+/// A stored state name and detail as a [`DownState`].
+pub(super) fn down_state(state: &str, detail: Option<String>) -> DownState {
+    match state {
+        "queued" => DownState::Queued,
+        "sent" => DownState::Sent,
+        "applied" => DownState::Applied,
+        _ => DownState::Rejected {
+            detail: detail.unwrap_or_default(),
+        },
+    }
+}

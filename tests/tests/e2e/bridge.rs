@@ -25,11 +25,38 @@ struct Bridge {
 
 /// Writes the bridge's config in `dir`: its store and token there, HTTP on `port`.
 fn write_config(dir: &Path, broker: &str, port: u16, max_body: u64) -> PathBuf {
+    write_config_on(dir, Backend::Sqlite, broker, port, max_body)
+}
+
+/// Where a bridge under test keeps its store.
+#[derive(Clone, Copy)]
+enum Backend<'a> {
+    /// `bridge.db` in the test's directory.
+    Sqlite,
+    /// This PostgreSQL server.
+    Postgres(&'a Postgres),
+}
+
+/// Like [`write_config`], on `backend`.
+fn write_config_on(
+    dir: &Path,
+    backend: Backend<'_>,
+    broker: &str,
+    port: u16,
+    max_body: u64,
+) -> PathBuf {
     let path = dir.join("bridge.toml");
+    let store = match backend {
+        Backend::Sqlite => "[store]\npath = \"bridge.db\"\n".to_string(),
+        Backend::Postgres(pg) => format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"{}\"\npool_size = 2\n",
+            pg.url()
+        ),
+    };
     std::fs::write(
         &path,
         format!(
-            "[store]\npath = \"bridge.db\"\n\
+            "{store}\
              [broker]\nurl = \"{broker}\"\nconnect_timeout_s = 1\nkeep_alive_s = 5\n\
              [mqtt]\nclient_id = \"bridge-test\"\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"bridge.token\"\n\
@@ -114,6 +141,120 @@ impl Drop for Bridge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL server of the test's own: a new cluster (`initdb`) in a temp dir on a free
+/// port, run as user `postgres` when the test runs as root (Debian's server refuses
+/// root); stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is not installed: run scripts/setup")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("no initdb under /usr/lib/postgresql/*/bin: run scripts/setup");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let pg = Postgres { dir, port, bin };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(pg.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if Postgres::as_root() {
+            let ok = Command::new("chown")
+                .arg("postgres")
+                .arg(pg.dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown postgres");
+        }
+        let data = pg.dir.path().join("data");
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            pg.dir.path().display()
+        );
+        let log = pg.dir.path().join("log");
+        pg.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ],
+        );
+        pg
+    }
+
+    fn as_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if Self::as_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&exe).args(args).output()
+        }
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let exe = self.bin.join("pg_ctl");
+        let args = ["-D", data.to_str().unwrap_or(""), "-m", "immediate", "stop"];
+        let _ = if Self::as_root() {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&exe)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&exe).args(args).output()
+        };
     }
 }
 
@@ -281,9 +422,20 @@ fn pack_order() -> Down {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waves_cancellations_and_pack_orders_pushed_over_http_apply_and_events_arrive_once_by_cursor()
  {
+    shift(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_pushed_messages_apply_and_events_arrive_once_by_long_poll_and_stream() {
+    let pg = Postgres::start();
+    shift(Backend::Postgres(&pg)).await;
+}
+
+/// A shift through the bridge on `backend`: pushes, long polls, streams, presence.
+async fn shift(backend: Backend<'_>) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
-    let config = write_config(dir.path(), &broker.url(), free_port(), 16 << 20);
+    let config = write_config_on(dir.path(), backend, &broker.url(), free_port(), 16 << 20);
     let bridge = Bridge::start(&config);
     let log = std::fs::read_to_string(dir.path().join("bridge.log")).unwrap();
     assert!(
@@ -505,11 +657,23 @@ async fn waves_cancellations_and_pack_orders_pushed_over_http_apply_and_events_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridge_killed_twenty_times_delivers_each_event_once_by_cursor_and_applies_each_accepted_message_once()
  {
+    kills(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_the_bridge_killed_twenty_times_delivers_each_event_once_and_applies_each_message_once()
+ {
+    let pg = Postgres::start();
+    kills(Backend::Postgres(&pg)).await;
+}
+
+/// The bridge on `backend` killed with SIGKILL 20 times during a drain and a push.
+async fn kills(backend: Backend<'_>) {
     const ROUNDS: u64 = 20;
     const WAVES: u64 = 60;
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
-    let config = write_config(dir.path(), &broker.url(), free_port(), 1 << 20);
+    let config = write_config_on(dir.path(), backend, &broker.url(), free_port(), 1 << 20);
     let mut bridge = Bridge::start(&config);
     let c = bridge.client.clone();
     let (d1, d2) = two_agents(dir.path(), &broker.url()).await;
@@ -668,18 +832,38 @@ async fn the_bridge_killed_twenty_times_delivers_each_event_once_by_cursor_and_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_oversized_bodies_bad_json_unknown_devices_and_protocol_limits_are_refused_and_change_nothing()
  {
+    bad_input(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_bad_input_is_refused_with_a_json_error_and_changes_nothing() {
+    let pg = Postgres::start();
+    bad_input(Backend::Postgres(&pg)).await;
+}
+
+/// Bad requests to a bridge on `backend`, each checked against the store itself.
+async fn bad_input(backend: Backend<'_>) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
-    let config = write_config(dir.path(), &broker.url(), free_port(), 64 * 1024);
+    let config = write_config_on(dir.path(), backend, &broker.url(), free_port(), 64 * 1024);
     let bridge = Bridge::start(&config);
     let c = bridge.client.clone();
     let d1 = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     devices_online(&c, 1).await;
     let store_path = dir.path().join("bridge.db");
+    let pg_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres(pg) => Some(pg.url()),
+    };
     tokio::task::spawn_blocking(move || {
+        use floorhand::store::oms_store::OmsStore;
         let snapshot = || {
-            let db = floorhand::store::oms_db::OmsDb::open(&store_path).unwrap();
-            use floorhand::store::oms_store::OmsStore;
+            let db: Box<dyn OmsStore> = match &pg_url {
+                None => Box::new(floorhand::store::oms_db::OmsDb::open(&store_path).unwrap()),
+                Some(url) => {
+                    Box::new(floorhand::store::oms_pg::PgStore::open(url, None, 1).unwrap())
+                }
+            };
             let t = db.totals().unwrap();
             (
                 t.down_pending,

@@ -203,6 +203,39 @@ pub struct Broker {
     pub connect_timeout_s: u64,
 }
 
+impl Broker {
+    /// The broker settings, with the password read from its file or variable.
+    pub fn settings(&self, path: &Path) -> Result<BrokerSettings, ConfigError> {
+        let b = self;
+        let password = if let Some(f) = &b.password_file {
+            let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Value {
+                path: path.to_path_buf(),
+                key: "broker.password_file",
+                why: format!("{}: {e}", f.display()),
+            })?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        } else if let Some(v) = &b.password_env {
+            Some(std::env::var(v).map_err(|_| ConfigError::Value {
+                path: path.to_path_buf(),
+                key: "broker.password_env",
+                why: format!("environment variable {v} is not set"),
+            })?)
+        } else {
+            None
+        };
+        Ok(BrokerSettings {
+            url: b.url.clone(),
+            username: b.username.clone(),
+            password,
+            ca_file: b.ca_file.clone(),
+            cert_file: b.cert_file.clone(),
+            key_file: b.key_file.clone(),
+            keep_alive: Duration::from_secs(b.keep_alive_s),
+            connect_timeout: Duration::from_secs(b.connect_timeout_s.max(1)),
+        })
+    }
+}
+
 fn default_connect_timeout() -> u64 {
     5
 }
@@ -650,33 +683,7 @@ impl Config {
 
     /// The broker settings, with the password read from its file or variable.
     pub fn broker_settings(&self, path: &Path) -> Result<BrokerSettings, ConfigError> {
-        let b = &self.broker;
-        let password = if let Some(f) = &b.password_file {
-            let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Value {
-                path: path.to_path_buf(),
-                key: "broker.password_file",
-                why: format!("{}: {e}", f.display()),
-            })?;
-            Some(text.lines().next().unwrap_or("").to_string())
-        } else if let Some(v) = &b.password_env {
-            Some(std::env::var(v).map_err(|_| ConfigError::Value {
-                path: path.to_path_buf(),
-                key: "broker.password_env",
-                why: format!("environment variable {v} is not set"),
-            })?)
-        } else {
-            None
-        };
-        Ok(BrokerSettings {
-            url: b.url.clone(),
-            username: b.username.clone(),
-            password,
-            ca_file: b.ca_file.clone(),
-            cert_file: b.cert_file.clone(),
-            key_file: b.key_file.clone(),
-            keep_alive: Duration::from_secs(b.keep_alive_s),
-            connect_timeout: Duration::from_secs(b.connect_timeout_s.max(1)),
-        })
+        self.broker.settings(path)
     }
 
     /// The store settings.

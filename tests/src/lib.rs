@@ -2,6 +2,7 @@
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
 pub mod fake_printer;
+pub mod http;
 pub mod mosquitto;
 pub mod proxy;
 pub mod pty;

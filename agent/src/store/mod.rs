@@ -17,6 +17,8 @@
 
 mod baseline;
 pub mod oms_db;
+pub mod oms_pg;
+pub mod oms_store;
 mod outbox;
 mod picks;
 mod print;
@@ -147,6 +149,10 @@ pub enum StoreError {
     /// A stored value this agent cannot read (an unknown state name).
     #[error("database holds a value this agent cannot read: {0}")]
     Corrupt(String),
+    /// A network database (the bridge's PostgreSQL store) failed: connection, pool or
+    /// statement.
+    #[error("database error: {0}")]
+    Backend(String),
     /// An event could not be encoded for the outbox.
     #[error("could not encode event {seq}: {source}")]
     Encode {

@@ -30,7 +30,8 @@ use super::mqtt::{BrokerSettings, SettingsError};
 use crate::ledger::{Outflow, Timing};
 use crate::store::StoreError;
 pub use crate::store::oms_db::DownState;
-use crate::store::oms_db::{OmsDb, Stored};
+use crate::store::oms_db::OmsDb;
+use crate::store::oms_store::{OmsStore, Queued, Stored};
 
 /// When the OMS side acknowledges an event to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +182,8 @@ pub struct OmsCounters {
     pub invalid: u64,
     /// Down messages published (re-sends included).
     pub down_published: u64,
+    /// Down messages published again (their dseq was published before by this session).
+    pub down_resent: u64,
     /// Down messages the agents acknowledged.
     pub down_acked: u64,
 }
@@ -191,6 +194,13 @@ enum Cmd {
         device: String,
         down: Down,
         reply: oneshot::Sender<Result<u64, OmsError>>,
+    },
+    PushKeyed {
+        site: String,
+        device: String,
+        down: Down,
+        key: Option<String>,
+        reply: oneshot::Sender<Result<Queued, OmsError>>,
     },
     Raw {
         site: Option<String>,
@@ -235,7 +245,18 @@ impl OmsSession {
         if s.site != "+" && !topics::valid_id(&s.site) {
             return Err(OmsError::BadId(s.site.clone()));
         }
-        let db = OmsDb::open(&s.store)?;
+        OmsSession::start_on(s, Box::new(OmsDb::open(&s.store)?))
+    }
+
+    /// Like [`OmsSession::start`], on a store already open (any backend); `s.store` is
+    /// not used.
+    pub fn start_on(
+        s: &OmsSettings,
+        db: Box<dyn OmsStore>,
+    ) -> Result<(OmsSession, mpsc::UnboundedReceiver<Received>), OmsError> {
+        if s.site != "+" && !topics::valid_id(&s.site) {
+            return Err(OmsError::BadId(s.site.clone()));
+        }
         let incarnation = db.incarnation();
         let opts = super::mqtt::oms_options(&s.client_id, &s.broker, s.clean_session)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 1 << 16);
@@ -292,14 +313,47 @@ impl OmsSession {
         if !topics::valid_id(device) {
             return Err(OmsError::BadId(device.to_string()));
         }
-        down.check_limits()
-            .map_err(|e| OmsError::Encode(floorhand_protocol::EncodeError::Limit(e)))?;
+        check_down(&down)?;
         let (reply, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Push {
                 site: site.map(str::to_string),
                 device: device.to_string(),
                 down,
+                reply,
+            })
+            .map_err(|_| OmsError::Closed)?;
+        rx.await.map_err(|_| OmsError::Closed)?
+    }
+
+    /// Commits a sequenced down message for a device this store has heard from, at `site`,
+    /// under an optional idempotency key (the bridge's `POST .../messages`): the same key
+    /// and message again return the first number and queue nothing. Returns once durable.
+    pub async fn push_keyed(
+        &self,
+        site: &str,
+        device: &str,
+        down: Down,
+        key: Option<String>,
+    ) -> Result<Queued, OmsError> {
+        for id in [site, device] {
+            if !topics::valid_id(id) {
+                return Err(OmsError::BadId(id.to_string()));
+            }
+        }
+        if !down.is_sequenced() {
+            return Err(OmsError::Input(
+                "Ack and ResyncRequest are control messages the OMS side sends itself".into(),
+            ));
+        }
+        check_down(&down)?;
+        let (reply, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::PushKeyed {
+                site: site.to_string(),
+                device: device.to_string(),
+                down,
+                key,
                 reply,
             })
             .map_err(|_| OmsError::Closed)?;
@@ -402,13 +456,15 @@ impl OmsSession {
 struct Flow {
     stream: u64,
     flow: Outflow,
+    /// Highest dseq this session published: one at or below it again is a re-send.
+    max_sent: u64,
 }
 
 /// The session's task: owns the event loop, the store and every ledger.
 struct Core {
     site: String,
     ack: AckMode,
-    db: OmsDb,
+    db: Box<dyn OmsStore>,
     client: AsyncClient,
     out: mpsc::UnboundedSender<Received>,
     counters: Arc<Mutex<OmsCounters>>,
@@ -750,6 +806,7 @@ impl Core {
             Flow {
                 stream: ds.stream,
                 flow,
+                max_sent: 0,
             },
         );
     }
@@ -940,10 +997,36 @@ impl Core {
                             )
                             .is_ok()
                         {
-                            self.count(|c| c.down_published += 1);
+                            let again = match self.flows.get_mut(&key) {
+                                Some(f) if r.dseq <= f.max_sent => true,
+                                Some(f) => {
+                                    f.max_sent = r.dseq;
+                                    false
+                                }
+                                None => false,
+                            };
+                            self.count(|c| {
+                                c.down_published += 1;
+                                c.down_resent += u64::from(again);
+                            });
                         }
                     }
                     Err(e) => tracing::error!("oms: down message {} not sent: {e}", r.msg_no),
+                }
+            }
+        }
+    }
+
+    /// A message was queued for the device: its sender learns the new high seq (or is
+    /// loaded, or the device is asked for the birth that tells its incarnation).
+    fn queued(&mut self, site: &str, device: &str) {
+        let key = (site.to_string(), device.to_string());
+        match self.flows.get_mut(&key) {
+            Some(f) => f.flow.written(f.flow.high() + 1),
+            None => {
+                self.load_flow(site, device);
+                if !self.flows.contains_key(&key) {
+                    self.ask_birth(site, device);
                 }
             }
         }
@@ -975,16 +1058,23 @@ impl Core {
                 }
                 let r = self.db.queue_down(&site, &device, &down, now_s());
                 if r.is_ok() {
-                    match self.flows.get_mut(&(site.clone(), device.clone())) {
-                        Some(f) => f.flow.written(f.flow.high() + 1),
-                        None => {
-                            self.load_flow(&site, &device);
-                            if !self.flows.contains_key(&(site.clone(), device.clone())) {
-                                // The device's incarnation is not known yet: ask for its birth.
-                                self.ask_birth(&site, &device);
-                            }
-                        }
-                    }
+                    self.queued(&site, &device);
+                }
+                let _ = reply.send(r.map_err(OmsError::from));
+            }
+            Cmd::PushKeyed {
+                site,
+                device,
+                down,
+                key,
+                reply,
+            } => {
+                let r = self
+                    .db
+                    .queue_down_keyed(&site, &device, &down, key.as_deref(), now_s());
+                if let Ok(Queued::New(_)) = r {
+                    self.sites.entry(device.clone()).or_insert(site.clone());
+                    self.queued(&site, &device);
                 }
                 let _ = reply.send(r.map_err(OmsError::from));
             }
@@ -1038,30 +1128,114 @@ impl Core {
     }
 }
 
-/// Reads a wave or any down message from JSON. A bare wave may leave out `task_count`
-/// and `digest`; they are computed from its tasks.
-pub fn down_from_json(text: &str) -> Result<Down, OmsError> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| OmsError::Input(format!("not JSON: {e}")))?;
+/// Checks that `down` can be sent: the protocol's limits and, encoded with the largest
+/// ids, the down message size limit. A message refused here is never queued (one queued
+/// could never be published, and would hold its device's down stream forever).
+pub fn check_down(down: &Down) -> Result<(), OmsError> {
+    let env = Envelope::new(
+        u64::MAX,
+        DownMsg {
+            oms_incarnation: u64::MAX,
+            to_incarnation: u64::MAX,
+            body: down.clone(),
+        },
+    );
+    oms::encode_down(&env).map(|_| ()).map_err(OmsError::from)
+}
+
+/// A down message that is not valid JSON of the protocol's form, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// Where: `tasks[0].qty`, `WaveAssigned.tasks`, or `body` for the document itself.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Deserializes `v` as `T`, naming the field of the first error (serde's own message
+/// names a missing field but not where its parent is).
+fn from_value_at<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+    prefix: &str,
+) -> Result<T, JsonError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let mut field = match (prefix, path.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", p) => p.to_string(),
+            (pre, p) if p.starts_with('[') => format!("{pre}{p}"),
+            (pre, p) => format!("{pre}.{p}"),
+        };
+        // "missing field `qty`": the field is a child of the path.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
+        if field.is_empty() {
+            field = "body".into();
+        }
+        JsonError { field, message }
+    })
+}
+
+/// Reads a wave or any down message from JSON, naming the field of an error. A bare wave
+/// may leave out `task_count` and `digest`; they are computed from its tasks.
+pub fn parse_down(text: &str) -> Result<Down, JsonError> {
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| JsonError {
+        field: "body".into(),
+        message: format!("not JSON: {e}"),
+    })?;
     let is_down = v.as_object().is_some_and(|o| {
         o.len() == 1
             && o.keys()
                 .all(|k| k.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
     }) || v.is_string();
     if is_down {
-        return serde_json::from_value(v)
-            .map_err(|e| OmsError::Input(format!("not a down message: {e}")));
+        return from_value_at(v, "").map_err(|e| JsonError {
+            message: format!("not a down message: {}", e.message),
+            ..e
+        });
     }
-    if let Some(o) = v.as_object_mut() {
-        let tasks: Vec<oms::Task> =
-            serde_json::from_value(o.get("tasks").cloned().unwrap_or(serde_json::Value::Null))
-                .map_err(|e| OmsError::Input(format!("wave tasks: {e}")))?;
-        o.entry("task_count").or_insert(tasks.len().into());
-        o.entry("digest").or_insert(wave_digest(&tasks).into());
-    }
-    let wave: Wave =
-        serde_json::from_value(v).map_err(|e| OmsError::Input(format!("not a wave: {e}")))?;
+    let Some(o) = v.as_object_mut() else {
+        return Err(JsonError {
+            field: "body".into(),
+            message: "not a wave: expected a JSON object".into(),
+        });
+    };
+    let tasks: Vec<oms::Task> = from_value_at(
+        o.get("tasks").cloned().unwrap_or(serde_json::Value::Null),
+        "tasks",
+    )
+    .map_err(|e| JsonError {
+        message: format!("wave tasks: {}", e.message),
+        ..e
+    })?;
+    o.entry("task_count").or_insert(tasks.len().into());
+    o.entry("digest").or_insert(wave_digest(&tasks).into());
+    let wave: Wave = from_value_at(v, "").map_err(|e| JsonError {
+        message: format!("not a wave: {}", e.message),
+        ..e
+    })?;
     Ok(Down::WaveAssigned(wave))
+}
+
+/// Reads a wave or any down message from JSON ([`parse_down`]), as `floorhand oms push`
+/// does.
+pub fn down_from_json(text: &str) -> Result<Down, OmsError> {
+    parse_down(text).map_err(|e| OmsError::Input(e.to_string()))
 }
 
 #[cfg(test)]
@@ -1085,6 +1259,33 @@ mod tests {
             down_from_json("\"ResyncRequest\"").unwrap(),
             Down::ResyncRequest
         );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_path() {
+        let check = |text: &str, field: &str| {
+            let e = parse_down(text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        };
+        let ex = floorhand_protocol::examples::down();
+        let Down::WaveAssigned(w) = &ex[0].1.body.body else {
+            panic!("first example is a wave")
+        };
+        let mut v = serde_json::to_value(w).unwrap();
+        v["tasks"][0]["qty"] = "many".into();
+        check(&v.to_string(), "tasks[0].qty");
+        v["tasks"][0].as_object_mut().unwrap().remove("qty");
+        check(&v.to_string(), "tasks[0].qty");
+        let mut v = serde_json::to_value(w).unwrap();
+        v["version"] = (-1).into();
+        check(&v.to_string(), "version");
+        check("{\"OrderCancelled\": {}}", "OrderCancelled.order_id");
+        check(
+            "{\"OrderCancelled\": {\"order_id\": 5}}",
+            "OrderCancelled.order_id",
+        );
+        check("[1]", "body");
+        check("{\"tasks\": [", "body");
     }
 
     #[test]

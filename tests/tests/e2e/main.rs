@@ -8,6 +8,7 @@
 mod acl;
 mod agent_failures;
 mod barcode_cli;
+mod bridge;
 mod cli;
 mod config_cli;
 mod contract;

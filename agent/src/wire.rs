@@ -143,12 +143,104 @@ mod tests {
         }
     }
 
+    fn variants<T: serde::de::DeserializeOwned>() -> Vec<String> {
+        crate::config::tests::serde_names::<T>()
+    }
+
+    /// The variant a value serialized as (serde's external tag).
+    fn tag(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) if m.len() == 1 => {
+                m.keys().next().cloned().unwrap_or_default()
+            }
+            other => panic!("not an enum value: {other}"),
+        }
+    }
+
+    /// `Outer` or `Outer/Inner` for a message whose variant `nested` holds another enum
+    /// (at `field`, or the variant's whole value).
+    fn path(v: &serde_json::Value, nested: &str, field: Option<&str>) -> String {
+        let outer = tag(v);
+        if outer != nested {
+            return outer;
+        }
+        let inner = &v[nested];
+        let inner = field.map_or(inner, |f| &inner[f]);
+        format!("{outer}/{}", tag(inner))
+    }
+
+    fn json<T: Serialize>(v: &T) -> serde_json::Value {
+        serde_json::to_value(v).expect("serializes")
+    }
+
+    fn with_inner(outer: Vec<String>, nested: &str, inner: Vec<String>) -> Vec<String> {
+        let mut all: Vec<String> = outer.into_iter().filter(|v| v != nested).collect();
+        all.extend(inner.into_iter().map(|i| format!("{nested}/{i}")));
+        all.sort();
+        all
+    }
+
     #[test]
-    fn every_example_message_has_a_row() {
-        let n = examples::down().len()
-            + examples::up().len()
-            + examples::to_terminal().len()
-            + examples::from_terminal().len();
-        assert_eq!(rows().len(), n);
+    fn every_message_variant_has_a_row_named_after_what_it_encodes() {
+        use floorhand_protocol::link::{FromTerminal, Screen, ToTerminal};
+        use floorhand_protocol::oms::{Down, EventKind, Up};
+        // Each row's message, by the variant it really is.
+        let mut shown: Vec<(Channel, String)> = Vec::new();
+        for (_, env) in examples::down() {
+            shown.push((Channel::Down, path(&json(&env.body.body), "", None)));
+        }
+        for (_, env) in examples::up() {
+            shown.push((
+                Channel::Up,
+                path(&json(&env.body.body), "Event", Some("kind")),
+            ));
+        }
+        for (_, env) in examples::to_terminal() {
+            shown.push((Channel::ToTerminal, path(&json(&env.body), "Show", None)));
+        }
+        for (_, env) in examples::from_terminal() {
+            shown.push((Channel::FromTerminal, path(&json(&env.body), "", None)));
+        }
+        let rows = rows();
+        assert_eq!(rows.len(), shown.len());
+        for (row, (channel, variant)) in rows.iter().zip(&shown) {
+            let name = row.name.split(" (").next().unwrap_or(row.name);
+            assert_eq!(
+                (row.channel, name),
+                (*channel, variant.as_str()),
+                "{}",
+                row.name
+            );
+        }
+        // Every variant of every message has at least one row.
+        let have = |c: Channel| {
+            let mut v: Vec<String> = shown
+                .iter()
+                .filter(|(ch, _)| *ch == c)
+                .map(|(_, n)| n.clone())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut down = variants::<Down>();
+        down.sort();
+        let mut from = variants::<FromTerminal>();
+        from.sort();
+        for (channel, all) in [
+            (Channel::Down, down),
+            (
+                Channel::Up,
+                with_inner(variants::<Up>(), "Event", variants::<EventKind>()),
+            ),
+            (
+                Channel::ToTerminal,
+                with_inner(variants::<ToTerminal>(), "Show", variants::<Screen>()),
+            ),
+            (Channel::FromTerminal, from),
+        ] {
+            assert_eq!(have(channel), all, "{channel:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod pty;
 pub mod rabbitmq;
 pub mod station_support;
 pub mod sync_support;
+pub mod wire_tap;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

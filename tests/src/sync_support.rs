@@ -11,6 +11,8 @@ use floorhand::sync::oms::{OmsSession, OmsSettings, Received};
 use floorhand_protocol::oms::EventKind;
 use tokio::sync::watch;
 
+use crate::wire_tap::{Tally, WireTap};
+
 /// Waits until `cond` holds, checking every 20 ms; panics with `what` after `timeout`.
 pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -31,6 +33,10 @@ pub fn fast_store() -> StoreConfig {
         ..StoreConfig::default()
     }
 }
+
+/// How long [`TestAgent::stop`] waits for the link: its graceful stop polls for at most
+/// 2 s after publishing `Death`.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running agent link.
 pub struct TestAgent {
@@ -100,15 +106,40 @@ impl TestAgent {
             .expect("outbox stats")
     }
 
+    /// Waits until the OMS's acks emptied the outbox; panics after `timeout`.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let backlog = self.backlog().await;
+            if backlog == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backlog} events still in the outbox after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether the link is up.
     pub fn is_up(&self) -> bool {
         matches!(*self.sync.state.borrow(), LinkState::Up { .. })
     }
 
-    /// Stops the link (publishing `Death`) and waits for it.
+    /// Stops the link (publishing `Death`) and waits for it. Fails the test when the link
+    /// task panicked or did not end within [`STOP_TIMEOUT`]: a link that cannot stop
+    /// cleanly would cut SIGTERM short in `floorhand run`.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        match tokio::time::timeout(STOP_TIMEOUT, self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.is_panic() => {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            Ok(Err(e)) => panic!("the link task did not finish: {e}"),
+            Err(_) => panic!("the link task did not stop within {STOP_TIMEOUT:?}"),
+        }
     }
 }
 
@@ -212,9 +243,60 @@ pub fn test_broker(url: &str) -> BrokerSettings {
     b
 }
 
-/// Every seq 1..=n of `device` arrived exactly once, first seen in seq order. Waits up
-/// to 5 s for the inbox's collector task to catch up with the session's ack point.
-pub async fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
+/// Every seq 1..=n of `device` was published on the wire, first seen in seq order, by one
+/// incarnation, each copy with the same bytes, and no more than `max_duplicates` copies
+/// in all; returns the tap's tally. Waits up to 10 s for the tap to see all `n`. The
+/// tap counts by itself, so an agent that publishes an event twice fails here even though
+/// the OMS session drops the copy.
+pub async fn assert_on_wire(tap: &WireTap, device: &str, n: u64, max_duplicates: u64) -> Tally {
+    tap.wait_distinct(device, n as usize, Duration::from_secs(10))
+        .await;
+    let t = tap.tally(device);
+    assert_eq!(tap.invalid(), Vec::<String>::new(), "invalid up messages");
+    let seqs = t.seqs();
+    let expected: Vec<u64> = (1..=n).collect();
+    if seqs != expected {
+        let first_bad = seqs
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(seqs.len().min(expected.len()));
+        panic!(
+            "{} distinct events on the wire, {n} expected; first difference at index \
+             {first_bad}: {:?}",
+            seqs.len(),
+            &seqs[first_bad.saturating_sub(2)..(first_bad + 3).min(seqs.len())]
+        );
+    }
+    let incarnations: std::collections::BTreeSet<u64> =
+        t.distinct.iter().map(|&(i, _)| i).collect();
+    assert_eq!(incarnations.len(), 1, "events of several incarnations");
+    assert!(
+        t.changed.is_empty(),
+        "seqs re-sent with other bytes: {:?}",
+        t.changed
+    );
+    if t.duplicates > max_duplicates {
+        let copies = tap.copies(device);
+        let twice: Vec<_> = copies.iter().filter(|(_, c)| **c > 1).take(10).collect();
+        panic!(
+            "{} event publishes on the wire for {n} events: {} duplicates, at most \
+             {max_duplicates} allowed; seqs with copies: {twice:?}",
+            t.publishes, t.duplicates
+        );
+    }
+    t
+}
+
+/// Every seq 1..=n of `device` was published exactly once, in seq order: what a run
+/// without faults must show on the wire.
+pub async fn assert_all_in_order(tap: &WireTap, device: &str, n: u64) {
+    assert_on_wire(tap, device, n, 0).await;
+}
+
+/// The OMS session handed on every seq 1..=n of `device` once, in order (end to end,
+/// after its own dedupe). Waits up to 5 s for the inbox's collector task.
+pub async fn assert_oms_got_each_once(inbox: &Inbox, device: &str, n: u64) {
     let count = || inbox.events().iter().filter(|(d, _)| d == device).count() as u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while count() < n && tokio::time::Instant::now() < deadline {
@@ -226,20 +308,12 @@ pub async fn assert_all_in_order(inbox: &Inbox, device: &str, n: u64) {
         .filter(|(d, _)| d == device)
         .map(|(_, s)| s)
         .collect();
-    let expected: Vec<u64> = (1..=n).collect();
-    if seqs != expected {
-        let first_bad = seqs
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(seqs.len().min(expected.len()));
-        panic!(
-            "{} events received, {} expected; first difference at index {first_bad}: {:?}",
-            seqs.len(),
-            n,
-            &seqs[first_bad.saturating_sub(2)..(first_bad + 3).min(seqs.len())]
-        );
-    }
+    assert!(
+        seqs == (1..=n).collect::<Vec<_>>(),
+        "the OMS handed on {} events of {device}, {n} expected, first {:?}",
+        seqs.len(),
+        &seqs[..seqs.len().min(5)]
+    );
 }
 
 /// A one-task wave (version 1) whose task is for order `SO-{wave_id}`.

@@ -343,10 +343,30 @@ fn a_typed_quantity_is_accepted_where_allowed_and_refused_above_what_is_left() {
         "scan Item: 0/3 Widget 1",
         "a partial confirmation stays on the task"
     );
-    // Typing is off for task 2.
-    r.key(Key::F(2));
+    // The rest of task 1, typed too; then task 2, where typing is off.
+    r.scan(WIDGET);
+    let e = r.keys(&[Key::Digit(3), Key::Enter]);
+    assert_eq!(shown(&e), "Info: Enter: confirm 3 Widget 1");
     let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x5");
+    r.arrive("A-02");
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "scan Item: 1/5 Widget 2");
+    let e = r.key(Key::Digit(4));
+    assert_eq!(beeps(&e), [Beep::Error]);
+    // (The message is cut to the screen's line.)
+    assert_eq!(
+        shown(&e),
+        "Error: Scan each unit: typing a quantity is off for …"
+    );
     assert!(persisted(&e).is_none());
+    let e = r.scan(WIDGET);
+    assert_eq!(
+        shown(&e),
+        "scan Item: 2/5 Widget 2",
+        "the typed digit counted nothing"
+    );
 }
 
 #[test]

@@ -2113,3 +2113,132 @@ fn a_pack_order_whose_address_does_not_fit_the_label_is_refused_with_the_field_a
     );
     assert!(f.db.pack_order(&order_id).unwrap().is_some());
 }
+
+/// Rows in each table of the store, to compare a file before and after a failed write.
+fn table_counts(db: &Db) -> Vec<(String, i64)> {
+    let mut stmt = db
+        .conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names
+        .into_iter()
+        .map(|t| {
+            let n = db
+                .conn
+                .query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))
+                .unwrap();
+            (t, n)
+        })
+        .collect()
+}
+
+/// Makes every `op` (INSERT or UPDATE) on `table` fail, as a full disk or a constraint
+/// would, so a transaction fails at its statement on that table.
+fn fail_writes_to(db: &Db, op: &str, table: &str) {
+    db.conn
+        .execute_batch(&format!(
+            "CREATE TRIGGER fail_{table} BEFORE {op} ON {table}
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_closed_carton_whose_last_statement_fails_writes_nothing_of_its_transaction() {
+    let mut f = fixture();
+    let (id, down) = example_pack_order();
+    f.db.apply_seq(id, &down, T0).unwrap();
+    let before = table_counts(&f.db);
+    let high = f.db.high_seq();
+    // The print job is written last, after the carton, its items, two events and the
+    // order's new status.
+    fail_writes_to(&f.db, "INSERT", "print_jobs");
+    let carton = CartonClose {
+        order_complete: true,
+        ..carton_one()
+    };
+    let err =
+        f.db.close_carton(T0 + 1, 7, &carton, &[item(1, 3)])
+            .unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(
+        table_counts(&f.db),
+        before,
+        "rows written by a failed commit"
+    );
+    assert_eq!(f.db.high_seq(), high, "a failed commit burned a seq");
+    assert_eq!(f.db.carton(&carton.sscc).unwrap(), None);
+    assert_eq!(
+        f.db.pack_order("SO-10042").unwrap().map(|o| o.order_id),
+        Some("SO-10042".to_string()),
+        "the order is still open"
+    );
+    // Once the fault is gone the same carton closes, with the next seq.
+    f.db.conn
+        .execute_batch("DROP TRIGGER fail_print_jobs")
+        .unwrap();
+    f.db.close_carton(T0 + 2, 7, &carton, &[item(1, 3)])
+        .unwrap();
+    let seqs: Vec<u64> = events(&f.db).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(seqs, (1..=high + 2).collect::<Vec<_>>(), "no gap, no reuse");
+}
+
+#[test]
+fn a_confirmation_whose_last_statement_fails_writes_neither_pick_nor_event() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &wave(1, 1, 100, 2), T0).unwrap();
+    f.db.start_task(T0, 7, 100).unwrap();
+    let before = table_counts(&f.db);
+    let high = f.db.high_seq();
+    // The task's new state is written last, after the event and the pick row.
+    fail_writes_to(&f.db, "UPDATE", "tasks");
+    let err = f.db.confirm_pick(T0 + 1, 7, &pick(100, 1)).unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(
+        table_counts(&f.db),
+        before,
+        "rows written by a failed commit"
+    );
+    assert_eq!(f.db.high_seq(), high);
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!((t.picked_qty, t.state), (0, TaskState::InProgress));
+}
+
+/// `PRAGMA synchronous` of the store's own connection (the setting is per connection, so
+/// another connection to the file cannot tell): 0 OFF, 1 NORMAL, 2 FULL.
+fn synchronous_of(db: &Db) -> i64 {
+    db.conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn the_default_config_opens_the_store_with_synchronous_full_and_normal_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = "device = \"hh-1\"\nsite = \"s1\"\n[broker]\nurl = \"mqtt://127.0.0.1:1883\"\n\
+                   [database]\npath = \"x.db\"\n";
+    for (name, text, want) in [
+        ("a config without the key", minimal.to_string(), 2),
+        (
+            "synchronous = \"full\"",
+            format!("{minimal}synchronous = \"full\"\n"),
+            2,
+        ),
+        (
+            "synchronous = \"normal\"",
+            format!("{minimal}synchronous = \"normal\"\n"),
+            1,
+        ),
+    ] {
+        let cfg = crate::config::Config::parse(Path::new("f.toml"), &text).unwrap();
+        let db = Db::open(&dir.path().join(format!("{want}.db")), &cfg.store_config()).unwrap();
+        assert_eq!(synchronous_of(&db), want, "{name}");
+    }
+    let db = Db::open(&dir.path().join("default.db"), &StoreConfig::default()).unwrap();
+    assert_eq!(synchronous_of(&db), 2, "StoreConfig::default()");
+}

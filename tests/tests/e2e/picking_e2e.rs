@@ -14,7 +14,10 @@ use floorhand_protocol::oms::{
 };
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::station_support::{AgentProcess, ScannerWire, TerminalWire, station_config};
-use floorhand_tests::sync_support::{Inbox, start_oms, wait_until};
+use floorhand_tests::sync_support::{
+    Inbox, assert_all_in_order, assert_oms_got_each_once, start_oms, wait_until,
+};
+use floorhand_tests::wire_tap::WireTap;
 
 const BOLT: &str = "09506000134352";
 const BOLT_13: &str = "9506000134352"; // the same item as its EAN-13: other raw bytes
@@ -57,6 +60,7 @@ struct Rig {
     broker: Mosquitto,
     oms: OmsSession,
     inbox: Inbox,
+    tap: WireTap,
     scanner: ScannerWire,
     term: TerminalWire,
     agent: AgentProcess,
@@ -68,6 +72,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
         let (oms, inbox) = start_oms(&broker.url(), oms_id);
+        let tap = WireTap::start(broker.port);
         let scanner = ScannerWire::new(&dir.path().join("scanner"));
         let term = TerminalWire::new(&dir.path().join("terminal"));
         let extra = format!(
@@ -84,6 +89,7 @@ impl Rig {
             broker,
             oms,
             inbox,
+            tap,
             scanner,
             term,
             agent,
@@ -130,7 +136,9 @@ impl Rig {
         self.keys(&[Key::Enter], m, "WaveDone");
     }
 
-    /// Waits until the OMS acked everything, then returns the confirmations it received.
+    /// Waits until the OMS acked everything; checks on the raw MQTT stream that every
+    /// event was published exactly once, in seq order, and that the OMS handed each on
+    /// once; returns the confirmations as published.
     async fn confirmations(&self) -> Vec<EventKind> {
         let db = self.dir.path().join("hh-1.db");
         wait_until(
@@ -139,12 +147,16 @@ impl Rig {
             || outbox_count(&db) == 0,
         )
         .await;
-        let seqs: Vec<u64> = self.inbox.events().into_iter().map(|(_, s)| s).collect();
-        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-        assert_eq!(seqs, expected, "every seq exactly once, in order");
-        self.inbox
-            .kinds()
+        let high = Db::open_read_only(&db)
+            .and_then(|d| d.outbox_stats(0))
+            .map(|s| s.high_seq)
+            .expect("read the agent's database");
+        assert_all_in_order(&self.tap, "hh-1", high).await;
+        assert_oms_got_each_once(&self.inbox, "hh-1", high).await;
+        self.tap
+            .distinct_events("hh-1")
             .into_iter()
+            .map(|e| e.kind)
             .filter(|k| {
                 matches!(
                     k,
@@ -211,7 +223,7 @@ async fn a_shift_of_scans_lands_at_the_oms_exactly_once_per_confirmation() {
         r.agent.log()
     );
     // Login, three task starts, three confirmations.
-    assert_eq!(r.inbox.events().len(), 7, "{:?}", r.inbox.kinds());
+    assert_eq!(r.tap.tally("hh-1").publishes, 7, "{:?}", r.inbox.kinds());
     // The bounce was ignored: the only refusal on screen is the wrong item's.
     let errors = r
         .term

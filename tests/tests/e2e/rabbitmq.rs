@@ -7,6 +7,7 @@ use std::time::Duration;
 use floorhand::sync::oms::DownState;
 use floorhand_tests::rabbitmq::RabbitMq;
 use floorhand_tests::sync_support::*;
+use floorhand_tests::wire_tap::WireTap;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_rabbitmq_events_go_up_once_and_a_down_burst_applies_once_in_order() {
@@ -14,7 +15,8 @@ async fn on_rabbitmq_events_go_up_once_and_a_down_burst_applies_once_in_order() 
     const DOWN: u64 = 2_000;
     let dir = tempfile::tempdir().unwrap();
     let broker = RabbitMq::start(&dir.path().join("rabbit"));
-    let (oms, inbox) = start_oms(&broker.url(), "oms-rabbit");
+    let tap = WireTap::start(broker.mqtt_port);
+    let (oms, _inbox) = start_oms(&broker.url(), "oms-rabbit");
     let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(20), "link up", || agent.is_up()).await;
 
@@ -24,7 +26,7 @@ async fn on_rabbitmq_events_go_up_once_and_a_down_burst_applies_once_in_order() 
         oms.ack_point("d1") == EVENTS
     })
     .await;
-    assert_all_in_order(&inbox, "d1", EVENTS).await;
+    assert_all_in_order(&tap, "d1", EVENTS).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while agent.backlog().await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "outbox not emptied");

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use floorhand::sync::agent::LinkState;
 use floorhand_protocol::envelope::encode_to_vec;
+use floorhand_protocol::limits::WINDOW;
 use floorhand_protocol::oms::{Down, DownMsg, EventKind, RejectReason, Wave, wave_digest};
 use floorhand_protocol::{Envelope, examples};
 use floorhand_tests::mosquitto::{BrokerTls, Mosquitto, Options};
 use floorhand_tests::proxy::{FaultProxy, Mode};
 use floorhand_tests::sync_support::*;
+use floorhand_tests::wire_tap::WireTap;
 
 fn wave(wave_id: u64, version: u32, n: u64) -> Wave {
     let tasks: Vec<_> = (1..=n)
@@ -40,6 +42,7 @@ async fn events_flow_up_are_acked_and_deleted_and_a_wave_delivered_twice_applies
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let (oms, inbox) = start_oms(&broker.url(), "oms-basic");
+    let tap = WireTap::start(broker.port);
     let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
     agent.queue_events(50).await;
@@ -47,15 +50,9 @@ async fn events_flow_up_are_acked_and_deleted_and_a_wave_delivered_twice_applies
         oms.ack_point("d1") == 50
     })
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while agent.backlog().await > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "outbox not emptied by acks"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_all_in_order(&inbox, "d1", 50).await;
+    agent.wait_drained(Duration::from_secs(10)).await;
+    assert_all_in_order(&tap, "d1", 50).await;
+    assert_oms_got_each_once(&inbox, "d1", 50).await;
     assert!(inbox.births() >= 1, "a birth is published after connect");
 
     // A wave, then the same down seq delivered again (as a broker redelivers): the copy is
@@ -111,6 +108,7 @@ async fn drain_through_outage(persistence: bool) {
         },
     );
     let (oms, inbox) = start_oms(&broker.url(), "oms-outage");
+    let tap = WireTap::start(broker.port);
     let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     agent.queue_events(N).await;
     wait_until(
@@ -131,22 +129,37 @@ async fn drain_through_outage(persistence: bool) {
         oms.ack_point("d1") == N
     })
     .await;
-    assert_all_in_order(&inbox, "d1", N).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while agent.backlog().await > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "outbox not emptied by acks"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_oms_got_each_once(&inbox, "d1", N).await;
+    agent.wait_drained(Duration::from_secs(10)).await;
     let c = oms.counters();
     assert_eq!(c.events, N, "each event processed once by the OMS");
+    // On the wire: one outage re-sends what was in flight at the cut, and what the OMS
+    // missed while it reconnected: a few windows at most, each a re-send the agent counted.
+    let stats = agent.sync.stats.borrow().clone();
+    let bound = stats.resent.min(4 * WINDOW as u64);
+    let t = if persistence {
+        // The tap's session and queue survive the restart too: it saw everything, and the
+        // broker delivers again what it had in flight to the tap (at most Mosquitto's
+        // stock max_inflight_messages, 20).
+        assert_on_wire(&tap, "d1", N, bound + 20).await
+    } else {
+        // The tap's session died with the broker; it may miss what was published before
+        // it subscribed again, so only its copies are counted.
+        let t = tap.tally("d1");
+        assert!(t.changed.is_empty(), "seqs re-sent with other bytes");
+        assert!(t.seqs().iter().all(|s| (1..=N).contains(s)));
+        assert!(
+            t.duplicates <= bound,
+            "{} duplicates on the wire, at most {bound} ({} re-sent by the agent)",
+            t.duplicates,
+            stats.resent
+        );
+        t
+    };
     eprintln!(
-        "outage (persistence {persistence}): {} events, {} duplicates dropped by the OMS, {} connects",
-        c.events,
-        c.duplicates,
-        agent.sync.stats.borrow().connects
+        "outage (persistence {persistence}): {} events, {} publishes on the wire ({} duplicates), \
+         {} re-sent by the agent, {} duplicates dropped by the OMS, {} connects",
+        c.events, t.publishes, t.duplicates, stats.resent, c.duplicates, stats.connects
     );
     agent.stop().await;
 }
@@ -163,18 +176,47 @@ async fn ten_thousand_events_survive_a_broker_killed_without_persistence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
-    const N: u64 = 3_000;
+    // Twenty rounds. Each queues a batch while the link is deaf (the OMS's acks are held),
+    // waits until the batch is on the wire, then faults the link with the batch in
+    // flight: published, perhaps delivered, not acknowledged.
+    const ROUNDS: u64 = 20;
+    const BATCH: u64 = 150;
+    const N: u64 = ROUNDS * BATCH;
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let upstream = format!("127.0.0.1:{}", broker.port).parse().unwrap();
     let proxy = FaultProxy::start(upstream).expect("start the fault proxy");
     let (oms, inbox) = start_oms(&broker.url(), "oms-faults");
+    let tap = WireTap::start(broker.port);
     let agent = TestAgent::start_in(dir.path(), "d1", &proxy.url()).await;
-    agent.queue_events(N).await;
-    for i in 0..20 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    let mut unacked_at_fault = Vec::new();
+    for i in 0..ROUNDS {
+        // The last round's batch is through first: deaf before the agent is connected
+        // would hold its ConnAck, and acks still held would keep its window shut.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !agent.is_up() || agent.backlog().await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {i}: the last batch was not acked within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy.set_mode(Mode::Deaf);
+        agent.queue_events(BATCH).await;
+        let first = i * BATCH + 1;
+        wait_until(
+            Duration::from_secs(30),
+            &format!("round {i}: event {first} on the wire"),
+            || tap.tally("d1").seqs().contains(&first),
+        )
+        .await;
+        unacked_at_fault.push(agent.backlog().await);
         match i % 3 {
-            0 => proxy.cut(),
+            0 => {
+                proxy.cut();
+                proxy.set_mode(Mode::Pass);
+            }
             1 => {
                 proxy.set_mode(Mode::Stall);
                 tokio::time::sleep(Duration::from_millis(700)).await;
@@ -188,14 +230,32 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
             }
         }
     }
+    assert!(
+        unacked_at_fault.iter().all(|&n| n > 0),
+        "every fault hit unacknowledged events: {unacked_at_fault:?}"
+    );
     wait_until(Duration::from_secs(90), "every event acked", || {
         oms.ack_point("d1") == N
     })
     .await;
-    assert_all_in_order(&inbox, "d1", N).await;
+    assert_oms_got_each_once(&inbox, "d1", N).await;
+    agent.wait_drained(Duration::from_secs(10)).await;
+    let stats = agent.sync.stats.borrow().clone();
+    // Every copy on the wire is a re-send the agent made on purpose (after a reconnect, or
+    // when no ack came), and the deaf rounds make some: the faults hit a busy link.
+    let t = assert_on_wire(&tap, "d1", N, stats.resent).await;
     assert!(
-        agent.sync.stats.borrow().connects >= 5,
-        "the faults forced reconnects"
+        t.duplicates > 0,
+        "no event was re-sent: the faults missed the traffic"
+    );
+    assert!(
+        stats.connects > ROUNDS / 3,
+        "the cuts forced reconnects: {stats:?}"
+    );
+    eprintln!(
+        "{ROUNDS} faults with {unacked_at_fault:?} unacked; {} publishes on the wire ({} duplicates), \
+         {} re-sent, {} connects",
+        t.publishes, t.duplicates, stats.resent, stats.connects
     );
     agent.stop().await;
 }
@@ -293,10 +353,49 @@ async fn events_flow_over_tls_with_a_ca_made_for_the_test_and_a_client_certifica
     no_cert.cert_file = None;
     no_cert.key_file = None;
     let agent = TestAgent::start(&dir.path().join("d2.db"), test_sync_config("d2", no_cert)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!agent.is_up());
+    let error = wait_for_link_error(&agent).await;
+    // rustls reports the broker's alert; the link passes it on as it is.
+    assert!(error.contains("CertificateRequired"), "{error}");
     assert_eq!(agent.sync.stats.borrow().connects, 0);
     agent.stop().await;
+
+    // A broker certificate signed by another CA than the one configured is refused: a
+    // client that trusted any certificate would connect here.
+    let other = make_pki(&dir.path().join("other-pki"));
+    let mut wrong_ca = b.clone();
+    wrong_ca.ca_file = Some(other.ca.clone());
+    let agent = TestAgent::start(&dir.path().join("d3.db"), test_sync_config("d3", wrong_ca)).await;
+    let error = wait_for_link_error(&agent).await;
+    assert!(
+        error.starts_with("TLS: ")
+            && error.contains("certificate")
+            && error.contains("check broker.ca_file"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!agent.is_up(), "connected to a broker of another CA");
+    assert_eq!(agent.sync.stats.borrow().connects, 0);
+    agent.stop().await;
+}
+
+/// Waits until the link reports an error other than "connecting" and returns it.
+async fn wait_for_link_error(agent: &TestAgent) -> String {
+    let mut state = agent.sync.state.clone();
+    let mut last = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "a connection error",
+        || match &*state.borrow_and_update() {
+            LinkState::Down { error, .. } if error != "connecting" => {
+                last = error.clone();
+                true
+            }
+            LinkState::Up { .. } => panic!("the link came up"),
+            _ => false,
+        },
+    )
+    .await;
+    last
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,6 @@ use floorhand::sync::oms::{DownState, OmsSession, Received};
 use floorhand_protocol::oms::Down;
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::sync_support::*;
-use floorhand_tests::wire_tap::WireTap;
 
 /// `n` down messages: waves, with a cancellation of an earlier wave's order every 10th
 /// and a revocation every 7th.

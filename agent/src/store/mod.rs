@@ -18,6 +18,7 @@
 mod baseline;
 pub mod oms_db;
 mod outbox;
+mod path;
 mod picks;
 mod print;
 mod sample;
@@ -37,6 +38,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
 pub use outbox::{BirthSnapshot, DownPoint, OutboxRow, OutboxStats};
+pub use path::{Owed, PathTask};
 pub use print::{Carton, CartonClose, CartonItem, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;

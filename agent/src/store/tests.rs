@@ -697,7 +697,9 @@ fn database_at(path: &Path, v: u32) {
     assert_eq!(schema::version(&conn).unwrap(), v);
     if v >= 1 {
         conn.execute_batch(
-            "INSERT INTO waves VALUES (10, 1, 5, 0, 'open', 1, NULL);
+            "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at,
+                completed_at)
+             VALUES (10, 1, 5, 0, 'open', 1, NULL);
              INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line, location,
                 pick_seq, location_check, gtins, sku, description, qty, capture_lot,
                 capture_serial, capture_expiry, tote_required, state, picked_qty, updated_at)
@@ -734,6 +736,13 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
                 (1, TaskState::InProgress),
                 "from v{v}"
             );
+            // On the pick path (v7), with its wave's priority.
+            let (path, _) = db.path_window(10).unwrap();
+            let on_path: Vec<_> = path
+                .iter()
+                .map(|p| (p.row.task_id, p.row.priority))
+                .collect();
+            assert_eq!(on_path, [(100, 5)], "from v{v}");
             assert_eq!(
                 db.confirm_pick(T0, 7, &pick(100, 2)).unwrap(),
                 3,

@@ -1204,9 +1204,6 @@ impl Picker {
             moved |= self.update_task(task);
         }
         self.more = more;
-        if let Some(n) = len {
-            self.path_len = n;
-        }
         notes.push(format!("{} open tasks", self.open.len()));
         out.outcome = notes.join("; ");
         let current = self
@@ -1223,6 +1220,10 @@ impl Picker {
             } else {
                 self.withdraw(id, Withdrawal::Revoked, None, out);
             }
+        }
+        // The store's count already leaves out what closed or left the path above.
+        if let Some(n) = len {
+            self.path_len = n;
         }
         let idle = matches!(self.step, Step::NoTasks | Step::WaveDone | Step::PutBack(_));
         if self.operator.is_some() && (moved || idle) {

@@ -270,6 +270,9 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
     let mut link = st.shell.sync.state.clone();
     let mut shutdown = st.shell.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The tick matters only while the link is down or a read of the path failed; an idle
+    // station online does not wake up for it, and a missed tick is not made up.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     st.on_link(&link.borrow_and_update().clone());
     st.shell.ready();
     loop {
@@ -296,7 +299,7 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
                 let s = link.borrow_and_update().clone();
                 st.on_link(&s);
             }
-            _ = tick.tick() => st.on_tick().await,
+            _ = tick.tick(), if st.ticking() => st.on_tick().await,
         }
     }
     st.shell.stop().await;
@@ -473,6 +476,11 @@ impl Station {
                 }
             }
         }
+    }
+
+    /// Whether the tick has anything to do: the offline banner, or a path to read again.
+    fn ticking(&self) -> bool {
+        self.offline_since.is_some() || self.stale
     }
 
     async fn on_tick(&mut self) {

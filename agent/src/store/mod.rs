@@ -20,6 +20,7 @@ pub mod oms_db;
 pub mod oms_pg;
 pub mod oms_store;
 mod outbox;
+mod path;
 mod picks;
 mod print;
 mod sample;
@@ -39,6 +40,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
 pub use outbox::{BirthSnapshot, DownPoint, OutboxRow, OutboxStats};
+pub use path::{Owed, PathTask};
 pub use print::{Carton, CartonClose, CartonItem, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;

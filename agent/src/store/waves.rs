@@ -24,8 +24,9 @@ use crate::ledger::{self, Placement};
 /// Inserts a task (fresh values for every column the OMS owns).
 const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
         location, pick_seq, location_check, gtins, sku, description, qty, capture_lot,
-        capture_serial, capture_expiry, tote_required, state, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17)";
+        capture_serial, capture_expiry, tote_required, state, updated_at, priority)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17,
+        ?18)";
 
 /// With [`INSERT_TASK`]: an existing task takes every new value only where nothing was
 /// ever picked for it (a skipped one stays skipped). A task with picks is left to
@@ -38,6 +39,7 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         sku = excluded.sku, description = excluded.description, qty = excluded.qty,
         capture_lot = excluded.capture_lot, capture_serial = excluded.capture_serial,
         capture_expiry = excluded.capture_expiry, tote_required = excluded.tote_required,
+        priority = excluded.priority,
         state = CASE tasks.state WHEN 'skipped' THEN 'skipped' ELSE 'open' END,
         ended = NULL, completed_at = NULL, updated_at = excluded.updated_at
      WHERE tasks.picked_qty = 0
@@ -495,6 +497,7 @@ impl Tx<'_> {
                 task.capture.expiry,
                 task.tote_required,
                 now,
+                wave.priority,
             ];
             let inserted = first_time && insert.execute(values)? == 1;
             if !inserted && upsert.execute(values)? == 0 {
@@ -585,7 +588,8 @@ impl Tx<'_> {
             .prepare_cached(
                 "UPDATE tasks SET wave_id = ?2, wave_version = ?3, qty = ?4, state = ?5,
                     last_seq = COALESCE(?6, last_seq), updated_at = ?7,
-                    completed_at = CASE WHEN ?5 = state THEN completed_at ELSE ?8 END
+                    completed_at = CASE WHEN ?5 = state THEN completed_at ELSE ?8 END,
+                    priority = ?9
                  WHERE task_id = ?1",
             )?
             .execute(params![
@@ -596,7 +600,8 @@ impl Tx<'_> {
                 next.as_str(),
                 seq.map(sql),
                 sql(self.now),
-                completed
+                completed,
+                wave.priority
             ])?;
         Ok(())
     }

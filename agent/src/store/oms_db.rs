@@ -286,6 +286,17 @@ impl OmsStore for OmsDb {
         if old == Some(incarnation) {
             return Ok(alarms);
         }
+        // A message of an incarnation this device had before (a late copy from a
+        // replaced database) never switches it back: its stream exists already.
+        let seen_before: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM streams
+                 WHERE site = ?1 AND device = ?2 AND incarnation = ?3)",
+            )?
+            .query_row(params![site, device, sql(incarnation)], |r| r.get(0))?;
+        if old.is_some_and(|o| o != 0) && seen_before {
+            return Ok(alarms);
+        }
         tx.prepare_cached(
             "INSERT INTO devices (site, device, incarnation, last_seen) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (site, device) DO UPDATE SET incarnation = excluded.incarnation",

@@ -524,6 +524,18 @@ impl OmsStore for PgStore {
             if old == Some(incarnation) {
                 return Ok(alarms);
             }
+            // A late copy from a replaced database never switches the device back.
+            let seen_before = tx
+                .query_opt(
+                    "SELECT 1 FROM fh_streams WHERE site = $1 AND device = $2 AND incarnation = $3",
+                    &[&site, &device, &sql(incarnation)],
+                )
+                .await
+                .map_err(pg)?
+                .is_some();
+            if old.is_some_and(|o| o != 0) && seen_before {
+                return Ok(alarms);
+            }
             tx.execute(
                 "INSERT INTO fh_devices (site, device, incarnation, last_seen) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (site, device) DO UPDATE SET incarnation = excluded.incarnation",

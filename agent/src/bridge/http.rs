@@ -480,12 +480,15 @@ async fn events_after(
     read(st, move |db| db.events_after(after, limit)).await
 }
 
-/// Waits until a commit may have added events (or `until`, or the bridge stops).
+/// Waits until a commit may have added events (or `until`, or the bridge stops). Wakes
+/// at least every second: events can also arrive through another bridge on a shared
+/// store, or become contiguous there, and this session hears of neither.
 async fn wait_for_events(
     st: &AppState,
     latest: &mut watch::Receiver<u64>,
     until: tokio::time::Instant,
 ) {
+    let until = until.min(tokio::time::Instant::now() + Duration::from_secs(1));
     let mut stopping = st.stopping.clone();
     if *stopping.borrow_and_update() {
         return;

@@ -66,6 +66,13 @@ pub enum Stored {
         /// The stream's ack point, if the stream is known.
         through: Option<u64>,
     },
+    /// A gap before it: kept aside, not acknowledged, and stored (with a cursor) once the
+    /// gap fills, by this store's next commits or another bridge's; see
+    /// [`OmsStore::take_promoted`].
+    Held {
+        /// The stream's ack point, if the stream is known.
+        through: Option<u64>,
+    },
 }
 
 /// One stored event, for consumers.
@@ -289,6 +296,27 @@ pub trait OmsStore: Send {
 
     /// Totals for monitoring.
     fn totals(&self) -> Result<StoreTotals, StoreError>;
+
+    /// Held events that the calls since the last take stored (a gap filled): they were
+    /// not in any call's answer. A backend that never holds has none.
+    fn take_promoted(&mut self) -> Vec<StoredEvent> {
+        Vec::new()
+    }
+
+    /// Claims the right to publish these devices' down messages for `ttl_ms`, as
+    /// `owner`; returns those `owner` holds now. Several bridges on one store publish
+    /// each device from one of them at a time; a claim not renewed lapses, so another
+    /// bridge takes over a killed one's devices. A store only one bridge can use grants
+    /// every claim.
+    fn claim(
+        &mut self,
+        owner: &str,
+        devices: &[(String, String)],
+        ttl_ms: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = (owner, ttl_ms);
+        Ok(devices.to_vec())
+    }
 }
 
 /// The alarm when a birth shows events acknowledged by another consumer that this store

@@ -1176,3 +1176,148 @@ async fn the_python_example_client_pushes_a_wave_and_consumes_events_by_cursor()
     );
     d1.stop().await;
 }
+
+/// The counter `name` in a bridge's `/metrics`.
+fn metric(c: &Client, name: &str) -> u64 {
+    let text = c.get("/metrics").unwrap().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("floorhand_bridge_{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_on_postgresql_share_the_devices_and_one_killed_mid_drain_loses_nothing() {
+    const PER_BRIDGE: u64 = 10;
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let start = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let config = write_config_on(
+            &d,
+            Backend::Postgres(&pg),
+            &broker.url(),
+            free_port(),
+            1 << 20,
+        );
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "client_id = \"bridge-test\"",
+            &format!("client_id = \"{name}\"\nshared_group = \"bridges\""),
+        );
+        std::fs::write(&config, text).unwrap();
+        Bridge::start(&config)
+    };
+    let a = start("bridge-a");
+    let b = start("bridge-b");
+    let (ca, cb) = (a.client.clone(), b.client.clone());
+    let (d1, d2) = two_agents(dir.path(), &broker.url()).await;
+    devices_online(&cb, 2).await;
+    d1.queue_events(1500).await;
+    d2.queue_events(1500).await;
+
+    // Messages go in through both bridges; B's consumer reads everything by cursor.
+    let push_through = |c: Client, first: u64| {
+        std::thread::spawn(move || {
+            let mut nos = Vec::new();
+            for w in first..first + 2 * PER_BRIDGE {
+                let (site, device) = if w % 2 == 1 {
+                    ("site1", "d1")
+                } else {
+                    ("site2", "d2")
+                };
+                let r = push(&c, site, device, &one_task_wave(w), Some(&format!("w{w}")));
+                assert_eq!(r.status, 202, "{}", r.text());
+                nos.push((device, r.json()["dseq"].as_u64().unwrap()));
+            }
+            nos
+        })
+    };
+    let through_a = tokio::task::spawn_blocking({
+        let ca = ca.clone();
+        move || push_through(ca, 1).join().unwrap()
+    })
+    .await
+    .unwrap();
+    // Both bridges store events: the broker hands each message to one of them.
+    let (cb2, ca2) = (cb.clone(), ca.clone());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&ca2, "events_in_total") == 0 || metric(&cb2, "events_in_total") == 0 {
+            assert!(Instant::now() < deadline, "one bridge stored nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    a.kill(); // mid-drain, holding claims and a share of the subscription
+    let through_b = tokio::task::spawn_blocking({
+        let cb = cb.clone();
+        move || push_through(cb, 1 + 2 * PER_BRIDGE).join().unwrap()
+    })
+    .await
+    .unwrap();
+    let (h1, h2) = (high_seq(&d1).await, high_seq(&d2).await);
+    let c = cb.clone();
+    let events =
+        tokio::task::spawn_blocking(move || consume(&c, String::new(), (h1 + h2) as usize).0)
+            .await
+            .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = cb.clone();
+    let last = events.last().unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let more = tokio::task::spawn_blocking(move || {
+        c.get(&format!("/v1/events?after={last}")).unwrap().json()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        more["events"].as_array().unwrap().len(),
+        0,
+        "nothing twice: {more}"
+    );
+    assert_exactly_once(&events, &[("site1", "d1", h1), ("site2", "d2", h2)]);
+    for a in [&d1, &d2] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while a.backlog().await > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "backlog not acked");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Every message, accepted by either bridge, applied once: numbers 1..=n per device.
+    let mut nos: Vec<(&str, u64)> = through_a.into_iter().chain(through_b).collect();
+    nos.sort();
+    let want: Vec<(&str, u64)> = (1..=2 * PER_BRIDGE)
+        .map(|n| ("d1", n))
+        .chain((1..=2 * PER_BRIDGE).map(|n| ("d2", n)))
+        .collect();
+    assert_eq!(nos, want);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while applied_through(&d1).await < 2 * PER_BRIDGE || applied_through(&d2).await < 2 * PER_BRIDGE
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages not applied after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(applied_through(&d1).await, 2 * PER_BRIDGE);
+    assert_eq!(open_tasks(&d1).await as u64, 2 * PER_BRIDGE);
+    assert_eq!(open_tasks(&d2).await as u64, 2 * PER_BRIDGE);
+    let c = cb.clone();
+    tokio::task::spawn_blocking(move || {
+        for n in 1..=2 * PER_BRIDGE {
+            wait_state(&c, "site1", "d1", n, "applied");
+            wait_state(&c, "site2", "d2", n, "applied");
+        }
+    })
+    .await
+    .unwrap();
+    d1.stop().await;
+    d2.stop().await;
+    drop(b);
+}

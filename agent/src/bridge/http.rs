@@ -513,7 +513,11 @@ async fn events(
     let after = json::parse_cursor(q.get("after").map_or("", |s| s), st.incarnation)
         .map_err(|e| ApiError::bad("after", e))?;
     let max = st.limits.max_events as u64;
-    let limit = number(&q, "limit", max, max)?.max(1) as usize;
+    let limit = number(&q, "limit", max, max)?;
+    if limit == 0 {
+        return Err(ApiError::bad("limit", format!("0: use 1 to {max}")));
+    }
+    let limit = limit as usize;
     let wait = number(&q, "wait", 0, st.limits.max_wait.as_secs())?;
     let until = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut latest = st.latest.clone();

@@ -1034,6 +1034,12 @@ async fn bad_input(backend: Backend<'_>) {
             "bad limit",
         );
         check(
+            c.get("/v1/events?limit=0").unwrap(),
+            400,
+            "limit",
+            "a limit of 0",
+        );
+        check(
             c.get("/v1/events?wait=3600").unwrap(),
             400,
             "wait",

@@ -165,8 +165,11 @@ pub fn router(state: AppState) -> (Router, Vec<(&'static str, &'static str)>) {
         }
         served.push((method, path));
     }
-    let guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let guarded = guarded
+        .method_not_allowed_fallback(wrong_method)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let app = open
+        .method_not_allowed_fallback(wrong_method)
         .merge(guarded)
         .fallback(no_route)
         // Bodies are read by handlers through `Bytes`, which refuses more than this.
@@ -181,6 +184,32 @@ async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
         format!("no such route: {method} {}", uri.path()),
         None,
     )
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| axum_path(p) == uri.path() || matches_path(p, uri.path()))
+        .map(|(m, _)| *m)
+        .collect();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not served on {} (use {})",
+            uri.path(),
+            allowed.join(", ")
+        ),
+        Some("method"),
+    )
+}
+
+/// Whether `path` fits the OpenAPI path `pattern` (`{name}` matches one segment).
+fn matches_path(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()))
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
@@ -612,6 +641,15 @@ mod tests {
             "/v1/devices/:site/:device/messages/:dseq"
         );
         assert_eq!(axum_path("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn a_path_fits_its_pattern_segment_by_segment() {
+        let p = "/v1/devices/{site}/{device}/messages";
+        assert!(matches_path(p, "/v1/devices/s1/d1/messages"));
+        assert!(!matches_path(p, "/v1/devices/s1/messages"));
+        assert!(!matches_path(p, "/v1/devices/s1//messages"));
+        assert!(matches_path("/healthz", "/healthz"));
     }
 
     #[test]

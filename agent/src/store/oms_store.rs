@@ -115,6 +115,19 @@ pub enum Queued {
     UnknownDevice,
 }
 
+/// One down message to queue, for [`OmsStore::queue_down_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct DownRequest<'a> {
+    /// Site.
+    pub site: &'a str,
+    /// Device.
+    pub device: &'a str,
+    /// The message.
+    pub body: &'a Down,
+    /// Its idempotency key, if any.
+    pub key: Option<&'a str>,
+}
+
 /// A device as the OMS side knows it, for `GET /v1/devices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -241,6 +254,18 @@ pub trait OmsStore: Send {
         key: Option<&str>,
         now: u64,
     ) -> Result<Queued, StoreError>;
+
+    /// [`OmsStore::queue_down_keyed`] for several requests in one transaction (one disk
+    /// sync for every request waiting): all are committed, or none.
+    fn queue_down_many(
+        &mut self,
+        reqs: &[DownRequest<'_>],
+        now: u64,
+    ) -> Result<Vec<Queued>, StoreError> {
+        reqs.iter()
+            .map(|r| self.queue_down_keyed(r.site, r.device, r.body, r.key, now))
+            .collect()
+    }
 
     /// The device's down stream for its current incarnation.
     fn down_stream(&self, site: &str, device: &str) -> Result<DownStream, StoreError>;

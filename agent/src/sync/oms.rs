@@ -33,7 +33,7 @@ use crate::ledger::{Outflow, Timing};
 use crate::store::StoreError;
 pub use crate::store::oms_db::DownState;
 use crate::store::oms_db::OmsDb;
-use crate::store::oms_store::{OmsStore, Queued, Stored, StoredEvent};
+use crate::store::oms_store::{DownRequest, OmsStore, Queued, Stored, StoredEvent};
 
 /// When the OMS side acknowledges an event to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -571,6 +571,8 @@ impl Core {
         }
         let mut batch: Vec<(String, String, u64, oms::Event)> = Vec::new();
         let mut closing = None;
+        // A command taken off the channel while grouping pushes, handled next.
+        let mut held: Option<Cmd> = None;
         loop {
             let event = {
                 let poll = eventloop.poll();
@@ -585,7 +587,29 @@ impl Core {
                         _ = std::future::ready(()), if !batch.is_empty() => {
                             self.commit(std::mem::take(&mut batch));
                         }
-                        cmd = cmds.recv() => match cmd {
+                        cmd = async {
+                            match held.take() {
+                                Some(c) => Some(c),
+                                None => cmds.recv().await,
+                            }
+                        } => match cmd {
+                            Some(first @ Cmd::PushKeyed { .. }) => {
+                                // Every push already waiting goes into one commit: one disk
+                                // sync for all of them (100 clients do not queue behind 100
+                                // syncs).
+                                let mut group = vec![first];
+                                while group.len() < 256 {
+                                    match cmds.try_recv() {
+                                        Ok(c @ Cmd::PushKeyed { .. }) => group.push(c),
+                                        Ok(other) => {
+                                            held = Some(other);
+                                            break;
+                                        }
+                                        Err(_) => break,
+                                    }
+                                }
+                                self.push_group(group);
+                            }
                             Some(Cmd::Close { reply }) => {
                                 if !batch.is_empty() {
                                     self.commit(std::mem::take(&mut batch));
@@ -1121,6 +1145,52 @@ impl Core {
         }
     }
 
+    /// Commits a group of keyed pushes in one transaction, then answers each.
+    fn push_group(&mut self, group: Vec<Cmd>) {
+        let mut items = Vec::with_capacity(group.len());
+        for cmd in group {
+            if let Cmd::PushKeyed {
+                site,
+                device,
+                down,
+                key,
+                reply,
+            } = cmd
+            {
+                items.push((site, device, down, key, reply));
+            }
+        }
+        let reqs: Vec<DownRequest<'_>> = items
+            .iter()
+            .map(|(site, device, down, key, _)| DownRequest {
+                site,
+                device,
+                body: down,
+                key: key.as_deref(),
+            })
+            .collect();
+        let results = self.db.queue_down_many(&reqs, now_s());
+        drop(reqs);
+        match results {
+            Ok(results) => {
+                for ((site, device, _, _, reply), r) in items.into_iter().zip(results) {
+                    if let Queued::New(_) = r {
+                        self.sites.entry(device.clone()).or_insert(site.clone());
+                        self.queued(&site, &device);
+                    }
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // Nothing of the group was committed: each caller hears so.
+                tracing::error!("oms: queueing {} messages failed: {e}", items.len());
+                for (.., reply) in items {
+                    let _ = reply.send(Err(OmsError::Store(StoreError::Backend(e.to_string()))));
+                }
+            }
+        }
+    }
+
     /// A message was queued for the device: its sender learns the new high seq (or is
     /// loaded, or the device is asked for the birth that tells its incarnation).
     fn queued(&mut self, site: &str, device: &str) {
@@ -1237,22 +1307,7 @@ impl Core {
                 }
                 let _ = reply.send(r.map_err(OmsError::from));
             }
-            Cmd::PushKeyed {
-                site,
-                device,
-                down,
-                key,
-                reply,
-            } => {
-                let r = self
-                    .db
-                    .queue_down_keyed(&site, &device, &down, key.as_deref(), now_s());
-                if let Ok(Queued::New(_)) = r {
-                    self.sites.entry(device.clone()).or_insert(site.clone());
-                    self.queued(&site, &device);
-                }
-                let _ = reply.send(r.map_err(OmsError::from));
-            }
+            cmd @ Cmd::PushKeyed { .. } => self.push_group(vec![cmd]),
             Cmd::Raw {
                 site,
                 device,

@@ -632,6 +632,45 @@ async fn shift(backend: Backend<'_>) {
         "{metrics}"
     );
 
+    // Concurrent clients, each sending its message twice with one key: one number per
+    // message, applied once (pushes waiting together share one commit).
+    let c9 = c.clone();
+    let mut nos = tokio::task::spawn_blocking(move || {
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let c = c9.clone();
+                std::thread::spawn(move || {
+                    let cancel = Down::OrderCancelled {
+                        order_id: format!("SO-9{i}"),
+                    };
+                    let key = format!("concurrent-{i}");
+                    let first = push(&c, "site2", "d2", &cancel, Some(&key));
+                    let again = push(&c, "site2", "d2", &cancel, Some(&key));
+                    assert_eq!(first.status, 202, "{}", first.text());
+                    assert_eq!(first.json()["dseq"], again.json()["dseq"]);
+                    first.json()["dseq"].as_u64().unwrap()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<u64>>()
+    })
+    .await
+    .unwrap();
+    nos.sort();
+    assert_eq!(nos, (2..=17).collect::<Vec<u64>>());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while applied_through(&d2).await < 17 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "concurrent pushes not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(applied_through(&d2).await, 17);
+
     // d1 stops cleanly: its death shows.
     d1.stop().await;
     let c8 = c.clone();

@@ -93,6 +93,11 @@ impl Bridge {
             .spawn()
             .unwrap();
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Owned by the value from here on, so a failed start kills it too (Drop).
+        let mut bridge = Bridge {
+            child,
+            client: Client::new(addr, None),
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut open = Client::new(addr, None);
         open.timeout = Duration::from_secs(2);
@@ -110,10 +115,8 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(20));
         }
         let token = std::fs::read_to_string(dir.join("bridge.token")).unwrap();
-        Bridge {
-            child,
-            client: Client::new(addr, Some(token.trim())),
-        }
+        bridge.client.token = Some(token.trim().to_string());
+        bridge
     }
 
     /// SIGKILL: no chance to finish anything.

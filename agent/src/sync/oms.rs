@@ -706,7 +706,27 @@ impl Core {
                     if !batch.is_empty() {
                         self.commit(std::mem::take(&mut batch));
                     }
-                    tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
+                    // Commands are served while the broker is away: a push is committed
+                    // (and answered) at once, and a close does not wait out the backoff.
+                    let pause = tokio::time::sleep(backoff.next_delay(fastrand::f64()));
+                    tokio::pin!(pause);
+                    loop {
+                        let cmd = match held.take() {
+                            Some(c) => Some(c),
+                            None => tokio::select! {
+                                _ = &mut pause => break,
+                                c = cmds.recv() => c,
+                            },
+                        };
+                        match cmd {
+                            Some(Cmd::Close { reply }) => {
+                                let _ = reply.send(());
+                                return;
+                            }
+                            Some(cmd) => self.command(cmd),
+                            None => return,
+                        }
+                    }
                 }
             }
         }

@@ -1377,3 +1377,62 @@ async fn two_bridges_on_postgresql_share_the_devices_and_one_killed_mid_drain_lo
     d2.stop().await;
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_pushed_while_the_broker_is_down_is_accepted_at_once_and_applied_when_it_returns()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let config = write_config(dir.path(), &broker.url(), free_port(), 16 << 20);
+    let bridge = Bridge::start(&config);
+    let c = bridge.client.clone();
+    let d1 = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    devices_online(&c, 1).await;
+    broker.stop();
+    let c2 = c.clone();
+    let (took, dseq) = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c2.get("/healthz").unwrap().json()["broker_connected"] == true {
+            assert!(
+                Instant::now() < deadline,
+                "the bridge never noticed the broker left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Past the first reconnect attempts: the session is in its backoff.
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = Instant::now();
+        let r = push(&c2, "site1", "d1", &one_task_wave(1), Some("offline-1"));
+        assert_eq!(r.status, 202, "{}", r.text());
+        let dseq = r.json()["dseq"].as_u64().unwrap();
+        let state = c2
+            .get(&format!("{}/{dseq}", messages_path("site1", "d1")))
+            .unwrap()
+            .json();
+        assert_eq!(state["state"], "queued", "{state}");
+        (t.elapsed(), dseq)
+    })
+    .await
+    .unwrap();
+    assert!(
+        took < Duration::from_secs(1),
+        "a push waited {took:?} for the broker"
+    );
+    broker.start_again();
+    let c3 = c.clone();
+    tokio::task::spawn_blocking(move || wait_state(&c3, "site1", "d1", dseq, "applied"))
+        .await
+        .unwrap();
+    assert_eq!(open_tasks(&d1).await, 1);
+    d1.stop().await;
+    // SIGTERM with the broker gone again: the bridge stops promptly, exit 0.
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = Instant::now();
+    assert!(bridge.stop().success());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        t.elapsed()
+    );
+}

@@ -105,6 +105,9 @@ pub struct Mqtt {
     pub client_id: String,
     /// The site served, or `+` for every site.
     pub site: String,
+    /// Several bridges on one PostgreSQL store: the MQTT shared subscription group they
+    /// receive through (each message reaches one of them). Unset: this bridge alone.
+    pub shared_group: Option<String>,
 }
 
 impl Default for Mqtt {
@@ -112,6 +115,7 @@ impl Default for Mqtt {
         Mqtt {
             client_id: "floorhand-bridge".into(),
             site: "+".into(),
+            shared_group: None,
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Settings {
     pub client_id: String,
     /// Site served (`+`: all).
     pub site: String,
+    /// The shared subscription group, when several bridges share the store.
+    pub shared_group: Option<String>,
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// Token file.
@@ -332,8 +338,23 @@ impl BridgeConfig {
                 }
             }
         };
+        if let Some(g) = &m.shared_group {
+            if !floorhand_protocol::topics::valid_id(g) {
+                return Err(bad(
+                    "mqtt.shared_group",
+                    format!("{g:?} is not a valid group name: {ID_RULE}"),
+                ));
+            }
+            if !matches!(store, StoreSpec::Postgres { .. }) {
+                return Err(bad(
+                    "mqtt.shared_group",
+                    "several bridges share one PostgreSQL store: set [store] backend = \"postgres\"".into(),
+                ));
+            }
+        }
         Ok(Settings {
             store,
+            shared_group: m.shared_group.clone(),
             broker,
             client_id: m.client_id.clone(),
             site: m.site.clone(),
@@ -419,6 +440,11 @@ mod tests {
                 "store.url",
             ),
             ("[store]\npool_size = 0\n", "store.pool_size"),
+            ("[mqtt]\nshared_group = \"g\"\n", "mqtt.shared_group"),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\n[mqtt]\nshared_group = \"a/b\"\n",
+                "mqtt.shared_group",
+            ),
             (
                 "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\npassword_file = \"/nonexistent/pw\"\n",
                 "store.password_file",

@@ -165,8 +165,11 @@ pub fn router(state: AppState) -> (Router, Vec<(&'static str, &'static str)>) {
         }
         served.push((method, path));
     }
-    let guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let guarded = guarded
+        .method_not_allowed_fallback(wrong_method)
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let app = open
+        .method_not_allowed_fallback(wrong_method)
         .merge(guarded)
         .fallback(no_route)
         // Bodies are read by handlers through `Bytes`, which refuses more than this.
@@ -181,6 +184,32 @@ async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
         format!("no such route: {method} {}", uri.path()),
         None,
     )
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| axum_path(p) == uri.path() || matches_path(p, uri.path()))
+        .map(|(m, _)| *m)
+        .collect();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not served on {} (use {})",
+            uri.path(),
+            allowed.join(", ")
+        ),
+        Some("method"),
+    )
+}
+
+/// Whether `path` fits the OpenAPI path `pattern` (`{name}` matches one segment).
+fn matches_path(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()))
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
@@ -480,12 +509,15 @@ async fn events_after(
     read(st, move |db| db.events_after(after, limit)).await
 }
 
-/// Waits until a commit may have added events (or `until`, or the bridge stops).
+/// Waits until a commit may have added events (or `until`, or the bridge stops). Wakes
+/// at least every second: events can also arrive through another bridge on a shared
+/// store, or become contiguous there, and this session hears of neither.
 async fn wait_for_events(
     st: &AppState,
     latest: &mut watch::Receiver<u64>,
     until: tokio::time::Instant,
 ) {
+    let until = until.min(tokio::time::Instant::now() + Duration::from_secs(1));
     let mut stopping = st.stopping.clone();
     if *stopping.borrow_and_update() {
         return;
@@ -510,7 +542,11 @@ async fn events(
     let after = json::parse_cursor(q.get("after").map_or("", |s| s), st.incarnation)
         .map_err(|e| ApiError::bad("after", e))?;
     let max = st.limits.max_events as u64;
-    let limit = number(&q, "limit", max, max)?.max(1) as usize;
+    let limit = number(&q, "limit", max, max)?;
+    if limit == 0 {
+        return Err(ApiError::bad("limit", format!("0: use 1 to {max}")));
+    }
+    let limit = limit as usize;
     let wait = number(&q, "wait", 0, st.limits.max_wait.as_secs())?;
     let until = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut latest = st.latest.clone();
@@ -605,6 +641,15 @@ mod tests {
             "/v1/devices/:site/:device/messages/:dseq"
         );
         assert_eq!(axum_path("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn a_path_fits_its_pattern_segment_by_segment() {
+        let p = "/v1/devices/{site}/{device}/messages";
+        assert!(matches_path(p, "/v1/devices/s1/d1/messages"));
+        assert!(!matches_path(p, "/v1/devices/s1/messages"));
+        assert!(!matches_path(p, "/v1/devices/s1//messages"));
+        assert!(matches_path("/healthz", "/healthz"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::store::StoreError;
 use crate::store::oms_db::OmsDb;
 use crate::store::oms_pg::PgStore;
 use crate::store::oms_store::OmsStore;
-use crate::sync::oms::{AckMode, OmsError, OmsSession, OmsSettings, Received};
+use crate::sync::oms::{AckMode, OmsError, OmsSession, OmsSettings, Received, Sharing};
 use config::{Settings, StoreSpec};
 
 /// Why the bridge could not start or stopped.
@@ -141,7 +141,11 @@ pub async fn run(
         store: std::path::PathBuf::new(),
         clean_session: false,
     };
-    let (session, mut received) = OmsSession::start_on(&oms, writer)?;
+    let sharing = s.shared_group.as_ref().map(|group| Sharing {
+        group: group.clone(),
+        owner: s.client_id.clone(),
+    });
+    let (session, mut received) = OmsSession::start_shared(&oms, writer, sharing)?;
     let (latest_tx, latest) = watch::channel(0u64);
     let (stop_tx, stopping) = watch::channel(false);
     // Wakes long polls and streams when an event is committed; everything else the

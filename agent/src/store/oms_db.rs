@@ -19,7 +19,8 @@ use super::{StoreError, sql, unsql};
 use crate::ledger::{self, Placement};
 
 pub use super::oms_store::{
-    DeviceRow, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored, StoredEvent,
+    DeviceRow, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored,
+    StoredEvent,
 };
 
 const SCHEMA: &str = "
@@ -591,43 +592,34 @@ impl OmsStore for OmsDb {
         key: Option<&str>,
         now: u64,
     ) -> Result<Queued, StoreError> {
-        let json = to_json(body)?;
+        let mut out = self.queue_down_many(
+            &[DownRequest {
+                site,
+                device,
+                body,
+                key,
+            }],
+            now,
+        )?;
+        out.pop()
+            .ok_or_else(|| StoreError::Invalid("no answer for a queued message".into()))
+    }
+
+    fn queue_down_many(
+        &mut self,
+        reqs: &[DownRequest<'_>],
+        now: u64,
+    ) -> Result<Vec<Queued>, StoreError> {
+        // One transaction, so one disk sync, for every request waiting.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(key) = key {
-            let seen: Option<(i64, String)> = tx
-                .prepare_cached(
-                    "SELECT msg_no, body FROM idempotency
-                     WHERE site = ?1 AND device = ?2 AND key = ?3",
-                )?
-                .query_row(params![site, device, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((no, seen_body)) = seen {
-                return Ok(if seen_body == json {
-                    Queued::Again(unsql(no))
-                } else {
-                    Queued::KeyReused(unsql(no))
-                });
-            }
-        }
-        let known: Option<i64> = tx
-            .prepare_cached("SELECT incarnation FROM devices WHERE site = ?1 AND device = ?2")?
-            .query_row([site, device], |r| r.get(0))
-            .optional()?;
-        let Some(stream) = known.map(unsql) else {
-            return Ok(Queued::UnknownDevice);
-        };
-        let no = insert_down(&tx, site, device, stream, &json, now)?;
-        if let Some(key) = key {
-            tx.prepare_cached(
-                "INSERT INTO idempotency (site, device, key, msg_no, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![site, device, key, sql(no), json])?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(queue_keyed_in(&tx, r, now)?);
         }
         tx.commit()?;
-        Ok(Queued::New(no))
+        Ok(out)
     }
 
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
@@ -684,6 +676,48 @@ impl OmsStore for OmsDb {
                 })
             })?)
     }
+}
+
+/// Queues one keyed message in `tx` (see [`OmsStore::queue_down_keyed`]).
+fn queue_keyed_in(
+    tx: &rusqlite::Transaction<'_>,
+    r: &DownRequest<'_>,
+    now: u64,
+) -> Result<Queued, StoreError> {
+    let (site, device) = (r.site, r.device);
+    let json = to_json(r.body)?;
+    if let Some(key) = r.key {
+        let seen: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT msg_no, body FROM idempotency
+                 WHERE site = ?1 AND device = ?2 AND key = ?3",
+            )?
+            .query_row(params![site, device, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((no, seen_body)) = seen {
+            return Ok(if seen_body == json {
+                Queued::Again(unsql(no))
+            } else {
+                Queued::KeyReused(unsql(no))
+            });
+        }
+    }
+    let known: Option<i64> = tx
+        .prepare_cached("SELECT incarnation FROM devices WHERE site = ?1 AND device = ?2")?
+        .query_row([site, device], |r| r.get(0))
+        .optional()?;
+    let Some(stream) = known.map(unsql) else {
+        return Ok(Queued::UnknownDevice);
+    };
+    let no = insert_down(tx, site, device, stream, &json, now)?;
+    if let Some(key) = r.key {
+        tx.prepare_cached(
+            "INSERT INTO idempotency (site, device, key, msg_no, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![site, device, key, sql(no), json])?;
+    }
+    Ok(Queued::New(no))
 }
 
 /// Brings the schema up to date (see [`MIGRATIONS`]), each step in one transaction.
@@ -875,6 +909,42 @@ mod tests {
         );
         assert_eq!(db.down_stream("s1", "d1").unwrap().high, 3);
         assert_eq!(db.totals().unwrap().down_pending, 4);
+    }
+
+    #[test]
+    fn a_group_of_requests_commits_together_and_sees_its_own_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store_with_device(dir.path());
+        let (a, b) = (cancel("A"), cancel("B"));
+        let req = |device, body, key| DownRequest {
+            site: "s1",
+            device,
+            body,
+            key,
+        };
+        let got = db
+            .queue_down_many(
+                &[
+                    req("d1", &a, Some("k")),
+                    req("d9", &a, None),
+                    req("d1", &a, Some("k")),
+                    req("d1", &b, Some("k")),
+                    req("d1", &b, None),
+                ],
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Queued::New(1),
+                Queued::UnknownDevice,
+                Queued::Again(1),
+                Queued::KeyReused(1),
+                Queued::New(2)
+            ]
+        );
+        assert_eq!(db.down_stream("s1", "d1").unwrap().high, 2);
     }
 
     #[test]

@@ -26,8 +26,12 @@ use super::oms_store::{
 };
 use crate::ledger::{self, Placement};
 
-/// Schema steps by version (append only); version 1 is the whole of OmsDb's schema.
-const MIGRATIONS: &[&str] = &["
+/// Schema steps by version (append only); version 1 is the whole of OmsDb's schema;
+/// version 2 holds events that arrived before a gap was filled (several bridges share a
+/// device's events, each getting some) and the claims of who publishes a device's down
+/// messages.
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE fh_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE fh_streams (
     site TEXT NOT NULL, device TEXT NOT NULL, incarnation BIGINT NOT NULL,
@@ -61,7 +65,17 @@ CREATE TABLE fh_idempotency (
     msg_no BIGINT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (site, device, key));
 INSERT INTO fh_meta (key, value) VALUES ('cursor', 0);
-"];
+",
+    "
+CREATE TABLE fh_pending (
+    site TEXT NOT NULL, device TEXT NOT NULL, incarnation BIGINT NOT NULL,
+    seq BIGINT NOT NULL, event TEXT NOT NULL,
+    PRIMARY KEY (site, device, incarnation, seq));
+CREATE TABLE fh_claims (
+    site TEXT NOT NULL, device TEXT NOT NULL, owner TEXT NOT NULL, until_ms BIGINT NOT NULL,
+    PRIMARY KEY (site, device));
+",
+];
 
 /// Advisory lock key of schema changes ("FLOORHAN" in ASCII).
 const SCHEMA_LOCK: i64 = 0x464c_4f4f_5248_414e;
@@ -91,6 +105,8 @@ pub struct PgStore {
     pool: Pool,
     rt: Option<tokio::runtime::Runtime>,
     incarnation: u64,
+    /// Held events stored by the last calls, for [`OmsStore::take_promoted`].
+    promoted: Vec<StoredEvent>,
 }
 
 impl Drop for PgStore {
@@ -140,6 +156,7 @@ impl PgStore {
             pool,
             rt: Some(rt),
             incarnation: 0,
+            promoted: Vec::new(),
         };
         store.incarnation = store.block(migrate_and_incarnation(store.pool.clone()))?;
         Ok(store)
@@ -322,6 +339,9 @@ async fn renumber(
     Ok(())
 }
 
+/// Stores one event in `tx`, the device already locked: the next seq is inserted (with
+/// any held events it makes contiguous), an old one is a duplicate, a later one is held
+/// until the gap fills.
 async fn store_event(
     tx: &Transaction<'_>,
     site: &str,
@@ -329,11 +349,16 @@ async fn store_event(
     incarnation: u64,
     event: &Event,
     now: u64,
+    promoted: &mut Vec<StoredEvent>,
 ) -> Result<Stored, StoreError> {
-    let base = match stream_through(tx, site, device, incarnation).await? {
+    let known = stream_through(tx, site, device, incarnation).await?;
+    let base = match known {
         Some(t) => t,
         None if event.seq == 1 => 0,
-        None => return Ok(Stored::Ahead { through: None }),
+        None => {
+            hold(tx, site, device, incarnation, event).await?;
+            return Ok(Stored::Held { through: None });
+        }
     };
     match ledger::place(base, event.seq) {
         Placement::Duplicate => return Ok(Stored::Duplicate { through: base }),
@@ -345,12 +370,94 @@ async fn store_event(
             )
             .await
             .map_err(pg)?;
-            return Ok(Stored::Ahead {
+            hold(tx, site, device, incarnation, event).await?;
+            return Ok(Stored::Held {
                 through: Some(base),
             });
         }
         Placement::Next => {}
     }
+    let cursor = insert_next(tx, site, device, incarnation, event, now).await?;
+    let through = promote(tx, site, device, incarnation, event.seq, now, promoted).await?;
+    Ok(Stored::New { cursor, through })
+}
+
+/// Keeps an event that arrived before the one it follows.
+async fn hold(
+    tx: &Transaction<'_>,
+    site: &str,
+    device: &str,
+    incarnation: u64,
+    event: &Event,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO fh_pending (site, device, incarnation, seq, event)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        &[
+            &site,
+            &device,
+            &sql(incarnation),
+            &sql(event.seq),
+            &to_json(event)?,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// Moves held events that now follow `through` without a gap into the store, and drops
+/// held ones at or below the new ack point. Returns the new ack point.
+async fn promote(
+    tx: &Transaction<'_>,
+    site: &str,
+    device: &str,
+    incarnation: u64,
+    mut through: u64,
+    now: u64,
+    promoted: &mut Vec<StoredEvent>,
+) -> Result<u64, StoreError> {
+    let held = tx
+        .query(
+            "SELECT seq, event FROM fh_pending
+             WHERE site = $1 AND device = $2 AND incarnation = $3 AND seq > $4 ORDER BY seq",
+            &[&site, &device, &sql(incarnation), &sql(through)],
+        )
+        .await
+        .map_err(pg)?;
+    for r in &held {
+        if unsql(r.get(0)) != through + 1 {
+            break;
+        }
+        let event: Event = from_json(r.get::<_, &str>(1))?;
+        let cursor = insert_next(tx, site, device, incarnation, &event, now).await?;
+        through = event.seq;
+        promoted.push(StoredEvent {
+            cursor,
+            site: site.to_string(),
+            device: device.to_string(),
+            incarnation,
+            event,
+        });
+    }
+    tx.execute(
+        "DELETE FROM fh_pending WHERE site = $1 AND device = $2 AND incarnation = $3 AND seq <= $4",
+        &[&site, &device, &sql(incarnation), &sql(through)],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(through)
+}
+
+/// Inserts the stream's next event under the next cursor and moves its ack point.
+async fn insert_next(
+    tx: &Transaction<'_>,
+    site: &str,
+    device: &str,
+    incarnation: u64,
+    event: &Event,
+    now: u64,
+) -> Result<u64, StoreError> {
     tx.execute(
         "INSERT INTO fh_streams (site, device, incarnation, through, high_seen, first_seen)
          VALUES ($1, $2, $3, $4, $4, $5)
@@ -413,10 +520,7 @@ async fn store_event(
         }
         _ => {}
     }
-    Ok(Stored::New {
-        cursor: unsql(cursor),
-        through: event.seq,
-    })
+    Ok(unsql(cursor))
 }
 
 fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
@@ -458,16 +562,28 @@ impl OmsStore for PgStore {
         batch: &[(String, String, u64, Event)],
         now: u64,
     ) -> Result<Vec<Stored>, StoreError> {
-        self.block(async {
+        let (out, promoted) = self.block(async {
             let mut c = Self::client(&self.pool).await?;
             let tx = c.transaction().await.map_err(pg)?;
+            // Each device of the batch locked, in one order for every bridge (no
+            // deadlock), so bridges sharing a device's events place them one at a time.
+            let devices: std::collections::BTreeSet<(&str, &str)> = batch
+                .iter()
+                .map(|(s, d, _, _)| (s.as_str(), d.as_str()))
+                .collect();
+            for (site, device) in devices {
+                device_lock(&tx, site, device).await?;
+            }
             let mut out = Vec::with_capacity(batch.len());
+            let mut promoted = Vec::new();
             for (site, device, inc, event) in batch {
-                out.push(store_event(&tx, site, device, *inc, event, now).await?);
+                out.push(store_event(&tx, site, device, *inc, event, now, &mut promoted).await?);
             }
             tx.commit().await.map_err(pg)?;
-            Ok(out)
-        })
+            Ok((out, promoted))
+        })?;
+        self.promoted.extend(promoted);
+        Ok(out)
     }
 
     fn birth_floor(
@@ -478,10 +594,12 @@ impl OmsStore for PgStore {
         (acked, high): (u64, u64),
         now: u64,
     ) -> Result<Option<String>, StoreError> {
-        self.block(async {
-            let c = Self::client(&self.pool).await?;
-            let through = stream_through(&c, site, device, incarnation).await?;
-            c.execute(
+        let (alarm, promoted) = self.block(async {
+            let mut c = Self::client(&self.pool).await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            device_lock(&tx, site, device).await?;
+            let through = stream_through(&tx, site, device, incarnation).await?;
+            tx.execute(
                 "INSERT INTO fh_streams (site, device, incarnation, through, high_seen, first_seen)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (site, device, incarnation) DO UPDATE SET
@@ -498,13 +616,21 @@ impl OmsStore for PgStore {
             )
             .await
             .map_err(pg)?;
-            Ok(match through {
+            // Held events after the floor the birth tells become contiguous.
+            let floor = through.unwrap_or(0).max(acked);
+            let mut promoted = Vec::new();
+            promote(&tx, site, device, incarnation, floor, now, &mut promoted).await?;
+            tx.commit().await.map_err(pg)?;
+            let alarm = match through {
                 Some(t) if t < acked => {
                     Some(super::oms_store::acked_elsewhere(t + 1, acked, incarnation))
                 }
                 _ => None,
-            })
-        })
+            };
+            Ok((alarm, promoted))
+        })?;
+        self.promoted.extend(promoted);
+        Ok(alarm)
     }
 
     fn set_incarnation(
@@ -949,6 +1075,43 @@ impl OmsStore for PgStore {
                 devices: unsql(r.get(3)),
                 alarms: unsql(r.get(4)),
             })
+        })
+    }
+
+    fn take_promoted(&mut self) -> Vec<StoredEvent> {
+        std::mem::take(&mut self.promoted)
+    }
+
+    fn claim(
+        &mut self,
+        owner: &str,
+        devices: &[(String, String)],
+        ttl_ms: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.block(async {
+            let c = Self::client(&self.pool).await?;
+            let mut mine = Vec::new();
+            // The database's clock decides, so the bridges' clocks need not agree.
+            for (site, device) in devices {
+                let won = c
+                    .query_opt(
+                        "INSERT INTO fh_claims (site, device, owner, until_ms)
+                         VALUES ($1, $2, $3,
+                            (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $4)
+                         ON CONFLICT (site, device) DO UPDATE SET
+                            owner = excluded.owner, until_ms = excluded.until_ms
+                         WHERE fh_claims.owner = excluded.owner
+                            OR fh_claims.until_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                         RETURNING owner",
+                        &[site, device, &owner, &sql(ttl_ms)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if won.is_some() {
+                    mine.push((site.clone(), device.clone()));
+                }
+            }
+            Ok(mine)
         })
     }
 }

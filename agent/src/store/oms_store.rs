@@ -66,6 +66,13 @@ pub enum Stored {
         /// The stream's ack point, if the stream is known.
         through: Option<u64>,
     },
+    /// A gap before it: kept aside, not acknowledged, and stored (with a cursor) once the
+    /// gap fills, by this store's next commits or another bridge's; see
+    /// [`OmsStore::take_promoted`].
+    Held {
+        /// The stream's ack point, if the stream is known.
+        through: Option<u64>,
+    },
 }
 
 /// One stored event, for consumers.
@@ -106,6 +113,19 @@ pub enum Queued {
     KeyReused(u64),
     /// The device has never been heard from at this site: nothing was queued.
     UnknownDevice,
+}
+
+/// One down message to queue, for [`OmsStore::queue_down_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct DownRequest<'a> {
+    /// Site.
+    pub site: &'a str,
+    /// Device.
+    pub device: &'a str,
+    /// The message.
+    pub body: &'a Down,
+    /// Its idempotency key, if any.
+    pub key: Option<&'a str>,
 }
 
 /// A device as the OMS side knows it, for `GET /v1/devices`.
@@ -235,6 +255,18 @@ pub trait OmsStore: Send {
         now: u64,
     ) -> Result<Queued, StoreError>;
 
+    /// [`OmsStore::queue_down_keyed`] for several requests in one transaction (one disk
+    /// sync for every request waiting): all are committed, or none.
+    fn queue_down_many(
+        &mut self,
+        reqs: &[DownRequest<'_>],
+        now: u64,
+    ) -> Result<Vec<Queued>, StoreError> {
+        reqs.iter()
+            .map(|r| self.queue_down_keyed(r.site, r.device, r.body, r.key, now))
+            .collect()
+    }
+
     /// The device's down stream for its current incarnation.
     fn down_stream(&self, site: &str, device: &str) -> Result<DownStream, StoreError>;
 
@@ -289,6 +321,27 @@ pub trait OmsStore: Send {
 
     /// Totals for monitoring.
     fn totals(&self) -> Result<StoreTotals, StoreError>;
+
+    /// Held events that the calls since the last take stored (a gap filled): they were
+    /// not in any call's answer. A backend that never holds has none.
+    fn take_promoted(&mut self) -> Vec<StoredEvent> {
+        Vec::new()
+    }
+
+    /// Claims the right to publish these devices' down messages for `ttl_ms`, as
+    /// `owner`; returns those `owner` holds now. Several bridges on one store publish
+    /// each device from one of them at a time; a claim not renewed lapses, so another
+    /// bridge takes over a killed one's devices. A store only one bridge can use grants
+    /// every claim.
+    fn claim(
+        &mut self,
+        owner: &str,
+        devices: &[(String, String)],
+        ttl_ms: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = (owner, ttl_ms);
+        Ok(devices.to_vec())
+    }
 }
 
 /// The alarm when a birth shows events acknowledged by another consumer that this store

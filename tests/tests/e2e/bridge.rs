@@ -93,6 +93,11 @@ impl Bridge {
             .spawn()
             .unwrap();
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Owned by the value from here on, so a failed start kills it too (Drop).
+        let mut bridge = Bridge {
+            child,
+            client: Client::new(addr, None),
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut open = Client::new(addr, None);
         open.timeout = Duration::from_secs(2);
@@ -110,10 +115,8 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(20));
         }
         let token = std::fs::read_to_string(dir.join("bridge.token")).unwrap();
-        Bridge {
-            child,
-            client: Client::new(addr, Some(token.trim())),
-        }
+        bridge.client.token = Some(token.trim().to_string());
+        bridge
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -632,6 +635,45 @@ async fn shift(backend: Backend<'_>) {
         "{metrics}"
     );
 
+    // Concurrent clients, each sending its message twice with one key: one number per
+    // message, applied once (pushes waiting together share one commit).
+    let c9 = c.clone();
+    let mut nos = tokio::task::spawn_blocking(move || {
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let c = c9.clone();
+                std::thread::spawn(move || {
+                    let cancel = Down::OrderCancelled {
+                        order_id: format!("SO-9{i}"),
+                    };
+                    let key = format!("concurrent-{i}");
+                    let first = push(&c, "site2", "d2", &cancel, Some(&key));
+                    let again = push(&c, "site2", "d2", &cancel, Some(&key));
+                    assert_eq!(first.status, 202, "{}", first.text());
+                    assert_eq!(first.json()["dseq"], again.json()["dseq"]);
+                    first.json()["dseq"].as_u64().unwrap()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<u64>>()
+    })
+    .await
+    .unwrap();
+    nos.sort();
+    assert_eq!(nos, (2..=17).collect::<Vec<u64>>());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while applied_through(&d2).await < 17 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "concurrent pushes not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(applied_through(&d2).await, 17);
+
     // d1 stops cleanly: its death shows.
     d1.stop().await;
     let c8 = c.clone();
@@ -865,9 +907,9 @@ async fn bad_input(backend: Backend<'_>) {
                 }
             };
             let t = db.totals().unwrap();
+            // Devices too: a request for an unknown device must not make it known.
             (
-                t.down_pending,
-                t.events,
+                (t.down_pending, t.events, t.devices, t.alarms),
                 db.down_stream("site1", "d1").unwrap().high,
             )
         };
@@ -1034,6 +1076,12 @@ async fn bad_input(backend: Backend<'_>) {
             "bad limit",
         );
         check(
+            c.get("/v1/events?limit=0").unwrap(),
+            400,
+            "limit",
+            "a limit of 0",
+        );
+        check(
             c.get("/v1/events?wait=3600").unwrap(),
             400,
             "wait",
@@ -1045,6 +1093,13 @@ async fn bad_input(backend: Backend<'_>) {
             "colour",
             "unknown parameter",
         );
+        let r = c.request("DELETE", "/v1/devices", &[], b"").unwrap();
+        assert_eq!(r.status, 405, "{}", r.text());
+        assert_eq!(r.json()["field"], "method", "{}", r.text());
+        assert!(r.text().contains("use GET"), "{}", r.text());
+        let r = c.get(&path).unwrap();
+        assert_eq!(r.status, 405, "{}", r.text());
+        assert!(r.text().contains("use POST"), "{}", r.text());
         let r = c.get("/v1/nothing").unwrap();
         assert_eq!(r.status, 404, "{}", r.text());
         assert!(
@@ -1061,7 +1116,8 @@ async fn bad_input(backend: Backend<'_>) {
         let r = c.post(&path, &[("Idempotency-Key", "k1")], &other).unwrap();
         assert_eq!(r.status, 422, "{}", r.text());
         assert_eq!(r.json()["field"], "Idempotency-Key");
-        assert_eq!(snapshot(), after_one, "a reused key queues nothing");
+        // The first message may be applied meanwhile; no second one is numbered.
+        assert_eq!(snapshot().1, after_one.1, "a reused key queues nothing");
         // Every documented route is served (the unit test checks the list is the router's).
         let doc = c.get("/openapi.json").unwrap().json();
         for (p, ops) in doc["paths"].as_object().unwrap() {
@@ -1175,4 +1231,208 @@ async fn the_python_example_client_pushes_a_wave_and_consumes_events_by_cursor()
             .all(|e| e["device"] == "d1" && e["kind"] == "Skipped")
     );
     d1.stop().await;
+}
+
+/// The counter `name` in a bridge's `/metrics`.
+fn metric(c: &Client, name: &str) -> u64 {
+    let text = c.get("/metrics").unwrap().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("floorhand_bridge_{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_on_postgresql_share_the_devices_and_one_killed_mid_drain_loses_nothing() {
+    const PER_BRIDGE: u64 = 10;
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let start = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let config = write_config_on(
+            &d,
+            Backend::Postgres(&pg),
+            &broker.url(),
+            free_port(),
+            1 << 20,
+        );
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "client_id = \"bridge-test\"",
+            &format!("client_id = \"{name}\"\nshared_group = \"bridges\""),
+        );
+        std::fs::write(&config, text).unwrap();
+        Bridge::start(&config)
+    };
+    let a = start("bridge-a");
+    let b = start("bridge-b");
+    let (ca, cb) = (a.client.clone(), b.client.clone());
+    let (d1, d2) = two_agents(dir.path(), &broker.url()).await;
+    devices_online(&cb, 2).await;
+    d1.queue_events(1500).await;
+    d2.queue_events(1500).await;
+
+    // Messages go in through both bridges; B's consumer reads everything by cursor.
+    let push_through = |c: Client, first: u64| {
+        std::thread::spawn(move || {
+            let mut nos = Vec::new();
+            for w in first..first + 2 * PER_BRIDGE {
+                let (site, device) = if w % 2 == 1 {
+                    ("site1", "d1")
+                } else {
+                    ("site2", "d2")
+                };
+                let r = push(&c, site, device, &one_task_wave(w), Some(&format!("w{w}")));
+                assert_eq!(r.status, 202, "{}", r.text());
+                nos.push((device, r.json()["dseq"].as_u64().unwrap()));
+            }
+            nos
+        })
+    };
+    let through_a = tokio::task::spawn_blocking({
+        let ca = ca.clone();
+        move || push_through(ca, 1).join().unwrap()
+    })
+    .await
+    .unwrap();
+    // Both bridges store events: the broker hands each message to one of them.
+    let (cb2, ca2) = (cb.clone(), ca.clone());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&ca2, "events_in_total") == 0 || metric(&cb2, "events_in_total") == 0 {
+            assert!(Instant::now() < deadline, "one bridge stored nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    a.kill(); // mid-drain, holding claims and a share of the subscription
+    let through_b = tokio::task::spawn_blocking({
+        let cb = cb.clone();
+        move || push_through(cb, 1 + 2 * PER_BRIDGE).join().unwrap()
+    })
+    .await
+    .unwrap();
+    let (h1, h2) = (high_seq(&d1).await, high_seq(&d2).await);
+    let c = cb.clone();
+    let events =
+        tokio::task::spawn_blocking(move || consume(&c, String::new(), (h1 + h2) as usize).0)
+            .await
+            .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = cb.clone();
+    let last = events.last().unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let more = tokio::task::spawn_blocking(move || {
+        c.get(&format!("/v1/events?after={last}")).unwrap().json()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        more["events"].as_array().unwrap().len(),
+        0,
+        "nothing twice: {more}"
+    );
+    assert_exactly_once(&events, &[("site1", "d1", h1), ("site2", "d2", h2)]);
+    for a in [&d1, &d2] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while a.backlog().await > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "backlog not acked");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Every message, accepted by either bridge, applied once: numbers 1..=n per device.
+    let mut nos: Vec<(&str, u64)> = through_a.into_iter().chain(through_b).collect();
+    nos.sort();
+    let want: Vec<(&str, u64)> = (1..=2 * PER_BRIDGE)
+        .map(|n| ("d1", n))
+        .chain((1..=2 * PER_BRIDGE).map(|n| ("d2", n)))
+        .collect();
+    assert_eq!(nos, want);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while applied_through(&d1).await < 2 * PER_BRIDGE || applied_through(&d2).await < 2 * PER_BRIDGE
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages not applied after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(applied_through(&d1).await, 2 * PER_BRIDGE);
+    assert_eq!(open_tasks(&d1).await as u64, 2 * PER_BRIDGE);
+    assert_eq!(open_tasks(&d2).await as u64, 2 * PER_BRIDGE);
+    let c = cb.clone();
+    tokio::task::spawn_blocking(move || {
+        for n in 1..=2 * PER_BRIDGE {
+            wait_state(&c, "site1", "d1", n, "applied");
+            wait_state(&c, "site2", "d2", n, "applied");
+        }
+    })
+    .await
+    .unwrap();
+    d1.stop().await;
+    d2.stop().await;
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_pushed_while_the_broker_is_down_is_accepted_at_once_and_applied_when_it_returns()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let config = write_config(dir.path(), &broker.url(), free_port(), 16 << 20);
+    let bridge = Bridge::start(&config);
+    let c = bridge.client.clone();
+    let d1 = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    devices_online(&c, 1).await;
+    broker.stop();
+    let c2 = c.clone();
+    let (took, dseq) = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c2.get("/healthz").unwrap().json()["broker_connected"] == true {
+            assert!(
+                Instant::now() < deadline,
+                "the bridge never noticed the broker left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Past the first reconnect attempts: the session is in its backoff.
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = Instant::now();
+        let r = push(&c2, "site1", "d1", &one_task_wave(1), Some("offline-1"));
+        assert_eq!(r.status, 202, "{}", r.text());
+        let dseq = r.json()["dseq"].as_u64().unwrap();
+        let state = c2
+            .get(&format!("{}/{dseq}", messages_path("site1", "d1")))
+            .unwrap()
+            .json();
+        assert_eq!(state["state"], "queued", "{state}");
+        (t.elapsed(), dseq)
+    })
+    .await
+    .unwrap();
+    assert!(
+        took < Duration::from_secs(1),
+        "a push waited {took:?} for the broker"
+    );
+    broker.start_again();
+    let c3 = c.clone();
+    tokio::task::spawn_blocking(move || wait_state(&c3, "site1", "d1", dseq, "applied"))
+        .await
+        .unwrap();
+    assert_eq!(open_tasks(&d1).await, 1);
+    d1.stop().await;
+    // SIGTERM with the broker gone again: the bridge stops promptly, exit 0.
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = Instant::now();
+    assert!(bridge.stop().success());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        t.elapsed()
+    );
 }

@@ -49,12 +49,12 @@ fn columns() -> String {
 }
 
 /// The window: `tasks_path` in index order. CROSS JOIN keeps `tasks` the outer loop, so
-/// the index gives the order (no sort); the WHERE repeats the index's own, so SQLite may
-/// use the partial index.
+/// the index gives the order (no sort); the WHERE repeats the index's own word for word,
+/// so SQLite may use the partial index.
 fn window_sql() -> String {
     format!(
         "SELECT {} FROM tasks t CROSS JOIN waves w ON w.wave_id = t.wave_id
-         WHERE t.state IN ('open', 'in_progress', 'skipped')
+         WHERE (t.state = 'open' OR t.state = 'in_progress' OR t.state = 'skipped')
          ORDER BY CASE t.state WHEN 'skipped' THEN t.last_seq ELSE 0 END,
                   t.priority DESC, t.pick_seq, t.location, t.task_id
          LIMIT ?1",
@@ -66,7 +66,7 @@ fn window_sql() -> String {
 fn put_back_sql() -> String {
     format!(
         "SELECT {} FROM tasks t CROSS JOIN waves w ON w.wave_id = t.wave_id
-         WHERE t.state IN ('put_back', 'surplus')
+         WHERE (t.state = 'put_back' OR t.state = 'surplus')
          ORDER BY t.task_id
          LIMIT ?1",
         columns()
@@ -147,7 +147,7 @@ impl Db {
             .conn
             .prepare_cached(
                 "SELECT COUNT(*) FROM tasks INDEXED BY tasks_path
-                 WHERE state IN ('open', 'in_progress', 'skipped')",
+                 WHERE state = 'open' OR state = 'in_progress' OR state = 'skipped'",
             )
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)));
         // Back to the usual cache whatever the count did.

@@ -210,6 +210,11 @@ ALTER TABLE tasks ADD COLUMN put_back_qty INTEGER NOT NULL DEFAULT 0;
 ///   tasks on the path are in it, so a window never steps over closed work.
 /// - `tasks_put_back`: the few tasks whose units must go back (taken away after a pick,
 ///   or a surplus), so finding them is no scan of the table.
+///
+/// The partial indexes' conditions are written as `=` joined by `OR`, not `IN (...)`:
+/// SQLite evaluates them on every insert and update of a task, and it builds a temporary
+/// table for an `IN` list of three values each time (measured: it made applying a wave
+/// and every confirmation markedly slower).
 const V7: &str = "
 ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 UPDATE tasks SET priority = COALESCE(
@@ -217,8 +222,8 @@ UPDATE tasks SET priority = COALESCE(
     WHERE state IN ('open', 'in_progress', 'skipped', 'put_back', 'surplus');
 CREATE INDEX tasks_path ON tasks (
         (CASE state WHEN 'skipped' THEN last_seq ELSE 0 END), priority DESC, pick_seq, location)
-    WHERE state IN ('open', 'in_progress', 'skipped');
-CREATE INDEX tasks_put_back ON tasks (task_id) WHERE state IN ('put_back', 'surplus');
+    WHERE state = 'open' OR state = 'in_progress' OR state = 'skipped';
+CREATE INDEX tasks_put_back ON tasks (task_id) WHERE state = 'put_back' OR state = 'surplus';
 ";
 
 /// Every migration step, oldest first. Append only.

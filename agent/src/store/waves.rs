@@ -30,7 +30,8 @@ const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, or
 
 /// With [`INSERT_TASK`]: an existing task takes every new value only where nothing was
 /// ever picked for it (a skipped one stays skipped). A task with picks is left to
-/// [`Tx::revise_task`], which keeps every confirmed unit.
+/// [`Tx::revise_task`], which keeps every confirmed unit. (`=` joined by `OR`, not an `IN`
+/// list: SQLite would build a temporary table for the list on every task.)
 const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         wave_id = excluded.wave_id, wave_version = excluded.wave_version,
         order_id = excluded.order_id, order_line = excluded.order_line,
@@ -43,7 +44,8 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         state = CASE tasks.state WHEN 'skipped' THEN 'skipped' ELSE 'open' END,
         ended = NULL, completed_at = NULL, updated_at = excluded.updated_at
      WHERE tasks.picked_qty = 0
-       AND tasks.state IN ('open', 'skipped', 'revoked', 'cancelled')";
+       AND (tasks.state = 'open' OR tasks.state = 'skipped' OR tasks.state = 'revoked'
+            OR tasks.state = 'cancelled')";
 
 /// SQL condition on `waves`: no task of the wave needs the picker any more.
 pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks

@@ -264,7 +264,10 @@ mod tests {
                 Poll(3, Some((357, 612))),
             ],
         );
-        assert_eq!((o.acked(), o.in_flight(), o.backlog()), (356, 256, 644));
+        assert_eq!(
+            (o.acked(), o.in_flight(), o.backlog(), o.high()),
+            (356, 256, 644, 1000)
+        );
     }
 
     #[test]
@@ -293,7 +296,8 @@ mod tests {
         let mut now = 0;
         let mut gaps = Vec::new();
         let mut last = 0;
-        while gaps.len() < 6 {
+        // Bounded, so a stream that never sends fails here instead of hanging.
+        while gaps.len() < 6 && now < 60_000 {
             if o.poll(now).is_some() {
                 gaps.push(now - last);
                 last = now;
@@ -332,6 +336,10 @@ mod tests {
         assert_eq!(o.ack(50, 3), AckEffect::Beyond { claimed: 50 });
         assert_eq!(o.acked(), 10, "clamped to the highest written seq");
         assert_eq!(o.deadline(), None, "nothing in flight: no timer");
+        // With everything acknowledged: the same point again is stale, a point past the
+        // highest written seq is still called out.
+        assert_eq!(o.ack(10, 4), AckEffect::Stale);
+        assert_eq!(o.ack(11, 5), AckEffect::Beyond { claimed: 11 });
     }
 
     #[test]
@@ -343,6 +351,13 @@ mod tests {
         o.written(4);
         assert_eq!(o.poll(10), Some(4..=4));
         assert_eq!(o.deadline(), Some(1010));
+        // An ack of exactly everything written advances; it leaves no timer behind, so
+        // events written much later get a whole delay before their first re-send.
+        assert_eq!(o.ack(4, 20), AckEffect::Advanced { from: 3, to: 4 });
+        o.written(5);
+        assert_eq!(o.poll(5000), Some(5..=5));
+        assert_eq!(o.poll(5001), None, "re-sent at once by a stale timer");
+        assert_eq!(o.deadline(), Some(6000));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::sync::mqtt::BrokerSettings;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// This device's id: MQTT client id and topic level. See [`ID_RULE`].
+    /// This device's id: its topic level (the MQTT client id is `site.device`). See [`ID_RULE`].
     pub device: String,
     /// The site (warehouse) id.
     pub site: String,
@@ -203,6 +203,39 @@ pub struct Broker {
     pub connect_timeout_s: u64,
 }
 
+impl Broker {
+    /// The broker settings, with the password read from its file or variable.
+    pub fn settings(&self, path: &Path) -> Result<BrokerSettings, ConfigError> {
+        let b = self;
+        let password = if let Some(f) = &b.password_file {
+            let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Value {
+                path: path.to_path_buf(),
+                key: "broker.password_file",
+                why: format!("{}: {e}", f.display()),
+            })?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        } else if let Some(v) = &b.password_env {
+            Some(std::env::var(v).map_err(|_| ConfigError::Value {
+                path: path.to_path_buf(),
+                key: "broker.password_env",
+                why: format!("environment variable {v} is not set"),
+            })?)
+        } else {
+            None
+        };
+        Ok(BrokerSettings {
+            url: b.url.clone(),
+            username: b.username.clone(),
+            password,
+            ca_file: b.ca_file.clone(),
+            cert_file: b.cert_file.clone(),
+            key_file: b.key_file.clone(),
+            keep_alive: Duration::from_secs(b.keep_alive_s),
+            connect_timeout: Duration::from_secs(b.connect_timeout_s.max(1)),
+        })
+    }
+}
+
 fn default_connect_timeout() -> u64 {
     5
 }
@@ -258,7 +291,8 @@ pub enum SyncMode {
 pub struct Sync {
     /// Seconds between status messages.
     pub status_interval_s: u64,
-    /// Re-send unacked events when the OMS has acked nothing for this many seconds.
+    /// Longest wait, in seconds, between re-sends of unacknowledged events (the first
+    /// comes after 2 s without progress, doubling up to this).
     pub resend_after_s: u64,
     /// Longest reconnect delay in seconds.
     pub max_backoff_s: u64,
@@ -269,7 +303,9 @@ impl Default for Sync {
         Sync {
             status_interval_s: 60,
             resend_after_s: 20,
-            max_backoff_s: 30,
+            // A fleet that lost the broker is back within about 5 s of its return, its
+            // reconnects spread by jitter (2.5 to 5 s).
+            max_backoff_s: 5,
         }
     }
 }
@@ -647,33 +683,7 @@ impl Config {
 
     /// The broker settings, with the password read from its file or variable.
     pub fn broker_settings(&self, path: &Path) -> Result<BrokerSettings, ConfigError> {
-        let b = &self.broker;
-        let password = if let Some(f) = &b.password_file {
-            let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Value {
-                path: path.to_path_buf(),
-                key: "broker.password_file",
-                why: format!("{}: {e}", f.display()),
-            })?;
-            Some(text.lines().next().unwrap_or("").to_string())
-        } else if let Some(v) = &b.password_env {
-            Some(std::env::var(v).map_err(|_| ConfigError::Value {
-                path: path.to_path_buf(),
-                key: "broker.password_env",
-                why: format!("environment variable {v} is not set"),
-            })?)
-        } else {
-            None
-        };
-        Ok(BrokerSettings {
-            url: b.url.clone(),
-            username: b.username.clone(),
-            password,
-            ca_file: b.ca_file.clone(),
-            cert_file: b.cert_file.clone(),
-            key_file: b.key_file.clone(),
-            keep_alive: Duration::from_secs(b.keep_alive_s),
-            connect_timeout: Duration::from_secs(b.connect_timeout_s.max(1)),
-        })
+        self.broker.settings(path)
     }
 
     /// The store settings.

@@ -18,8 +18,10 @@
 //!   pre-shift station check.
 //! - [`wire`]: wire-size report over the protocol's example messages.
 //! - [`demo`]: `floorhand demo`, a whole shift with an outage on one command.
+//! - [`bridge`]: `floorhand bridge`, the OMS side as a service with an HTTP API.
 
 pub mod barcode;
+pub mod bridge;
 pub mod cli_status;
 pub mod config;
 pub mod demo;

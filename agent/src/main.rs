@@ -40,6 +40,14 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// The OMS side as a service: stores every event, re-sends every down message until
+    /// applied, and serves both as JSON over HTTP (see examples/bridge.toml).
+    Bridge {
+        /// Configuration file; without it: ./floorhand-bridge.db, mqtt://127.0.0.1:1883,
+        /// HTTP on 127.0.0.1:8080, token in ./floorhand-bridge.token.
+        #[arg(long, short)]
+        config: Option<std::path::PathBuf>,
+    },
     /// OMS-side tools for integrators and tests: push waves, tail events, simulate an OMS.
     #[command(subcommand)]
     Oms(oms_cmd::OmsCommand),
@@ -113,6 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config, .. } => run_agent(&config),
         Command::Oms(cmd) => oms_cmd::run(cmd),
+        Command::Bridge { config } => run_bridge(config.as_deref()),
         Command::Doctor { config } => {
             let report = runtime()?.block_on(floorhand::doctor::run(&config));
             print!("{}", report.render());
@@ -211,4 +220,30 @@ fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         agent.wait().await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn run_bridge(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use floorhand::bridge;
+    let settings = match path {
+        Some(p) => bridge::config::BridgeConfig::load(p)?,
+        None => bridge::config::BridgeConfig::default().settings(None)?,
+    };
+    let (token, made) = bridge::load_or_make_token(&settings.token_file)?;
+    if made {
+        eprintln!(
+            "floorhand bridge: wrote a new API token to {} (send it as `Authorization: Bearer TOKEN`)",
+            settings.token_file.display()
+        );
+    }
+    floorhand::run::watch_panics();
+    runtime()?.block_on(bridge::run(
+        &settings,
+        token,
+        async {
+            terminated().await;
+            tracing::info!("bridge: stopping (signal)");
+        },
+        |addr| eprintln!("floorhand bridge: serving http://{addr}"),
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }

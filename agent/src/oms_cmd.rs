@@ -13,8 +13,9 @@ use crate::BrokerArgs;
 
 #[derive(Subcommand)]
 pub enum OmsCommand {
-    /// Queue down messages for one device in the OMS store and send them; exits 0 only when
-    /// each reached the broker (or, with --wait, was applied or rejected by the agent).
+    /// Queue down messages for one device in the OMS store and send them. Exits 0 once each
+    /// is stored and sent on a live broker connection; with --wait, only once the agent
+    /// applied every one (a rejection or a timeout exits 1 and lists what is missing).
     #[command(alias = "push-wave")]
     Push {
         /// JSON: one wave (task_count and digest may be left out) or down message, or one

@@ -2,9 +2,11 @@
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
 pub mod fake_printer;
+pub mod http;
 pub mod mosquitto;
 pub mod proxy;
 pub mod pty;
+pub mod rabbitmq;
 pub mod station_support;
 pub mod sync_support;
 pub mod wire_tap;

@@ -48,6 +48,11 @@ impl AgentProcess {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Sends SIGTERM and waits for a clean exit; panics with the log if it does not exit
     /// successfully. Returns how long the exit took after the signal.
     pub fn stop(&mut self) -> Duration {

@@ -129,8 +129,7 @@ impl PackStation {
     ) -> Result<(), DemoError> {
         self.scanner.scan(data.as_bytes())?;
         let raw = self.scanner.next(SCAN_WAIT).await?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        self.feed(packer, Input::Scan(text), out).await?;
+        self.feed(packer, Input::Scan(raw), out).await?;
         refused(out, data)
     }
 

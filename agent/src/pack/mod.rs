@@ -146,8 +146,10 @@ pub enum Commit {
 /// What comes in: the packer's scans and keys, and the runtime's answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// A barcode, as text (AIM prefix and GS bytes kept).
-    Scan(String),
+    /// A barcode's bytes as the scanner sent them (AIM prefix and GS bytes kept), read
+    /// with `barcode::parse` as the pick station reads them: bytes that are not text are
+    /// an unreadable label, never text with replacement characters.
+    Scan(Vec<u8>),
     /// A key on the station's keypad.
     Key(Key),
     /// A stable reading from the scale, in grams.
@@ -422,7 +424,7 @@ impl Packer {
     }
 
     /// A badge scan: logs in, logs out (same badge, between orders), or is refused.
-    fn badge(&mut self, now: u64, raw: &str, operator: u32) -> Vec<Effect> {
+    fn badge(&mut self, now: u64, badge: &str, operator: u32) -> Vec<Effect> {
         if self
             .pending
             .iter()
@@ -436,7 +438,7 @@ impl Packer {
                 vec![Effect::Commit(Commit::LoggedIn {
                     at: now,
                     operator,
-                    badge: raw.trim().to_string(),
+                    badge: badge.to_string(),
                 })]
             }
             Some(me) if me == operator => {
@@ -541,17 +543,17 @@ impl Packer {
         vec![Effect::Beep(Beep::Ok), scan_prompt(ScanTarget::Item, &hint)]
     }
 
-    fn scan(&mut self, now: u64, raw: &str) -> Vec<Effect> {
+    fn scan(&mut self, now: u64, raw: &[u8]) -> Vec<Effect> {
+        let bc = scan::parse(raw);
         if let Some(prefix) = &self.badge_prefix {
-            let bc = crate::barcode::parse(raw.as_bytes());
             if let Some(op) = crate::pick::badge_operator(prefix, &bc) {
-                return self.badge(now, raw, op);
+                return self.badge(now, &bc.text, op);
             }
             if self.operator.is_none() {
                 return self.refuse_logged_out();
             }
         }
-        let scanned = scan::classify(raw);
+        let scanned = scan::of(&bc);
         match (&self.stage, scanned) {
             (Stage::Cancelled, _) => refuse("Order cancelled: set aside, press Enter"),
             (Stage::Saving | Stage::Allocating { .. } | Stage::LookingUp(_), _) => {

@@ -46,24 +46,23 @@ fn sscc_check_ok(digits: &str) -> bool {
     b.len() == 18 && b.iter().all(u8::is_ascii_digit) && gs1_check_digit(&b[..17]) == b[17] - b'0'
 }
 
-/// Classifies raw scanner text (an AIM symbology prefix such as `]C1` is allowed; CR, LF
-/// and spaces around it are dropped).
-pub fn classify(raw: &str) -> Scanned {
-    let trimmed = raw.trim_matches(|c: char| c == '\r' || c == '\n' || c == ' ');
-    // The runtime hands scans over as lossy text: U+FFFD stands for bytes that were not
-    // UTF-8, which `barcode::parse` refuses.
-    if let Some(pos) = trimmed.find('\u{FFFD}') {
-        return Scanned::Invalid(BarcodeError {
-            ai: None,
-            pos: Some(pos),
-            problem: Problem::NotUtf8,
-        });
-    }
-    of(&barcode::parse(trimmed.as_bytes()))
+/// Parses raw scanner bytes (an AIM symbology prefix such as `]C1` is allowed; CR, LF
+/// and spaces around them are dropped) with [`barcode::parse`], as the pick station does:
+/// bytes that are not UTF-8 text, or control bytes GS1 does not allow, make it invalid.
+pub fn parse(raw: &[u8]) -> Barcode {
+    let edge = |b: &u8| matches!(b, b'\r' | b'\n' | b' ');
+    let start = raw.iter().position(|b| !edge(b)).unwrap_or(raw.len());
+    let end = raw.iter().rposition(|b| !edge(b)).map_or(start, |i| i + 1);
+    barcode::parse(&raw[start..end])
+}
+
+/// Classifies raw scanner bytes: [`of`] their [`parse`].
+pub fn classify(raw: &[u8]) -> Scanned {
+    of(&parse(raw))
 }
 
 /// The pack station's reading of a parsed barcode.
-fn of(bc: &Barcode) -> Scanned {
+pub fn of(bc: &Barcode) -> Scanned {
     if let Some(e) = bc.errors.first() {
         return match &e.problem {
             Problem::CheckDigit { .. } => Scanned::BadCheckDigit(bad_digits(bc, e)),
@@ -129,13 +128,13 @@ fn bad_digits(bc: &Barcode, e: &BarcodeError) -> String {
 mod tests {
     use super::*;
 
-    /// One scan, read by both stations: the pack station's [`classify`] (of the lossy
-    /// text its runtime hands over) must give `expected`, and the pick station's reading
+    /// One scan, read by both stations: the pack station's [`classify`] (of the bytes
+    /// its runtime hands over) must give `expected`, and the pick station's reading
     /// ([`barcode::parse`] of the bytes, as `pick::Input::scan` does) must agree on the
     /// GTIN, lot, serial, expiry and validity.
     fn check(raw: impl AsRef<[u8]>, expected: Scanned) {
         let bytes = raw.as_ref();
-        let got = classify(&String::from_utf8_lossy(bytes));
+        let got = classify(bytes);
         let raw = barcode::printable(bytes);
         assert_eq!(got, expected, "pack station, scan {raw}");
         let bc = barcode::parse(bytes.strip_suffix(b"\r\n").unwrap_or(bytes));
@@ -323,7 +322,7 @@ mod tests {
         for junk in [
             "]", "]C", "]C1", "]C10", "]C101", "]C1ü", "]ü1", "]C11", "\u{1d}",
         ] {
-            let _ = classify(junk);
+            let _ = classify(junk.as_bytes());
         }
     }
 }

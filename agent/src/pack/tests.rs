@@ -778,3 +778,18 @@ fn a_label_that_cannot_be_read_is_refused_naming_what_is_wrong() {
     );
     check_refused(&s.scan("]C110L-9"), "Wrong item: no GTIN");
 }
+
+#[test]
+fn a_scan_of_bytes_that_are_not_text_is_refused_and_never_read_as_text() {
+    let mut s = Station::new();
+    // As the scanner sent them: no lossy text with a replacement character in between.
+    let e = s.feed(Input::Scan(b"SO-\xff10042".to_vec()));
+    check_refused(&e, "Bad label: bytes that are not UTF-8 text");
+    assert!(
+        !e.iter().any(|e| matches!(e, Effect::LookUpOrder(_))),
+        "no order looked up: {e:?}"
+    );
+    // CR and LF around a scan are the scanner's, not the barcode's.
+    let e = s.feed(Input::Scan(b"SO-10042\r\n".to_vec()));
+    assert_eq!(e, [Effect::LookUpOrder("SO-10042".into())]);
+}

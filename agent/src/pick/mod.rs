@@ -17,12 +17,19 @@
 //! beep, no count). A picker scanning the same each barcode again takes longer than that,
 //! so each-scans still count.
 //!
-//! Runtime hook (the agent's event loop): convert the store's open tasks to [`PickTask`]
-//! and send [`Input::Tasks`]; feed every `devices::scanner::ScannerEvent::Scan(raw)` as
+//! Runtime hook (the agent's event loop): read the pick path from the store (its first
+//! tasks, the put-backs it asks for, and the tasks [`Picker::held`] names), convert it to
+//! a [`Path`] and send [`Input::Path`], at start, after every applied down message and
+//! after every commit; feed every `devices::scanner::ScannerEvent::Scan(raw)` as
 //! [`Input::scan`]`(&raw)` and every terminal key as [`Input::Key`]; for each
 //! [`Effect::Persist`] run the command in one store transaction (with its outbox event)
 //! and answer [`Input::Committed`] or [`Input::Failed`] with the same id; send `Show` and
 //! `Beep` to the terminal in order; write `Audit` lines to the audit log.
+//!
+//! Memory: the workflow holds a window of the path (the store's next tasks, in path order),
+//! the task under the picker, its put-backs and the task it may undo, never every task of
+//! the device: a mirror of 100,000 tasks costs it no more than one of 50. It counts the
+//! tasks closed on this device, for the screens.
 
 mod screens;
 #[cfg(test)]
@@ -95,9 +102,11 @@ pub struct PickTask {
     pub tote_required: bool,
     /// How units are counted.
     pub qty_entry: QtyEntry,
-    /// The store has the task as skipped: it stays at the end of the path, across
-    /// restarts too.
-    pub skipped: bool,
+    /// 0 for a task at its place on the path. Otherwise the task was skipped: it stays at
+    /// the end of the path, across restarts too, after the tasks skipped before it (the
+    /// store gives the seq of its `Skipped` event; a skip here ranks after every task
+    /// the workflow holds).
+    pub skip_rank: u64,
 }
 
 impl PickTask {
@@ -113,6 +122,39 @@ pub enum Withdrawal {
     Revoked,
     /// Its order was cancelled.
     OrderCancelled,
+}
+
+/// Why the store asks for a task's units back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owed {
+    /// The task was taken away after units were picked.
+    Withdrawn(Withdrawal),
+    /// A new wave version asked for fewer units than were picked.
+    Surplus,
+}
+
+/// What the store says about the pick path, for [`Input::Path`]. Each one is a whole
+/// statement, so handing the same one in twice changes nothing.
+///
+/// A task the workflow holds (the one under the picker) that is in none of the lists
+/// left the path in the store: closed there (a new wave version asked for exactly what
+/// was picked; units in hand go back) when units of it were confirmed, else revoked.
+/// Other tasks missing from `tasks` are only beyond the window, and are forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Path {
+    /// The first tasks of the path (open, in progress or skipped; in any order, the
+    /// workflow orders them), and every task [`Picker::held`] names that is on the path.
+    pub tasks: Vec<PickTask>,
+    /// More tasks follow on the path beyond `tasks`.
+    pub more: bool,
+    /// How many tasks the path holds, when the store counted them (at start and after a
+    /// down message); else the workflow keeps counting from the last count.
+    pub len: Option<u32>,
+    /// Tasks whose units the store asks back (`picked`: the units the picker holds), and
+    /// why: the first few the store has, and every one [`Picker::held`] names.
+    pub put_backs: Vec<(PickTask, Owed)>,
+    /// Tasks [`Picker::held`] names that the OMS took away with nothing picked.
+    pub withdrawn: Vec<(u64, Withdrawal)>,
 }
 
 /// Short-pick reasons (mirrors the OMS contract's `ShortReason`).
@@ -251,13 +293,13 @@ pub enum Input {
     },
     /// A key on the terminal.
     Key(Key),
-    /// Every open task for this device, as the store now has them (the truth for what is
-    /// asked and picked; applied after a pending save). A task whose picked units reach
-    /// what is asked closes, any surplus going back. A task the workflow knows as open but
-    /// missing here is treated as revoked when nothing of it was confirmed, and as closed
-    /// by the store (a new wave version asked for exactly what was picked) otherwise: a
-    /// withdrawal of confirmed units comes as [`Input::Withdrawn`], first.
+    /// Every open task for this device, as the store now has them: the same as a
+    /// [`Path`] with nothing beyond these tasks (`more: false`) and nothing else to say.
+    /// For tools and tests that hold few tasks; the station sends [`Input::Path`].
     Tasks(Vec<PickTask>),
+    /// The pick path as the store now has it (the truth for what is asked and picked;
+    /// applied after a pending save). See [`Path`].
+    Path(Path),
     /// A task left the device.
     Withdrawn {
         /// Task.
@@ -310,7 +352,6 @@ impl Default for PickConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Open {
     task: PickTask,
-    skips: u32,
     tote: Option<String>,
     serials: Vec<String>,
 }
@@ -446,17 +487,46 @@ impl Out {
     }
 }
 
+/// Tasks closed on this device since it started, for the screens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Done {
+    picked: u32,
+    short: u32,
+}
+
+impl Done {
+    fn total(self) -> u32 {
+        self.picked.saturating_add(self.short)
+    }
+
+    fn add(&mut self, short: bool, n: i32) {
+        let c = if short {
+            &mut self.short
+        } else {
+            &mut self.picked
+        };
+        *c = c.saturating_add_signed(n);
+    }
+}
+
 /// The pick workflow for one device.
 #[derive(Debug, Clone)]
 pub struct Picker {
     config: PickConfig,
     operator: Option<u32>,
+    /// The window of the path, and the task under the picker.
     open: Vec<Open>,
-    closed: Vec<Closed>,
+    /// More tasks follow on the path beyond `open`.
+    more: bool,
+    /// Tasks on the path, as last counted by the store and counted on since.
+    path_len: u32,
+    /// The task closed last: an undo reopens it, a put-back of its surplus trims it.
+    last_closed: Option<Closed>,
+    done: Done,
     step: Step,
     pending: Option<Pending>,
     deferred: Vec<(u64, Withdrawal)>,
-    deferred_tasks: Option<Vec<PickTask>>,
+    deferred_path: Option<Path>,
     put_backs: VecDeque<PutBackJob>,
     next_id: u64,
     last_scan: Option<(Vec<u8>, u64)>,
@@ -483,11 +553,14 @@ impl Picker {
             config,
             operator: None,
             open: Vec::new(),
-            closed: Vec::new(),
+            more: false,
+            path_len: 0,
+            last_closed: None,
+            done: Done::default(),
             step: Step::LoggedOut,
             pending: None,
             deferred: Vec::new(),
-            deferred_tasks: None,
+            deferred_path: None,
             put_backs: VecDeque::new(),
             next_id: 1,
             last_scan: None,
@@ -505,6 +578,22 @@ impl Picker {
         self.operator
     }
 
+    /// The tasks whose fate the workflow must hear of in every [`Path`], whether or not
+    /// they are in the window: the task under the picker, the tasks of its put-backs, and
+    /// the task it may undo. At most a handful, in ascending order.
+    pub fn held(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .step
+            .task_id()
+            .into_iter()
+            .chain(self.put_backs.iter().map(|j| j.task_id))
+            .chain(self.last_confirm.map(|(id, _)| id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Handles one input at time `now` (milliseconds; only differences are used).
     pub fn handle(&mut self, now: u64, input: Input) -> Vec<Effect> {
         let mut out = Out {
@@ -516,7 +605,14 @@ impl Picker {
         match input {
             Input::Scan { raw, barcode } => self.on_scan(now, raw, &barcode, &mut out),
             Input::Key(key) => self.on_key(key, &mut out),
-            Input::Tasks(tasks) => self.on_tasks(tasks, &mut out),
+            Input::Tasks(tasks) => self.on_path(
+                Path {
+                    tasks,
+                    ..Path::default()
+                },
+                &mut out,
+            ),
+            Input::Path(path) => self.on_path(path, &mut out),
             Input::Withdrawn { task_id, why } => self.on_withdrawn(task_id, why, &mut out),
             Input::Committed { id } => self.on_committed(id, &mut out),
             Input::Failed { id, reason } => self.on_failed(id, &reason, &mut out),
@@ -1046,27 +1142,54 @@ impl Picker {
 
     // ----- task updates -----
 
-    /// The store's open tasks. The store is the truth for what is picked and asked for:
+    /// The store's pick path. The store is the truth for what is picked and asked for:
     /// a task whose picked units reach what is asked closes (a new wave version asked
     /// for no more), and any surplus goes back; a closed task the store asks more of
-    /// reopens; units in hand beyond what is still to pick go back (no event).
-    fn on_tasks(&mut self, tasks: Vec<PickTask>, out: &mut Out) {
+    /// reopens; units in hand beyond what is still to pick go back (no event); a put-back
+    /// the store asks for is asked of the picker once, however often it is handed in.
+    fn on_path(&mut self, path: Path, out: &mut Out) {
         if self.pending.is_some() {
             // The pending command may change the same tasks: applied once it is answered.
-            self.deferred_tasks = Some(tasks);
+            self.deferred_path = Some(path);
             out.outcome = "task update: after the pending save".into();
             return;
         }
-        let ids: Vec<u64> = tasks.iter().map(|t| t.task_id).collect();
+        let Path {
+            tasks,
+            more,
+            len,
+            put_backs,
+            withdrawn,
+        } = path;
+        // Work taken away, with or without units to put back, in task order (the order
+        // the put-backs are then asked in).
+        let mut surpluses = Vec::new();
+        let mut taken: Vec<(u64, Withdrawal, Option<PickTask>)> = withdrawn
+            .into_iter()
+            .map(|(task_id, why)| (task_id, why, None))
+            .collect();
+        for (task, owed) in put_backs {
+            match owed {
+                Owed::Withdrawn(why) => taken.push((task.task_id, why, Some(task))),
+                Owed::Surplus => surpluses.push(task),
+            }
+        }
+        taken.sort_by_key(|(task_id, ..)| *task_id);
+        let mut notes = Vec::new();
+        for (task_id, why, task) in taken {
+            self.withdraw(task_id, why, task.as_ref(), out);
+            notes.push(std::mem::take(&mut out.outcome));
+        }
+        let listed: Vec<&PickTask> = tasks.iter().chain(&surpluses).collect();
         let gone: Vec<u64> = self
             .open
             .iter()
             .map(|o| o.task.task_id)
-            .filter(|id| !ids.contains(id))
+            .filter(|id| !listed.iter().any(|t| t.task_id == *id))
             .collect();
         // A surplus the store no longer asks for is not put back (units in hand still are).
         for job in &mut self.put_backs {
-            let surplus = tasks
+            let surplus = listed
                 .iter()
                 .find(|t| t.task_id == job.task_id)
                 .map_or(0, |t| t.picked.saturating_sub(t.qty));
@@ -1077,16 +1200,30 @@ impl Picker {
         }
         self.put_backs.retain(|j| j.qty() > 0);
         let mut moved = false;
-        for task in tasks {
+        for task in tasks.into_iter().chain(surpluses) {
             moved |= self.update_task(task);
         }
-        out.outcome = format!("{} open tasks", self.open.len());
+        self.more = more;
+        notes.push(format!("{} open tasks", self.open.len()));
+        out.outcome = notes.join("; ");
+        let current = self
+            .step
+            .task_id()
+            .filter(|_| !matches!(self.step, Step::PutBack(_)));
         for id in gone {
-            if self.task(id).is_some_and(|o| o.task.picked > 0) {
+            if current != Some(id) {
+                // Beyond the window, or off the path: nothing the picker must hear of.
+                self.open.retain(|o| o.task.task_id != id);
+                self.forget_undo(id);
+            } else if self.task(id).is_some_and(|o| o.task.picked > 0) {
                 moved |= self.finish(id);
             } else {
-                self.withdraw(id, Withdrawal::Revoked, out);
+                self.withdraw(id, Withdrawal::Revoked, None, out);
             }
+        }
+        // The store's count already leaves out what closed or left the path above.
+        if let Some(n) = len {
+            self.path_len = n;
         }
         let idle = matches!(self.step, Step::NoTasks | Step::WaveDone | Step::PutBack(_));
         if self.operator.is_some() && (moved || idle) {
@@ -1103,15 +1240,20 @@ impl Picker {
     fn update_task(&mut self, task: PickTask) -> bool {
         let id = task.task_id;
         let surplus = task.picked.saturating_sub(task.qty);
-        if let Some(i) = self.closed.iter().position(|c| c.open.task.task_id == id) {
+        if let Some(closed) = self.last_closed.take_if(|c| c.open.task.task_id == id) {
             if surplus > 0 {
-                self.closed[i].open.task = task.clone();
+                let mut closed = closed;
+                closed.open.task = task.clone();
+                self.last_closed = Some(closed);
                 self.queue_put_back(&task, PutBackKind::Surplus, surplus, 0);
                 self.forget_undo(id);
             } else if task.remaining() > 0 {
-                let mut open = self.closed.remove(i).open;
+                self.done.add(closed.short, -1);
+                let mut open = closed.open;
                 open.task = task;
-                self.open.push(open);
+                self.enter_path(open);
+            } else {
+                self.last_closed = Some(closed);
             }
             return false;
         }
@@ -1122,32 +1264,27 @@ impl Picker {
             0
         };
         let Some(i) = self.open.iter().position(|o| o.task.task_id == id) else {
-            let skips = u32::from(task.skipped);
-            let open = Open {
-                task: task.clone(),
-                skips,
-                tote: None,
-                serials: Vec::new(),
-            };
             if task.remaining() == 0 {
-                self.closed.push(Closed { open, short: false });
+                // Closed in the store with units over: only the surplus is the picker's.
                 self.queue_put_back(&task, PutBackKind::Surplus, surplus, 0);
             } else {
-                self.open.push(open);
+                self.open.push(Open {
+                    task,
+                    tote: None,
+                    serials: Vec::new(),
+                });
             }
             return false;
         };
         if task.remaining() == 0 {
             let mut open = self.open.remove(i);
             open.task = task.clone();
-            self.closed.push(Closed { open, short: false });
+            self.close(open, false);
             self.queue_put_back(&task, PutBackKind::Surplus, surplus, in_hand);
             self.forget_undo(id);
             return current;
         }
-        let o = &mut self.open[i];
-        o.skips = o.skips.max(u32::from(task.skipped));
-        o.task = task.clone();
+        self.open[i].task = task.clone();
         if in_hand > task.remaining() {
             self.queue_put_back(&task, PutBackKind::InHand, 0, in_hand);
             return true;
@@ -1169,9 +1306,32 @@ impl Picker {
         };
         let open = self.open.remove(i);
         self.queue_put_back(&open.task, PutBackKind::InHand, 0, in_hand);
-        self.closed.push(Closed { open, short: false });
+        self.close(open, false);
         self.forget_undo(task_id);
         current
+    }
+
+    /// A task left the path, done on this device: counted, and kept for an undo.
+    fn close(&mut self, open: Open, short: bool) {
+        self.done.add(short, 1);
+        self.path_len = self.path_len.saturating_sub(1);
+        self.last_closed = Some(Closed { open, short });
+    }
+
+    /// A closed task is back on the path (an undo, or a new version asking more).
+    fn enter_path(&mut self, open: Open) {
+        self.path_len = self.path_len.saturating_add(1);
+        self.open.push(open);
+    }
+
+    /// Tasks on the path now: the window when nothing follows it, else the last count.
+    fn path_left(&self) -> u32 {
+        let window = u32::try_from(self.open.len()).unwrap_or(u32::MAX);
+        if self.more {
+            self.path_len.max(window)
+        } else {
+            window
+        }
     }
 
     /// Queues a put-back for a task, merged with any it had: units in hand add up; the
@@ -1222,27 +1382,39 @@ impl Picker {
     }
 
     fn on_withdrawn(&mut self, task_id: u64, why: Withdrawal, out: &mut Out) {
-        self.withdraw(task_id, why, out);
+        self.withdraw(task_id, why, None, out);
     }
 
-    fn withdraw(&mut self, task_id: u64, why: Withdrawal, out: &mut Out) {
+    /// Takes a task away: its units go back, those the store has as picked (`store`: the
+    /// task as the store lists it for the put-back, when it does) and those in hand. A
+    /// task the workflow does not hold is asked back once, when the store lists it.
+    fn withdraw(&mut self, task_id: u64, why: Withdrawal, store: Option<&PickTask>, out: &mut Out) {
         if self.pending.is_some() {
             // Decided once the store has answered: the pending command may add units.
             self.deferred.push((task_id, why));
             out.outcome = format!("task {task_id} {why:?}: after the pending save");
             return;
         }
-        let open = if let Some(i) = self.open.iter().position(|o| o.task.task_id == task_id) {
-            self.open.remove(i)
-        } else if let Some(i) = self
-            .closed
-            .iter()
-            .position(|c| c.open.task.task_id == task_id)
-        {
-            self.closed.remove(i).open
+        let held = if let Some(i) = self.open.iter().position(|o| o.task.task_id == task_id) {
+            self.path_len = self.path_len.saturating_sub(1);
+            Some(self.open.remove(i).task)
         } else {
-            out.outcome = format!("task {task_id} {why:?}: not on this device");
-            return;
+            self.last_closed
+                .take_if(|c| c.open.task.task_id == task_id)
+                .map(|c| c.open.task)
+        };
+        let asked = self.put_backs.iter().any(|j| j.task_id == task_id);
+        let task = match (held, store) {
+            (Some(t), _) => t,
+            (None, Some(t)) if !asked => t.clone(),
+            (None, Some(_)) => {
+                out.outcome = format!("task {task_id} {why:?}: put-back already asked for");
+                return;
+            }
+            (None, None) => {
+                out.outcome = format!("task {task_id} {why:?}: not on this device");
+                return;
+            }
         };
         self.forget_undo(task_id);
         let current = self.step.task_id() == Some(task_id);
@@ -1251,7 +1423,8 @@ impl Picker {
         } else {
             0
         };
-        self.queue_put_back(&open.task, PutBackKind::Withdrawn, open.task.picked, units);
+        let confirmed = store.map_or(task.picked, |t| t.picked);
+        self.queue_put_back(&task, PutBackKind::Withdrawn, confirmed, units);
         let in_hand = self
             .put_backs
             .iter()
@@ -1271,7 +1444,7 @@ impl Picker {
             if in_hand == 0 {
                 out.show(screens::message(
                     floorhand_protocol::link::Level::Warning,
-                    &format!("{why_text}: {}", open.task.description),
+                    &format!("{why_text}: {}", task.description),
                 ));
             }
             out.attention(self.step_screen(), &out.outcome.clone());
@@ -1315,25 +1488,25 @@ impl Picker {
                 if let Some(i) = self.open.iter().position(|o| o.task.task_id == task_id) {
                     let mut open = self.open.remove(i);
                     open.task.picked += units.qty;
-                    self.closed.push(Closed { open, short: true });
+                    self.close(open, true);
                 }
                 self.step = self.next_step();
             }
             Command::Skip { task_id } => {
+                // After every task held, as the store puts it after every task skipped
+                // before (a task beyond the window comes before it too, and the next
+                // window will say so).
+                let rank = self.open.iter().map(|o| o.task.skip_rank).max();
                 if let Some(o) = self.task_mut(task_id) {
-                    o.skips += 1;
+                    o.task.skip_rank = rank.unwrap_or(0).saturating_add(1);
                 }
                 self.step = self.next_step();
             }
             Command::UndoPick { task_id, qty } => {
                 self.last_confirm = None;
-                if let Some(i) = self
-                    .closed
-                    .iter()
-                    .position(|c| c.open.task.task_id == task_id)
-                {
-                    let closed = self.closed.remove(i);
-                    self.open.push(closed.open);
+                if let Some(closed) = self.last_closed.take_if(|c| c.open.task.task_id == task_id) {
+                    self.done.add(closed.short, -1);
+                    self.enter_path(closed.open);
                 }
                 if let Some(o) = self.task_mut(task_id) {
                     o.task.picked = o.task.picked.saturating_sub(qty);
@@ -1347,9 +1520,9 @@ impl Picker {
                 self.put_backs.retain(|j| j.task_id != task_id);
                 // A surplus went back: the closed task now holds what was asked.
                 if let Some(c) = self
-                    .closed
-                    .iter_mut()
-                    .find(|c| c.open.task.task_id == task_id)
+                    .last_closed
+                    .as_mut()
+                    .filter(|c| c.open.task.task_id == task_id)
                 {
                     c.open.task.picked = c.open.task.picked.min(c.open.task.qty);
                 }
@@ -1367,7 +1540,7 @@ impl Picker {
         };
         if self.open[i].task.remaining() == 0 {
             let open = self.open.remove(i);
-            self.closed.push(Closed { open, short: false });
+            self.close(open, false);
             self.step = self.next_step();
         } else {
             self.step = Step::Pick {
@@ -1396,16 +1569,17 @@ impl Picker {
     /// Applies withdrawals that arrived while a command was pending.
     fn settle(&mut self, out: &mut Out) {
         for (task_id, why) in std::mem::take(&mut self.deferred) {
-            self.withdraw(task_id, why, out);
+            self.withdraw(task_id, why, None, out);
         }
-        if let Some(tasks) = self.deferred_tasks.take() {
-            self.on_tasks(tasks, out);
+        if let Some(path) = self.deferred_path.take() {
+            self.on_path(path, out);
         }
     }
 
     // ----- ordering -----
 
-    /// Pick-path order: skipped tasks last, then priority (high first), the location's
+    /// Pick-path order (the store's `tasks_path` index orders the same): skipped tasks
+    /// last, in the order they were skipped, then priority (high first), the location's
     /// pick sequence, the location code, and the task id for a stable order.
     fn next_step(&self) -> Step {
         if let Some(job) = self.put_backs.front() {
@@ -1414,7 +1588,7 @@ impl Picker {
         let next = self.open.iter().min_by(|a, b| {
             let key = |o: &Open| {
                 (
-                    o.skips,
+                    o.task.skip_rank,
                     std::cmp::Reverse(o.task.priority),
                     o.task.pick_seq,
                     o.task.task_id,
@@ -1433,7 +1607,7 @@ impl Picker {
                 task_id: o.task.task_id,
                 typed: None,
             },
-            None if self.closed.is_empty() => Step::NoTasks,
+            None if self.done.total() == 0 => Step::NoTasks,
             None => Step::WaveDone,
         }
     }
@@ -1503,6 +1677,13 @@ fn describe(input: &Input) -> String {
         Input::Scan { raw, .. } => format!("scan {}", printable(raw)),
         Input::Key(k) => format!("key {k:?}"),
         Input::Tasks(t) => format!("tasks ({})", t.len()),
+        Input::Path(p) => format!(
+            "path ({} tasks{}, {} put-backs, {} withdrawn)",
+            p.tasks.len(),
+            if p.more { " and more" } else { "" },
+            p.put_backs.len(),
+            p.withdrawn.len()
+        ),
         Input::Withdrawn { task_id, why } => format!("task {task_id} {why:?}"),
         Input::Committed { id } => format!("committed {id}"),
         Input::Failed { id, reason } => format!("failed {id}: {reason}"),

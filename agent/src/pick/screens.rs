@@ -70,14 +70,14 @@ pub(super) fn need(need: Need, t: &Open, batch: &Batch) -> Screen {
 
 impl Picker {
     pub(super) fn step_screen(&self) -> Screen {
-        let done = u16::try_from(self.closed.len()).unwrap_or(u16::MAX);
-        let total = u16::try_from(self.closed.len() + self.open.len()).unwrap_or(u16::MAX);
+        let done_n = self.done.total();
+        let done = u16::try_from(done_n).unwrap_or(u16::MAX);
+        let total = u16::try_from(done_n.saturating_add(self.path_left())).unwrap_or(u16::MAX);
         match &self.step {
             Step::LoggedOut => scan(ScanTarget::Badge, "Scan your badge"),
             Step::NoTasks => message(Level::Info, "No tasks: wait for the next wave"),
             Step::WaveDone => {
-                let short = self.closed.iter().filter(|c| c.short).count();
-                let picked = self.closed.len() - short;
+                let (picked, short) = (self.done.picked, self.done.short);
                 Screen::WaveDone {
                     picked: u16::try_from(picked).unwrap_or(u16::MAX),
                     short: u16::try_from(short).unwrap_or(u16::MAX),

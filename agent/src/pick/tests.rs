@@ -32,7 +32,7 @@ fn task(id: u64, location: &str, seq: u32, prio: u8, qty: u32) -> PickTask {
         capture: Capture::default(),
         tote_required: false,
         qty_entry: QtyEntry::ScanEach,
-        skipped: false,
+        skip_rank: 0,
     }
 }
 
@@ -754,7 +754,7 @@ fn a_refused_task_start_names_the_keys_that_lead_on_and_audits_the_reason() {
 #[test]
 fn a_task_the_store_has_as_skipped_stays_at_the_end_of_the_path_after_a_restart() {
     let mut skipped = task(1, "A-01", 1, 0, 1);
-    skipped.skipped = true;
+    skipped.skip_rank = 1;
     // A fresh workflow, as after a restart: task 1 comes first by path, but it was skipped.
     let mut r = Rig::logged_in(vec![skipped.clone(), task(2, "A-02", 2, 0, 1)]);
     assert_eq!(
@@ -902,4 +902,167 @@ fn a_scan_with_control_bytes_or_bytes_that_are_not_text_is_refused_as_a_bad_labe
     assert_eq!(shown(&e), "Error: Bad label: bytes that are not UTF-8 text");
     assert_eq!(persisted(&e), None);
     r.arrive("A-01");
+}
+
+/// A window of the path as the store reads it: `tasks`, `more` beyond, counted `len`.
+fn window(tasks: Vec<PickTask>, more: bool, len: Option<u32>) -> Input {
+    Input::Path(Path {
+        tasks,
+        more,
+        len,
+        ..Path::default()
+    })
+}
+
+/// The pick prompt's progress, `done/total`.
+fn progress(r: &Rig) -> (u16, u16) {
+    match r.p.screen() {
+        Screen::Pick(p) => (p.done, p.total),
+        s => panic!("not a pick prompt: {s:?}"),
+    }
+}
+
+#[test]
+fn the_picker_walks_a_window_of_the_path_and_counts_against_the_whole_path() {
+    let mut r = Rig::logged_in(vec![]);
+    r.input(window(
+        vec![task(2, "A-02", 2, 0, 1), task(1, "A-01", 1, 0, 1)],
+        true,
+        Some(100_000),
+    ));
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "pick A-01 Widget 1 x1"
+    );
+    assert_eq!(
+        progress(&r),
+        (0, u16::MAX),
+        "100,000 tasks: the screen's most"
+    );
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1", "the next in the window");
+    // The store's next window, read after the commit (not counted again).
+    r.input(window(
+        vec![task(2, "A-02", 2, 0, 1), task(3, "A-03", 3, 0, 1)],
+        false,
+        None,
+    ));
+    assert_eq!(progress(&r), (1, 3), "1 done here, 2 left on the path");
+    assert_eq!(r.p.open.len(), 2, "only the window is held");
+}
+
+#[test]
+fn tasks_beyond_the_window_are_forgotten_and_a_skipped_task_goes_after_them() {
+    let mut r = Rig::logged_in(vec![]);
+    r.input(window(
+        vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)],
+        true,
+        Some(3),
+    ));
+    let e = r.key(Key::F(2));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    // The store has task 1 at the end of the path now: beyond the next window.
+    let mut third = task(3, "A-03", 3, 0, 1);
+    third.skip_rank = 0;
+    let e = r.input(window(vec![task(2, "A-02", 2, 0, 1), third], true, None));
+    assert_eq!(beeps(&e), [], "the picker's step does not move");
+    assert_eq!(r.p.held(), [2]);
+    assert!(r.p.task(1).is_none(), "task 1 is not held any more");
+    assert_eq!(progress(&r), (0, 3));
+}
+
+#[test]
+fn a_put_back_handed_in_with_every_read_is_asked_for_once() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    // Task 9 was picked before a restart; its order was cancelled after it.
+    let owed = with_picked(task(9, "C-09", 9, 0, 3), 2);
+    let read = |tasks| {
+        Input::Path(Path {
+            tasks,
+            put_backs: vec![(owed.clone(), Owed::Withdrawn(Withdrawal::OrderCancelled))],
+            ..Path::default()
+        })
+    };
+    let e = r.input(read(vec![task(1, "A-01", 1, 0, 1)]));
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 9 at C-09");
+    let e = r.input(read(vec![task(1, "A-01", 1, 0, 1)]));
+    assert_eq!(
+        e.len(),
+        1,
+        "asked once: the second read changes nothing: {e:?}"
+    );
+    assert_eq!(r.p.held(), [9]);
+    let e = r.scan("C-09");
+    let expected = Command::PutBack {
+        task_id: 9,
+        qty: 2,
+        location: "C-09".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x1");
+    // The next read no longer lists it: nothing more to put back.
+    let e = r.input(window(vec![task(1, "A-01", 1, 0, 1)], false, None));
+    assert_eq!(beeps(&e), []);
+}
+
+#[test]
+fn a_held_task_the_oms_took_away_with_nothing_picked_leaves_the_picker() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)]);
+    assert_eq!(r.p.held(), [1]);
+    let e = r.input(Input::Path(Path {
+        tasks: vec![task(2, "A-02", 2, 0, 1)],
+        withdrawn: vec![(1, Withdrawal::OrderCancelled)],
+        ..Path::default()
+    }));
+    assert_eq!(beeps(&e), [Beep::Attention]);
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::Show(Screen::Message { text, .. })
+            if text.as_str() == "Order cancelled: Widget 1")),
+        "{e:?}"
+    );
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+}
+
+#[test]
+fn the_picker_names_the_tasks_it_holds_the_task_under_it_its_put_backs_and_its_undo() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    assert_eq!(r.p.held(), [1]);
+    let e = r.key(Key::F(2));
+    r.commit(&e);
+    assert_eq!(
+        r.p.held(),
+        [1, 2],
+        "task 2 under the picker, task 1 to undo"
+    );
+    // Task 1 is held, so the store lists it (at the end of the path, after its skip).
+    let mut skipped = with_picked(task(1, "A-01", 1, 0, 2), 1);
+    skipped.skip_rank = 7;
+    let surplus = (with_picked(task(5, "E-05", 5, 0, 1), 2), Owed::Surplus);
+    r.input(Input::Path(Path {
+        tasks: vec![task(2, "A-02", 2, 0, 1), skipped],
+        put_backs: vec![surplus.clone()],
+        ..Path::default()
+    }));
+    assert_eq!(r.p.held(), [1, 2, 5]);
+    // Once the store no longer has task 1 on the path, there is nothing to undo.
+    r.input(Input::Path(Path {
+        tasks: vec![task(2, "A-02", 2, 0, 1)],
+        put_backs: vec![surplus],
+        ..Path::default()
+    }));
+    assert_eq!(r.p.held(), [2, 5]);
+    // Nor a surplus the store no longer asks back.
+    r.input(window(vec![task(2, "A-02", 2, 0, 1)], false, None));
+    assert_eq!(r.p.held(), [2]);
 }

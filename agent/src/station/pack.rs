@@ -136,7 +136,7 @@ pub(crate) async fn run(
             ev = next(&mut st.shell.terminal_events) => match ev {
                 Some(TerminalEvent::Key(k)) => st.input(Input::Key(k)).await,
                 Some(TerminalEvent::Scan(s)) => {
-                    st.input(Input::Scan(String::from_utf8_lossy(&s.data).into_owned())).await;
+                    st.input(Input::Scan(s.data.to_vec())).await;
                 }
                 Some(TerminalEvent::Disconnected(why)) => {
                     tracing::warn!("terminal unplugged ({why}): reopening it; the scanner still works");
@@ -486,8 +486,7 @@ impl Station {
     async fn on_scanner(&mut self, ev: ScannerEvent) {
         match ev {
             ScannerEvent::Scan(raw) => {
-                self.input(Input::Scan(String::from_utf8_lossy(&raw).into_owned()))
-                    .await;
+                self.input(Input::Scan(raw)).await;
             }
             ScannerEvent::Rejected(why) => {
                 tracing::warn!("scanner: {why}");

@@ -12,11 +12,19 @@
 //! the terminal's own scanner still work meanwhile. A station without a scanner or a
 //! terminal works with the other (see [`super::next`]).
 //!
+//! The picker works from a window of the pick path, never from every task: the station
+//! reads the path's first [`WINDOW`] tasks from the store (through its `tasks_path`
+//! index: O(log n) in the tasks mirrored), the put-backs the store asks for and every task
+//! the picker holds ([`Picker::held`]), and hands them in as one [`Path`] at start, after
+//! every applied down message and after every commit. Each read is a whole statement, so
+//! a put-back is handed in on every read until it is done (the picker asks for it once),
+//! whenever its task was picked, before a restart too.
+//!
 //! No applied wave is missed: the station subscribes to the link's notifications before
-//! its first load of the open tasks, and every load reads the whole list again, so a wave
-//! committed between the two is either in the load or announced after it.
+//! its first read of the path, and every read is whole, so a wave committed between the
+//! two is either in the read or announced after it.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use floorhand_protocol::link::{Beep, Level, ScanTarget, Screen};
@@ -28,17 +36,28 @@ use crate::barcode::Gtin14;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
 use crate::pick::{
-    Audit, Capture, Command, Effect, Input, PackGtin, PickConfig, PickTask, Picker, QtyEntry,
-    ShortReason, Withdrawal,
+    Audit, Capture, Command, Effect, Input, Owed, PackGtin, Path, PickConfig, PickTask, Picker,
+    QtyEntry, ShortReason, Withdrawal,
 };
-use crate::store::{Applied, Db, PickConfirmation, Store, StoreError, TaskRow, TaskState};
+use crate::store::{
+    self, Applied, Db, PathTask, PickConfirmation, Store, StoreError, TaskRow, TaskState,
+};
 use crate::sync::agent::LinkState;
 
 /// Seconds the link may be down before the offline banner shows.
 pub const OFFLINE_GRACE_S: u64 = 3;
 
+/// Tasks of the path the picker is handed at a time: enough to walk on from one commit
+/// to the next read, few enough that a read costs next to nothing.
+pub const WINDOW: usize = 16;
+
+/// Put-backs handed in at a time besides those the picker holds; the next ones come
+/// with the reads after these are done.
+const PUT_BACKS: usize = 16;
+
 /// Converts a store row to the workflow's task. GTINs that do not parse (the store
-/// checked them when the wave arrived) are left out with a log line.
+/// checked them when the wave arrived) are left out with a log line. A skipped task ranks
+/// 1 (after every task not skipped); [`path_task`] gives skipped tasks their order.
 pub fn pick_task(row: &TaskRow) -> PickTask {
     PickTask {
         task_id: row.task_id,
@@ -71,8 +90,83 @@ pub fn pick_task(row: &TaskRow) -> PickTask {
         },
         tote_required: row.tote_required,
         qty_entry: QtyEntry::ScanEach,
-        skipped: row.state == TaskState::Skipped,
+        skip_rank: u64::from(row.state == TaskState::Skipped),
     }
+}
+
+/// Converts a task of the path to the workflow's task, skipped tasks in the order they
+/// were skipped.
+pub fn path_task(t: &PathTask) -> PickTask {
+    PickTask {
+        skip_rank: t.skip_rank,
+        ..pick_task(&t.row)
+    }
+}
+
+/// Whether a read of the path counts its tasks too (for the screens' totals). Counting
+/// walks the whole index, so it is done only when the path changed from outside: at start
+/// and after a down message, never after the picker's own commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// Count the tasks on the path.
+    Tasks,
+    /// The picker counts on from the last count.
+    Skip,
+}
+
+fn owed(o: store::Owed) -> Owed {
+    match o {
+        store::Owed::Revoked => Owed::Withdrawn(Withdrawal::Revoked),
+        store::Owed::Cancelled => Owed::Withdrawn(Withdrawal::OrderCancelled),
+        store::Owed::Surplus => Owed::Surplus,
+    }
+}
+
+/// Reads the pick path for the picker: the first `window` tasks, the first put-backs,
+/// and every task `held` names ([`Picker::held`]) in the state the store has it: on the
+/// path, owed back, or taken away with nothing picked; a held task that is closed (or
+/// purged) is left out, which tells the picker so. Shared with the store's property tests.
+pub(crate) fn read_path(
+    db: &Db,
+    window: usize,
+    held: &[u64],
+    count: Count,
+) -> Result<Path, StoreError> {
+    let (next, more) = db.path_window(window)?;
+    let (owed_rows, _) = db.put_backs(PUT_BACKS)?;
+    let mut path = Path {
+        tasks: next.iter().map(path_task).collect(),
+        more,
+        len: None,
+        put_backs: owed_rows
+            .iter()
+            .filter_map(|t| Some((path_task(t), owed(t.owed?))))
+            .collect(),
+        withdrawn: Vec::new(),
+    };
+    for &id in held {
+        let listed = path.tasks.iter().any(|t| t.task_id == id)
+            || path.put_backs.iter().any(|(t, _)| t.task_id == id);
+        if listed {
+            continue;
+        }
+        let Some(t) = db.path_task(id)? else {
+            continue;
+        };
+        match (t.row.state, t.owed) {
+            (_, Some(o)) => path.put_backs.push((path_task(&t), owed(o))),
+            (TaskState::Open | TaskState::InProgress | TaskState::Skipped, _) => {
+                path.tasks.push(path_task(&t));
+            }
+            (TaskState::Revoked, _) => path.withdrawn.push((id, Withdrawal::Revoked)),
+            (TaskState::Cancelled, _) => path.withdrawn.push((id, Withdrawal::OrderCancelled)),
+            _ => {}
+        }
+    }
+    if count == Count::Tasks {
+        path.len = Some(u32::try_from(db.path_len()?).unwrap_or(u32::MAX));
+    }
+    Ok(path)
 }
 
 fn short_reason(r: ShortReason) -> oms::ShortReason {
@@ -146,43 +240,13 @@ pub(crate) async fn audit(store: &Store, a: Audit) {
     }
 }
 
-/// What the store says after a change: the open tasks, and which of the tasks the
-/// picker knew were taken away (with why).
-type Reload = (Vec<TaskRow>, Vec<(u64, Option<Withdrawal>)>);
-
-/// Tasks the picker knew (open, or picked on this device) that the store no longer has
-/// for it: withdrawn (with why), or purged (`None`: forget them).
-fn reload(db: &Db, known: &BTreeSet<u64>) -> Result<Reload, StoreError> {
-    let open = db.open_tasks()?;
-    let mut gone = Vec::new();
-    for id in known {
-        if open
-            .iter()
-            .any(|t| t.task_id == *id && t.state != TaskState::PutBackNeeded)
-        {
-            continue;
-        }
-        match db.task(*id)?.map(|t| t.state) {
-            Some(TaskState::Cancelled) => gone.push((*id, Some(Withdrawal::OrderCancelled))),
-            Some(TaskState::Revoked | TaskState::PutBackNeeded) => {
-                gone.push((*id, Some(Withdrawal::Revoked)));
-            }
-            Some(_) => {}
-            None => gone.push((*id, None)),
-        }
-    }
-    Ok((open, gone))
-}
-
 struct Station {
     shell: Shell,
     picker: Picker,
     badge_prefix: String,
-    /// Task ids last sent to the picker.
-    known: BTreeSet<u64>,
     scanner_down: Option<String>,
-    /// The first task load is done.
-    loaded: bool,
+    /// The last read of the path failed: the tick reads it again.
+    stale: bool,
     /// Unix seconds the link went down, while it is down.
     offline_since: Option<u64>,
     banner: bool,
@@ -194,19 +258,21 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         badge_prefix: config.badge_prefix.clone(),
         picker: Picker::new(config),
         shell,
-        known: BTreeSet::new(),
         scanner_down: None,
-        loaded: false,
+        stale: false,
         offline_since: None,
         banner: false,
     };
     // Subscribed before the first load: a wave applied meanwhile is announced afterwards.
     let mut applied = st.shell.sync.applied();
     st.shell.display.show(st.picker.screen());
-    st.reload_tasks(None).await;
+    st.read_path(Count::Tasks).await;
     let mut link = st.shell.sync.state.clone();
     let mut shutdown = st.shell.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The tick matters only while the link is down or a read of the path failed; an idle
+    // station online does not wake up for it, and a missed tick is not made up.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     st.on_link(&link.borrow_and_update().clone());
     st.shell.ready();
     loop {
@@ -223,10 +289,8 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
                 None => st.shell.ended(Device::Terminal),
             },
             a = applied.recv() => match a {
-                Ok(Applied::Cancelled { .. }) => st.reload_tasks(Some(Withdrawal::OrderCancelled)).await,
-                Ok(Applied::WaveApplied { .. } | Applied::Revoked { .. }) | Err(RecvError::Lagged(_)) => {
-                    st.reload_tasks(None).await;
-                }
+                Ok(Applied::WaveApplied { .. } | Applied::Revoked { .. } | Applied::Cancelled { .. })
+                | Err(RecvError::Lagged(_)) => st.read_path(Count::Tasks).await,
                 Ok(_) => {}
                 Err(RecvError::Closed) => break,
             },
@@ -235,7 +299,7 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
                 let s = link.borrow_and_update().clone();
                 st.on_link(&s);
             }
-            _ = tick.tick() => st.on_tick().await,
+            _ = tick.tick(), if st.ticking() => st.on_tick().await,
         }
     }
     st.shell.stop().await;
@@ -252,13 +316,18 @@ fn idle(screen: &Screen) -> bool {
 }
 
 impl Station {
+    /// Feeds one input; after a commit the picker gets the path as the store now has it.
     async fn input(&mut self, input: Input) {
         let now = self.shell.now_ms();
         let effects = self.picker.handle(now, input);
-        self.apply(effects).await;
+        if self.apply(effects).await {
+            self.read_path(Count::Skip).await;
+        }
     }
 
-    async fn apply(&mut self, effects: Vec<Effect>) {
+    /// Carries out the effects in order; true when a command was committed.
+    async fn apply(&mut self, effects: Vec<Effect>) -> bool {
+        let mut committed = false;
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             match effect {
@@ -277,6 +346,7 @@ impl Station {
                     let answer = match result {
                         Ok(Ok(_seq)) => {
                             self.shell.sync.outbox_changed();
+                            committed = true;
                             Input::Committed { id }
                         }
                         Ok(Err(e)) | Err(e) => {
@@ -292,6 +362,7 @@ impl Station {
                 }
             }
         }
+        committed
     }
 
     /// Shows a workflow screen, unless the scanner warning or the offline banner covers it.
@@ -319,45 +390,33 @@ impl Station {
             .is_some_and(|since| now_s().saturating_sub(since) >= OFFLINE_GRACE_S)
     }
 
-    async fn reload_tasks(&mut self, why: Option<Withdrawal>) {
-        let known = self.known.clone();
-        let r = self.shell.store.call(move |db| reload(db, &known)).await;
-        let (rows, gone) = match r {
-            Ok(Ok(x)) => x,
+    /// Hands the picker the path as the store has it now (see [`read_path`]). A read
+    /// that changes nothing on the screen is not written to the audit log (it is no scan,
+    /// and the station reads the path after every commit).
+    async fn read_path(&mut self, count: Count) {
+        let held = self.picker.held();
+        let r = self
+            .shell
+            .store
+            .call(move |db| read_path(db, WINDOW, &held, count))
+            .await;
+        let path = match r {
+            Ok(Ok(path)) => path,
             Ok(Err(e)) | Err(e) => {
-                tracing::error!("could not read the open tasks: {e}");
+                tracing::error!("could not read the pick path: {e}; trying again in a second");
+                self.stale = true;
                 return;
             }
         };
-        for (task_id, w) in gone {
-            self.known.remove(&task_id);
-            if let Some(w) = w {
-                let why = why.unwrap_or(w);
-                self.input(Input::Withdrawn { task_id, why }).await;
-            }
+        self.stale = false;
+        let now = self.shell.now_ms();
+        let effects = self.picker.handle(now, Input::Path(path));
+        if let [Effect::Audit(a)] = &effects[..] {
+            tracing::debug!(outcome = %a.outcome, "pick path read");
+            return;
         }
-        // On the first load, put-backs left from before a restart are handed in as tasks
-        // and withdrawn at once, so the picker is asked to put the units back.
-        let first = !self.loaded;
-        self.loaded = true;
-        let tasks: Vec<PickTask> = rows
-            .iter()
-            .filter(|r| first || r.state != TaskState::PutBackNeeded)
-            .map(pick_task)
-            .collect();
-        // Picked tasks stay known: an order cancelled after its pick still needs a put-back.
-        self.known.extend(tasks.iter().map(|t| t.task_id));
-        self.input(Input::Tasks(tasks)).await;
-        if first {
-            for r in rows.iter().filter(|r| r.state == TaskState::PutBackNeeded) {
-                self.known.remove(&r.task_id);
-                let input = Input::Withdrawn {
-                    task_id: r.task_id,
-                    why: Withdrawal::Revoked,
-                };
-                self.input(input).await;
-            }
-        }
+        // A path never makes the picker persist anything: nothing to read again after.
+        self.apply(effects).await;
     }
 
     async fn on_scanner(&mut self, ev: ScannerEvent) {
@@ -419,7 +478,15 @@ impl Station {
         }
     }
 
+    /// Whether the tick has anything to do: the offline banner, or a path to read again.
+    fn ticking(&self) -> bool {
+        self.offline_since.is_some() || self.stale
+    }
+
     async fn on_tick(&mut self) {
+        if self.stale {
+            self.read_path(Count::Tasks).await;
+        }
         let Some(since) = self.offline_since else {
             return;
         };

@@ -17,7 +17,10 @@
 
 mod baseline;
 pub mod oms_db;
+pub mod oms_pg;
+pub mod oms_store;
 mod outbox;
+mod path;
 mod picks;
 mod print;
 mod sample;
@@ -37,6 +40,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
 pub use outbox::{BirthSnapshot, DownPoint, OutboxRow, OutboxStats};
+pub use path::{Owed, PathTask};
 pub use print::{Carton, CartonClose, CartonItem, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
@@ -147,6 +151,10 @@ pub enum StoreError {
     /// A stored value this agent cannot read (an unknown state name).
     #[error("database holds a value this agent cannot read: {0}")]
     Corrupt(String),
+    /// A network database (the bridge's PostgreSQL store) failed: connection, pool or
+    /// statement.
+    #[error("database error: {0}")]
+    Backend(String),
     /// An event could not be encoded for the outbox.
     #[error("could not encode event {seq}: {source}")]
     Encode {
@@ -417,6 +425,8 @@ pub struct Db {
     /// This database's incarnation: a random id made when the file was created (or first
     /// opened by a build that knows incarnations). Event seqs are scoped to it.
     incarnation: u64,
+    /// The configured durability, restored after a commit that does not need it.
+    synchronous: Synchronous,
 }
 
 /// An open write transaction with the outbox seq it has reached.
@@ -471,6 +481,7 @@ impl Db {
             },
             high_seq: 0,
             incarnation: 0,
+            synchronous: cfg.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
         db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
@@ -515,9 +526,10 @@ impl Db {
             conn,
             high_seq: 0,
             incarnation: 0,
+            synchronous: defaults.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
-        db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
+        db.incarnation = outbox::incarnation(&db.conn)?;
         db.settings = status::load_settings(&db.conn, db.settings.clone())?;
         Ok(db)
     }

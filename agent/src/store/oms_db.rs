@@ -18,6 +18,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{StoreError, sql, unsql};
 use crate::ledger::{self, Placement};
 
+pub use super::oms_store::{
+    DeviceRow, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored,
+    StoredEvent,
+};
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -78,84 +83,26 @@ CREATE TABLE IF NOT EXISTS alarms (
 );
 ";
 
-/// Where a down message is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DownState {
-    /// Stored, not published yet (the device's incarnation may be unknown yet).
-    Queued,
-    /// Published at least once, not acknowledged.
-    Sent,
-    /// The agent applied it.
-    Applied,
-    /// The agent refused it.
-    Rejected {
-        /// The agent's reason.
-        detail: String,
-    },
-}
-
-/// A down message to (re)publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownRow {
-    /// Its stable number for the device.
-    pub msg_no: u64,
-    /// The agent incarnation it is addressed to.
-    pub stream: u64,
-    /// Its seq in that stream.
-    pub dseq: u64,
-    /// The message.
-    pub body: Down,
-}
-
-/// What storing an event did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    /// Stored now, under this cursor. Acknowledge through `through`.
-    New {
-        /// The event's cursor: grows over the whole store.
-        cursor: u64,
-        /// The stream's ack point after it.
-        through: u64,
-    },
-    /// Stored before: acknowledge `through` again.
-    Duplicate {
-        /// The stream's ack point.
-        through: u64,
-    },
-    /// A gap before it (or an incarnation not yet known past seq 1): dropped. The agent
-    /// re-sends; a fresh `Birth` tells where the stream starts.
-    Ahead {
-        /// The stream's ack point, if the stream is known.
-        through: Option<u64>,
-    },
-}
-
-/// One stored event, for consumers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    /// Position in the whole store.
-    pub cursor: u64,
-    /// Site.
-    pub site: String,
-    /// Device.
-    pub device: String,
-    /// Agent incarnation.
-    pub incarnation: u64,
-    /// The event.
-    pub event: Event,
-}
-
-/// A device's down stream as the sender needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DownStream {
-    /// Agent incarnation addressed (0: not known yet; nothing can be sent).
-    pub stream: u64,
-    /// Highest dseq acknowledged.
-    pub acked: u64,
-    /// Highest dseq numbered.
-    pub high: u64,
-}
+/// Schema steps after [`SCHEMA`], by `user_version` (append only: a store of any age is
+/// brought up to date at open).
+const MIGRATIONS: &[&str] = &[
+    // 1: when presence last changed and the last storage alarm (`GET /v1/devices`), and
+    // the bridge's idempotency keys:
+    // a retried POST finds its key and the message's number in the same transaction that
+    // queued it.
+    "ALTER TABLE devices ADD COLUMN birth_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN death_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN status_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE devices ADD COLUMN storage_alarm_pct INTEGER;
+     CREATE TABLE idempotency (
+         site    TEXT NOT NULL,
+         device  TEXT NOT NULL,
+         key     TEXT NOT NULL,
+         msg_no  INTEGER NOT NULL,
+         body    TEXT NOT NULL,
+         PRIMARY KEY (site, device, key)
+     ) WITHOUT ROWID;",
+];
 
 /// The OMS side's store.
 pub struct OmsDb {
@@ -175,11 +122,12 @@ impl OmsDb {
     /// Opens (or creates) the store at `path` (`:memory:` for a throwaway one):
     /// WAL, `synchronous=FULL` (an ack tells the agent to delete its copy).
     pub fn open(path: &Path) -> Result<OmsDb, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let incarnation = super::outbox::load_or_make_incarnation(&conn)?;
         Ok(OmsDb { conn, incarnation })
     }
@@ -189,8 +137,48 @@ impl OmsDb {
         self.incarnation
     }
 
+    /// Stored events with a cursor above `after`, oldest first, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT cursor, site, device, incarnation, event FROM events
+             WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![sql(after), limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(cursor, site, device, inc, ev)| {
+                Ok(StoredEvent {
+                    cursor: unsql(cursor),
+                    site,
+                    device,
+                    incarnation: unsql(inc),
+                    event: from_json(&ev)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl OmsStore for OmsDb {
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        OmsDb::events_after(self, after, limit)
+    }
+
     /// The device's current agent incarnation (0 if unknown).
-    pub fn device_incarnation(&self, site: &str, device: &str) -> Result<u64, StoreError> {
+    fn device_incarnation(&self, site: &str, device: &str) -> Result<u64, StoreError> {
         Ok(self
             .conn
             .prepare_cached("SELECT incarnation FROM devices WHERE site = ?1 AND device = ?2")?
@@ -201,7 +189,7 @@ impl OmsDb {
     }
 
     /// The stream's ack point, if the stream is known.
-    pub fn through(
+    fn through(
         &self,
         site: &str,
         device: &str,
@@ -222,7 +210,7 @@ impl OmsDb {
     /// Stores events in seq order, in one transaction with their streams' ack points
     /// (one disk sync for the whole batch). A `Rejected` event also marks the down
     /// message it names. Returns what happened to each, in order.
-    pub fn store_events(
+    fn store_events(
         &mut self,
         batch: &[(String, String, u64, Event)],
         now: u64,
@@ -243,7 +231,7 @@ impl OmsDb {
     /// that is behind jumps there (and, unless the stream is new here, returns an alarm
     /// naming what this store never had). `high` is kept, so that a replaced device's lost
     /// events can be named.
-    pub fn birth_floor(
+    fn birth_floor(
         &mut self,
         site: &str,
         device: &str,
@@ -269,10 +257,9 @@ impl OmsDb {
                 sql(now)
             ])?;
         Ok(match through {
-            Some(t) if t < acked => Some(format!(
-                "events {}..={acked} of incarnation {incarnation:016x} were acknowledged by another consumer and are not in this store",
-                t + 1
-            )),
+            Some(t) if t < acked => {
+                Some(super::oms_store::acked_elsewhere(t + 1, acked, incarnation))
+            }
             _ => None,
         })
     }
@@ -280,7 +267,7 @@ impl OmsDb {
     /// Records the device's current incarnation. When it changed, the old incarnation's
     /// unapplied down messages move to the new stream (renumbered from 1), and an alarm
     /// names events of the old incarnation that never arrived. Returns the alarms raised.
-    pub fn set_incarnation(
+    fn set_incarnation(
         &mut self,
         site: &str,
         device: &str,
@@ -298,6 +285,17 @@ impl OmsDb {
             .map(unsql);
         let mut alarms = Vec::new();
         if old == Some(incarnation) {
+            return Ok(alarms);
+        }
+        // A message of an incarnation this device had before (a late copy from a
+        // replaced database) never switches it back: its stream exists already.
+        let seen_before: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM streams
+                 WHERE site = ?1 AND device = ?2 AND incarnation = ?3)",
+            )?
+            .query_row(params![site, device, sql(incarnation)], |r| r.get(0))?;
+        if old.is_some_and(|o| o != 0) && seen_before {
             return Ok(alarms);
         }
         tx.prepare_cached(
@@ -318,10 +316,7 @@ impl OmsDb {
                 .unwrap_or((0, 0));
             let high = unsql(high).max(old_high.unwrap_or(0));
             if high > unsql(through) {
-                alarms.push(format!(
-                    "device replaced: events {}..={high} of incarnation {old:016x} never arrived and are gone",
-                    unsql(through) + 1
-                ));
+                alarms.push(super::oms_store::events_lost(unsql(through) + 1, high, old));
             }
             // Unapplied messages follow the device to its new database, in order.
             let mut stmt = tx.prepare_cached(
@@ -346,10 +341,7 @@ impl OmsDb {
                 ])?;
             }
             if !nos.is_empty() {
-                alarms.push(format!(
-                    "device replaced: {} unapplied down messages re-addressed to incarnation {incarnation:016x}; messages it had applied are not on the new database, resend the device's open work",
-                    nos.len()
-                ));
+                alarms.push(super::oms_store::readdressed(nos.len(), incarnation));
             }
         } else {
             // First incarnation known: messages queued for "whoever" are addressed to it.
@@ -386,7 +378,7 @@ impl OmsDb {
     }
 
     /// Records an alarm for a person to look at.
-    pub fn alarm(
+    fn alarm(
         &mut self,
         site: &str,
         device: &str,
@@ -402,7 +394,7 @@ impl OmsDb {
     }
 
     /// Alarms, oldest first: `(site, device, detail)`.
-    pub fn alarms(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+    fn alarms(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT site, device, detail FROM alarms ORDER BY alarm_id")?;
@@ -412,7 +404,7 @@ impl OmsDb {
 
     /// Commits a down message for `device` and returns its stable number. It is addressed
     /// to the device's current incarnation (or to whichever comes first, when unknown).
-    pub fn queue_down(
+    fn queue_down(
         &mut self,
         site: &str,
         device: &str,
@@ -428,35 +420,13 @@ impl OmsDb {
             .optional()?
             .map(unsql)
             .unwrap_or(0);
-        let (no, dseq): (i64, i64) = tx
-            .prepare_cached(
-                "SELECT (SELECT coalesce(max(msg_no), 0) + 1 FROM down
-                         WHERE site = ?1 AND device = ?2),
-                        (SELECT coalesce(max(dseq), 0) + 1 FROM down
-                         WHERE site = ?1 AND device = ?2 AND stream = ?3)",
-            )?
-            .query_row(params![site, device, sql(stream)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        tx.prepare_cached(
-            "INSERT INTO down (site, device, msg_no, stream, dseq, body, state, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
-        )?
-        .execute(params![
-            site,
-            device,
-            no,
-            sql(stream),
-            dseq,
-            to_json(body)?,
-            sql(now)
-        ])?;
+        let no = insert_down(&tx, site, device, stream, &to_json(body)?, now)?;
         tx.commit()?;
-        Ok(unsql(no))
+        Ok(no)
     }
 
     /// The device's down stream for its current incarnation.
-    pub fn down_stream(&self, site: &str, device: &str) -> Result<DownStream, StoreError> {
+    fn down_stream(&self, site: &str, device: &str) -> Result<DownStream, StoreError> {
         let stream = self.device_incarnation(site, device)?;
         let (acked, high): (i64, i64) = self
             .conn
@@ -477,7 +447,7 @@ impl OmsDb {
 
     /// Down messages of `stream` with `from <= dseq <= to`, in order; marks queued ones
     /// sent.
-    pub fn down_range(
+    fn down_range(
         &mut self,
         site: &str,
         device: &str,
@@ -526,7 +496,7 @@ impl OmsDb {
 
     /// The agent acknowledged (applied or rejected) every message of `stream` through
     /// `through`. Returns how many changed state.
-    pub fn down_acked(
+    fn down_acked(
         &mut self,
         site: &str,
         device: &str,
@@ -544,7 +514,7 @@ impl OmsDb {
     }
 
     /// The state of down message `msg_no` of `device`.
-    pub fn down_state(
+    fn down_state(
         &self,
         site: &str,
         device: &str,
@@ -559,18 +529,11 @@ impl OmsDb {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?;
-        Ok(row.map(|(state, detail)| match state.as_str() {
-            "queued" => DownState::Queued,
-            "sent" => DownState::Sent,
-            "applied" => DownState::Applied,
-            _ => DownState::Rejected {
-                detail: detail.unwrap_or_default(),
-            },
-        }))
+        Ok(row.map(|(state, detail)| super::oms_store::down_state(&state, detail)))
     }
 
     /// Every (site, device) with down messages not yet acknowledged.
-    pub fn devices_with_pending_down(&self) -> Result<Vec<(String, String)>, StoreError> {
+    fn devices_with_pending_down(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT site, device FROM down WHERE state IN ('queued', 'sent')",
         )?;
@@ -578,38 +541,8 @@ impl OmsDb {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Stored events with a cursor above `after`, oldest first, at most `limit`.
-    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT cursor, site, device, incarnation, event FROM events
-             WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![sql(after), limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(cursor, site, device, inc, ev)| {
-                Ok(StoredEvent {
-                    cursor: unsql(cursor),
-                    site,
-                    device,
-                    incarnation: unsql(inc),
-                    event: from_json(&ev)?,
-                })
-            })
-            .collect()
-    }
-
     /// Records presence and the latest status or birth, for `GET /v1/devices`.
-    pub fn presence(
+    fn presence(
         &mut self,
         site: &str,
         device: &str,
@@ -618,32 +551,221 @@ impl OmsDb {
         status: Option<&str>,
         now: u64,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO devices (site, device, last_seen) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (site, device) DO UPDATE SET last_seen = excluded.last_seen",
-            )?
-            .execute(params![site, device, sql(now)])?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "INSERT INTO devices (site, device, last_seen) VALUES (?1, ?2, ?3)
+             ON CONFLICT (site, device) DO UPDATE SET last_seen = excluded.last_seen",
+        )?
+        .execute(params![site, device, sql(now)])?;
         if let Some((on, session)) = online {
-            self.conn
-                .prepare_cached(
-                    "UPDATE devices SET online = ?3, session = ?4
-                     WHERE site = ?1 AND device = ?2 AND (?3 OR session <= ?4)",
-                )?
-                .execute(params![site, device, on, sql(session)])?;
+            // A death older than the latest birth (a will delivered late) changes nothing.
+            tx.prepare_cached(
+                "UPDATE devices SET online = ?3, session = ?4,
+                    death_at = CASE WHEN ?3 THEN death_at ELSE ?5 END
+                 WHERE site = ?1 AND device = ?2 AND (?3 OR session <= ?4)",
+            )?
+            .execute(params![site, device, on, sql(session), sql(now)])?;
         }
         if let Some(b) = birth {
-            self.conn
-                .prepare_cached("UPDATE devices SET birth = ?3 WHERE site = ?1 AND device = ?2")?
-                .execute(params![site, device, b])?;
+            tx.prepare_cached(
+                "UPDATE devices SET birth = ?3, birth_at = ?4 WHERE site = ?1 AND device = ?2",
+            )?
+            .execute(params![site, device, b, sql(now)])?;
         }
-        if let Some(s) = status {
-            self.conn
-                .prepare_cached("UPDATE devices SET status = ?3 WHERE site = ?1 AND device = ?2")?
-                .execute(params![site, device, s])?;
+        if let Some(st) = status {
+            tx.prepare_cached(
+                "UPDATE devices SET status = ?3, status_at = ?4 WHERE site = ?1 AND device = ?2",
+            )?
+            .execute(params![site, device, st, sql(now)])?;
         }
+        tx.commit()?;
         Ok(())
     }
+
+    fn queue_down_keyed(
+        &mut self,
+        site: &str,
+        device: &str,
+        body: &Down,
+        key: Option<&str>,
+        now: u64,
+    ) -> Result<Queued, StoreError> {
+        let mut out = self.queue_down_many(
+            &[DownRequest {
+                site,
+                device,
+                body,
+                key,
+            }],
+            now,
+        )?;
+        out.pop()
+            .ok_or_else(|| StoreError::Invalid("no answer for a queued message".into()))
+    }
+
+    fn queue_down_many(
+        &mut self,
+        reqs: &[DownRequest<'_>],
+        now: u64,
+    ) -> Result<Vec<Queued>, StoreError> {
+        // One transaction, so one disk sync, for every request waiting.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(queue_keyed_in(&tx, r, now)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.site, d.device, d.incarnation, d.online, d.session, d.last_seen,
+                    d.birth_at, d.death_at, d.status_at, d.birth, d.status,
+                    coalesce(s.high_seen, 0), coalesce(s.through, 0), d.storage_alarm_pct,
+                        (SELECT count(*) FROM down w WHERE w.site = d.site AND w.device = d.device
+                        AND w.state IN ('queued', 'sent'))
+             FROM devices d
+             LEFT JOIN streams s ON s.site = d.site AND s.device = d.device
+                 AND s.incarnation = d.incarnation
+             ORDER BY d.site, d.device",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DeviceRow {
+                site: r.get(0)?,
+                device: r.get(1)?,
+                incarnation: unsql(r.get(2)?),
+                online: r.get(3)?,
+                session: unsql(r.get(4)?),
+                last_seen: unsql(r.get(5)?),
+                birth_at: unsql(r.get(6)?),
+                death_at: unsql(r.get(7)?),
+                status_at: unsql(r.get(8)?),
+                birth: r.get(9)?,
+                status: r.get(10)?,
+                high_seen: unsql(r.get(11)?),
+                through: unsql(r.get(12)?),
+                storage_alarm_pct: r.get(13)?,
+                down_unacked: unsql(r.get(14)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT coalesce(max(cursor), 0) FROM events),
+                    (SELECT count(*) FROM down WHERE state IN ('queued', 'sent')),
+                    (SELECT count(*) FROM devices WHERE online),
+                    (SELECT count(*) FROM devices),
+                    (SELECT count(*) FROM alarms)",
+            )?
+            .query_row([], |r| {
+                Ok(StoreTotals {
+                    events: unsql(r.get(0)?),
+                    down_pending: unsql(r.get(1)?),
+                    devices_online: unsql(r.get(2)?),
+                    devices: unsql(r.get(3)?),
+                    alarms: unsql(r.get(4)?),
+                })
+            })?)
+    }
+}
+
+/// Queues one keyed message in `tx` (see [`OmsStore::queue_down_keyed`]).
+fn queue_keyed_in(
+    tx: &rusqlite::Transaction<'_>,
+    r: &DownRequest<'_>,
+    now: u64,
+) -> Result<Queued, StoreError> {
+    let (site, device) = (r.site, r.device);
+    let json = to_json(r.body)?;
+    if let Some(key) = r.key {
+        let seen: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT msg_no, body FROM idempotency
+                 WHERE site = ?1 AND device = ?2 AND key = ?3",
+            )?
+            .query_row(params![site, device, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((no, seen_body)) = seen {
+            return Ok(if seen_body == json {
+                Queued::Again(unsql(no))
+            } else {
+                Queued::KeyReused(unsql(no))
+            });
+        }
+    }
+    let known: Option<i64> = tx
+        .prepare_cached("SELECT incarnation FROM devices WHERE site = ?1 AND device = ?2")?
+        .query_row([site, device], |r| r.get(0))
+        .optional()?;
+    let Some(stream) = known.map(unsql) else {
+        return Ok(Queued::UnknownDevice);
+    };
+    let no = insert_down(tx, site, device, stream, &json, now)?;
+    if let Some(key) = r.key {
+        tx.prepare_cached(
+            "INSERT INTO idempotency (site, device, key, msg_no, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![site, device, key, sql(no), json])?;
+    }
+    Ok(Queued::New(no))
+}
+
+/// Brings the schema up to date (see [`MIGRATIONS`]), each step in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Inserts a down message in `tx` under the device's next number, addressed to `stream`
+/// (its next dseq there), and returns the number.
+fn insert_down(
+    tx: &rusqlite::Transaction<'_>,
+    site: &str,
+    device: &str,
+    stream: u64,
+    body_json: &str,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let (no, dseq): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT (SELECT coalesce(max(msg_no), 0) + 1 FROM down
+                     WHERE site = ?1 AND device = ?2),
+                    (SELECT coalesce(max(dseq), 0) + 1 FROM down
+                     WHERE site = ?1 AND device = ?2 AND stream = ?3)",
+        )?
+        .query_row(params![site, device, sql(stream)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    tx.prepare_cached(
+        "INSERT INTO down (site, device, msg_no, stream, dseq, body, state, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
+    )?
+    .execute(params![
+        site,
+        device,
+        no,
+        sql(stream),
+        dseq,
+        body_json,
+        sql(now)
+    ])?;
+    Ok(unsql(no))
 }
 
 /// Stores one event in `tx` (see [`OmsDb::store_events`]).
@@ -726,8 +848,178 @@ fn store_event(
             detail
         ])?;
     }
+    if let EventKind::StorageAlarm { pct } = &event.kind {
+        tx.prepare_cached(
+            "UPDATE devices SET storage_alarm_pct = ?3 WHERE site = ?1 AND device = ?2",
+        )?
+        .execute(params![site, device, pct])?;
+    }
     Ok(Stored::New {
         cursor,
         through: event.seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floorhand_protocol::oms::Down;
+
+    fn cancel(order: &str) -> Down {
+        Down::OrderCancelled {
+            order_id: order.into(),
+        }
+    }
+
+    fn skipped(seq: u64) -> Event {
+        Event {
+            seq,
+            at: 1_795_300_000,
+            operator: 7,
+            kind: EventKind::Skipped { task_id: seq },
+        }
+    }
+
+    /// A store in `dir` that has heard of `s1/d1` (incarnation 5).
+    fn store_with_device(dir: &Path) -> OmsDb {
+        let mut db = OmsDb::open(&dir.join("oms.db")).unwrap();
+        db.set_incarnation("s1", "d1", 5, None, 100).unwrap();
+        db
+    }
+
+    #[test]
+    fn a_retried_key_gets_the_first_number_and_queues_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store_with_device(dir.path());
+        let q = |db: &mut OmsDb, key, order| {
+            db.queue_down_keyed("s1", "d1", &cancel(order), key, 1)
+                .unwrap()
+        };
+        assert_eq!(q(&mut db, Some("k1"), "A"), Queued::New(1));
+        assert_eq!(q(&mut db, Some("k1"), "A"), Queued::Again(1));
+        assert_eq!(q(&mut db, Some("k1"), "B"), Queued::KeyReused(1));
+        assert_eq!(q(&mut db, None, "A"), Queued::New(2));
+        assert_eq!(q(&mut db, Some("k2"), "A"), Queued::New(3));
+        // The same key for another device is another key.
+        db.set_incarnation("s1", "d2", 6, None, 100).unwrap();
+        assert_eq!(
+            db.queue_down_keyed("s1", "d2", &cancel("A"), Some("k1"), 1)
+                .unwrap(),
+            Queued::New(1)
+        );
+        assert_eq!(db.down_stream("s1", "d1").unwrap().high, 3);
+        assert_eq!(db.totals().unwrap().down_pending, 4);
+    }
+
+    #[test]
+    fn a_group_of_requests_commits_together_and_sees_its_own_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store_with_device(dir.path());
+        let (a, b) = (cancel("A"), cancel("B"));
+        let req = |device, body, key| DownRequest {
+            site: "s1",
+            device,
+            body,
+            key,
+        };
+        let got = db
+            .queue_down_many(
+                &[
+                    req("d1", &a, Some("k")),
+                    req("d9", &a, None),
+                    req("d1", &a, Some("k")),
+                    req("d1", &b, Some("k")),
+                    req("d1", &b, None),
+                ],
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Queued::New(1),
+                Queued::UnknownDevice,
+                Queued::Again(1),
+                Queued::KeyReused(1),
+                Queued::New(2)
+            ]
+        );
+        assert_eq!(db.down_stream("s1", "d1").unwrap().high, 2);
+    }
+
+    #[test]
+    fn a_device_never_heard_from_gets_nothing_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store_with_device(dir.path());
+        let got = db
+            .queue_down_keyed("s2", "d1", &cancel("A"), Some("k"), 1)
+            .unwrap();
+        assert_eq!(got, Queued::UnknownDevice);
+        assert_eq!(db.totals().unwrap().down_pending, 0);
+        // The key was not spent either.
+        assert_eq!(
+            db.queue_down_keyed("s1", "d1", &cancel("A"), Some("k"), 1)
+                .unwrap(),
+            Queued::New(1)
+        );
+    }
+
+    #[test]
+    fn devices_show_presence_backlog_and_unacknowledged_down_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store_with_device(dir.path());
+        db.presence("s1", "d1", Some((true, 3)), Some("{}"), None, 200)
+            .unwrap();
+        let batch: Vec<_> = [1, 2, 4]
+            .into_iter()
+            .map(|s| ("s1".to_string(), "d1".to_string(), 5, skipped(s)))
+            .collect();
+        let stored = db.store_events(&batch, 201).unwrap();
+        assert!(matches!(stored[2], Stored::Ahead { through: Some(2) }));
+        db.queue_down("s1", "d1", &cancel("A"), 202).unwrap();
+        db.presence("s1", "d1", None, None, Some("{\"backlog\":1}"), 203)
+            .unwrap();
+        // A late will of an older session changes nothing.
+        db.presence("s1", "d1", Some((false, 2)), None, None, 204)
+            .unwrap();
+        let d = &db.devices().unwrap()[0];
+        assert_eq!((d.site.as_str(), d.device.as_str()), ("s1", "d1"));
+        assert!(d.online);
+        assert_eq!((d.incarnation, d.session), (5, 3));
+        assert_eq!((d.through, d.high_seen, d.down_unacked), (2, 4, 1));
+        assert_eq!((d.birth_at, d.status_at, d.death_at), (200, 203, 0));
+        db.presence("s1", "d1", Some((false, 3)), None, None, 205)
+            .unwrap();
+        let d = &db.devices().unwrap()[0];
+        assert!(!d.online);
+        assert_eq!(d.death_at, 205);
+        let t = db.totals().unwrap();
+        assert_eq!((t.events, t.devices, t.devices_online), (2, 1, 0));
+    }
+
+    #[test]
+    fn a_store_of_the_first_schema_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO devices (site, device, incarnation) VALUES ('s1', 'd1', 9)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut db = OmsDb::open(&path).unwrap();
+        assert_eq!(db.device_incarnation("s1", "d1").unwrap(), 9);
+        assert_eq!(
+            db.queue_down_keyed("s1", "d1", &cancel("A"), Some("k"), 1)
+                .unwrap(),
+            Queued::New(1)
+        );
+        drop(db);
+        // Opening again runs nothing twice.
+        let db = OmsDb::open(&path).unwrap();
+        assert_eq!(db.devices().unwrap()[0].down_unacked, 1);
+    }
 }

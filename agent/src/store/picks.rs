@@ -9,12 +9,12 @@ use super::waves::decode_gtins;
 use super::{CaptureFlags, Db, PickConfirmation, StoreError, TaskRow, TaskState, Tx, sql, unsql};
 
 /// Columns [`task_row`] reads, in order.
-const TASK_COLUMNS: &str = "t.task_id, t.wave_id, w.priority, w.cutoff, t.order_id,
+pub(super) const TASK_COLUMNS: &str = "t.task_id, t.wave_id, w.priority, w.cutoff, t.order_id,
     t.order_line, t.location, t.pick_seq, t.location_check, t.gtins, t.sku, t.description,
     t.qty, t.picked_qty, t.capture_lot, t.capture_serial, t.capture_expiry, t.tote_required,
     t.state, t.updated_at";
 
-fn task_row(r: &Row<'_>) -> Result<TaskRow, StoreError> {
+pub(super) fn task_row(r: &Row<'_>) -> Result<TaskRow, StoreError> {
     let gtins: String = r.get(9)?;
     let state: String = r.get(18)?;
     Ok(TaskRow {

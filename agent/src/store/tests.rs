@@ -697,7 +697,9 @@ fn database_at(path: &Path, v: u32) {
     assert_eq!(schema::version(&conn).unwrap(), v);
     if v >= 1 {
         conn.execute_batch(
-            "INSERT INTO waves VALUES (10, 1, 5, 0, 'open', 1, NULL);
+            "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at,
+                completed_at)
+             VALUES (10, 1, 5, 0, 'open', 1, NULL);
              INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line, location,
                 pick_seq, location_check, gtins, sku, description, qty, capture_lot,
                 capture_serial, capture_expiry, tote_required, state, picked_qty, updated_at)
@@ -734,6 +736,13 @@ fn every_older_schema_migrates_to_the_current_one_keeping_its_data() {
                 (1, TaskState::InProgress),
                 "from v{v}"
             );
+            // On the pick path (v7), with its wave's priority.
+            let (path, _) = db.path_window(10).unwrap();
+            let on_path: Vec<_> = path
+                .iter()
+                .map(|p| (p.row.task_id, p.row.priority))
+                .collect();
+            assert_eq!(on_path, [(100, 5)], "from v{v}");
             assert_eq!(
                 db.confirm_pick(T0, 7, &pick(100, 2)).unwrap(),
                 3,
@@ -1472,21 +1481,24 @@ fn a_surplus_waiting_for_its_put_back_follows_the_next_version_and_a_revocation(
 /// state agrees with what the picker holds, and a put-back the OMS was not told of by a
 /// `Conflict` never happens.
 mod one_truth {
-    use std::collections::{BTreeMap, BTreeSet, VecDeque};
+    use std::collections::{BTreeMap, VecDeque};
 
     use floorhand_protocol::link::{Key, Level, ScanTarget, Screen};
     use floorhand_protocol::oms::{Capture, GtinPack, Task};
     use proptest::prelude::*;
 
     use super::*;
-    use crate::pick::{self, Command, PickConfig, PickTask, Picker, Withdrawal};
-    use crate::station::pick::{execute, pick_task};
+    use crate::pick::{self, Command, PickConfig, Picker};
+    use crate::station::pick::{Count, execute, read_path};
 
     const WAVE: u64 = 10;
     const FIRST: u64 = 100;
     const N: usize = 6;
     const GTIN: &str = "09506000134352";
     const BADGE: &str = "OP7";
+    /// The picker's window of the path: smaller than the wave, so shifts walk through
+    /// windows, and tasks come and go from the picker's view.
+    const WINDOW: usize = 2;
 
     /// Task `FIRST + i`: orders A (the first three) and B, one location each.
     fn task(i: usize, qty: u32) -> Task {
@@ -1783,22 +1795,15 @@ mod one_truth {
     }
 
     /// The station's pick runtime over a real store file: every `Persist` runs through
-    /// `station::pick::execute`, tasks are reloaded after every applied down message
-    /// (withdrawals first, as `station::pick` does), and a crash drops the workflow and
-    /// the store and opens the file again.
-    ///
-    /// One difference from `station::pick` as it stands: a put-back of a task the picker
-    /// does not know (picked before a restart, taken away after it) is handed in at any
-    /// reload, not only at the first. The station hands it in only after the next restart,
-    /// so the picker is never asked for it until then (this test found it).
+    /// `station::pick::execute`, and the path is read with `station::pick::read_path` (a
+    /// window of [`WINDOW`] tasks) at start, after every applied down message and after
+    /// every commit, as `station::pick` does; a crash drops the workflow and the store and
+    /// opens the file again.
     struct Shift {
         _dir: TempDir,
         path: PathBuf,
         db: Db,
         picker: Picker,
-        known: BTreeSet<u64>,
-        /// Put-backs the picker was asked for since the start.
-        asked: BTreeSet<u64>,
         now_ms: u64,
         now: u64,
         msg: u64,
@@ -1818,8 +1823,6 @@ mod one_truth {
                 path,
                 _dir: dir,
                 picker: Picker::new(PickConfig::default()),
-                known: BTreeSet::new(),
-                asked: BTreeSet::new(),
                 now_ms: 0,
                 now: T0,
                 msg: 0,
@@ -1837,6 +1840,7 @@ mod one_truth {
             // Past the bounce window: every scan counts.
             self.now_ms += 1_000;
             let mut queue: VecDeque<pick::Effect> = self.picker.handle(self.now_ms, input).into();
+            let mut committed = false;
             while let Some(effect) = queue.pop_front() {
                 let pick::Effect::Persist { id, command } = effect else {
                     continue;
@@ -1858,6 +1862,7 @@ mod one_truth {
                         if let Some((task_id, n)) = units {
                             *self.heard.entry(task_id).or_default() += n;
                         }
+                        committed = true;
                         pick::Input::Committed { id }
                     }
                     Err(e) => {
@@ -1871,65 +1876,24 @@ mod one_truth {
                 self.now_ms += 1;
                 queue.extend(self.picker.handle(self.now_ms, answer));
             }
+            if committed {
+                self.reload(Count::Skip);
+            }
         }
 
-        fn reload(&mut self, why: Option<Withdrawal>) {
-            let open = self.db.open_tasks().unwrap();
-            let mut gone = Vec::new();
-            for &id in &self.known {
-                if open
-                    .iter()
-                    .any(|t| t.task_id == id && t.state != TaskState::PutBackNeeded)
-                {
-                    continue;
-                }
-                match self.db.task(id).unwrap().map(|t| t.state) {
-                    Some(TaskState::Cancelled) => gone.push((id, Some(Withdrawal::OrderCancelled))),
-                    Some(TaskState::Revoked | TaskState::PutBackNeeded) => {
-                        gone.push((id, Some(Withdrawal::Revoked)))
-                    }
-                    Some(_) => {}
-                    None => gone.push((id, None)),
-                }
-            }
-            for (task_id, w) in gone {
-                self.known.remove(&task_id);
-                self.asked.insert(task_id);
-                if let Some(w) = w {
-                    let why = why.unwrap_or(w);
-                    self.feed(pick::Input::Withdrawn { task_id, why });
-                }
-            }
-            // Put-backs the picker was not asked for yet are handed in as tasks and
-            // withdrawn at once, so the picker is asked to put the units back.
-            let hand_in: Vec<u64> = open
-                .iter()
-                .filter(|r| r.state == TaskState::PutBackNeeded && !self.asked.contains(&r.task_id))
-                .map(|r| r.task_id)
-                .collect();
-            let tasks: Vec<PickTask> = open
-                .iter()
-                .filter(|r| r.state != TaskState::PutBackNeeded || hand_in.contains(&r.task_id))
-                .map(pick_task)
-                .collect();
-            self.known.extend(tasks.iter().map(|t| t.task_id));
-            self.feed(pick::Input::Tasks(tasks));
-            for task_id in hand_in {
-                self.known.remove(&task_id);
-                self.asked.insert(task_id);
-                self.feed(pick::Input::Withdrawn {
-                    task_id,
-                    why: Withdrawal::Revoked,
-                });
-            }
+        fn reload(&mut self, count: Count) {
+            let held = self.picker.held();
+            let path = read_path(&self.db, WINDOW, &held, count).unwrap();
+            self.feed(pick::Input::Path(path));
         }
 
         fn down(&mut self, down: Down) {
             self.msg += 1;
             self.now += 1;
             match self.db.apply_seq(self.msg, &down, self.now).unwrap() {
-                Applied::Cancelled { .. } => self.reload(Some(Withdrawal::OrderCancelled)),
-                Applied::WaveApplied { .. } | Applied::Revoked { .. } => self.reload(None),
+                Applied::Cancelled { .. }
+                | Applied::WaveApplied { .. }
+                | Applied::Revoked { .. } => self.reload(Count::Tasks),
                 _ => {}
             }
         }
@@ -1950,9 +1914,7 @@ mod one_truth {
                 World::Crash => {
                     self.db = Db::open(&self.path, &config()).unwrap();
                     self.picker = Picker::new(PickConfig::default());
-                    self.known.clear();
-                    self.asked.clear();
-                    self.reload(None);
+                    self.reload(Count::Tasks);
                     self.feed(pick::Input::scan(BADGE.as_bytes()));
                 }
             }
@@ -2056,6 +2018,26 @@ mod one_truth {
         ) {
             run_shift(&first, &acts).map_err(TestCaseError::fail)?;
         }
+    }
+
+    #[test]
+    fn a_task_picked_before_a_restart_and_cancelled_after_it_is_asked_back_at_once() {
+        let mut s = Shift::start(&[1; N]);
+        for a in [Act::Location(0), Act::Item, Act::Key(Key::Enter)] {
+            s.act(&a);
+        }
+        assert_eq!(s.db.task(FIRST).unwrap().unwrap().state, TaskState::Picked);
+        s.world(&World::Crash);
+        s.world(&World::Cancel(true));
+        assert_eq!(
+            s.picker.screen(),
+            Screen::Message {
+                level: Level::Warning,
+                text: floorhand_protocol::link::fit("Put back 1 of Item 100 at B-100"),
+            },
+            "asked at the cancellation, not after the next restart"
+        );
+        assert_eq!(s.check(), Ok(()));
     }
 
     #[test]

@@ -18,18 +18,20 @@ use rusqlite::{OptionalExtension, params};
 use super::DownPoint;
 use super::outbox::{DOWN_INCARNATION, DOWN_THROUGH, down_point, meta_set};
 use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
-use super::{Applied, Db, Gtin, Settings, StoreError, TaskState, Tx, sql, unsql};
+use super::{Applied, Db, Gtin, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
 /// Inserts a task (fresh values for every column the OMS owns).
 const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id, order_line,
         location, pick_seq, location_check, gtins, sku, description, qty, capture_lot,
-        capture_serial, capture_expiry, tote_required, state, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17)";
+        capture_serial, capture_expiry, tote_required, state, updated_at, priority)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17,
+        ?18)";
 
 /// With [`INSERT_TASK`]: an existing task takes every new value only where nothing was
 /// ever picked for it (a skipped one stays skipped). A task with picks is left to
-/// [`Tx::revise_task`], which keeps every confirmed unit.
+/// [`Tx::revise_task`], which keeps every confirmed unit. (`=` joined by `OR`, not an `IN`
+/// list: SQLite would build a temporary table for the list on every task.)
 const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         wave_id = excluded.wave_id, wave_version = excluded.wave_version,
         order_id = excluded.order_id, order_line = excluded.order_line,
@@ -38,10 +40,12 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
         sku = excluded.sku, description = excluded.description, qty = excluded.qty,
         capture_lot = excluded.capture_lot, capture_serial = excluded.capture_serial,
         capture_expiry = excluded.capture_expiry, tote_required = excluded.tote_required,
+        priority = excluded.priority,
         state = CASE tasks.state WHEN 'skipped' THEN 'skipped' ELSE 'open' END,
         ended = NULL, completed_at = NULL, updated_at = excluded.updated_at
      WHERE tasks.picked_qty = 0
-       AND tasks.state IN ('open', 'skipped', 'revoked', 'cancelled')";
+       AND (tasks.state = 'open' OR tasks.state = 'skipped' OR tasks.state = 'revoked'
+            OR tasks.state = 'cancelled')";
 
 /// SQL condition on `waves`: no task of the wave needs the picker any more.
 pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks
@@ -183,62 +187,41 @@ impl Db {
         down: &Down,
         now: u64,
     ) -> Result<Applied, StoreError> {
-        let DownHeader {
-            dseq,
-            oms_incarnation,
-            to_incarnation,
-        } = head;
-        let mut new_settings = None;
-        let applied = self.write(now, |t, settings| {
-            match down {
-                Down::Ack {
-                    incarnation,
-                    up_to_seq,
-                } => {
-                    return Ok(if *incarnation == t.incarnation {
-                        Applied::Acked {
-                            deleted: t.ack(*up_to_seq)?,
-                        }
-                    } else {
-                        Applied::ForeignAck
-                    });
-                }
-                Down::ResyncRequest => return Ok(Applied::Resync),
-                _ if to_incarnation != t.incarnation => {
-                    return Ok(Applied::NotForMe { to_incarnation });
-                }
-                _ => {
-                    if let Some(skip) = t.next_down(oms_incarnation, dseq)? {
-                        return Ok(skip);
-                    }
-                }
+        let mut applied = self.apply_downs(&[(head, down)], now)?;
+        Ok(applied.pop().unwrap_or(Applied::Duplicate))
+    }
+
+    /// Applies down messages in order, all in one transaction (one disk sync for a burst),
+    /// each as [`Db::apply_down`] would. If any fails, none is applied.
+    pub fn apply_downs(
+        &mut self,
+        batch: &[(DownHeader, &Down)],
+        now: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut new_settings: Option<Settings> = None;
+        // A batch of acks and resync requests only deletes what the OMS holds and asks for
+        // a birth: if power is lost before the WAL reaches the disk, the rows come back and
+        // are sent again, and the OMS drops them as duplicates. It needs no disk sync, which
+        // keeps a burst of acks from costing one sync each.
+        let control_only = batch.iter().all(|(_, d)| !d.is_sequenced());
+        if control_only && self.synchronous == Synchronous::Full {
+            self.conn
+                .pragma_update(None, "synchronous", Synchronous::Normal.pragma())?;
+        }
+        let result = self.write(now, |t, settings| {
+            let mut out = Vec::with_capacity(batch.len());
+            for (head, down) in batch {
+                // A ConfigUpdate earlier in the batch is in force for what follows.
+                let current = new_settings.clone().unwrap_or_else(|| settings.clone());
+                out.push(t.apply_one(*head, down, &current, &mut new_settings)?);
             }
-            let applied = match down {
-                Down::WaveAssigned(wave) => t.apply_wave(dseq, wave, settings)?,
-                Down::TasksRevoked { wave_id, task_ids } => {
-                    let mut tally = Tally::default();
-                    for &task_id in task_ids {
-                        tally.add(t.end_task(task_id, Some(*wave_id), Ending::Revoked)?);
-                    }
-                    t.close_wave_if_done(*wave_id)?;
-                    Applied::Revoked {
-                        tasks: tally.tasks,
-                        put_backs: tally.put_backs,
-                    }
-                }
-                Down::OrderCancelled { order_id } => t.cancel_order(order_id)?,
-                Down::PackOrder(order) => t.store_pack_order(dseq, order, settings)?,
-                Down::ConfigUpdate(update) => {
-                    new_settings = Some(t.store_config(update, settings)?);
-                    Applied::ConfigApplied
-                }
-                // Handled above: control messages are not numbered.
-                Down::Ack { .. } => Applied::ForeignAck,
-                Down::ResyncRequest => Applied::Resync,
-            };
-            t.down_done(oms_incarnation, dseq)?;
-            Ok(applied)
-        })?;
+            Ok(out)
+        });
+        if control_only && self.synchronous == Synchronous::Full {
+            self.conn
+                .pragma_update(None, "synchronous", self.synchronous.pragma())?;
+        }
+        let applied = result?;
         if let Some(s) = new_settings {
             self.settings = s;
         }
@@ -275,6 +258,69 @@ impl Db {
 }
 
 impl Tx<'_> {
+    /// Applies one down message in this transaction (see [`Db::apply_down`]).
+    fn apply_one(
+        &mut self,
+        head: DownHeader,
+        down: &Down,
+        settings: &Settings,
+        new_settings: &mut Option<Settings>,
+    ) -> Result<Applied, StoreError> {
+        let DownHeader {
+            dseq,
+            oms_incarnation,
+            to_incarnation,
+        } = head;
+        match down {
+            Down::Ack {
+                incarnation,
+                up_to_seq,
+            } => {
+                return Ok(if *incarnation == self.incarnation {
+                    Applied::Acked {
+                        deleted: self.ack(*up_to_seq)?,
+                    }
+                } else {
+                    Applied::ForeignAck
+                });
+            }
+            Down::ResyncRequest => return Ok(Applied::Resync),
+            _ if to_incarnation != self.incarnation => {
+                return Ok(Applied::NotForMe { to_incarnation });
+            }
+            _ => {
+                if let Some(skip) = self.next_down(oms_incarnation, dseq)? {
+                    return Ok(skip);
+                }
+            }
+        }
+        let applied = match down {
+            Down::WaveAssigned(wave) => self.apply_wave(dseq, wave, settings)?,
+            Down::TasksRevoked { wave_id, task_ids } => {
+                let mut tally = Tally::default();
+                for &task_id in task_ids {
+                    tally.add(self.end_task(task_id, Some(*wave_id), Ending::Revoked)?);
+                }
+                self.close_wave_if_done(*wave_id)?;
+                Applied::Revoked {
+                    tasks: tally.tasks,
+                    put_backs: tally.put_backs,
+                }
+            }
+            Down::OrderCancelled { order_id } => self.cancel_order(order_id)?,
+            Down::PackOrder(order) => self.store_pack_order(dseq, order, settings)?,
+            Down::ConfigUpdate(update) => {
+                *new_settings = Some(self.store_config(update, settings)?);
+                Applied::ConfigApplied
+            }
+            // Handled above: control messages are not numbered.
+            Down::Ack { .. } => Applied::ForeignAck,
+            Down::ResyncRequest => Applied::Resync,
+        };
+        self.down_done(oms_incarnation, dseq)?;
+        Ok(applied)
+    }
+
     /// `None` when `dseq` is the next down message to apply; otherwise what to report.
     fn next_down(
         &mut self,
@@ -453,6 +499,7 @@ impl Tx<'_> {
                 task.capture.expiry,
                 task.tote_required,
                 now,
+                wave.priority,
             ];
             let inserted = first_time && insert.execute(values)? == 1;
             if !inserted && upsert.execute(values)? == 0 {
@@ -543,7 +590,8 @@ impl Tx<'_> {
             .prepare_cached(
                 "UPDATE tasks SET wave_id = ?2, wave_version = ?3, qty = ?4, state = ?5,
                     last_seq = COALESCE(?6, last_seq), updated_at = ?7,
-                    completed_at = CASE WHEN ?5 = state THEN completed_at ELSE ?8 END
+                    completed_at = CASE WHEN ?5 = state THEN completed_at ELSE ?8 END,
+                    priority = ?9
                  WHERE task_id = ?1",
             )?
             .execute(params![
@@ -554,7 +602,8 @@ impl Tx<'_> {
                 next.as_str(),
                 seq.map(sql),
                 sql(self.now),
-                completed
+                completed,
+                wave.priority
             ])?;
         Ok(())
     }

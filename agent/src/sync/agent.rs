@@ -17,7 +17,6 @@
 //!
 //! A PUBACK only marks rows as sent; rows are deleted only by the OMS's `Ack`.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use floorhand_protocol::limits::{MAX_DOWN_BYTES, WINDOW};
@@ -30,6 +29,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::backoff::Backoff;
 use super::mqtt::{self, BrokerSettings, SettingsError};
+use super::pubacks::{Pubacks, Sent};
 use crate::ledger::{Outflow, Timing};
 use crate::store::{Applied, Store, StoreError};
 
@@ -60,7 +60,7 @@ impl SyncConfig {
             broker,
             status_interval: Duration::from_secs(60),
             resend_after: Duration::from_secs(20),
-            backoff: (Duration::from_millis(200), Duration::from_secs(30)),
+            backoff: (Duration::from_millis(200), Duration::from_secs(5)),
         }
     }
 }
@@ -203,7 +203,10 @@ pub async fn start(
             return Err(SyncError::BadId(id.clone()));
         }
     }
-    let mut opts = mqtt::options(&cfg.device, &cfg.broker)?;
+    // The MQTT client id is `site.device`: the same device id at two sites on one broker
+    // are two clients (ids never contain a `.`), and neither takes over the other's
+    // connection.
+    let mut opts = mqtt::options(&format!("{}.{}", cfg.site, cfg.device), &cfg.broker)?;
     let session = store.call(|db| db.next_session()).await??;
     let (incarnation, acked, high) = store
         .call(|db| {
@@ -362,10 +365,8 @@ async fn poll_task(mut t: PollTask) {
     let up_topic = topics::up(&t.cfg.site, &t.cfg.device);
     let mut backoff = Backoff::new(t.cfg.backoff.0, t.cfg.backoff.1);
     let mut connected = false;
-    // Event seqs of QoS 1 publishes handed to rumqttc, in order, not yet given a packet
-    // id (`None` for presence messages), and packet id -> seq of those in flight.
-    let mut queued: VecDeque<Option<u64>> = VecDeque::new();
-    let mut inflight: HashMap<u16, Option<u64>> = HashMap::new();
+    // Which PUBACK belongs to which event on this connection (pure bookkeeping).
+    let mut pubacks = Pubacks::default();
     let mut held: Option<Row> = None;
     let mut last_error = String::new();
     loop {
@@ -373,7 +374,7 @@ async fn poll_task(mut t: PollTask) {
             let poll = t.eventloop.poll();
             tokio::pin!(poll);
             loop {
-                let room = connected && queued.len() + inflight.len() < MAX_QUEUED;
+                let room = connected && pubacks.len() < MAX_QUEUED;
                 tokio::select! {
                     ev = &mut poll => break Some(ev),
                     Some(row) = t.rows.recv(), if room && held.is_none() => {
@@ -383,7 +384,7 @@ async fn poll_task(mut t: PollTask) {
                         if t.client.try_publish(&p.topic, p.qos, p.retain, p.payload).is_ok()
                             && p.qos != QoS::AtMostOnce
                         {
-                            queued.push_back(None);
+                            pubacks.queued(Sent::Other);
                         }
                     }
                     _ = t.shutdown.changed() => {
@@ -402,7 +403,7 @@ async fn poll_task(mut t: PollTask) {
                         .try_publish(&up_topic, QoS::AtLeastOnce, false, row.payload)
                     {
                         Ok(()) => {
-                            queued.push_back(Some(row.seq));
+                            pubacks.queued(Sent::Event(row.seq));
                             t.stats.send_modify(|s| s.published += 1);
                         }
                         Err(e) => tracing::warn!("sync: could not queue seq {}: {e}", row.seq),
@@ -424,8 +425,7 @@ async fn poll_task(mut t: PollTask) {
                 // unacknowledged down message, so keep nothing of the old connection: a
                 // PUBACK replayed by packet id could ack a different message on this one.
                 t.eventloop.pending.clear();
-                queued.clear();
-                inflight.clear();
+                pubacks.reset();
                 tracing::info!(
                     session = t.session,
                     session_present = ack.session_present,
@@ -455,15 +455,10 @@ async fn poll_task(mut t: PollTask) {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let _ = t.inbound.send((t.session, p));
             }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid) | Outgoing::AwaitAck(pkid)))
-                if pkid != 0 =>
-            {
-                if let Some(seq) = queued.pop_front() {
-                    inflight.insert(pkid, seq);
-                }
-            }
+            // An AwaitAck's publish is written later, with its own Outgoing::Publish.
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => pubacks.written(pkid),
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(Some(seq)) = inflight.remove(&ack.pkid) {
+                if let Some(seq) = pubacks.acked(ack.pkid) {
                     t.stats
                         .send_modify(|s| s.sent_through = s.sent_through.max(seq));
                     let _ = t.sent.send(seq);
@@ -492,8 +487,7 @@ async fn poll_task(mut t: PollTask) {
                 t.generation.send_replace(None);
                 // Everything queued or in flight was dropped or moved to `pending` by
                 // rumqttc; the sender starts again after the next ConnAck.
-                queued.clear();
-                inflight.clear();
+                pubacks.reset();
                 held = None;
                 // A new connection gets a new session number, and the will that goes with it.
                 match t.store.call(|db| db.next_session()).await {
@@ -742,14 +736,15 @@ fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
     }
 }
 
-/// Down messages applied in a row before a `DownAck` goes out even if more are waiting.
-const DOWN_ACK_EVERY: u64 = 64;
+/// Most down messages applied in one store transaction (and acknowledged by one
+/// `DownAck`): the messages already waiting when the first is taken.
+const DOWN_BATCH: usize = 256;
 
-/// Applies down messages in the order received, each in one store transaction (the store
-/// places it in the down sequence), and acknowledges after the commit: `DownAck` at
-/// application level (coalesced while more messages wait), the broker's PUBACK on the
-/// same connection only. A failed commit is retried with backoff; nothing after it is
-/// applied before it.
+/// Applies down messages in the order received, each placed in the down sequence by the
+/// store, and acknowledges after the commit: `DownAck` at application level (one per
+/// batch), the broker's PUBACK on the same connection only. Messages that are already
+/// waiting are applied together in one transaction (one disk sync for a burst). A failed
+/// commit is retried with backoff; nothing after it is applied before it.
 async fn inbound(
     ids: Ids,
     store: Store,
@@ -760,17 +755,54 @@ async fn inbound(
 ) {
     let expected = topics::down(&ids.site, &ids.device);
     let up_topic = topics::up(&ids.site, &ids.device);
-    let mut unacked = 0u64;
     let mut msg_ids = 0u64;
-    while let Some((conn, p)) = rx.recv().await {
-        let verdict = check(&expected, &p.topic, &p.payload);
+    let mut next: Option<(u64, Publish)> = None;
+    loop {
+        let first = match next.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        // A batch: the first message and those already waiting, up to the first that is
+        // not a well-formed message (a rejection goes alone).
+        let mut batch = vec![(
+            first.0,
+            check(&expected, &first.1.topic, &first.1.payload),
+            first.1,
+        )];
+        if matches!(batch[0].1, Check::Apply { .. }) {
+            while batch.len() < DOWN_BATCH {
+                let Ok((conn, p)) = rx.try_recv() else { break };
+                let verdict = check(&expected, &p.topic, &p.payload);
+                if matches!(verdict, Check::Apply { .. }) {
+                    batch.push((conn, verdict, p));
+                } else {
+                    next = Some((conn, p));
+                    break;
+                }
+            }
+        }
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let outcome = loop {
+        let results = loop {
             let now = now_s();
-            let res = match &verdict {
-                Check::Apply { head, down } => {
-                    let (head, down) = (*head, down.clone());
-                    store.call(move |db| db.apply_down(head, &down, now)).await
+            let res = match &batch[0].1 {
+                Check::Apply { .. } => {
+                    let items: Vec<(DownHeader, Down)> = batch
+                        .iter()
+                        .filter_map(|(_, v, _)| match v {
+                            Check::Apply { head, down } => Some((*head, down.clone())),
+                            Check::Reject { .. } => None,
+                        })
+                        .collect();
+                    store
+                        .call(move |db| {
+                            let refs: Vec<(DownHeader, &Down)> =
+                                items.iter().map(|(h, d)| (*h, d)).collect();
+                            db.apply_downs(&refs, now)
+                        })
+                        .await
                 }
                 Check::Reject {
                     header: Some(head),
@@ -779,7 +811,7 @@ async fn inbound(
                 } => {
                     let (head, reason, detail) = (*head, reason.clone(), detail.clone());
                     store
-                        .call(move |db| db.reject_down(head, reason, detail, now))
+                        .call(move |db| db.reject_down(head, reason, detail, now).map(|a| vec![a]))
                         .await
                 }
                 Check::Reject {
@@ -796,9 +828,11 @@ async fn inbound(
                     };
                     store
                         .call(move |db| {
-                            db.append_event(now, 0, kind).map(|_| Applied::Refused {
-                                reason: RejectReason::Malformed,
-                                detail: String::new(),
+                            db.append_event(now, 0, kind).map(|_| {
+                                vec![Applied::Refused {
+                                    reason: RejectReason::Malformed,
+                                    detail: String::new(),
+                                }]
                             })
                         })
                         .await
@@ -809,57 +843,58 @@ async fn inbound(
                 Ok(Err(e)) => {
                     let delay = backoff.next_delay(fastrand::f64());
                     tracing::error!(
-                        "sync: applying a down message failed: {e}; retrying in {delay:?}"
+                        "sync: applying {} down message(s) failed: {e}; retrying in {delay:?}",
+                        batch.len()
                     );
                     tokio::time::sleep(delay).await;
                 }
                 Err(_) => break None,
             }
         };
-        let Some(applied) = outcome else { return };
-        if let Check::Reject { reason, detail, .. } = &verdict {
-            tracing::warn!(
-                "sync: rejected a message on {}: {reason:?}: {detail}",
-                p.topic
-            );
-            fb.stats.send_modify(|s| s.rejected += 1);
-            fb.outbox.notify_one();
-        }
-        let sequenced = match &verdict {
-            Check::Apply { down, .. } => down.is_sequenced(),
-            Check::Reject { header, .. } => header.is_some(),
-        };
-        let interval = match &verdict {
-            Check::Apply {
-                down: Down::ConfigUpdate(c),
-                ..
-            } => c.status_interval_s,
-            _ => None,
-        };
-        if let (Applied::ConfigApplied, Some(secs)) = (&applied, interval) {
-            fb.interval
-                .send_replace(Duration::from_secs(secs.max(1).into()));
-        }
-        if let Applied::Acked { .. } = applied
-            && let Ok(Ok(a)) = store.call(|db| db.acked_through()).await
-        {
-            fb.acked.send_replace(a);
-        }
-        react(&applied, &fb);
-        let _ = fb.applied.send(applied);
-        // The broker's ack, on the connection the message came on only.
-        if *generation.borrow() == Some(conn)
-            && let Err(e) = client.ack(&p).await
-        {
-            tracing::warn!("sync: ack after commit not sent: {e}");
+        let Some(results) = results else { return };
+        let mut sequenced = false;
+        for ((conn, verdict, p), applied) in batch.iter().zip(results) {
+            if let Check::Reject { reason, detail, .. } = verdict {
+                tracing::warn!(
+                    "sync: rejected a message on {}: {reason:?}: {detail}",
+                    p.topic
+                );
+                fb.stats.send_modify(|s| s.rejected += 1);
+                fb.outbox.notify_one();
+            }
+            sequenced |= match verdict {
+                Check::Apply { down, .. } => down.is_sequenced(),
+                Check::Reject { header, .. } => header.is_some(),
+            };
+            if let (
+                Applied::ConfigApplied,
+                Check::Apply {
+                    down: Down::ConfigUpdate(c),
+                    ..
+                },
+            ) = (&applied, verdict)
+                && let Some(secs) = c.status_interval_s
+            {
+                fb.interval
+                    .send_replace(Duration::from_secs(secs.max(1).into()));
+            }
+            if let Applied::Acked { .. } = applied
+                && let Ok(Ok(a)) = store.call(|db| db.acked_through()).await
+            {
+                fb.acked.send_replace(a);
+            }
+            react(&applied, &fb);
+            let _ = fb.applied.send(applied);
+            // The broker's ack, on the connection the message came on only.
+            if *generation.borrow() == Some(*conn)
+                && let Err(e) = client.ack(p).await
+            {
+                tracing::warn!("sync: ack after commit not sent: {e}");
+            }
         }
         if sequenced {
-            unacked += 1;
-            if rx.is_empty() || unacked >= DOWN_ACK_EVERY {
-                unacked = 0;
-                msg_ids += 1;
-                send_down_ack(&ids, &store, &up_topic, msg_ids, &fb).await;
-            }
+            msg_ids += 1;
+            send_down_ack(&ids, &store, &up_topic, msg_ids, &fb).await;
         }
     }
 }

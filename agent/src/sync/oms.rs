@@ -11,7 +11,9 @@
 //!
 //! One task owns the MQTT event loop and the store; [`OmsSession`] talks to it over a
 //! channel. Bad input (a malformed topic or payload) is logged and skipped; acking never
-//! stops.
+//! stops. The store is any [`OmsStore`] ([`OmsSession::start_on`]); several sessions may
+//! share one ([`Sharing`]: a shared subscription, ack points from the store, and each
+//! device's down messages published by the session holding its claim).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +32,8 @@ use super::mqtt::{BrokerSettings, SettingsError};
 use crate::ledger::{Outflow, Timing};
 use crate::store::StoreError;
 pub use crate::store::oms_db::DownState;
-use crate::store::oms_db::{OmsDb, Stored};
+use crate::store::oms_db::OmsDb;
+use crate::store::oms_store::{DownRequest, OmsStore, Queued, Stored, StoredEvent};
 
 /// When the OMS side acknowledges an event to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +78,24 @@ impl OmsSettings {
         }
     }
 }
+
+/// Several OMS sides (bridges) on one shared store: they receive through an MQTT shared
+/// subscription (`$share/{group}/...`, each message to one of them), so dedupe and ack
+/// points come from the store, and each device's down messages are published by one of
+/// them at a time, the one holding its claim in the store.
+#[derive(Debug, Clone)]
+pub struct Sharing {
+    /// The shared subscription group.
+    pub group: String,
+    /// This instance's name in the store's claims (its MQTT client id).
+    pub owner: String,
+}
+
+/// How long a claim on a device's down stream lasts unless renewed (renewed every
+/// [`CLAIM_EVERY_MS`]): a killed bridge's devices move to another within this.
+const CLAIM_TTL_MS: u64 = 5_000;
+/// How often a sharing session renews its claims and takes over lapsed ones.
+const CLAIM_EVERY_MS: u64 = 1_000;
 
 /// What went wrong on the OMS side.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +202,8 @@ pub struct OmsCounters {
     pub invalid: u64,
     /// Down messages published (re-sends included).
     pub down_published: u64,
+    /// Down messages published again (their dseq was published before by this session).
+    pub down_resent: u64,
     /// Down messages the agents acknowledged.
     pub down_acked: u64,
 }
@@ -191,6 +214,13 @@ enum Cmd {
         device: String,
         down: Down,
         reply: oneshot::Sender<Result<u64, OmsError>>,
+    },
+    PushKeyed {
+        site: String,
+        device: String,
+        down: Down,
+        key: Option<String>,
+        reply: oneshot::Sender<Result<Queued, OmsError>>,
     },
     Raw {
         site: Option<String>,
@@ -235,7 +265,28 @@ impl OmsSession {
         if s.site != "+" && !topics::valid_id(&s.site) {
             return Err(OmsError::BadId(s.site.clone()));
         }
-        let db = OmsDb::open(&s.store)?;
+        OmsSession::start_on(s, Box::new(OmsDb::open(&s.store)?))
+    }
+
+    /// Like [`OmsSession::start`], on a store already open (any backend); `s.store` is
+    /// not used.
+    pub fn start_on(
+        s: &OmsSettings,
+        db: Box<dyn OmsStore>,
+    ) -> Result<(OmsSession, mpsc::UnboundedReceiver<Received>), OmsError> {
+        OmsSession::start_shared(s, db, None)
+    }
+
+    /// Like [`OmsSession::start_on`], sharing the store with other sessions when
+    /// `sharing` is set (see [`Sharing`]).
+    pub fn start_shared(
+        s: &OmsSettings,
+        db: Box<dyn OmsStore>,
+        sharing: Option<Sharing>,
+    ) -> Result<(OmsSession, mpsc::UnboundedReceiver<Received>), OmsError> {
+        if s.site != "+" && !topics::valid_id(&s.site) {
+            return Err(OmsError::BadId(s.site.clone()));
+        }
         let incarnation = db.incarnation();
         let opts = super::mqtt::oms_options(&s.client_id, &s.broker, s.clean_session)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 1 << 16);
@@ -261,6 +312,10 @@ impl OmsSession {
             connected: false,
             base: tokio::time::Instant::now(),
             conn: conn_tx,
+            sharing,
+            owned: std::collections::HashSet::new(),
+            incs: HashMap::new(),
+            next_claim: 0,
         };
         tokio::spawn(core.run(eventloop, cmd_rx));
         Ok((
@@ -292,14 +347,47 @@ impl OmsSession {
         if !topics::valid_id(device) {
             return Err(OmsError::BadId(device.to_string()));
         }
-        down.check_limits()
-            .map_err(|e| OmsError::Encode(floorhand_protocol::EncodeError::Limit(e)))?;
+        check_down(&down)?;
         let (reply, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Push {
                 site: site.map(str::to_string),
                 device: device.to_string(),
                 down,
+                reply,
+            })
+            .map_err(|_| OmsError::Closed)?;
+        rx.await.map_err(|_| OmsError::Closed)?
+    }
+
+    /// Commits a sequenced down message for a device this store has heard from, at `site`,
+    /// under an optional idempotency key (the bridge's `POST .../messages`): the same key
+    /// and message again return the first number and queue nothing. Returns once durable.
+    pub async fn push_keyed(
+        &self,
+        site: &str,
+        device: &str,
+        down: Down,
+        key: Option<String>,
+    ) -> Result<Queued, OmsError> {
+        for id in [site, device] {
+            if !topics::valid_id(id) {
+                return Err(OmsError::BadId(id.to_string()));
+            }
+        }
+        if !down.is_sequenced() {
+            return Err(OmsError::Input(
+                "Ack and ResyncRequest are control messages the OMS side sends itself".into(),
+            ));
+        }
+        check_down(&down)?;
+        let (reply, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::PushKeyed {
+                site: site.to_string(),
+                device: device.to_string(),
+                down,
+                key,
                 reply,
             })
             .map_err(|_| OmsError::Closed)?;
@@ -402,13 +490,15 @@ impl OmsSession {
 struct Flow {
     stream: u64,
     flow: Outflow,
+    /// Highest dseq this session published: one at or below it again is a re-send.
+    max_sent: u64,
 }
 
 /// The session's task: owns the event loop, the store and every ledger.
 struct Core {
     site: String,
     ack: AckMode,
-    db: OmsDb,
+    db: Box<dyn OmsStore>,
     client: AsyncClient,
     out: mpsc::UnboundedSender<Received>,
     counters: Arc<Mutex<OmsCounters>>,
@@ -427,6 +517,14 @@ struct Core {
     base: tokio::time::Instant,
     conn: tokio::sync::watch::Sender<bool>,
     throughs: Arc<Mutex<HashMap<String, u64>>>,
+    /// Set when other sessions share the store.
+    sharing: Option<Sharing>,
+    /// With sharing: the devices whose down messages this session publishes.
+    owned: std::collections::HashSet<(String, String)>,
+    /// Each device's incarnation as recorded in the store by this session.
+    incs: HashMap<(String, String), u64>,
+    /// With sharing: when claims are renewed next (ms on `base`).
+    next_claim: u64,
 }
 
 /// The first re-send of an unacknowledged down message after this long, doubling to 20 s.
@@ -463,7 +561,9 @@ impl Core {
     ) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         // Pending down messages of earlier runs start their senders now.
-        if let Ok(pending) = self.db.devices_with_pending_down() {
+        if self.sharing.is_some() {
+            self.claim_tick();
+        } else if let Ok(pending) = self.db.devices_with_pending_down() {
             for (site, device) in pending {
                 self.sites.entry(device.clone()).or_insert(site.clone());
                 self.load_flow(&site, &device);
@@ -471,6 +571,8 @@ impl Core {
         }
         let mut batch: Vec<(String, String, u64, oms::Event)> = Vec::new();
         let mut closing = None;
+        // A command taken off the channel while grouping pushes, handled next.
+        let mut held: Option<Cmd> = None;
         loop {
             let event = {
                 let poll = eventloop.poll();
@@ -485,7 +587,29 @@ impl Core {
                         _ = std::future::ready(()), if !batch.is_empty() => {
                             self.commit(std::mem::take(&mut batch));
                         }
-                        cmd = cmds.recv() => match cmd {
+                        cmd = async {
+                            match held.take() {
+                                Some(c) => Some(c),
+                                None => cmds.recv().await,
+                            }
+                        } => match cmd {
+                            Some(first @ Cmd::PushKeyed { .. }) => {
+                                // Every push already waiting goes into one commit: one disk
+                                // sync for all of them (100 clients do not queue behind 100
+                                // syncs).
+                                let mut group = vec![first];
+                                while group.len() < 256 {
+                                    match cmds.try_recv() {
+                                        Ok(c @ Cmd::PushKeyed { .. }) => group.push(c),
+                                        Ok(other) => {
+                                            held = Some(other);
+                                            break;
+                                        }
+                                        Err(_) => break,
+                                    }
+                                }
+                                self.push_group(group);
+                            }
                             Some(Cmd::Close { reply }) => {
                                 if !batch.is_empty() {
                                     self.commit(std::mem::take(&mut batch));
@@ -505,6 +629,7 @@ impl Core {
                             }
                         } => {}
                     }
+                    self.claim_tick();
                     self.flush_acks();
                     self.send_due();
                 }
@@ -525,12 +650,19 @@ impl Core {
                     backoff.reset();
                     self.connected = true;
                     self.conn.send_replace(true);
-                    let _ = self
-                        .client
-                        .try_subscribe(topics::oms_up_pattern(&self.site), QoS::AtLeastOnce);
-                    let _ = self
-                        .client
-                        .try_subscribe(topics::oms_state_pattern(&self.site), QoS::AtLeastOnce);
+                    let share = self
+                        .sharing
+                        .as_ref()
+                        .map(|s| format!("$share/{}/", s.group))
+                        .unwrap_or_default();
+                    let _ = self.client.try_subscribe(
+                        format!("{share}{}", topics::oms_up_pattern(&self.site)),
+                        QoS::AtLeastOnce,
+                    );
+                    let _ = self.client.try_subscribe(
+                        format!("{share}{}", topics::oms_state_pattern(&self.site)),
+                        QoS::AtLeastOnce,
+                    );
                     let now = self.now_ms();
                     for f in self.flows.values_mut() {
                         f.flow.connected(now);
@@ -574,7 +706,27 @@ impl Core {
                     if !batch.is_empty() {
                         self.commit(std::mem::take(&mut batch));
                     }
-                    tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
+                    // Commands are served while the broker is away: a push is committed
+                    // (and answered) at once, and a close does not wait out the backoff.
+                    let pause = tokio::time::sleep(backoff.next_delay(fastrand::f64()));
+                    tokio::pin!(pause);
+                    loop {
+                        let cmd = match held.take() {
+                            Some(c) => Some(c),
+                            None => tokio::select! {
+                                _ = &mut pause => break,
+                                c = cmds.recv() => c,
+                            },
+                        };
+                        match cmd {
+                            Some(Cmd::Close { reply }) => {
+                                let _ = reply.send(());
+                                return;
+                            }
+                            Some(cmd) => self.command(cmd),
+                            None => return,
+                        }
+                    }
                 }
             }
         }
@@ -630,6 +782,9 @@ impl Core {
                     Ok(None) => {}
                     Err(e) => tracing::error!("oms: store: {e}"),
                 }
+                // Events held past the floor the birth told are stored now.
+                let promoted = self.db.take_promoted();
+                self.hand_on(promoted);
                 if let Ok(Some(t)) = self.db.through(&site, &device, inc) {
                     self.dirty.insert((site.clone(), device.clone()), (inc, t));
                 }
@@ -714,11 +869,14 @@ impl Core {
     /// down messages and restarts its down sender.
     fn learn_incarnation(&mut self, site: &str, device: &str, inc: u64, high: Option<u64>) {
         let key = (site.to_string(), device.to_string());
-        if self.flows.get(&key).is_some_and(|f| f.stream == inc) {
+        if self.flows.get(&key).is_some_and(|f| f.stream == inc)
+            || self.incs.get(&key) == Some(&inc)
+        {
             return;
         }
         match self.db.set_incarnation(site, device, inc, high, now_s()) {
             Ok(alarms) => {
+                self.incs.insert(key, inc);
                 for a in alarms {
                     self.raise(site, device, a);
                 }
@@ -733,10 +891,15 @@ impl Core {
 
     /// (Re)builds a device's down sender from the store.
     fn load_flow(&mut self, site: &str, device: &str) {
+        let key = (site.to_string(), device.to_string());
+        if self.sharing.is_some() && !self.owned.contains(&key) {
+            // Another session publishes this device's messages.
+            self.flows.remove(&key);
+            return;
+        }
         let Ok(ds) = self.db.down_stream(site, device) else {
             return;
         };
-        let key = (site.to_string(), device.to_string());
         if ds.stream == 0 {
             self.flows.remove(&key);
             return;
@@ -750,6 +913,7 @@ impl Core {
             Flow {
                 stream: ds.stream,
                 flow,
+                max_sent: 0,
             },
         );
     }
@@ -758,6 +922,13 @@ impl Core {
         let key = (site.to_string(), device.to_string());
         let now = self.now_ms();
         let Some(f) = self.flows.get_mut(&key) else {
+            if self.sharing.is_some() {
+                // The session that publishes this device learns it from the store.
+                match self.db.down_acked(site, device, inc, through) {
+                    Ok(n) => self.count(|c| c.down_acked += n as u64),
+                    Err(e) => tracing::error!("oms: store: {e}"),
+                }
+            }
             return;
         };
         if f.stream != inc {
@@ -784,6 +955,7 @@ impl Core {
             }
         };
         let mut want_birth = Vec::new();
+        let mut stored_now = Vec::new();
         for ((site, device, inc, event), stored) in batch.into_iter().zip(results) {
             tracing::debug!(
                 "oms: {site}/{device} event {} of {inc:016x}: {stored:?}",
@@ -792,23 +964,28 @@ impl Core {
             let key = (site.clone(), device.clone());
             match stored {
                 Stored::New { cursor, through } => {
-                    self.count(|c| c.events += 1);
-                    self.throughs
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(device.clone(), through);
                     self.dirty.insert(key, (inc, through));
-                    let _ = self.out.send(Received::Event {
-                        device,
-                        event,
-                        site,
-                        incarnation: inc,
+                    stored_now.push(StoredEvent {
                         cursor,
+                        site,
+                        device,
+                        incarnation: inc,
+                        event,
                     });
                 }
                 Stored::Duplicate { through } => {
                     self.count(|c| c.duplicates += 1);
                     self.dirty.insert(key, (inc, through));
+                }
+                Stored::Held { through } => {
+                    // Another bridge (or the agent's re-send) fills the gap.
+                    self.count(|c| c.ahead += 1);
+                    match through {
+                        Some(t) => {
+                            self.dirty.insert(key, (inc, t));
+                        }
+                        None => want_birth.push(key),
+                    }
                 }
                 Stored::Ahead { through } => {
                     self.count(|c| c.ahead += 1);
@@ -822,9 +999,37 @@ impl Core {
                 }
             }
         }
+        stored_now.extend(self.db.take_promoted());
+        self.hand_on(stored_now);
         // A stream that starts past what we hold needs the agent's birth to say where.
         for (site, device) in want_birth {
             self.ask_birth(&site, &device);
+        }
+    }
+
+    /// Hands newly stored events on in cursor order (which is seq order per stream), and
+    /// marks their streams for an ack.
+    fn hand_on(&mut self, mut events: Vec<StoredEvent>) {
+        events.sort_by_key(|e| e.cursor);
+        for e in events {
+            self.count(|c| c.events += 1);
+            self.throughs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(e.device.clone(), e.event.seq);
+            let key = (e.site.clone(), e.device.clone());
+            let through = match self.dirty.get(&key) {
+                Some(&(inc, t)) if inc == e.incarnation => t.max(e.event.seq),
+                _ => e.event.seq,
+            };
+            self.dirty.insert(key, (e.incarnation, through));
+            let _ = self.out.send(Received::Event {
+                device: e.device,
+                event: e.event,
+                site: e.site,
+                incarnation: e.incarnation,
+                cursor: e.cursor,
+            });
         }
     }
 
@@ -940,7 +1145,18 @@ impl Core {
                             )
                             .is_ok()
                         {
-                            self.count(|c| c.down_published += 1);
+                            let again = match self.flows.get_mut(&key) {
+                                Some(f) if r.dseq <= f.max_sent => true,
+                                Some(f) => {
+                                    f.max_sent = r.dseq;
+                                    false
+                                }
+                                None => false,
+                            };
+                            self.count(|c| {
+                                c.down_published += 1;
+                                c.down_resent += u64::from(again);
+                            });
                         }
                     }
                     Err(e) => tracing::error!("oms: down message {} not sent: {e}", r.msg_no),
@@ -949,9 +1165,141 @@ impl Core {
         }
     }
 
+    /// Commits a group of keyed pushes in one transaction, then answers each.
+    fn push_group(&mut self, group: Vec<Cmd>) {
+        let mut items = Vec::with_capacity(group.len());
+        for cmd in group {
+            if let Cmd::PushKeyed {
+                site,
+                device,
+                down,
+                key,
+                reply,
+            } = cmd
+            {
+                items.push((site, device, down, key, reply));
+            }
+        }
+        let reqs: Vec<DownRequest<'_>> = items
+            .iter()
+            .map(|(site, device, down, key, _)| DownRequest {
+                site,
+                device,
+                body: down,
+                key: key.as_deref(),
+            })
+            .collect();
+        let results = self.db.queue_down_many(&reqs, now_s());
+        drop(reqs);
+        match results {
+            Ok(results) => {
+                for ((site, device, _, _, reply), r) in items.into_iter().zip(results) {
+                    if let Queued::New(_) = r {
+                        self.sites.entry(device.clone()).or_insert(site.clone());
+                        self.queued(&site, &device);
+                    }
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                // Nothing of the group was committed: each caller hears so.
+                tracing::error!("oms: queueing {} messages failed: {e}", items.len());
+                for (.., reply) in items {
+                    let _ = reply.send(Err(OmsError::Store(StoreError::Backend(e.to_string()))));
+                }
+            }
+        }
+    }
+
+    /// A message was queued for the device: its sender learns the new high seq (or is
+    /// loaded, or the device is asked for the birth that tells its incarnation).
+    fn queued(&mut self, site: &str, device: &str) {
+        let key = (site.to_string(), device.to_string());
+        if let Some(owner) = self.sharing.as_ref().map(|s| s.owner.clone()) {
+            // Publish it from here if no other session holds the device.
+            match self
+                .db
+                .claim(&owner, std::slice::from_ref(&key), CLAIM_TTL_MS)
+            {
+                Ok(m) if !m.is_empty() => {
+                    self.owned.insert(key);
+                    self.refresh_flow(site, device);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("oms: store: {e}"),
+            }
+            return;
+        }
+        match self.flows.get_mut(&key) {
+            Some(f) => f.flow.written(f.flow.high() + 1),
+            None => {
+                self.load_flow(site, device);
+                if !self.flows.contains_key(&key) {
+                    self.ask_birth(site, device);
+                }
+            }
+        }
+    }
+
     /// When the next re-send is due.
     fn next_deadline(&self) -> Option<u64> {
-        self.flows.values().filter_map(|f| f.flow.deadline()).min()
+        let claim = self.sharing.as_ref().map(|_| self.next_claim);
+        self.flows
+            .values()
+            .filter_map(|f| f.flow.deadline())
+            .chain(claim)
+            .min()
+    }
+
+    /// With sharing, when due: renews this session's claims on the devices with down
+    /// messages pending, takes over lapsed ones, and brings each owned device's sender up
+    /// to date with the store (messages queued and acks received by other sessions).
+    fn claim_tick(&mut self) {
+        let Some(owner) = self.sharing.as_ref().map(|s| s.owner.clone()) else {
+            return;
+        };
+        let now = self.now_ms();
+        if now < self.next_claim {
+            return;
+        }
+        self.next_claim = now + CLAIM_EVERY_MS;
+        let pending = match self.db.devices_with_pending_down() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("oms: store: {e}");
+                return;
+            }
+        };
+        let mine = match self.db.claim(&owner, &pending, CLAIM_TTL_MS) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("oms: store: {e}");
+                return;
+            }
+        };
+        self.owned = mine.into_iter().collect();
+        let owned: Vec<(String, String)> = self.owned.iter().cloned().collect();
+        self.flows.retain(|k, _| owned.contains(k));
+        for (site, device) in owned {
+            self.sites.entry(device.clone()).or_insert(site.clone());
+            self.refresh_flow(&site, &device);
+        }
+    }
+
+    /// Brings a device's sender up to date with the store, or builds it.
+    fn refresh_flow(&mut self, site: &str, device: &str) {
+        let key = (site.to_string(), device.to_string());
+        let Ok(ds) = self.db.down_stream(site, device) else {
+            return;
+        };
+        let now = self.now_ms();
+        match self.flows.get_mut(&key) {
+            Some(f) if f.stream == ds.stream => {
+                f.flow.written(ds.high);
+                f.flow.ack(ds.acked, now);
+            }
+            _ => self.load_flow(site, device),
+        }
     }
 
     fn command(&mut self, cmd: Cmd) {
@@ -975,19 +1323,11 @@ impl Core {
                 }
                 let r = self.db.queue_down(&site, &device, &down, now_s());
                 if r.is_ok() {
-                    match self.flows.get_mut(&(site.clone(), device.clone())) {
-                        Some(f) => f.flow.written(f.flow.high() + 1),
-                        None => {
-                            self.load_flow(&site, &device);
-                            if !self.flows.contains_key(&(site.clone(), device.clone())) {
-                                // The device's incarnation is not known yet: ask for its birth.
-                                self.ask_birth(&site, &device);
-                            }
-                        }
-                    }
+                    self.queued(&site, &device);
                 }
                 let _ = reply.send(r.map_err(OmsError::from));
             }
+            cmd @ Cmd::PushKeyed { .. } => self.push_group(vec![cmd]),
             Cmd::Raw {
                 site,
                 device,
@@ -1038,30 +1378,114 @@ impl Core {
     }
 }
 
-/// Reads a wave or any down message from JSON. A bare wave may leave out `task_count`
-/// and `digest`; they are computed from its tasks.
-pub fn down_from_json(text: &str) -> Result<Down, OmsError> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| OmsError::Input(format!("not JSON: {e}")))?;
+/// Checks that `down` can be sent: the protocol's limits and, encoded with the largest
+/// ids, the down message size limit. A message refused here is never queued (one queued
+/// could never be published, and would hold its device's down stream forever).
+pub fn check_down(down: &Down) -> Result<(), OmsError> {
+    let env = Envelope::new(
+        u64::MAX,
+        DownMsg {
+            oms_incarnation: u64::MAX,
+            to_incarnation: u64::MAX,
+            body: down.clone(),
+        },
+    );
+    oms::encode_down(&env).map(|_| ()).map_err(OmsError::from)
+}
+
+/// A down message that is not valid JSON of the protocol's form, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// Where: `tasks[0].qty`, `WaveAssigned.tasks`, or `body` for the document itself.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Deserializes `v` as `T`, naming the field of the first error (serde's own message
+/// names a missing field but not where its parent is).
+fn from_value_at<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+    prefix: &str,
+) -> Result<T, JsonError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let mut field = match (prefix, path.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", p) => p.to_string(),
+            (pre, p) if p.starts_with('[') => format!("{pre}{p}"),
+            (pre, p) => format!("{pre}.{p}"),
+        };
+        // "missing field `qty`": the field is a child of the path.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
+        if field.is_empty() {
+            field = "body".into();
+        }
+        JsonError { field, message }
+    })
+}
+
+/// Reads a wave or any down message from JSON, naming the field of an error. A bare wave
+/// may leave out `task_count` and `digest`; they are computed from its tasks.
+pub fn parse_down(text: &str) -> Result<Down, JsonError> {
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| JsonError {
+        field: "body".into(),
+        message: format!("not JSON: {e}"),
+    })?;
     let is_down = v.as_object().is_some_and(|o| {
         o.len() == 1
             && o.keys()
                 .all(|k| k.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
     }) || v.is_string();
     if is_down {
-        return serde_json::from_value(v)
-            .map_err(|e| OmsError::Input(format!("not a down message: {e}")));
+        return from_value_at(v, "").map_err(|e| JsonError {
+            message: format!("not a down message: {}", e.message),
+            ..e
+        });
     }
-    if let Some(o) = v.as_object_mut() {
-        let tasks: Vec<oms::Task> =
-            serde_json::from_value(o.get("tasks").cloned().unwrap_or(serde_json::Value::Null))
-                .map_err(|e| OmsError::Input(format!("wave tasks: {e}")))?;
-        o.entry("task_count").or_insert(tasks.len().into());
-        o.entry("digest").or_insert(wave_digest(&tasks).into());
-    }
-    let wave: Wave =
-        serde_json::from_value(v).map_err(|e| OmsError::Input(format!("not a wave: {e}")))?;
+    let Some(o) = v.as_object_mut() else {
+        return Err(JsonError {
+            field: "body".into(),
+            message: "not a wave: expected a JSON object".into(),
+        });
+    };
+    let tasks: Vec<oms::Task> = from_value_at(
+        o.get("tasks").cloned().unwrap_or(serde_json::Value::Null),
+        "tasks",
+    )
+    .map_err(|e| JsonError {
+        message: format!("wave tasks: {}", e.message),
+        ..e
+    })?;
+    o.entry("task_count").or_insert(tasks.len().into());
+    o.entry("digest").or_insert(wave_digest(&tasks).into());
+    let wave: Wave = from_value_at(v, "").map_err(|e| JsonError {
+        message: format!("not a wave: {}", e.message),
+        ..e
+    })?;
     Ok(Down::WaveAssigned(wave))
+}
+
+/// Reads a wave or any down message from JSON ([`parse_down`]), as `floorhand oms push`
+/// does.
+pub fn down_from_json(text: &str) -> Result<Down, OmsError> {
+    parse_down(text).map_err(|e| OmsError::Input(e.to_string()))
 }
 
 #[cfg(test)]
@@ -1085,6 +1509,33 @@ mod tests {
             down_from_json("\"ResyncRequest\"").unwrap(),
             Down::ResyncRequest
         );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_path() {
+        let check = |text: &str, field: &str| {
+            let e = parse_down(text).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        };
+        let ex = floorhand_protocol::examples::down();
+        let Down::WaveAssigned(w) = &ex[0].1.body.body else {
+            panic!("first example is a wave")
+        };
+        let mut v = serde_json::to_value(w).unwrap();
+        v["tasks"][0]["qty"] = "many".into();
+        check(&v.to_string(), "tasks[0].qty");
+        v["tasks"][0].as_object_mut().unwrap().remove("qty");
+        check(&v.to_string(), "tasks[0].qty");
+        let mut v = serde_json::to_value(w).unwrap();
+        v["version"] = (-1).into();
+        check(&v.to_string(), "version");
+        check("{\"OrderCancelled\": {}}", "OrderCancelled.order_id");
+        check(
+            "{\"OrderCancelled\": {\"order_id\": 5}}",
+            "OrderCancelled.order_id",
+        );
+        check("[1]", "body");
+        check("{\"tasks\": [", "body");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod acl;
 mod agent_failures;
 mod barcode_cli;
+mod bridge;
 mod cli;
 mod config_cli;
 mod contract;
@@ -17,6 +18,7 @@ mod oms_cli;
 mod pack_e2e;
 mod picking_e2e;
 mod printer;
+mod rabbitmq;
 mod scale_pty;
 mod service;
 mod stations_e2e;

@@ -250,3 +250,40 @@ async fn the_durable_oms_side_killed_twenty_times_during_a_drain_stores_each_eve
     assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "each seq once, in order");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_whose_reader_went_away_stops_with_an_error_and_acks_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    // `oms tail | head -n1`: the reader takes one line and closes the pipe.
+    let (mut tail, rx) = start_tail(&broker.url(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.queue_events(1).await;
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("a line");
+    drop(rx); // the forwarding thread exits at its next line, closing the pipe
+    assert!(
+        first.contains("\"birth\"") || first.contains("\"event\""),
+        "{first}"
+    );
+    agent.queue_events(200).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = tail.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tail kept running with no reader"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "a write error is a failure: {status}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        agent.backlog().await > 0,
+        "events no line was written for were acknowledged"
+    );
+    agent.stop().await;
+}

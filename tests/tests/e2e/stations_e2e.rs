@@ -424,3 +424,56 @@ async fn a_wave_that_arrives_as_the_picker_starts_is_offered_after_every_restart
         agent.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_picked_before_a_restart_and_cancelled_after_it_is_asked_back_at_once() {
+    let site = Site::new("oms-put-back");
+    let device = "hh-1";
+    let mut term = TerminalWire::new(&site.path("terminal"));
+    let extra = terminal_section(&term);
+    let mut agent = site.agent(device, &extra).await;
+    site.wave_stored(device, 1, "B-01-01-A").await;
+    let log = |agent: &AgentProcess| agent.log();
+    let m = term.mark();
+    let m = term.scans(
+        &[
+            ("OP42", "B-01-01-A"),
+            ("B-01-01-A", "0/2"),
+            (BOLT, "1/2"),
+            // The EAN-13 of the same item: other bytes, so no bounce.
+            ("9506000134352", "confirm 2"),
+        ],
+        m,
+        || log(&agent),
+    );
+    term.keys(&[Key::Enter]);
+    term.wait_shown(m, "WaveDone", || log(&agent));
+    agent.stop();
+
+    let m = term.mark();
+    let mut agent = site.agent(device, &extra).await;
+    let m = term.wait_shown(m, "Badge", || log(&agent));
+    term.scan("OP42");
+    let m = term.wait_shown(m, "No tasks", || log(&agent));
+    site.oms
+        .send(
+            device,
+            Down::OrderCancelled {
+                order_id: "SO-1".into(),
+            },
+        )
+        .await
+        .unwrap();
+    // Asked at the cancellation, not after the next restart.
+    let m = term.wait_shown(m, "Put back 2 of Hex bolt M8 at B-01-01-A", || log(&agent));
+    term.scan("B-01-01-A");
+    term.wait_shown(m, "No tasks", || log(&agent));
+    let db = site.path(&format!("{device}.db"));
+    wait_until(WAIT, "the put-back to be stored", || {
+        floorhand::store::Db::open_read_only(&db)
+            .and_then(|db| db.task(1))
+            .is_ok_and(|t| t.is_some_and(|t| t.state == TaskState::Cancelled))
+    })
+    .await;
+    agent.stop();
+}

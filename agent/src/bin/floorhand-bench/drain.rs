@@ -88,16 +88,19 @@ fn floorhand_drain(
     Ok((elapsed, payloads))
 }
 
-/// Time for `mosquitto_pub -q 1 -l` to publish `lines` (newline-free payloads) with a
-/// `mosquitto_sub -q 1` receiving all of them.
-fn mosquitto_pub_drain(broker: &Broker, lines: &[Vec<u8>]) -> anyhow::Result<Duration> {
+/// Time for `mosquitto_pub -q 1 -l` to publish `lines` (newline-free payloads) on
+/// `topic` with a `mosquitto_sub -q 1` receiving all of them.
+pub fn mosquitto_pub_drain(
+    broker: &Broker,
+    topic: &str,
+    lines: &[Vec<u8>],
+) -> anyhow::Result<Duration> {
     let mut input = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for l in lines {
         input.extend_from_slice(l);
         input.push(b'\n');
     }
     let port = broker.port.to_string();
-    let topic = "floorhand/v1/site1/bench-base/up";
     let sub_args = |extra: &[&str]| {
         let mut c = Command::new("mosquitto_sub");
         c.args(["-h", "127.0.0.1", "-p", &port, "-t", topic, "-q", "1"])
@@ -197,7 +200,7 @@ pub fn drain(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             p
         })
         .collect();
-    let base = mosquitto_pub_drain(&broker, &lines)?;
+    let base = mosquitto_pub_drain(&broker, "floorhand/v1/site1/bench-base/up", &lines)?;
     let bytes: usize = lines.iter().map(Vec::len).sum();
     let (fh_rate, base_rate) = (n as f64 / fh.as_secs_f64(), n as f64 / base.as_secs_f64());
     eprintln!(

@@ -3,8 +3,10 @@
 //!
 //! Adding a figure: write a `fn(&Ctx) -> anyhow::Result<Vec<Row>>` and list it in
 //! [`BENCHES`]. A row says what was measured for Floorhand and for the baseline, their
-//! ratio, and the goal. `--quick` makes every benchmark small, to check the harness runs.
+//! ratio, and the goal. `--quick` makes every benchmark small, to check the harness runs;
+//! `--check` makes the run fail (exit 1) when a goal row is missed.
 
+mod channel;
 mod daemon;
 mod drain;
 mod procs;
@@ -38,6 +40,9 @@ struct Opts {
     /// Run only the benchmarks whose name contains TEXT (e.g. `wave`), for profiling one.
     #[arg(long, value_name = "TEXT")]
     only: Option<String>,
+    /// Exit 1 when any row misses its goal (after printing the whole table).
+    #[arg(long)]
+    check: bool,
 }
 
 /// What every benchmark gets.
@@ -139,6 +144,8 @@ const BENCHES: &[(&str, Bench)] = &[
     ("scan to durable confirmation", scan_to_durable),
     ("wave apply", wave_apply),
     ("drain to mqtt", drain::drain),
+    ("down messages", channel::down),
+    ("fleet recovery", channel::fleet),
     ("memory and idle cpu", daemon::memory_and_idle),
     ("start to ready", daemon::start_to_ready),
     ("terminal screen", terminal_screen),
@@ -180,7 +187,24 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let missed = missed(&rows);
+    if opts.check && !missed.is_empty() {
+        eprintln!(
+            "floorhand-bench: {} goal(s) missed: {}",
+            missed.len(),
+            missed.join("; ")
+        );
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// The figures of the rows that miss their goal.
+fn missed(rows: &[Row]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.met == Some(false))
+        .map(|r| format!("{} ({})", r.figure, r.floorhand))
+        .collect()
 }
 
 fn table(rows: &[Row]) -> String {
@@ -188,7 +212,7 @@ fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<48} {:>16} {:>16} {:>7}  {:<11} met",
+        "{:<60} {:>16} {:>16} {:>7}  {:<11} met",
         "figure", "Floorhand", "baseline", "ratio", "goal"
     );
     for r in rows {
@@ -206,7 +230,7 @@ fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<48} {:>16} {:>16} {:>7}  {:<11} {met}",
+            "{:<60} {:>16} {:>16} {:>7}  {:<11} {met}",
             r.figure, r.floorhand, r.baseline, ratio, goal
         );
     }
@@ -234,23 +258,22 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// `confirm_pick` (task state, pick row, outbox row, one commit) beside a raw one-row
-/// commit with the same `synchronous`, interleaved in blocks so both see the same disk.
+/// `confirm_pick` (task state, pick row, outbox row, the task leaving the path index,
+/// one commit) with 100,000 tasks mirrored, beside a raw one-row commit with the same
+/// `synchronous`, interleaved in blocks so both see the same disk.
 fn scan_to_durable(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let n: usize = if ctx.quick { 60 } else { 3000 };
+    let (n, mirrored): (usize, usize) = if ctx.quick {
+        (60, 2_000)
+    } else {
+        (3000, 100_000)
+    };
     let cfg = StoreConfig {
         synchronous: Synchronous::Full,
         ..StoreConfig::default()
     };
-    let mut db = Db::open(&ctx.file("confirm.db")?, &cfg)?;
-    let mut raw = RawDb::open(&ctx.file("raw-commit.db")?, &cfg)?;
     let warmup = 20;
-    let tasks = n + warmup;
-    // One wave per 20,000 tasks, the protocol's limit.
-    for (i, chunk) in sample_tasks(1, tasks, 1).chunks(20_000).enumerate() {
-        let wave = sample_wave(i as u64 + 1, 1, chunk.to_vec());
-        db.apply_down(db.next_down_header()?, &Down::WaveAssigned(wave), 1)?;
-    }
+    let mut db = Db::open(&daemon::mirror_copy(ctx, mirrored, "confirm.db")?, &cfg)?;
+    let mut raw = RawDb::open(&ctx.file("raw-commit.db")?, &cfg)?;
     let mut confirm = |task_id: u64| -> anyhow::Result<Duration> {
         let pick = PickConfirmation {
             task_id,
@@ -292,14 +315,14 @@ fn scan_to_durable(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let f = |d: Duration| d.as_secs_f64();
     Ok(vec![
         Row::new(
-            &format!("scan→durable p50, sync=FULL (n={n})"),
+            &format!("scan→durable p50, sync=FULL, {mirrored} tasks (n={n})"),
             ms(fh50),
             ms(b50),
             f(fh50) / f(b50),
             None,
         ),
         Row::new(
-            &format!("scan→durable p99, sync=FULL (n={n})"),
+            &format!("scan→durable p99, sync=FULL, {mirrored} tasks (n={n})"),
             ms(fh99),
             ms(b99),
             f(fh99) / f(b99),
@@ -368,7 +391,8 @@ fn wave_apply(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 fn terminal_screen(_: &Ctx) -> anyhow::Result<Vec<Row>> {
     use floorhand::devices::terminal::{show_frame_len, worst_case_screens};
     use floorhand_protocol::examples;
-    use floorhand_protocol::link::ToTerminal;
+    use floorhand_protocol::limits;
+    use floorhand_protocol::link::{ToTerminal, next_link_msg_id};
     let at_baud = |bytes: usize| bytes as f64 * 10.0 / 115_200.0 * 1000.0;
     let row = |what: String, msg_id: u64, screen: &floorhand_protocol::link::Screen| {
         let bytes = show_frame_len(msg_id, screen);
@@ -390,16 +414,18 @@ fn terminal_screen(_: &Ctx) -> anyhow::Result<Vec<Row>> {
         })
         .max_by_key(|(_, id, s)| show_frame_len(*id, s))
         .context("no Show example")?;
-    // The worst case: every text at its longest, every number at its widest; with the
-    // message id of a link that has sent a million messages (a 3-byte varint), and with
-    // the largest id there is (10 bytes).
-    let worst = |msg_id: u64| {
-        worst_case_screens()
-            .into_iter()
-            .max_by_key(|(_, s)| show_frame_len(msg_id, s))
-            .context("no worst-case screen")
-    };
-    let (w1, w2) = (worst(1_000_000)?, worst(u64::MAX)?);
+    // The worst case: every text at its longest, every number at its widest, at the
+    // largest message id the link sends: ids count up to MAX_LINK_MSG_ID and wrap to 1,
+    // and a varint grows with its value, so that id bounds every other one.
+    let max_id = limits::MAX_LINK_MSG_ID;
+    anyhow::ensure!(
+        next_link_msg_id(max_id) == 1,
+        "link message ids no longer wrap at {max_id}: measure the largest id they reach"
+    );
+    let worst = worst_case_screens()
+        .into_iter()
+        .max_by_key(|(_, s)| show_frame_len(max_id, s))
+        .context("no worst-case screen")?;
     Ok(vec![
         row(
             format!("screen update, largest example ({})", largest_example.0),
@@ -407,14 +433,12 @@ fn terminal_screen(_: &Ctx) -> anyhow::Result<Vec<Row>> {
             &largest_example.2,
         ),
         row(
-            format!("screen update, worst (Show/{}, msg id 1e6)", w1.0),
-            1_000_000,
-            &w1.1,
-        ),
-        row(
-            format!("screen update, worst (Show/{}, msg id max)", w2.0),
-            u64::MAX,
-            &w2.1,
+            format!(
+                "screen update, every screen at every msg id (Show/{})",
+                worst.0
+            ),
+            max_id,
+            &worst.1,
         ),
     ])
 }

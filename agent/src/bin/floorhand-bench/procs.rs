@@ -41,8 +41,12 @@ pub struct Broker {
 impl Broker {
     /// Starts Mosquitto on a free port with its files under `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Broker> {
+        Broker::start_on(dir, free_port()?)
+    }
+
+    /// Starts Mosquitto on `port` (a broker's return after an outage).
+    pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
         let conf = dir.join("mosquitto.conf");
         // `user root`: run as root, Mosquitto would otherwise drop to a user who cannot
         // write `dir`. The queue limit is raised so a slow subscriber loses nothing.
@@ -84,12 +88,18 @@ impl Broker {
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
+
+    /// Stops the broker (SIGKILL by its pid, as a crash would); its clients see the link
+    /// drop.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -107,14 +117,16 @@ pub fn floorhand_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// Writes an agent config for `db` and `broker_url` into `dir` and returns its path.
+/// Writes an agent config for `db` and `broker_url` into `dir` and returns its path. The
+/// agent has no devices, and sends its status every 10 s (a link down for 30 s is then
+/// down for longer than the status interval).
 pub fn agent_config(dir: &Path, db: &Path, broker_url: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join("bench-agent.toml");
     std::fs::write(
         &path,
         format!(
             "device = \"bench-01\"\nsite = \"site1\"\n[broker]\nurl = \"{broker_url}\"\n\
-             [database]\npath = \"{}\"\n",
+             [database]\npath = \"{}\"\n[sync]\nstatus_interval_s = 10\n",
             db.display()
         ),
     )?;

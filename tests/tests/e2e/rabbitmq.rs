@@ -1,0 +1,75 @@
+//! The core of contract v2 on RabbitMQ's MQTT plugin, the clusterable broker we test on:
+//! a `.` is a topic level there, retained messages do not reach wildcard subscriptions
+//! (the OMS side asks for a birth instead), and its queues have their own limits.
+
+use std::time::Duration;
+
+use floorhand::sync::oms::DownState;
+use floorhand_tests::rabbitmq::RabbitMq;
+use floorhand_tests::sync_support::*;
+use floorhand_tests::wire_tap::WireTap;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rabbitmq_events_go_up_once_and_a_down_burst_applies_once_in_order() {
+    const EVENTS: u64 = 1_000;
+    const DOWN: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = RabbitMq::start(&dir.path().join("rabbit"));
+    let tap = WireTap::start(broker.mqtt_port);
+    let (oms, _inbox) = start_oms(&broker.url(), "oms-rabbit");
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(20), "link up", || agent.is_up()).await;
+
+    // Up: every event stored once, in order, and the agent's outbox emptied by acks.
+    agent.queue_events(EVENTS).await;
+    wait_until(Duration::from_secs(60), "events stored", || {
+        oms.ack_point("d1") == EVENTS
+    })
+    .await;
+    assert_all_in_order(&tap, "d1", EVENTS).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while agent.backlog().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "outbox not emptied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Down: a burst, applied exactly once and in order.
+    let mut nos = Vec::new();
+    for i in 1..=DOWN {
+        nos.push(oms.send("d1", one_task_wave(i)).await.unwrap());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let p = agent
+            .store
+            .call(|db| db.down_point())
+            .await
+            .unwrap()
+            .unwrap();
+        if p.through == DOWN && oms.counters().down_acked == DOWN {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "applied through {}, {} acknowledged",
+            p.through,
+            oms.counters().down_acked
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for no in [nos[0], nos[nos.len() / 2], nos[nos.len() - 1]] {
+        assert_eq!(
+            oms.state(None, "d1", no).await.unwrap(),
+            Some(DownState::Applied)
+        );
+    }
+    let tasks = agent
+        .store
+        .call(|db| db.open_tasks().map(|t| t.len()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tasks as u64, DOWN, "one task per wave, none twice");
+    agent.stop().await;
+    oms.close().await;
+}

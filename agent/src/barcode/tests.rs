@@ -588,3 +588,34 @@ proptest! {
         prop_assert_eq!(parse(ean.as_bytes()).gtin, parse(format!("]C101{:0>14}", ean).as_bytes()).gtin);
     }
 }
+
+/// What `parse` makes of each input, for the cases that mutation testing found untested.
+#[test]
+fn a_short_country_and_a_bad_grai_serial_are_errors_and_a_backslash_prints_escaped() {
+    for (input, expected) in [
+        // AI 421: an ISO country code of three digits, then the postal code.
+        (
+            &b"(421)12"[..],
+            "Bracketed ERROR AI 421 at byte 5: must start with a three-digit ISO country code",
+        ),
+        (&b"(421)276D-12345"[..], "Bracketed (421)276D-12345"),
+        // AI 8003: a GRAI (0, 13 digits with their check digit), then a serial of set 82.
+        (
+            &b"(8003)09506000134352AB#"[..],
+            "Bracketed ERROR AI 8003 at byte 22: '#' is not allowed in GS1 data (character set 82)",
+        ),
+        (
+            &b"(8003)09506000134352AB"[..],
+            "Bracketed (8003)09506000134352AB",
+        ),
+    ] {
+        check_parse(input, expected);
+    }
+    assert_eq!(printable(b"a\\b\x1d"), "a\\\\b\\x1d");
+    // An unknown AI in a Digital Link's query is placed at its key.
+    check_parse(
+        b"https://id.gs1.org/01/09506000134352?9999=1",
+        "DigitalLink gtin=09506000134352 (01)09506000134352 ERROR at byte 37: no known AI \
+         starts with '9999'",
+    );
+}

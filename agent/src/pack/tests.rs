@@ -793,3 +793,64 @@ fn a_scan_of_bytes_that_are_not_text_is_refused_and_never_read_as_text() {
     let e = s.feed(Input::Scan(b"SO-10042\r\n".to_vec()));
     assert_eq!(e, [Effect::LookUpOrder("SO-10042".into())]);
 }
+
+/// The selected reason of a reasons screen among `effects`.
+fn selected_reason(effects: &[Effect]) -> Option<u8> {
+    effects.iter().find_map(|e| match e {
+        Effect::Show(Screen::Reasons { selected, .. }) => Some(*selected),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_typed_weight_can_be_cleared_or_left_and_the_reason_menu_wraps_both_ways() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    // Back from the weight: packing goes on.
+    let e = s.key(Key::Back);
+    assert!(e.contains(&Effect::Show(Screen::Scan {
+        target: ScanTarget::Item,
+        hint: fit("Scan item"),
+    })));
+    s.key(Key::F(keys::CLOSE));
+    // A mistyped weight is cleared and typed again.
+    s.type_number(999);
+    s.key(Key::Clear);
+    assert!(matches!(
+        s.close_with_weight(300),
+        Commit::CartonClosed { weight_g: 300, .. }
+    ));
+    s.commit();
+    s.scan(&bolt());
+    assert_eq!(selected_reason(&s.key(Key::F(keys::SHORT))), Some(0));
+    assert_eq!(
+        selected_reason(&s.key(Key::Up)),
+        Some(3),
+        "up from the first"
+    );
+    assert_eq!(
+        selected_reason(&s.key(Key::Down)),
+        Some(0),
+        "down from the last"
+    );
+}
+
+#[test]
+fn a_heavy_carton_gets_its_percentage_tolerance_and_a_typed_expiry_needs_six_digits() {
+    let mut o = order();
+    // Expected 200 g tare + 1000 g: 10 % is 100 g, more than the 30 g minimum.
+    o.lines[0].unit_weight_g = 1000;
+    o.lines[0].capture.expiry = true;
+    let mut s = Station::new();
+    s.start(o);
+    s.scan(&bolt());
+    check_refused(&s.scan("2712"), "Expiry must be 6 digits YYMMDD");
+    assert_eq!(beeps(&s.scan("271231")), [Beep::Ok]);
+    s.key(Key::F(keys::CLOSE));
+    assert!(matches!(
+        s.close_with_weight(1290),
+        Commit::CartonClosed { weight_g: 1290, .. }
+    ));
+}

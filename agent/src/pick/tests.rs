@@ -1066,3 +1066,38 @@ fn the_picker_names_the_tasks_it_holds_the_task_under_it_its_put_backs_and_its_u
     r.input(window(vec![task(2, "A-02", 2, 0, 1)], false, None));
     assert_eq!(r.p.held(), [2]);
 }
+
+#[test]
+fn a_check_code_of_99_a_digit_chosen_reason_and_a_skip_with_units_in_hand_are_handled() {
+    let mut t = task(1, "A-01", 1, 0, 3);
+    t.location_check = 99;
+    let mut r = Rig::logged_in(vec![t, task(2, "A-02", 2, 0, 1)]);
+    // 99 is the highest check code there is.
+    let e = r.keys(&[Key::Digit(9), Key::Digit(9)]);
+    assert_eq!(shown(&e), "Check code 99/99");
+    let e = r.key(Key::Enter);
+    assert_eq!(persisted(&e), Some(&Command::StartTask { task_id: 1 }));
+    r.commit(&e);
+    // Units in hand are confirmed or shorted, never skipped away.
+    r.scan(WIDGET);
+    let e = r.key(Key::F(2));
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert!(persisted(&e).is_none());
+    // A reason can be chosen by its number.
+    r.key(Key::F(1));
+    let e = r.key(Key::Digit(3));
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 2, .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_badge_of_ten_digits_or_no_digits_is_not_a_badge() {
+    for raw in ["OP1234567890", "OP", "OP12A"] {
+        let bc = crate::barcode::parse(raw.as_bytes());
+        assert_eq!(badge_operator("OP", &bc), None, "{raw}");
+    }
+    let bc = crate::barcode::parse(b"OP123456789");
+    assert_eq!(badge_operator("OP", &bc), Some(123_456_789));
+}

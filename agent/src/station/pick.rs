@@ -298,7 +298,12 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
             },
             a = applied.recv() => match a {
                 Ok(Applied::WaveApplied { .. } | Applied::Revoked { .. } | Applied::Cancelled { .. })
-                | Err(RecvError::Lagged(_)) => st.read_path(Count::Tasks).await,
+                | Err(RecvError::Lagged(_)) => {
+                    // One read for every change already announced: a burst of 5,000
+                    // cancellations after an outage costs one count of the path, not 5,000.
+                    drain(&mut applied);
+                    st.read_path(Count::Tasks).await;
+                }
                 Ok(_) => {}
                 Err(RecvError::Closed) => break,
             },
@@ -311,6 +316,13 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         }
     }
     st.shell.stop().await;
+}
+
+/// Takes every notification already waiting: a read of the path after them sees them all.
+/// A closed channel is left for the next `recv` to report.
+fn drain(applied: &mut tokio::sync::broadcast::Receiver<Applied>) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    while matches!(applied.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
 }
 
 fn idle(screen: &Screen) -> bool {
@@ -569,6 +581,22 @@ mod tests {
             },
             false,
         );
+    }
+
+    #[test]
+    fn draining_takes_every_waiting_notification_and_leaves_a_close_for_recv() {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let (tx, mut rx) = tokio::sync::broadcast::channel(2);
+        // More than the channel holds: the receiver has lagged, too.
+        for _ in 0..5 {
+            tx.send(Applied::Resync).unwrap();
+        }
+        drain(&mut rx);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        tx.send(Applied::Resync).unwrap();
+        drop(tx);
+        drain(&mut rx);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The handheld: one task owns the [`Picker`] and feeds it scans (scanner thread and
-//! terminal), keys, the store's open tasks after every applied wave, revocation or
-//! cancellation, and the store's answers to its durable commands.
+//! terminal), keys, the pick path as the store has it, and the store's answers to its
+//! durable commands.
 //!
 //! Offline banner: while the sync link is down (for longer than [`OFFLINE_GRACE_S`], so a
 //! reconnect does not flicker), idle screens (badge login, no tasks, wave done) are
-//! replaced by `Screen::Offline { backlog, since_s }`, refreshed every few seconds. Work
+//! replaced by `Screen::Offline { backlog, since_s }`, refreshed every
+//! [`BANNER_REFRESH_S`] (an offline device stays quiet: one store read and one screen
+//! then, not every second). Work
 //! screens are never covered: picking goes on offline exactly as online, and the next
 //! idle screen shows the banner. When the link is back, the workflow's screen returns.
 //!
@@ -46,6 +48,9 @@ use crate::sync::agent::LinkState;
 
 /// Seconds the link may be down before the offline banner shows.
 pub const OFFLINE_GRACE_S: u64 = 3;
+
+/// Seconds between refreshes of the offline banner's figures.
+pub const BANNER_REFRESH_S: u64 = 5;
 
 /// Tasks of the path the picker is handed at a time: enough to walk on from one commit
 /// to the next read, few enough that a read costs next to nothing.
@@ -250,6 +255,8 @@ struct Station {
     /// Unix seconds the link went down, while it is down.
     offline_since: Option<u64>,
     banner: bool,
+    /// Unix seconds the banner's figures were last filled in, while it is up.
+    banner_at: Option<u64>,
 }
 
 /// Runs the handheld until shutdown.
@@ -262,6 +269,7 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         stale: false,
         offline_since: None,
         banner: false,
+        banner_at: None,
     };
     // Subscribed before the first load: a wave applied meanwhile is announced afterwards.
     let mut applied = st.shell.sync.applied();
@@ -290,7 +298,12 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
             },
             a = applied.recv() => match a {
                 Ok(Applied::WaveApplied { .. } | Applied::Revoked { .. } | Applied::Cancelled { .. })
-                | Err(RecvError::Lagged(_)) => st.read_path(Count::Tasks).await,
+                | Err(RecvError::Lagged(_)) => {
+                    // One read for every change already announced: a burst of 5,000
+                    // cancellations after an outage costs one count of the path, not 5,000.
+                    drain(&mut applied);
+                    st.read_path(Count::Tasks).await;
+                }
                 Ok(_) => {}
                 Err(RecvError::Closed) => break,
             },
@@ -303,6 +316,13 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         }
     }
     st.shell.stop().await;
+}
+
+/// Takes every notification already waiting: a read of the path after them sees them all.
+/// A closed channel is left for the next `recv` to report.
+fn drain(applied: &mut tokio::sync::broadcast::Receiver<Applied>) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    while matches!(applied.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
 }
 
 fn idle(screen: &Screen) -> bool {
@@ -379,9 +399,11 @@ impl Station {
                 since_s: 0,
             });
             self.banner = true;
+            self.banner_at = None;
             return;
         }
         self.banner = false;
+        self.banner_at = None;
         self.shell.display.show(screen);
     }
 
@@ -494,11 +516,18 @@ impl Station {
             return;
         }
         let now = now_s();
+        let fresh = self
+            .banner_at
+            .is_some_and(|at| now.saturating_sub(at) < BANNER_REFRESH_S);
+        if self.banner && fresh {
+            return;
+        }
         let backlog = match self.shell.store.call(move |db| db.outbox_stats(now)).await {
             Ok(Ok(s)) => u32::try_from(s.count).unwrap_or(u32::MAX),
             _ => 0,
         };
         self.banner = true;
+        self.banner_at = Some(now);
         self.shell.display.show(Screen::Offline {
             backlog,
             since_s: u32::try_from(now.saturating_sub(since)).unwrap_or(u32::MAX),
@@ -552,6 +581,22 @@ mod tests {
             },
             false,
         );
+    }
+
+    #[test]
+    fn draining_takes_every_waiting_notification_and_leaves_a_close_for_recv() {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let (tx, mut rx) = tokio::sync::broadcast::channel(2);
+        // More than the channel holds: the receiver has lagged, too.
+        for _ in 0..5 {
+            tx.send(Applied::Resync).unwrap();
+        }
+        drain(&mut rx);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        tx.send(Applied::Resync).unwrap();
+        drop(tx);
+        drain(&mut rx);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
 mod baseline;
+mod meta;
 pub mod oms_db;
 pub mod oms_pg;
 pub mod oms_store;
@@ -39,7 +40,8 @@ use floorhand_protocol::oms::{Date, RejectReason};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
-pub use outbox::{BirthSnapshot, DownPoint, OutboxRow, OutboxStats};
+pub use meta::DownPoint;
+pub use outbox::{BirthSnapshot, OutboxRow, OutboxStats};
 pub use path::{Owed, PathTask};
 pub use print::{Carton, CartonClose, CartonItem, PrintJob};
 pub use sample::{sample_tasks, sample_wave};
@@ -484,7 +486,7 @@ impl Db {
             synchronous: cfg.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
-        db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
+        db.incarnation = meta::load_or_make_incarnation(&db.conn)?;
         db.settings = status::load_settings(&db.conn, db.settings.clone())?;
         // Recorded so that `floorhand status` (which has no config) reports the same
         // percentage the agent acts on.
@@ -529,7 +531,7 @@ impl Db {
             synchronous: defaults.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
-        db.incarnation = outbox::incarnation(&db.conn)?;
+        db.incarnation = meta::incarnation(&db.conn)?;
         db.settings = status::load_settings(&db.conn, db.settings.clone())?;
         Ok(db)
     }

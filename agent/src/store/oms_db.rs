@@ -128,7 +128,7 @@ impl OmsDb {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
-        let incarnation = super::outbox::load_or_make_incarnation(&conn)?;
+        let incarnation = super::meta::load_or_make_incarnation(&conn)?;
         Ok(OmsDb { conn, incarnation })
     }
 

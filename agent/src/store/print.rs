@@ -4,7 +4,7 @@
 use floorhand_protocol::oms::{Address, Capture, EventKind, GtinPack, PackLine, PackOrder};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::outbox::meta_next;
+use super::meta::{SSCC_SERIAL, meta_next};
 use super::waves::{decode_gtins, encode_gtins};
 use super::{Db, StoreError, sql, unsql};
 
@@ -23,8 +23,6 @@ pub struct PrintJob {
     /// never send it again.
     pub sent: bool,
 }
-
-const SSCC_SERIAL: &str = "sscc_serial";
 
 /// Field separator inside a stored address (ASCII unit separator); street lines go last.
 const SEP: char = '\u{1f}';

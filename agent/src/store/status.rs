@@ -6,15 +6,12 @@ use std::fmt;
 use floorhand_protocol::oms::EventKind;
 use rusqlite::{Connection, params};
 
-use super::outbox::{acked_through, meta_get, meta_set};
+use super::meta::{
+    ALARM_RAISED, CFG_ALARM_PCT, CFG_MAX_BYTES, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S,
+    acked_through, meta_get, meta_set,
+};
 use super::waves::WAVE_IS_DONE;
 use super::{Db, OutboxStats, Settings, StoreError, TaskState, Tx, sql, unsql};
-
-pub(super) const CFG_STATUS_INTERVAL_S: &str = "cfg_status_interval_s";
-pub(super) const CFG_RETENTION_H: &str = "cfg_retention_hours";
-pub(super) const CFG_ALARM_PCT: &str = "cfg_alarm_pct";
-const CFG_MAX_BYTES: &str = "cfg_max_bytes";
-const ALARM_RAISED: &str = "alarm_raised";
 
 /// Storage use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

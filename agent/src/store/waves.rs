@@ -16,8 +16,11 @@ use floorhand_protocol::oms::{
 use rusqlite::{OptionalExtension, params};
 
 use super::DownPoint;
-use super::outbox::{DOWN_INCARNATION, DOWN_THROUGH, down_point, meta_set};
-use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
+use super::meta::{
+    CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S, DOWN_INCARNATION, DOWN_THROUGH,
+    down_point, meta_set,
+};
+use super::status;
 use super::{Applied, Db, Gtin, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 

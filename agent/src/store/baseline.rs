@@ -7,7 +7,7 @@ use std::path::Path;
 use floorhand_protocol::oms::Task;
 use rusqlite::{Connection, params};
 
-use super::waves::encode_gtins;
+use super::codec::encode_gtins;
 use super::{StoreConfig, StoreError, sql};
 
 /// A bare SQLite file with one table per baseline.

@@ -16,6 +16,8 @@
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
 mod baseline;
+mod codec;
+mod conditions;
 mod meta;
 pub mod oms_db;
 pub mod oms_pg;

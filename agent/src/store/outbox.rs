@@ -12,8 +12,8 @@ use floorhand_protocol::oms::{
 };
 use rusqlite::{Connection, params};
 
+use super::conditions::WAVE_IS_DONE;
 use super::meta::{ACKED_THROUGH, SESSION, acked_through, down_point, meta_next, meta_set};
-use super::waves::WAVE_IS_DONE;
 use super::{Db, DownPoint, StoreError, Tx, sql, unsql};
 
 /// One outbox row: the exact bytes to publish.

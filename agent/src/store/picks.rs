@@ -5,7 +5,7 @@
 use floorhand_protocol::oms::{Date, EventKind, Picked, ShortReason};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::waves::decode_gtins;
+use super::codec::decode_gtins;
 use super::{CaptureFlags, Db, PickConfirmation, StoreError, TaskRow, TaskState, Tx, sql, unsql};
 
 /// Columns [`task_row`] reads, in order.

@@ -1,11 +1,11 @@
 //! Pack station support: pack orders with their totes and lines, the SSCC serial counter,
 //! and the label print queue.
 
-use floorhand_protocol::oms::{Address, Capture, EventKind, GtinPack, PackLine, PackOrder};
+use floorhand_protocol::oms::{Capture, EventKind, GtinPack, PackLine, PackOrder};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::codec::{decode_address, decode_gtins, encode_address, encode_gtins};
 use super::meta::{SSCC_SERIAL, meta_next};
-use super::waves::{decode_gtins, encode_gtins};
 use super::{Db, StoreError, sql, unsql};
 
 /// A label waiting for (or done with) the printer.
@@ -22,41 +22,6 @@ pub struct PrintJob {
     /// The printer already took it (still in its buffer at the last look): confirm it,
     /// never send it again.
     pub sent: bool,
-}
-
-/// Field separator inside a stored address (ASCII unit separator); street lines go last.
-const SEP: char = '\u{1f}';
-
-fn encode_address(a: &Address) -> String {
-    let mut fields = vec![
-        a.name.as_str(),
-        &a.company,
-        &a.city,
-        &a.region,
-        &a.postal_code,
-        &a.country,
-    ];
-    fields.extend(a.lines.iter().map(String::as_str));
-    fields.join(&SEP.to_string())
-}
-
-fn decode_address(s: &str) -> Result<Address, StoreError> {
-    let mut it = s.split(SEP).map(str::to_string);
-    let mut next = || {
-        it.next()
-            .ok_or_else(|| StoreError::Corrupt(format!("address {s:?}")))
-    };
-    let (name, company, city, region, postal_code, country) =
-        (next()?, next()?, next()?, next()?, next()?, next()?);
-    Ok(Address {
-        name,
-        company,
-        city,
-        region,
-        postal_code,
-        country,
-        lines: it.collect(),
-    })
 }
 
 /// Stores a pack order, replacing an earlier copy with its totes and lines.

@@ -6,11 +6,11 @@ use std::fmt;
 use floorhand_protocol::oms::EventKind;
 use rusqlite::{Connection, params};
 
+use super::conditions::WAVE_IS_DONE;
 use super::meta::{
     ALARM_RAISED, CFG_ALARM_PCT, CFG_MAX_BYTES, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S,
     acked_through, meta_get, meta_set,
 };
-use super::waves::WAVE_IS_DONE;
 use super::{Db, OutboxStats, Settings, StoreError, TaskState, Tx, sql, unsql};
 
 /// Storage use.

@@ -16,12 +16,14 @@ use floorhand_protocol::oms::{
 use rusqlite::{OptionalExtension, params};
 
 use super::DownPoint;
+use super::codec::encode_gtins;
+use super::conditions::WAVE_IS_DONE;
 use super::meta::{
     CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S, DOWN_INCARNATION, DOWN_THROUGH,
     down_point, meta_set,
 };
 use super::status;
-use super::{Applied, Db, Gtin, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
+use super::{Applied, Db, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
 /// Inserts a task (fresh values for every column the OMS owns).
@@ -49,11 +51,6 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
      WHERE tasks.picked_qty = 0
        AND (tasks.state = 'open' OR tasks.state = 'skipped' OR tasks.state = 'revoked'
             OR tasks.state = 'cancelled')";
-
-/// SQL condition on `waves`: no task of the wave needs the picker any more.
-pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks
-    WHERE tasks.wave_id = waves.wave_id
-      AND tasks.state IN ('open', 'in_progress', 'skipped', 'put_back', 'surplus'))";
 
 /// An order's tasks, through the `(wave_id, order_id)` index: the recursive part walks
 /// the distinct wave ids (one index seek each, a "loose index scan"), and each wave
@@ -117,41 +114,6 @@ impl Tally {
             Ended::Untouched => {}
         }
     }
-}
-
-/// Encodes a task's GTINs in one column: `gtin*qty` joined by `,` (GTINs are digits).
-pub(super) fn encode_gtins(gtins: &[GtinPack]) -> String {
-    let mut s = String::with_capacity(gtins.len() * 18);
-    for (i, g) in gtins.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&g.gtin);
-        s.push('*');
-        s.push_str(&g.pack_qty.to_string());
-    }
-    s
-}
-
-/// The inverse of [`encode_gtins`].
-pub(super) fn decode_gtins(s: &str) -> Result<Vec<Gtin>, StoreError> {
-    if s.is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',')
-        .map(|part| {
-            let (gtin, qty) = part
-                .rsplit_once('*')
-                .ok_or_else(|| StoreError::Corrupt(format!("gtin list {s:?}")))?;
-            let pack_qty = qty
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("gtin list {s:?}")))?;
-            Ok(Gtin {
-                gtin: gtin.to_string(),
-                pack_qty,
-            })
-        })
-        .collect()
 }
 
 /// Rejects a GTIN the column encoding could not carry; real GTINs are 14 digits.

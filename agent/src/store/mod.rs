@@ -18,6 +18,7 @@
 mod baseline;
 mod codec;
 mod conditions;
+mod inbox;
 mod meta;
 pub mod oms_db;
 pub mod oms_pg;
@@ -29,7 +30,6 @@ mod print;
 mod sample;
 mod schema;
 mod status;
-mod waves;
 
 #[cfg(test)]
 mod tests;

@@ -960,7 +960,7 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
     // The lookup seeks the index; it never reads the whole tasks table.
     let conn = Connection::open(&f.path).unwrap();
     let plan: Vec<String> = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {}", waves::ORDER_TASKS))
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", inbox::ORDER_TASKS))
         .unwrap()
         .query_map(["SO-1"], |r| r.get::<_, String>(3))
         .unwrap()

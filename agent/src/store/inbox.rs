@@ -752,7 +752,7 @@ impl Tx<'_> {
         if let Err(e) = crate::label::check_fits(order) {
             return self.refuse(msg_id, RejectReason::Invalid, e.to_string());
         }
-        super::print::insert_pack_order(&self.tx, order, self.now)?;
+        super::pack_orders::insert_pack_order(&self.tx, order, self.now)?;
         status::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::PackOrderStored)
     }

@@ -16,6 +16,7 @@
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
 mod baseline;
+mod cartons;
 mod codec;
 mod conditions;
 mod inbox;
@@ -24,9 +25,10 @@ pub mod oms_db;
 pub mod oms_pg;
 pub mod oms_store;
 mod outbox;
+mod pack_orders;
 mod path;
 mod picks;
-mod print;
+mod print_queue;
 mod sample;
 mod schema;
 mod status;
@@ -42,10 +44,11 @@ use floorhand_protocol::oms::{Date, RejectReason};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
+pub use cartons::{Carton, CartonClose, CartonItem};
 pub use meta::DownPoint;
 pub use outbox::{BirthSnapshot, OutboxRow, OutboxStats};
 pub use path::{Owed, PathTask};
-pub use print::{Carton, CartonClose, CartonItem, PrintJob};
+pub use print_queue::PrintJob;
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
 pub use status::{OperatorStatus, StatusReport, Usage};

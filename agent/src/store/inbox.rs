@@ -18,11 +18,11 @@ use rusqlite::{OptionalExtension, params};
 use super::DownPoint;
 use super::codec::encode_gtins;
 use super::conditions::WAVE_IS_DONE;
+use super::limits;
 use super::meta::{
     CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S, DOWN_INCARNATION, DOWN_THROUGH,
     down_point, meta_set,
 };
-use super::status;
 use super::{Applied, Db, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
@@ -336,7 +336,7 @@ impl Tx<'_> {
         msg_id: u64,
         settings: &Settings,
     ) -> Result<Option<Applied>, StoreError> {
-        match status::check_room(&self.tx, settings) {
+        match limits::check_room(&self.tx, settings) {
             Ok(_) => Ok(None),
             Err(e @ StoreError::Full { .. }) => Ok(Some(self.refuse(
                 msg_id,
@@ -418,7 +418,7 @@ impl Tx<'_> {
             self.end_task(task_id, Some(wave.wave_id), Ending::Revoked)?;
         }
         self.close_wave_if_done(wave.wave_id)?;
-        status::raise_alarm_if_needed(self, settings)?;
+        limits::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::WaveApplied {
             wave_id: wave.wave_id,
             version: wave.version,
@@ -753,7 +753,7 @@ impl Tx<'_> {
             return self.refuse(msg_id, RejectReason::Invalid, e.to_string());
         }
         super::pack_orders::insert_pack_order(&self.tx, order, self.now)?;
-        status::raise_alarm_if_needed(self, settings)?;
+        limits::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::PackOrderStored)
     }
 }

@@ -20,6 +20,7 @@ mod cartons;
 mod codec;
 mod conditions;
 mod inbox;
+mod limits;
 mod meta;
 pub mod oms_db;
 pub mod oms_pg;
@@ -45,13 +46,14 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use baseline::RawDb;
 pub use cartons::{Carton, CartonClose, CartonItem};
+pub use limits::Usage;
 pub use meta::DownPoint;
 pub use outbox::{BirthSnapshot, OutboxRow, OutboxStats};
 pub use path::{Owed, PathTask};
 pub use print_queue::PrintJob;
 pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
-pub use status::{OperatorStatus, StatusReport, Usage};
+pub use status::{OperatorStatus, StatusReport};
 
 /// How hard SQLite syncs a commit to the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -492,10 +494,10 @@ impl Db {
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
         db.incarnation = meta::load_or_make_incarnation(&db.conn)?;
-        db.settings = status::load_settings(&db.conn, db.settings.clone())?;
+        db.settings = limits::load_settings(&db.conn, db.settings.clone())?;
         // Recorded so that `floorhand status` (which has no config) reports the same
         // percentage the agent acts on.
-        status::record_limit(&db.conn, cfg.max_bytes)?;
+        limits::record_limit(&db.conn, cfg.max_bytes)?;
         Ok(db)
     }
 
@@ -526,7 +528,7 @@ impl Db {
         let defaults = StoreConfig::default();
         let mut db = Db {
             settings: Settings {
-                max_bytes: status::recorded_limit(&conn)?.unwrap_or(defaults.max_bytes),
+                max_bytes: limits::recorded_limit(&conn)?.unwrap_or(defaults.max_bytes),
                 alarm_pct: defaults.alarm_pct,
                 retention_s: defaults.retention.as_secs(),
             },
@@ -537,7 +539,7 @@ impl Db {
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
         db.incarnation = meta::incarnation(&db.conn)?;
-        db.settings = status::load_settings(&db.conn, db.settings.clone())?;
+        db.settings = limits::load_settings(&db.conn, db.settings.clone())?;
         Ok(db)
     }
 

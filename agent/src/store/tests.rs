@@ -489,7 +489,7 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
     let usage = db.usage().unwrap();
     assert!(usage.alarm && usage.pct >= 50, "{usage:?}");
     assert!(matches!(events(&db)[0].1, EventKind::StorageAlarm { pct } if pct >= 50));
-    assert!(db.status(T0).unwrap().to_string().contains("ALARM"));
+    assert!(crate::cli_status::render(&db.status(T0).unwrap()).contains("ALARM"));
 
     let revoke = Down::TasksRevoked {
         wave_id: 11,
@@ -670,7 +670,7 @@ fn status_reports_tasks_backlog_storage_and_the_operators_pace() {
         "{}",
         op.picks_per_hour
     );
-    let text = r.to_string();
+    let text = crate::cli_status::render(&r);
     assert!(text.contains("4.0 picks per hour"), "{text}");
     assert!(
         text.contains("3 events not yet acknowledged, oldest 1800 s"),
@@ -1024,11 +1024,7 @@ fn a_closed_carton_records_what_went_into_it_with_its_event_and_refuses_its_sscc
     );
     let report = f.db.status(T0 + 2).unwrap();
     assert_eq!((report.cartons_packed, report.units_packed), (1, 2));
-    assert!(
-        report
-            .to_string()
-            .contains("packed     1 cartons (2 units)")
-    );
+    assert!(crate::cli_status::render(&report).contains("packed     1 cartons (2 units)"));
 
     // The same SSCC again: refused, and nothing of that commit is written.
     let err =

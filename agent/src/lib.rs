@@ -17,13 +17,19 @@
 //!   [`config`]: its configuration file; [`logging`]: its log output; [`doctor`]: the
 //!   pre-shift station check.
 //! - [`wire`]: wire-size report over the protocol's example messages.
-//! - [`demo`]: `floorhand demo`, a whole shift with an outage on one command.
-//! - [`bridge`]: `floorhand bridge`, the OMS side as a service with an HTTP API.
+//! - [`demo`] (feature `sim`): `floorhand demo`, a whole shift with an outage on one command.
+//! - [`bridge`] (feature `bridge`): `floorhand bridge`, the OMS side as a service with an
+//!   HTTP API.
+//!
+//! Features `sim` and `bridge` (on by default) hold the test rigs and the OMS side; the
+//! station's package builds without them.
 
 pub mod barcode;
+#[cfg(feature = "bridge")]
 pub mod bridge;
 pub mod cli_status;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod devices;
 pub mod doctor;

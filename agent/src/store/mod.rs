@@ -15,22 +15,25 @@
 //!   purge deletes, and only completed, acknowledged data;
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
-mod baseline;
 mod cartons;
 mod codec;
 mod conditions;
+#[cfg(any(test, feature = "sim"))]
+pub mod fixtures;
 mod inbox;
 mod limits;
 mod meta;
+#[cfg(feature = "oms")]
 pub mod oms_db;
+#[cfg(feature = "bridge")]
 pub mod oms_pg;
+#[cfg(feature = "oms")]
 pub mod oms_store;
 mod outbox;
 mod pack_orders;
 mod path;
 mod picks;
 mod print_queue;
-mod sample;
 mod schema;
 mod status;
 
@@ -44,14 +47,12 @@ use floorhand_protocol::envelope::EncodeError;
 use floorhand_protocol::oms::{Date, RejectReason};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use baseline::RawDb;
 pub use cartons::{Carton, CartonClose, CartonItem};
 pub use limits::Usage;
 pub use meta::DownPoint;
 pub use outbox::{BirthSnapshot, OutboxRow, OutboxStats};
 pub use path::{Owed, PathTask};
 pub use print_queue::PrintJob;
-pub use sample::{sample_tasks, sample_wave};
 pub use schema::SCHEMA_VERSION;
 pub use status::{OperatorStatus, StatusReport};
 

@@ -10,6 +10,7 @@ use floorhand_protocol::{Envelope, examples};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
+use super::fixtures::{sample_tasks, sample_wave};
 use super::schema::migrate_to;
 use super::*;
 

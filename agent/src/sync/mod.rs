@@ -10,7 +10,9 @@
 pub mod agent;
 pub mod backoff;
 pub mod mqtt;
+#[cfg(feature = "oms")]
 pub mod oms;
 pub mod probe;
 pub mod pubacks;
+#[cfg(feature = "sim")]
 pub mod tools;

@@ -16,6 +16,7 @@
 //! - [`station`]: the station runtime (devices + workflow + store), started by [`run`].
 //!   [`config`]: its configuration file; [`logging`]: its log output; [`doctor`]: the
 //!   pre-shift station check.
+//! - [`clock`]: the wall clock, `clock::unix_now()`, read only by the shell.
 //! - [`wire`]: wire-size report over the protocol's example messages.
 //! - [`demo`] (feature `sim`): `floorhand demo`, a whole shift with an outage on one command.
 //! - [`bridge`] (feature `bridge`): `floorhand bridge`, the OMS side as a service with an
@@ -28,6 +29,7 @@ pub mod barcode;
 #[cfg(feature = "bridge")]
 pub mod bridge;
 pub mod cli_status;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;

@@ -180,9 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         }),
         Command::Status { db } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
+            let now = floorhand::clock::unix_now();
             println!("{}", floorhand::cli_status::report(&db, now)?);
             Ok(ExitCode::SUCCESS)
         }

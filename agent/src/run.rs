@@ -254,7 +254,7 @@ pub fn ended(what: &str, result: Result<Result<(), StationError>, JoinError>) ->
 
 /// Checks the storage limit and purges what may go; an error only if the store is gone.
 async fn housekeep(store: &Store) -> Result<(), StoreError> {
-    let now = now_s();
+    let now = crate::clock::unix_now();
     match store
         .call(move |db| (db.check_storage(now), db.purge(now)))
         .await?
@@ -308,13 +308,6 @@ async fn next_panic(panics: &mut Option<watch::Receiver<Option<String>>>) -> Str
         Ok(p) => p.unwrap_or_default(),
         Err(_) => std::future::pending().await,
     }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -80,13 +80,6 @@ impl DemoError {
     }
 }
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Every event an agent committed through the demo's stations: `(seq, operator, kind)`
 /// per device, to compare with what the OMS received.
 #[derive(Clone, Default)]

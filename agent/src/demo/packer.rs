@@ -63,7 +63,7 @@ impl PackStation {
         input: Input,
         out: &mut Outcome,
     ) -> Result<(), DemoError> {
-        let mut queue: VecDeque<Effect> = packer.handle(super::now_s(), input).into();
+        let mut queue: VecDeque<Effect> = packer.handle(crate::clock::unix_now(), input).into();
         while let Some(effect) = queue.pop_front() {
             let answer = match effect {
                 Effect::Show(s) => {
@@ -115,7 +115,7 @@ impl PackStation {
                     }
                 }
             };
-            queue.extend(packer.handle(super::now_s(), answer));
+            queue.extend(packer.handle(crate::clock::unix_now(), answer));
         }
         Ok(())
     }

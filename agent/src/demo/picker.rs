@@ -126,7 +126,7 @@ impl PickStation {
     /// Runs one command through `station::pick::execute`, the runtime's own hook (one
     /// store transaction), and records the events it wrote for the exactly-once check.
     async fn persist(&mut self, id: u64, command: Command) -> Result<Input, DemoError> {
-        let now = super::now_s();
+        let now = crate::clock::unix_now();
         let operator = self.picker.operator().unwrap_or(0);
         let prefix = self.badge_prefix.clone();
         let c = command.clone();

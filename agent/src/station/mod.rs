@@ -149,14 +149,6 @@ pub(crate) async fn join_within(
     }
 }
 
-/// Unix seconds: timestamps in the store.
-pub(crate) fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The terminal, or the log when the station has none.
 pub(crate) struct Display {
     terminal: Option<TerminalHandle>,

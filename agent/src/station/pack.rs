@@ -29,7 +29,8 @@ use floorhand_protocol::link::{Beep, Level};
 use floorhand_protocol::oms::{EventKind, PrinterState};
 use tokio::sync::{mpsc, watch};
 
-use super::{Device, ScaleThread, Shell, StationError, join_within, next, now_s};
+use super::{Device, ScaleThread, Shell, StationError, join_within, next};
+use crate::clock::unix_now;
 use crate::devices::printer::{
     self, JobReport, PrintJob, Printer, PrinterConfig, PrinterView, QueuedJob,
 };
@@ -288,7 +289,7 @@ impl Station {
     }
 
     async fn input(&mut self, input: Input) {
-        let effects = self.packer.handle(now_s(), input);
+        let effects = self.packer.handle(unix_now(), input);
         self.apply(effects).await;
     }
 
@@ -331,7 +332,7 @@ impl Station {
                 }
                 Effect::Commit(c) => self.commit(c).await,
             };
-            queue.extend(self.packer.handle(now_s(), answer));
+            queue.extend(self.packer.handle(unix_now(), answer));
         }
     }
 
@@ -390,7 +391,7 @@ impl Station {
         let (job_id, fault) = match &report {
             JobReport::Sent { job_id } => {
                 // Recorded so that a restart confirms the job instead of sending it again.
-                let (job_id, at) = (*job_id, now_s());
+                let (job_id, at) = (*job_id, unix_now());
                 match self
                     .shell
                     .store
@@ -409,7 +410,7 @@ impl Station {
             }
         };
         let effects = self.packer.handle(
-            now_s(),
+            unix_now(),
             Input::PrintReport {
                 job_id,
                 fault: fault.clone(),
@@ -417,7 +418,7 @@ impl Station {
         );
         if effects.is_empty() {
             // A job from before a restart: the packer does not know it; record it here.
-            let at = now_s();
+            let at = unix_now();
             let operator = self.operator();
             let r = match fault.clone() {
                 None => {

@@ -636,7 +636,7 @@ impl Config {
 
     /// The pack workflow's settings, with the label template read (again) from its file.
     /// `None` without a `[label]` section.
-    pub fn pack_config(&self, path: &Path) -> Result<Option<crate::pack::Config>, ConfigError> {
+    pub fn pack_config(&self, path: &Path) -> Result<Option<crate::pack::PackConfig>, ConfigError> {
         let Some(l) = &self.label else {
             return Ok(None);
         };
@@ -644,7 +644,7 @@ impl Config {
             Some(t) => self.label_template_at(path, t)?,
             None => crate::label::builtin(Dpi::from_number(l.dpi).unwrap_or(Dpi::D203)),
         };
-        Ok(Some(crate::pack::Config {
+        Ok(Some(crate::pack::PackConfig {
             company_prefix: l.company_prefix.clone(),
             extension: l.extension,
             tare_g: self.station.tare_g,

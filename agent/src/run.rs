@@ -6,7 +6,7 @@
 //! task ending on its own (a panic, an error), the store thread gone, or (with
 //! [`watch_panics`], which `floorhand run` installs) a panic on any thread, such as one of
 //! the link's helper tasks. [`Agent::wait`] then logs it, stops the rest as a SIGTERM would,
-//! and returns [`RunError::Failed`], so `floorhand run` exits non-zero and systemd's
+//! and returns [`AgentError::Failed`], so `floorhand run` exits non-zero and systemd's
 //! `Restart=on-failure` starts it again.
 
 use std::path::Path;
@@ -29,7 +29,7 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum AgentError {
     /// Configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -74,7 +74,7 @@ pub struct Agent {
 
 impl Agent {
     /// Opens the database and starts the link and the station.
-    pub async fn start(cfg: &Config, cfg_path: &Path) -> Result<Agent, RunError> {
+    pub async fn start(cfg: &Config, cfg_path: &Path) -> Result<Agent, AgentError> {
         let (stop_tx, shutdown) = watch::channel(false);
         let store = Store::open(&cfg.database.path, cfg.store_config())?;
         let broker = cfg.broker_settings(cfg_path)?;
@@ -110,7 +110,7 @@ impl Agent {
     /// part until a stop (`Ok`) or an internal failure (`Err`, after stopping the rest).
     /// Returns once the station and the link have finished (each within 5 s) and the store
     /// thread has run every job queued before.
-    pub async fn wait(self) -> Result<(), RunError> {
+    pub async fn wait(self) -> Result<(), AgentError> {
         let Agent {
             store,
             sync,
@@ -224,7 +224,7 @@ impl Agent {
             .err()
             .map(|_| "the store thread had stopped".to_string());
         match failure.or(station_failure).or(store_failure) {
-            Some(f) => Err(RunError::Failed(f)),
+            Some(f) => Err(AgentError::Failed(f)),
             None => Ok(()),
         }
     }

@@ -83,7 +83,7 @@ impl DemoError {
 /// Every event an agent committed through the demo's stations: `(seq, operator, kind)`
 /// per device, to compare with what the OMS received.
 #[derive(Clone, Default)]
-pub struct Ledger(Arc<Mutex<Committed>>);
+pub struct CommitLog(Arc<Mutex<Committed>>);
 
 /// Per device, `(seq, operator, kind)` of each committed event.
 pub type Committed = BTreeMap<String, Written>;
@@ -91,7 +91,7 @@ pub type Committed = BTreeMap<String, Written>;
 /// `(seq, operator, kind)` of events one transaction wrote.
 pub type Written = Vec<(u64, u32, EventKind)>;
 
-impl Ledger {
+impl CommitLog {
     fn record(&self, device: &str, events: Written) {
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
         g.entry(device.to_string()).or_default().extend(events);
@@ -362,7 +362,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         device_picker: PICKER.into(),
         device_pack: PACK.into(),
     };
-    let ledger = Ledger::default();
+    let ledger = CommitLog::default();
 
     // Devices.
     let pty_dir = out.join("pty");

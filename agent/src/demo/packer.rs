@@ -16,10 +16,10 @@ use floorhand_protocol::link::{Key, Level, Screen};
 use floorhand_protocol::oms::PackOrder;
 
 use super::vdev::VirtualScanner;
-use super::{DemoError, Ledger, Progress};
+use super::{CommitLog, DemoError, Progress};
 use crate::devices::printer::{PrintJob, Printer, PrinterConfig, Transport};
 use crate::label::{self, Dpi};
-use crate::pack::{Commit, Config, Effect, Input, Packer, keys};
+use crate::pack::{Commit, Effect, Input, PackConfig, Packer, keys};
 use crate::station::pack::execute;
 use crate::store::Store;
 use crate::sync::agent::SyncHandle;
@@ -37,7 +37,7 @@ pub struct PackStation {
     pub(super) sync: SyncHandle,
     pub(super) scanner: VirtualScanner,
     pub(super) printer_addr: std::net::SocketAddr,
-    pub(super) ledger: Ledger,
+    pub(super) ledger: CommitLog,
     pub(super) progress: Progress,
 }
 
@@ -148,7 +148,7 @@ impl PackStation {
             retry_every: Duration::from_millis(200),
             poll_every: Duration::from_secs(5),
         });
-        let mut packer = Packer::new(Config {
+        let mut packer = Packer::new(PackConfig {
             company_prefix: "9506000".into(),
             extension: 0,
             tare_g: TARE_G,

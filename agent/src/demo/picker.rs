@@ -16,7 +16,7 @@ use floorhand_protocol::link::{Beep, Key, Level, ScanTarget, Screen};
 use floorhand_protocol::oms::Wave;
 
 use super::vdev::VirtualScanner;
-use super::{DemoError, Ledger, Progress};
+use super::{CommitLog, DemoError, Progress};
 use crate::devices::terminal::TerminalHandle;
 use crate::pick::{Command, Effect, Input, PickTask, Picker};
 use crate::station::pick::{audit, execute};
@@ -78,7 +78,7 @@ pub struct PickStation {
     pub(super) scanner: VirtualScanner,
     pub(super) terminal: Option<TerminalHandle>,
     pub(super) started: Instant,
-    pub(super) ledger: Ledger,
+    pub(super) ledger: CommitLog,
     pub(super) progress: Progress,
 }
 

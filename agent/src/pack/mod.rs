@@ -28,7 +28,7 @@ use scan::Scanned;
 
 /// Station settings.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct PackConfig {
     /// The site's GS1 company prefix.
     pub company_prefix: String,
     /// SSCC extension digit.
@@ -328,7 +328,7 @@ enum Pending {
 /// The pack station's state.
 #[derive(Debug)]
 pub struct Packer {
-    config: Config,
+    config: PackConfig,
     stage: Stage,
     active: Option<Active>,
     pending: VecDeque<Pending>,
@@ -376,7 +376,7 @@ fn scan_prompt(target: ScanTarget, hint: &str) -> Effect {
 
 impl Packer {
     /// A station waiting for its first order.
-    pub fn new(config: Config) -> Packer {
+    pub fn new(config: PackConfig) -> Packer {
         Packer {
             config,
             stage: Stage::Idle,

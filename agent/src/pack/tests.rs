@@ -73,7 +73,7 @@ struct Station {
 impl Station {
     fn new() -> Station {
         Station {
-            packer: Packer::new(Config {
+            packer: Packer::new(PackConfig {
                 company_prefix: "4012345".into(),
                 extension: 3,
                 tare_g: 200,

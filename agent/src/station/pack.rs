@@ -37,7 +37,7 @@ use crate::devices::printer::{
 use crate::devices::scale::ScaleEvent;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
-use crate::pack::{Commit, Config, Effect, Input, Packer};
+use crate::pack::{Commit, Effect, Input, PackConfig, Packer};
 use crate::store::{Applied, CartonClose, CartonItem, Db, StoreError};
 use crate::sync::agent::DeviceReport;
 
@@ -66,7 +66,7 @@ struct Station {
 /// Runs the pack station until shutdown.
 pub(crate) async fn run(
     shell: Shell,
-    config: Config,
+    config: PackConfig,
     badge_prefix: String,
     printer_cfg: PrinterConfig,
     scale: Option<ScaleThread>,

@@ -428,7 +428,13 @@ async fn run(
                 let wake = link.deadline().map(|d| base + Duration::from_millis(d));
                 let polling = reconnect_at.is_none();
                 tokio::select! {
+                    // The event loop first: the received messages of one network read
+                    // are all queued before the core is told to apply them (below).
+                    biased;
                     ev = &mut poll, if polling => break Some(ev),
+                    _ = std::future::ready(()), if link.apply_waiting() => {
+                        io.feed(&mut link, ms_since(base), Input::Tick);
+                    }
                     _ = sleep_until(reconnect_at.unwrap_or(base)), if !polling => {
                         reconnect_at = None;
                     }

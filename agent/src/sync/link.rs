@@ -472,9 +472,21 @@ impl Link {
         d
     }
 
-    /// Feeds one input; returns what to do, in order.
+    /// Whether received messages wait for [`Input::Tick`] to be applied. The I/O loop
+    /// feeds that tick once rumqttc has no more packets ready, so the messages of one
+    /// network read go into one transaction (the broker sends at most 20 unacknowledged
+    /// at a time, FIELD-NOTES: a batch per read is what keeps a burst fast).
+    pub fn apply_waiting(&self) -> bool {
+        !self.applying
+            && self.apply_retry_at.is_none()
+            && (!self.batch.is_empty() || !self.inbox.is_empty())
+    }
+
+    /// Feeds one input; returns what to do, in order. A received message is only queued
+    /// (see [`Link::apply_waiting`]), unless a whole batch is waiting.
     pub fn handle(&mut self, now: u64, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
+        let mut start_apply = true;
         match input {
             Input::Connected => {
                 self.connected = true;
@@ -521,6 +533,7 @@ impl Link {
                     topic,
                     check,
                 });
+                start_apply = self.inbox.len() >= DOWN_BATCH;
             }
             Input::Written(pkid) => self.pubacks.written(pkid),
             Input::PubAck(pkid) => {
@@ -585,12 +598,12 @@ impl Link {
             }
             Input::Tick => {}
         }
-        self.pump(now, &mut out);
+        self.pump(now, &mut out, start_apply);
         out
     }
 
     /// Starts whatever work is due: store reads and writes, applies, publishes.
-    fn pump(&mut self, now: u64, out: &mut Vec<Action>) {
+    fn pump(&mut self, now: u64, out: &mut Vec<Action>, start_apply: bool) {
         for at in [
             &mut self.read_retry_at,
             &mut self.mark_retry_at,
@@ -602,7 +615,7 @@ impl Link {
             }
         }
         // Down messages: one batch at a time, in arrival order.
-        if !self.applying && self.apply_retry_at.is_none() {
+        if start_apply && !self.applying && self.apply_retry_at.is_none() {
             if self.batch.is_empty() {
                 self.take_batch();
             }
@@ -1069,7 +1082,8 @@ mod tests {
                 Deadline(None),
                 // A message already received is still applied (and acknowledged when it
                 // can be: never to the broker on another connection).
-                At(0, cancel(1), &["apply 1"]),
+                At(0, cancel(1), &[]),
+                At(0, Input::Tick, &["apply 1"]),
                 At(
                     5,
                     applied(vec![cancelled()], 0, 1),
@@ -1111,7 +1125,8 @@ mod tests {
                 At(4, Input::Marked(2), &[]),
                 // No OMS ack yet: nothing new to read, the re-send deadline stands.
                 Deadline(Some(2000)),
-                At(5, oms_ack(2), &["apply 1"]),
+                At(5, oms_ack(2), &[]),
+                At(5, Input::Tick, &["apply 1"]),
                 At(
                     6,
                     applied(vec![Applied::Acked { deleted: 2 }], 2, 0),
@@ -1134,45 +1149,50 @@ mod tests {
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
                 At(1, snapshot(), &["birth"]),
-                // The first goes at once; the rest wait for its commit, then go together.
-                At(2, cancel(1), &["apply 1"]),
+                At(2, cancel(1), &[]),
                 At(2, cancel(2), &[]),
                 At(2, cancel(3), &[]),
+                // rumqttc has nothing more ready: the messages of one read go together.
+                At(2, Input::Tick, &["apply 3"]),
+                // One that comes during the commit waits for it.
                 At(2, cancel(4), &[]),
+                At(2, Input::Tick, &[]),
                 At(
                     3,
-                    applied(vec![cancelled()], 0, 1),
-                    // The three waiting ones go together, before the down ack is queued.
+                    applied(vec![cancelled(); 3], 0, 3),
                     &[
                         "notify",
                         "broker ack 1",
+                        "notify",
+                        "broker ack 2",
+                        "notify",
+                        "broker ack 3",
                         "read high",
-                        "apply 3",
-                        "downack 1",
+                        "apply 1",
+                        "downack 3",
                     ],
                 ),
             ],
         );
         let mut l = l;
         let got: Vec<String> = l
-            .handle(4, applied(vec![cancelled(); 3], 0, 4))
+            .handle(4, applied(vec![cancelled()], 0, 4))
             .iter()
             .map(brief)
             .collect();
-        assert_eq!(
-            got,
-            [
-                "notify",
-                "broker ack 2",
-                "notify",
-                "broker ack 3",
-                "notify",
-                "broker ack 4",
-                "read high",
-                "downack 4"
-            ]
-        );
+        assert_eq!(got, ["notify", "broker ack 4", "read high", "downack 4"]);
         assert_eq!((l.stats().applied, l.stats().down_acks), (4, 2));
+    }
+
+    #[test]
+    fn a_full_batch_is_applied_without_waiting_for_the_read_to_end() {
+        let mut steps = vec![Step::At(0, Input::Connected, &[SUB, "read birth"])];
+        for dseq in 1..DOWN_BATCH as u64 {
+            steps.push(Step::At(1, cancel(dseq), &[]));
+        }
+        steps.push(Step::At(1, cancel(DOWN_BATCH as u64), &["apply 256"]));
+        let l = run(link(0, 0), steps);
+        assert!(!l.apply_waiting());
     }
 
     #[test]
@@ -1182,7 +1202,8 @@ mod tests {
             link(0, 0),
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
-                At(1, cancel(1), &["apply 1"]),
+                At(1, cancel(1), &[]),
+                At(1, Input::Tick, &["apply 1"]),
                 At(1, cancel(2), &[]),
                 At(10, Input::ApplyFailed("disk I/O error".into()), &[]),
                 // 100 ms, jittered to 75: the status deadline is later.
@@ -1214,7 +1235,8 @@ mod tests {
             link(0, 0),
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
-                At(1, cancel(1), &["apply 1"]),
+                At(1, cancel(1), &[]),
+                At(1, Input::Tick, &["apply 1"]),
                 At(2, Input::Lost, &[]),
                 At(2, Input::NewSession(2), &[]),
                 // The first birth read is still out: its answer goes first, then a
@@ -1262,7 +1284,8 @@ mod tests {
                 At(2000, Input::Tick, &["read 1..=256 s1"]),
                 At(2001, rows(1, 1..=1), &["event 1"]),
                 Deadline(Some(6000)),
-                At(3000, oms_ack(100), &["apply 1"]),
+                At(3000, oms_ack(100), &[]),
+                At(3000, Input::Tick, &["apply 1"]),
                 At(
                     3001,
                     applied(vec![Applied::Acked { deleted: 100 }], 100, 0),
@@ -1309,7 +1332,8 @@ mod tests {
                 At(90_000, Input::Tick, &["read status"]),
                 At(90_001, status(), &["status qos0"]),
                 Deadline(Some(150_000)),
-                At(100_000, config, &["apply 1"]),
+                At(100_000, config, &[]),
+                At(100_000, Input::Tick, &["apply 1"]),
                 At(
                     100_001,
                     applied(vec![Applied::ConfigApplied], 0, 1),
@@ -1331,14 +1355,16 @@ mod tests {
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
                 At(1, snapshot(), &["birth"]),
-                At(2, down_msg(0, Down::ResyncRequest), &["apply 1"]),
+                At(2, down_msg(0, Down::ResyncRequest), &[]),
+                At(2, Input::Tick, &["apply 1"]),
                 At(
                     3,
                     applied(vec![Applied::Resync], 0, 0),
                     &["notify", "broker ack 0", "read birth"],
                 ),
                 At(4, snapshot(), &["birth"]),
-                At(5, cancel(1), &["apply 1"]),
+                At(5, cancel(1), &[]),
+                At(5, Input::Tick, &["apply 1"]),
                 At(
                     6,
                     applied(
@@ -1380,7 +1406,8 @@ mod tests {
             link(0, 0),
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
-                At(1, cancel(1), &["apply 1"]),
+                At(1, cancel(1), &[]),
+                At(1, Input::Tick, &["apply 1"]),
                 At(1, garbage, &[]),
                 At(1, cancel(3), &[]),
                 At(1, cancel(4), &[]),

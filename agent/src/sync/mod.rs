@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod link;
 pub mod mqtt;
 #[cfg(feature = "oms")]
 pub mod oms;

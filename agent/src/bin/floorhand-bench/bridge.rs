@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use floorhand::store::fixtures::timed_message_commits;
 use floorhand::store::oms_db::OmsDb;
 use floorhand::store::oms_store::OmsStore;
 use floorhand::store::{Db, Store, StoreConfig, Synchronous};
@@ -403,21 +404,10 @@ pub fn http_post(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     drop(bridge);
     fh.sort();
     // The baseline: one row per transaction in a WAL database with synchronous=FULL.
-    let conn = rusqlite::Connection::open(ctx.file("bridge-http-base.db")?)?;
-    let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch("CREATE TABLE m (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")?;
-    let mut base = Vec::with_capacity(fh.len());
-    for i in 0..fh.len() {
-        let t = Instant::now();
-        conn.execute(
-            "INSERT INTO m (body) VALUES (?1)",
-            [format!(
-                "{{\"OrderCancelled\":{{\"order_id\":\"SO-{i}\"}}}}"
-            )],
-        )?;
-        base.push(t.elapsed());
-    }
+    let mut base = timed_message_commits(
+        &ctx.file("bridge-http-base.db")?,
+        (0..fh.len()).map(|i| format!("{{\"OrderCancelled\":{{\"order_id\":\"SO-{i}\"}}}}")),
+    )?;
     base.sort();
     let (p99, base_p99) = (quantile(&fh, 0.99), quantile(&base, 0.99));
     eprintln!(

@@ -3,8 +3,8 @@
 //!
 //! - [`Outflow`], the sender of one stream: contiguous seqs from 1, a cumulative ack point,
 //!   at most `window` seqs in flight (so no broker queue limit can drop anything: Mosquitto
-//!   keeps 1000 per client by default, FIELD-NOTES), and a re-send of everything in flight,
-//!   from the lowest unacked seq, when no ack moves for a while, with backoff.
+//!   keeps 1000 per client by default, docs/dev/field-notes.md), and a re-send of everything
+//!   in flight, from the lowest unacked seq, when no ack moves for a while, with backoff.
 //! - [`place`], the receiver: the next seq is applied, an old one is a duplicate to
 //!   acknowledge again (its ack was lost), a later one waits for the sender's re-send.
 //!

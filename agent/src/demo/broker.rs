@@ -49,7 +49,7 @@ fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
 
 #[cfg(feature = "embedded-broker")]
 /// rumqttd's settings: MQTT 3.1.1 on `addr` only; payloads up to 20 KiB (a full wave
-/// is at most 10 KiB, FIELD-NOTES); no console, no metrics listener.
+/// is at most 10 KiB, docs/dev/field-notes.md); no console, no metrics listener.
 fn rumqttd_config(addr: SocketAddr) -> Result<rumqttd::Config, DemoError> {
     let text = format!(
         r#"

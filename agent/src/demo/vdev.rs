@@ -86,7 +86,7 @@ impl Drop for VirtualScanner {
     }
 }
 
-/// `~HS` answer of a ready printer (three `<STX>...<ETX><CR><LF>` lines, FIELD-NOTES).
+/// `~HS` answer of a ready printer (three `<STX>...<ETX><CR><LF>` lines, docs/dev/field-notes.md).
 const READY: &[u8] = b"\x02030,0,0,1245,000,0,0,0,000,0,0,0\x03\r\n\x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n";
 
 /// A ZPL printer on raw TCP (like port 9100): stores every `^XA...^XZ` label as

@@ -314,7 +314,7 @@ pub fn builtin_source(dpi: Dpi) -> String {
     ));
     // Carrier tracking number, Code 128 in automatic mode (subset C for digit runs).
     z.push_str(&code128(40, 735, 2, 110, 'A', "{{tracking}}"));
-    // SSCC as GS1-128: mode D adds FNC1 after the start code (FIELD-NOTES.md).
+    // SSCC as GS1-128: mode D adds FNC1 after the start code (docs/dev/field-notes.md, "ZPL II").
     z.push_str(&code128(90, 955, 3, 190, 'D', "(00){{sscc}}"));
     z.push_str("^XZ\n");
     z

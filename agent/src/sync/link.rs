@@ -475,7 +475,8 @@ impl Link {
     /// Whether received messages wait for [`Input::Tick`] to be applied. The I/O loop
     /// feeds that tick once rumqttc has no more packets ready, so the messages of one
     /// network read go into one transaction (the broker sends at most 20 unacknowledged
-    /// at a time, FIELD-NOTES: a batch per read is what keeps a burst fast).
+    /// at a time, docs/dev/field-notes.md, "MQTT": a batch per read is what keeps a burst
+    /// fast).
     pub fn apply_waiting(&self) -> bool {
         !self.applying
             && self.apply_retry_at.is_none()

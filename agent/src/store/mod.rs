@@ -63,7 +63,8 @@ pub enum Synchronous {
     #[default]
     Full,
     /// `synchronous=NORMAL`: consistent after power loss, but the last commits may be
-    /// rolled back (docs/dev/field-notes.md, "SQLite on flash"). Survives a process crash either way.
+    /// rolled back (docs/dev/field-notes.md, "SQLite on flash"). Survives a process crash
+    /// either way.
     Normal,
 }
 

@@ -218,9 +218,12 @@ fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     // failure, so systemd's Restart=on-failure starts it again.
     floorhand::run::watch_panics();
     runtime()?.block_on(async {
-        let agent = floorhand::run::Agent::start(&cfg, path)
-            .await
-            .with_context(|| format!("starting the agent from {}", path.display()))?;
+        let started = match cfg.settings(path) {
+            Ok(settings) => floorhand::run::Agent::start(&settings).await,
+            Err(e) => Err(e.into()),
+        };
+        let agent =
+            started.with_context(|| format!("starting the agent from {}", path.display()))?;
         let stopper = agent.stopper();
         tokio::spawn(async move {
             terminated().await;

@@ -9,14 +9,13 @@
 //! and returns [`AgentError::Failed`], so `floorhand run` exits non-zero and systemd's
 //! `Restart=on-failure` starts it again.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, Settings};
 use crate::station::{self, StationError};
 use crate::store::{Store, StoreError};
 use crate::sync::agent::{self, LinkState, SyncError, SyncHandle};
@@ -74,13 +73,13 @@ pub struct Agent {
 
 impl Agent {
     /// Opens the database and starts the link and the station.
-    pub async fn start(cfg: &Config, cfg_path: &Path) -> Result<Agent, AgentError> {
+    pub async fn start(settings: &Settings) -> Result<Agent, AgentError> {
         let (stop_tx, shutdown) = watch::channel(false);
-        let store = Store::open(&cfg.database.path, cfg.store_config())?;
-        let broker = cfg.broker_settings(cfg_path)?;
+        let store = Store::open(&settings.database, settings.store.clone())?;
         let (sync, task) =
-            agent::start(cfg.sync_config(broker), store.clone(), shutdown.clone()).await?;
-        let station = match station::start(cfg, cfg_path, store.clone(), sync.clone(), shutdown) {
+            agent::start(settings.sync.clone(), store.clone(), shutdown.clone()).await?;
+        let station = match station::start(&settings.station, store.clone(), sync.clone(), shutdown)
+        {
             Ok(s) => s,
             Err(e) => {
                 // The link is running: let it say goodbye before the error is reported.
@@ -96,8 +95,8 @@ impl Agent {
             task,
             station: station.task,
             ready: station.ready,
-            device: cfg.device.clone(),
-            site: cfg.site.clone(),
+            device: settings.device.clone(),
+            site: settings.site.clone(),
         })
     }
 

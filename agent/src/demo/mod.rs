@@ -347,11 +347,10 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
         let store = crate::store::Store::open(&cfg.database.path, cfg.store_config())
             .map_err(|e| fail(&e))?;
-        let broker = cfg.broker_settings(&path).map_err(|e| fail(&e))?;
-        let (sync, task) =
-            crate::sync::agent::start(cfg.sync_config(broker), store.clone(), stop_rx.clone())
-                .await
-                .map_err(|e| fail(&e))?;
+        let settings = cfg.settings(&path).map_err(|e| fail(&e))?;
+        let (sync, task) = crate::sync::agent::start(settings.sync, store.clone(), stop_rx.clone())
+            .await
+            .map_err(|e| fail(&e))?;
         agents.push((store, sync, task));
     }
     let (picker_store, picker_sync) = (agents[0].0.clone(), agents[0].1.clone());

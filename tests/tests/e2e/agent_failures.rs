@@ -13,8 +13,9 @@ use floorhand_tests::station_support::station_config;
 /// Starts an agent (a picker without devices) on a fresh broker and database.
 async fn start(dir: &std::path::Path, broker: &Mosquitto) -> Agent {
     let path = station_config(dir, "hh-1", &broker.url(), "");
-    let cfg = Config::load(&path).unwrap();
-    Agent::start(&cfg, &path).await.unwrap()
+    Agent::start(&Config::load_settings(&path).unwrap())
+        .await
+        .unwrap()
 }
 
 /// The agent's `wait`, running (as in `floorhand run`) while the test breaks something.

@@ -19,6 +19,7 @@
 //! - [`clock`]: the wall clock, `clock::unix_now()`, read only by the shell.
 //! - [`wire`]: wire-size report over the protocol's example messages.
 //! - [`demo`] (feature `sim`): `floorhand demo`, a whole shift with an outage on one command.
+//! - [`rigs`] (feature `sim`): test rigs shared by the tests, the demo and the bench.
 //! - [`bridge`] (feature `bridge`): `floorhand bridge`, the OMS side as a service with an
 //!   HTTP API.
 //!
@@ -41,6 +42,8 @@ pub mod ledger;
 pub mod logging;
 pub mod pack;
 pub mod pick;
+#[cfg(feature = "sim")]
+pub mod rigs;
 pub mod run;
 pub mod station;
 pub mod store;

@@ -3,7 +3,8 @@
 
 pub mod fake_printer;
 pub mod http;
-pub mod mosquitto;
+/// The shared Mosquitto launcher (`floorhand::rigs::mosquitto`).
+pub use floorhand::rigs::mosquitto;
 pub mod proxy;
 pub mod pty;
 pub mod rabbitmq;

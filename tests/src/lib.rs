@@ -1,7 +1,8 @@
 //! Helpers for Floorhand's cross-crate integration tests: locating the built binaries,
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
-pub mod fake_printer;
+/// The shared fake printer (`floorhand::rigs::fake_printer`).
+pub use floorhand::rigs::fake_printer;
 pub mod http;
 /// The shared Mosquitto launcher (`floorhand::rigs::mosquitto`).
 pub use floorhand::rigs::mosquitto;

@@ -367,7 +367,9 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     let pty_dir = out.join("pty");
     let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
     let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
-    let printer = vdev::VirtualPrinter::start(&out.join("labels"))?;
+    let labels_dir = out.join("labels");
+    let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
+        .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
     let screens_dir = out.join("screens");
     let terminal_runner =
         vdev::TerminalRunner::start(&pty_dir, &screens_dir, &out.join("terminal.log"));
@@ -416,7 +418,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         store: pack_store.clone(),
         sync: pack_sync.clone(),
         scanner: pack_scanner,
-        printer_addr: printer.addr,
+        printer_addr: printer.addr().to_string(),
         ledger: ledger.clone(),
         progress: progress.clone(),
     };

@@ -36,7 +36,7 @@ pub struct PackStation {
     pub(super) store: Store,
     pub(super) sync: SyncHandle,
     pub(super) scanner: VirtualScanner,
-    pub(super) printer_addr: std::net::SocketAddr,
+    pub(super) printer_addr: String,
     pub(super) ledger: CommitLog,
     pub(super) progress: Progress,
 }
@@ -143,7 +143,7 @@ impl PackStation {
         deadline: Instant,
     ) -> Result<(), DemoError> {
         let mut printer = Printer::new(PrinterConfig {
-            transport: Transport::Tcp(self.printer_addr.to_string()),
+            transport: Transport::Tcp(self.printer_addr.clone()),
             timeout: Duration::from_secs(2),
             retry_every: Duration::from_millis(200),
             poll_every: Duration::from_secs(5),

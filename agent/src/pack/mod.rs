@@ -877,7 +877,7 @@ impl Packer {
         let complete = active.complete();
         let ends_order = complete || short.is_some();
         let data = LabelData {
-            order: &active.order,
+            order: (&active.order).into(),
             carton_no: active.carton_no,
             carton_count: ends_order.then_some(active.carton_no),
             weight_g,

@@ -749,7 +749,7 @@ impl Tx<'_> {
             _ => {}
         }
         // A value the label would cut is refused now, never printed cut.
-        if let Err(e) = crate::label::check_fits(order) {
+        if let Err(e) = crate::label::check_fits(&order.into()) {
             return self.refuse(msg_id, RejectReason::Invalid, e.to_string());
         }
         super::pack_orders::insert_pack_order(&self.tx, order, self.now)?;

@@ -19,7 +19,7 @@ use super::vdev::VirtualScanner;
 use super::{CommitLog, DemoError, Progress};
 use crate::devices::printer::{PrintJob, Printer, PrinterConfig, Transport};
 use crate::label::{self, Dpi};
-use crate::pack::{Commit, Effect, Input, PackConfig, Packer, keys};
+use crate::pack::{Commit, Effect, Input, Order, PackConfig, Packer, keys};
 use crate::station::pack::execute;
 use crate::store::Store;
 use crate::sync::agent::SyncHandle;
@@ -80,7 +80,7 @@ impl PackStation {
                         .map_err(agent_err)?
                         .map_err(agent_err)?
                     {
-                        Some(order) => Input::Order(Box::new(order)),
+                        Some(order) => Input::Order(Box::new(Order::from(&order))),
                         None => Input::OrderNotFound(code),
                     }
                 }

@@ -20,6 +20,7 @@ mod picking_e2e;
 mod printer;
 mod rabbitmq;
 mod scale_pty;
+mod scanner_pty;
 mod service;
 mod stations_e2e;
 mod store_crash;

@@ -19,8 +19,8 @@ use super::{StoreError, sql, unsql};
 use crate::ledger::{self, Placement};
 
 pub use super::oms_store::{
-    DeviceRow, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored,
-    StoredEvent,
+    DeviceRow, DownLogRow, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued,
+    StoreTotals, Stored, StoredEvent,
 };
 
 const SCHEMA: &str = "
@@ -620,6 +620,43 @@ impl OmsStore for OmsDb {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    fn down_log_after(
+        &self,
+        after: (u64, &str, &str, u64),
+        limit: usize,
+    ) -> Result<Vec<DownLogRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT site, device, msg_no, created, body FROM down
+             WHERE (created, site, device, msg_no) > (?1, ?2, ?3, ?4)
+             ORDER BY created, site, device, msg_no LIMIT ?5",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![sql(after.0), after.1, after.2, sql(after.3), limit as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(site, device, no, created, body)| {
+                Ok(DownLogRow {
+                    site,
+                    device,
+                    msg_no: unsql(no),
+                    created: unsql(created),
+                    body: from_json(&body)?,
+                })
+            })
+            .collect()
     }
 
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {

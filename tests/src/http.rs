@@ -139,10 +139,19 @@ impl Client {
     ) -> std::io::Result<Response> {
         let (status, headers, mut r) = head_and_stream(self, method, path, headers, body)?;
         let mut out = Vec::new();
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
         if chunked(&headers) {
             while let Some(c) = read_chunk(&mut r)? {
                 out.extend(c);
             }
+        } else if let Some(n) = length {
+            // Some servers (chromedriver) keep the socket open after the body despite
+            // `Connection: close`.
+            out.resize(n, 0);
+            r.read_exact(&mut out)?;
         } else {
             r.read_to_end(&mut out)?;
         }

@@ -1,6 +1,7 @@
 //! Helpers for Floorhand's cross-crate integration tests: locating the built binaries,
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
+pub mod browser;
 pub mod fake_printer;
 pub mod http;
 pub mod mosquitto;

@@ -190,13 +190,14 @@ impl Floor {
     /// Takes one stored event into account. Events of one device come in seq order.
     pub fn apply_event(&mut self, e: &StoredEvent) {
         let (site, dev, at, op) = (&e.site, &e.device, e.event.at, e.event.operator);
-        {
-            let d = self.device(site, dev);
-            d.operator = if matches!(e.event.kind, EventKind::LoggedOut) {
-                0
-            } else {
-                op
-            };
+        // Events carry the logged-in operator (0 between logins), but the device's own
+        // reports (a conflict, a refused message, storage) say nothing about who is there.
+        match e.event.kind {
+            EventKind::LoggedOut => self.device(site, dev).operator = 0,
+            EventKind::Conflict { .. }
+            | EventKind::Rejected { .. }
+            | EventKind::StorageAlarm { .. } => {}
+            _ => self.device(site, dev).operator = op,
         }
         let pick_role = |f: &mut Floor| f.device(site, dev).role = Role::Pick;
         let pack_role = |f: &mut Floor| f.device(site, dev).role = Role::Pack;
@@ -976,6 +977,17 @@ mod tests {
         f.apply_event(&ev(2, "hh1", NOW, 42, EventKind::LoggedOut));
         assert_eq!(f.view(NOW, &d)["devices"][0]["operator"], 0);
         f.apply_event(&ev(3, "hh1", NOW, 7, picked(1, 1)));
+        // A conflict the device raised on its own keeps the operator.
+        f.apply_event(&ev(
+            4,
+            "hh1",
+            NOW,
+            0,
+            EventKind::Conflict {
+                task_id: 1,
+                detail: "cancelled after pick".into(),
+            },
+        ));
         let v = f.view(NOW, &d);
         assert_eq!(v["devices"][0]["operator"], 7);
         assert_eq!(v["devices"][0]["role"], "pick");

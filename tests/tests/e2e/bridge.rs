@@ -18,13 +18,13 @@ use floorhand_tests::workspace_bin;
 use serde_json::Value;
 
 /// A running `floorhand bridge` process.
-struct Bridge {
-    child: Child,
-    client: Client,
+pub(crate) struct Bridge {
+    pub(crate) child: Child,
+    pub(crate) client: Client,
 }
 
 /// Writes the bridge's config in `dir`: its store and token there, HTTP on `port`.
-fn write_config(dir: &Path, broker: &str, port: u16, max_body: u64) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, broker: &str, port: u16, max_body: u64) -> PathBuf {
     write_config_on(dir, Backend::Sqlite, broker, port, max_body)
 }
 
@@ -70,7 +70,7 @@ fn write_config_on(
 impl Bridge {
     /// Starts the bridge with `config` and waits until it answers `/healthz` and is
     /// connected to the broker.
-    fn start(config: &Path) -> Bridge {
+    pub(crate) fn start(config: &Path) -> Bridge {
         let dir = config.parent().unwrap();
         let text = std::fs::read_to_string(config).unwrap();
         let port: u16 = text
@@ -301,14 +301,20 @@ fn messages_path(site: &str, device: &str) -> String {
 }
 
 /// POSTs `down` and returns the answer.
-fn push(c: &Client, site: &str, device: &str, down: &Down, key: Option<&str>) -> Response {
+pub(crate) fn push(
+    c: &Client,
+    site: &str,
+    device: &str,
+    down: &Down,
+    key: Option<&str>,
+) -> Response {
     let body = serde_json::to_string(down).unwrap();
     let h: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
     c.post(&messages_path(site, device), &h, &body).unwrap()
 }
 
 /// Waits until message `dseq` of the device is in `state`.
-fn wait_state(c: &Client, site: &str, device: &str, dseq: u64, state: &str) -> Value {
+pub(crate) fn wait_state(c: &Client, site: &str, device: &str, dseq: u64, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = c

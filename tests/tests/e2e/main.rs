@@ -12,6 +12,7 @@ mod bridge;
 mod cli;
 mod config_cli;
 mod contract;
+mod dashboard;
 mod demo;
 mod label_cli;
 mod oms_cli;

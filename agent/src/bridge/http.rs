@@ -681,6 +681,23 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_view_s_cookie_stands_for_the_token_on_reads_only() {
+        let req = |method: Method, cookie: &str| {
+            Request::builder()
+                .method(method)
+                .uri("/v1/floor")
+                .header(header::COOKIE, cookie)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = req(Method::GET, "a=1; floorhand_token=abc; b=2");
+        assert_eq!(cookie_token(&r), Some("abc"));
+        assert_eq!(cookie_token(&req(Method::GET, "a=1")), None);
+        let post = req(Method::POST, "floorhand_token=abc");
+        assert_eq!(cookie_token(&post), None, "never for a write");
+    }
+
+    #[test]
     fn tokens_compare_whole() {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));

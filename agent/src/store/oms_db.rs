@@ -925,6 +925,36 @@ mod tests {
     }
 
     #[test]
+    fn the_down_log_pages_in_queue_order_across_devices_from_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = store_with_device(dir.path());
+        db.set_incarnation("s1", "d2", 6, None, 100).unwrap();
+        // Two devices, the same second, then a later one.
+        db.queue_down("s1", "d2", &cancel("A"), 200).unwrap();
+        db.queue_down("s1", "d1", &cancel("B"), 200).unwrap();
+        db.queue_down("s1", "d1", &cancel("C"), 200).unwrap();
+        db.queue_down("s1", "d1", &cancel("D"), 300).unwrap();
+        let order = |rows: &[DownLogRow]| -> Vec<(String, u64, u64)> {
+            rows.iter()
+                .map(|r| (r.device.clone(), r.msg_no, r.created))
+                .collect()
+        };
+        let page = db.down_log_after((0, "", "", 0), 2).unwrap();
+        assert_eq!(order(&page), [("d1".into(), 1, 200), ("d1".into(), 2, 200)]);
+        assert_eq!(page[1].body, cancel("C"));
+        let last = &page[1];
+        let next = db
+            .down_log_after((last.created, &last.site, &last.device, last.msg_no), 10)
+            .unwrap();
+        assert_eq!(order(&next), [("d2".into(), 1, 200), ("d1".into(), 3, 300)]);
+        assert!(
+            db.down_log_after((300, "s1", "d1", 3), 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_retried_key_gets_the_first_number_and_queues_nothing_more() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = store_with_device(dir.path());

@@ -30,7 +30,7 @@ pub(crate) fn write_config(dir: &Path, broker: &str, port: u16, max_body: u64) -
 
 /// Where a bridge under test keeps its store.
 #[derive(Clone, Copy)]
-enum Backend<'a> {
+pub(crate) enum Backend<'a> {
     /// `bridge.db` in the test's directory.
     Sqlite,
     /// This PostgreSQL server.
@@ -38,7 +38,7 @@ enum Backend<'a> {
 }
 
 /// Like [`write_config`], on `backend`.
-fn write_config_on(
+pub(crate) fn write_config_on(
     dir: &Path,
     backend: Backend<'_>,
     broker: &str,
@@ -150,14 +150,14 @@ impl Drop for Bridge {
 /// A PostgreSQL server of the test's own: a new cluster (`initdb`) in a temp dir on a free
 /// port, run as user `postgres` when the test runs as root (Debian's server refuses
 /// root); stopped on drop.
-struct Postgres {
+pub(crate) struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
 }
 
 impl Postgres {
-    fn start() -> Postgres {
+    pub(crate) fn start() -> Postgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is not installed: run scripts/setup")
             .filter_map(|e| e.ok())

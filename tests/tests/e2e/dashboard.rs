@@ -20,7 +20,7 @@ use floorhand_tests::proxy::{FaultProxy, Mode};
 use floorhand_tests::station_support::{AgentProcess, TerminalWire, station_config};
 use serde_json::json;
 
-use super::bridge::{Bridge, push, wait_state, write_config};
+use super::bridge::{Backend, Bridge, Postgres, push, wait_state, write_config, write_config_on};
 
 const BOLT: &str = "09506000134352";
 const WAIT: Duration = Duration::from_secs(30);
@@ -343,6 +343,70 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
     std::fs::write(&shot, &png).unwrap();
     println!("screenshot: {} ({} bytes)", shot.display(), png.len());
     drop(hh);
+}
+
+#[test]
+fn on_postgresql_the_floor_view_shows_the_devices_waves_and_picks_per_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pg = Postgres::start();
+    let broker = Mosquitto::start(&d.join("broker"), Options::default());
+    let config = write_config_on(
+        d,
+        Backend::Postgres(&pg),
+        &broker.url(),
+        free_port(),
+        1 << 20,
+    );
+    let b = Bridge::start(&config);
+    let hh = AgentProcess::start(
+        &station_config(d, "hh-1", &broker.url(), ""),
+        &d.join("hh-1.log"),
+    );
+    hh.wait_log("ready for scans", 1);
+    let deadline = Instant::now() + WAIT;
+    while b.client.get("/v1/devices").unwrap().json()["devices"][0]["online"] != true {
+        assert!(Instant::now() < deadline, "hh-1 never online");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    push_applied(&b, "hh-1", &wave(3, 30, "A-03-01-A", unix_now() + 60));
+    push_applied(
+        &b,
+        "hh-1",
+        &Down::OrderCancelled {
+            order_id: "SO-30".into(),
+        },
+    );
+    // The view reads the down messages every few seconds.
+    let deadline = Instant::now() + WAIT;
+    let floor = loop {
+        let v = b.client.get("/v1/floor").unwrap().json();
+        if v["waves"][0]["cancelled"] == 1 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no cancelled wave: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(floor["waves"][0]["wave_id"], 3, "{floor}");
+    assert_eq!(floor["waves"][0]["open"], 0, "{floor}");
+    assert_eq!(
+        floor["waves"][0]["at_risk"], false,
+        "nothing open is at no risk"
+    );
+    assert_eq!(floor["devices"][0]["state"], "online", "{floor}");
+    assert_eq!(
+        floor["devices"][0]["role"], "pick",
+        "a wave tells a handheld"
+    );
+    let kpis = b.client.get("/v1/kpis").unwrap().json();
+    assert_eq!(kpis["sites"][0]["site"], "site1", "{kpis}");
+    assert_eq!(
+        kpis["sites"][0]["picks_per_minute"]
+            .as_array()
+            .unwrap()
+            .len(),
+        60
+    );
 }
 
 /// Writes 500 online devices with a birth and a status into a new bridge store.

@@ -165,15 +165,13 @@ pub async fn run(
             }
         }
     });
-    let floor = dashboard::spawn(
-        Arc::new(Mutex::new(open_store(s)?)),
-        latest.clone(),
-        stopping.clone(),
-        s.floor,
-    );
+    let reader = Arc::new(Mutex::new(reader));
+    // The floor view reads through the same handle as the API (one more connection, or
+    // a PostgreSQL pool, would buy nothing: its reads are few and short).
+    let floor = dashboard::spawn(reader.clone(), latest.clone(), stopping.clone(), s.floor);
     let state = http::AppState {
         session: session.clone(),
-        reader: Arc::new(Mutex::new(reader)),
+        reader,
         token: Arc::from(token),
         latest,
         limits: http::Limits {

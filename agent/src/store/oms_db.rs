@@ -102,6 +102,9 @@ const MIGRATIONS: &[&str] = &[
          body    TEXT NOT NULL,
          PRIMARY KEY (site, device, key)
      ) WITHOUT ROWID;",
+    // 2: the floor view reads down messages in queue order from a key (`down_log_after`);
+    // without an index every read would walk every stored body.
+    "CREATE INDEX down_by_created ON down (created, site, device, msg_no);",
 ];
 
 /// The OMS side's store.

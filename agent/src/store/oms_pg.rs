@@ -76,6 +76,10 @@ CREATE TABLE fh_claims (
     site TEXT NOT NULL, device TEXT NOT NULL, owner TEXT NOT NULL, until_ms BIGINT NOT NULL,
     PRIMARY KEY (site, device));
 ",
+    // The floor view reads down messages in queue order from a key (`down_log_after`).
+    "
+CREATE INDEX fh_down_by_created ON fh_down (created, site, device, msg_no);
+",
 ];
 
 /// Advisory lock key of schema changes ("FLOORHAN" in ASCII).

@@ -407,6 +407,11 @@ fn on_postgresql_the_floor_view_shows_the_devices_waves_and_picks_per_minute() {
             .len(),
         60
     );
+    // A restarted bridge derives the same view from its store.
+    assert!(b.stop().success());
+    let b = Bridge::start(&config);
+    let again = b.client.get("/v1/floor").unwrap().json();
+    assert_eq!(again["waves"], floor["waves"], "{again}");
 }
 
 /// Writes 500 online devices with a birth and a status into a new bridge store.

@@ -171,6 +171,7 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
 
     // A pack station with a printer, straight to the broker; a handheld through a proxy.
     let printer = FakePrinter::start();
+    let mut pack_term = TerminalWire::new(&d.join("pack-terminal"));
     let pack_cfg = station_config(
         d,
         "pack-1",
@@ -178,8 +179,10 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
         &format!(
             "[station]\nrole = \"pack\"\n\
              [printer]\ntcp = \"{}\"\ntimeout_ms = 500\nretry_ms = 100\n\
-             [label]\ncompany_prefix = \"0614141\"\n",
-            printer.addr()
+             [label]\ncompany_prefix = \"0614141\"\n\
+             [terminal]\nport = \"{}\"\n",
+            printer.addr(),
+            pack_term.port.display()
         ),
     );
     let pack = AgentProcess::start(&pack_cfg, &d.join("pack-1.log"));
@@ -274,6 +277,41 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
         "the handheld's backlog back to 0",
         WAIT,
         &format!("return {} === '0';", cell("hh-1", "backlog")),
+    );
+
+    // Operator 7 packs an order at the pack station: one order packed, one label.
+    let mut order = examples::down()
+        .into_iter()
+        .find_map(|(_, env)| match env.body.body {
+            Down::PackOrder(p) => Some(*p),
+            _ => None,
+        })
+        .expect("the examples have a pack order");
+    order.order_id = "SO-P1".into();
+    order.totes = vec!["T-P1".into()];
+    order.lines.truncate(1);
+    order.lines[0].qty = 1;
+    push_applied(&b, "pack-1", &Down::PackOrder(Box::new(order)));
+    let plog = || pack.log();
+    let m = pack_term.scans(
+        &[
+            ("OP7", "Scan order or tote"),
+            ("T-P1", "SO-P1 carton 1"),
+            (BOLT, "All packed"),
+        ],
+        0,
+        plog,
+    );
+    pack_term.keys(&[Key::F(1)]);
+    let m = pack_term.wait_shown(m, "Carton weight", plog);
+    pack_term.keys(&[Key::Digit(1), Key::Digit(2), Key::Digit(0), Key::Enter]);
+    pack_term.wait_shown(m, "Scan order or tote", plog);
+    let script = "const r = document.querySelector('#stations tr'); \
+                  return r && r.cells[2].textContent === '1' && r.cells[3].textContent === '1';";
+    page.wait_for("one order packed and one label printed", WAIT, script);
+    assert_eq!(
+        page.eval(&format!("return {};", cell("pack-1", "op")), json!([])),
+        "7"
     );
 
     // The printer is switched off: the pack station's row says so.

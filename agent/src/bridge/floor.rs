@@ -45,6 +45,8 @@ impl Default for FloorSettings {
 pub const RECENT_S: u64 = 15 * 60;
 /// Minutes of the picks-per-minute series.
 pub const MINUTES: u64 = 60;
+/// Task facts kept beyond those of the waves in the window.
+const MAX_LOOSE_TASKS: usize = 100_000;
 
 /// What a device does, as far as its messages tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -394,21 +396,29 @@ impl Floor {
             p.first_at = p.first_at.max(from);
             !p.picks.is_empty() || !p.shorts.is_empty()
         });
+        // A device whose clock runs far ahead would otherwise leave minutes that never
+        // age out.
         let first_minute = now.saturating_sub(MINUTES * 60) / 60;
+        let last_minute = now / 60 + MINUTES;
         for m in self.minutes.values_mut() {
-            m.retain(|&minute, _| minute >= first_minute);
+            m.retain(|&minute, _| (first_minute..=last_minute).contains(&minute));
         }
         self.waves.retain(|_, w| w.assigned_at >= from);
         self.cancelled_orders.retain(|_, t| *t >= from);
-        let waves = &self.waves;
-        // A task's facts go with its wave; ones with no wave yet stay a shift at most
-        // (their wave may be read a moment after their events).
-        if self.tasks.len() > 100_000 {
-            self.tasks.retain(|(site, dev, id), _| {
-                waves.iter().any(|((s, _), w)| {
-                    s == site && w.tasks.iter().any(|t| &t.0 == dev && t.1 == *id)
+        // A task's facts go with its wave. Ones with no wave yet are kept (their wave may
+        // be read a moment after their events) until there are too many.
+        if self.tasks.len() > MAX_LOOSE_TASKS {
+            let known: std::collections::HashSet<(&str, &str, u64)> = self
+                .waves
+                .iter()
+                .flat_map(|((site, _), w)| {
+                    w.tasks
+                        .iter()
+                        .map(move |t| (site.as_str(), t.0.as_str(), t.1))
                 })
-            });
+                .collect();
+            self.tasks
+                .retain(|(site, dev, id), _| known.contains(&(site.as_str(), dev.as_str(), *id)));
         }
     }
 
@@ -958,8 +968,12 @@ mod tests {
         let sum: u64 = minutes.iter().map(|m| m["picks"].as_u64().unwrap()).sum();
         assert_eq!(sum, 6, "the hour-old picks are outside the last 60 minutes");
         assert_eq!(k["sites"][0]["picks_last_15_min"], 6);
+        // A pick stamped by a clock two hours ahead is gone at the next prune.
+        f.apply_event(&ev(40, "hh1", NOW + 7200, 42, picked(300, 1)));
+        f.prune(NOW);
+        assert_eq!(f.minutes["s1"].keys().max(), Some(&(NOW / 60 - 1)));
         // Pruned after the shift, nothing is left of them.
-        f.prune(NOW + 9 * 3600);
+        f.prune(NOW + 11 * 3600);
         assert!(
             f.view(NOW + 9 * 3600, &[])["people"]
                 .as_array()

@@ -975,7 +975,7 @@ mod tests {
         // Pruned after the shift, nothing is left of them.
         f.prune(NOW + 11 * 3600);
         assert!(
-            f.view(NOW + 9 * 3600, &[])["people"]
+            f.view(NOW + 11 * 3600, &[])["people"]
                 .as_array()
                 .unwrap()
                 .is_empty()

@@ -34,7 +34,8 @@ impl Driver {
             .expect("chromedriver (Debian package chromium-driver: run scripts/setup)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut client = Client::new(addr, None);
-        client.timeout = Duration::from_secs(60);
+        // Ten Chromiums starting at once on a busy machine can take a while each.
+        client.timeout = Duration::from_secs(120);
         let driver = Driver { child, client };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

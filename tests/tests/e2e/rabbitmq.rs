@@ -38,37 +38,16 @@ async fn on_rabbitmq_events_go_up_once_and_a_down_burst_applies_once_in_order() 
     for i in 1..=DOWN {
         nos.push(oms.send("d1", one_task_wave(i)).await.unwrap());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let p = agent
-            .store
-            .call(|db| db.down_point())
-            .await
-            .unwrap()
-            .unwrap();
-        if p.through == DOWN && oms.counters().down_acked == DOWN {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "applied through {}, {} acknowledged",
-            p.through,
-            oms.counters().down_acked
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    agent
+        .wait_down_applied(&oms, DOWN, Duration::from_secs(120))
+        .await;
     for no in [nos[0], nos[nos.len() / 2], nos[nos.len() - 1]] {
         assert_eq!(
             oms.state(None, "d1", no).await.unwrap(),
             Some(DownState::Applied)
         );
     }
-    let tasks = agent
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let tasks = agent.open_tasks().await;
     assert_eq!(tasks as u64, DOWN, "one task per wave, none twice");
     agent.stop().await;
     oms.close().await;
@@ -95,31 +74,10 @@ async fn on_rabbitmq_a_burst_to_an_offline_agent_and_a_node_crash_mid_drain_lose
         oms.send("d1", one_task_wave(i)).await.unwrap();
     }
     let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let p = agent
-            .store
-            .call(|db| db.down_point())
-            .await
-            .unwrap()
-            .unwrap();
-        if p.through == DOWN && oms.counters().down_acked == DOWN {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "applied through {}, {} acknowledged",
-            p.through,
-            oms.counters().down_acked
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let tasks = agent
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    agent
+        .wait_down_applied(&oms, DOWN, Duration::from_secs(120))
+        .await;
+    let tasks = agent.open_tasks().await;
     assert_eq!(tasks as u64, DOWN, "one task per wave, none twice");
 
     // Up: a drain cut by a crash of the node, with events in flight.

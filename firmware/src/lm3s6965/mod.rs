@@ -1,0 +1,408 @@
+//! The TI LM3S6965 board (Cortex-M3, 256 KiB flash, 64 KiB RAM) as QEMU's `lm3s6965evb`
+//! emulates it: the terminal core on real start-up code, a real UART and a real display
+//! controller.
+//!
+//! - Clock: the 8 MHz crystal through the PLL to 50 MHz; SysTick interrupts every
+//!   millisecond and is the terminal's clock.
+//! - Link: UART0 (PA0/PA1), 115200 8N1. Its interrupt drains the 16-byte FIFO into a
+//!   1 KiB [`RxBuffer`] that the main loop empties; bytes lost in either are counted and
+//!   shown in the bottom-right corner of the screen ("OVR n").
+//! - Display: the OSRAM 128x64 OLED's SSD0323 on SSI0 (PA2 clock, PA3 frame = the OLED's
+//!   chip select, PA5 data out), data/command on PC7, driven by [`Ssd0323`]; the mono
+//!   profile is drawn in grey levels 0 and 15. PD0 (the SD card's chip select) is held
+//!   high: the card stays off the bus, and QEMU, which wires PD0 to the OLED's select
+//!   as active-high (hw/arm/stellaris.c), selects the OLED.
+//! - Keys: the gamepad on PE0..PE3 and PF1, as [`Gamepad`] maps them.
+//! - Buzzer: none on this board; beeps are counted.
+//!
+//! The main loop sleeps (WFI) until the next interrupt whenever nothing is waiting, so an
+//! idle terminal, and an idle QEMU, uses next to no CPU.
+
+mod regs;
+
+use core::cell::{Cell, RefCell};
+use core::convert::Infallible;
+use core::fmt::Write;
+
+use cortex_m::interrupt::{self, Mutex};
+use cortex_m::peripheral::SYST;
+use cortex_m::peripheral::syst::SystClkSource;
+use embedded_graphics::mono_font::MonoTextStyleBuilder;
+use embedded_graphics::mono_font::ascii::FONT_4X6;
+use embedded_graphics::pixelcolor::Gray4;
+use embedded_graphics::prelude::*;
+use embedded_graphics::text::{Baseline, Text};
+
+use crate::board::{Board, Runner};
+use crate::gamepad::Gamepad;
+use crate::render::Profile;
+use crate::rx_buffer::RxBuffer;
+use crate::ssd0323::{self, Ssd0323};
+use regs::{GPIO_A, GPIO_C, GPIO_D, GPIO_E, GPIO_F, ssi0, sysctl, uart0};
+
+/// The system clock the PLL is set up for.
+pub const SYSCLK_HZ: u32 = 50_000_000;
+/// The link's speed.
+pub const BAUD: u32 = 115_200;
+/// Bytes the receive ring holds: over 80 ms of a busy 115200 line, far longer than a
+/// full redraw keeps the main loop away.
+pub const RX_BYTES: usize = 1024;
+
+static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+static RX: Mutex<RefCell<RxBuffer<RX_BYTES>>> = Mutex::new(RefCell::new(RxBuffer::new()));
+
+/// Milliseconds since start.
+pub fn now_ms() -> u64 {
+    interrupt::free(|cs| MILLIS.borrow(cs).get())
+}
+
+/// The SysTick handler's work: one more millisecond.
+pub fn on_systick() {
+    interrupt::free(|cs| {
+        let ms = MILLIS.borrow(cs);
+        ms.set(ms.get() + 1);
+    });
+}
+
+/// The UART0 handler's work: every byte in the FIFO into the ring.
+pub fn on_uart0() {
+    drain_uart();
+}
+
+/// Moves the UART's FIFO into the ring, counting overruns. Called by the interrupt and,
+/// in case a byte's interrupt was missed, by the main loop.
+fn drain_uart() {
+    interrupt::free(|cs| {
+        let mut rx = RX.borrow(cs).borrow_mut();
+        while uart0::FR.read() & uart0::FR_RXFE == 0 {
+            let d = uart0::DR.read();
+            if d & uart0::DR_OE != 0 {
+                rx.hardware_overrun();
+                uart0::ECR.write(0);
+            }
+            // The low 8 bits are the byte; the rest are error flags.
+            rx.push(d as u8);
+        }
+        // The receive interrupt clears itself as the FIFO empties; timeout and overrun
+        // need a write.
+        uart0::ICR.write(uart0::INT_RT | uart0::INT_OE);
+    });
+}
+
+fn take_rx(out: &mut [u8]) -> usize {
+    interrupt::free(|cs| RX.borrow(cs).borrow_mut().take(out))
+}
+
+fn overruns() -> u32 {
+    interrupt::free(|cs| RX.borrow(cs).borrow().overruns())
+}
+
+/// The SSD0323's wires: SSI0 and the data/command line PC7.
+pub struct OledBus;
+
+impl OledBus {
+    const DC: u8 = 1 << 7;
+
+    fn drain_rx() {
+        // Every byte sent clocks one in; the OLED sends nothing, but the receive FIFO
+        // must not fill (QEMU's PL022 stalls sending when it is full).
+        while ssi0::SR.read() & ssi0::SR_RNE != 0 {
+            let _ = ssi0::DR.read();
+        }
+    }
+
+    fn wait_idle() {
+        while ssi0::SR.read() & ssi0::SR_BSY != 0 {
+            Self::drain_rx();
+        }
+        Self::drain_rx();
+    }
+
+    fn send(bytes: &[u8], data: bool) {
+        // The data/command line may change only between bytes on the wire.
+        Self::wait_idle();
+        GPIO_C
+            .data(Self::DC)
+            .write(if data { u32::from(Self::DC) } else { 0 });
+        for &b in bytes {
+            while ssi0::SR.read() & ssi0::SR_TNF == 0 {
+                Self::drain_rx();
+            }
+            ssi0::DR.write(u32::from(b));
+            Self::drain_rx();
+        }
+        Self::wait_idle();
+    }
+}
+
+impl ssd0323::Bus for OledBus {
+    type Error = Infallible;
+
+    fn command(&mut self, bytes: &[u8]) -> Result<(), Infallible> {
+        Self::send(bytes, false);
+        Ok(())
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> Result<(), Infallible> {
+        Self::send(bytes, true);
+        Ok(())
+    }
+}
+
+/// The board as the terminal core sees it.
+pub struct Lm3s6965 {
+    display: Ssd0323<OledBus>,
+    beeps: u32,
+    last_flush_bytes: usize,
+}
+
+impl Lm3s6965 {
+    /// Beeps asked for (the board has no buzzer).
+    pub fn beeps(&self) -> u32 {
+        self.beeps
+    }
+
+    /// Display RAM bytes the last flush sent.
+    pub fn last_flush_bytes(&self) -> usize {
+        self.last_flush_bytes
+    }
+}
+
+impl Board for Lm3s6965 {
+    type Error = Infallible;
+    type Display = Ssd0323<OledBus>;
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Infallible> {
+        // Blocking: a frame is at most 256 bytes, 22 ms at 115200 baud.
+        for &b in bytes {
+            while uart0::FR.read() & uart0::FR_TXFF != 0 {}
+            uart0::DR.write(u32::from(b));
+        }
+        Ok(())
+    }
+
+    fn beep(&mut self, _pattern: floorhand_protocol::link::Beep) {
+        self.beeps = self.beeps.wrapping_add(1);
+    }
+
+    fn display(&mut self) -> &mut Ssd0323<OledBus> {
+        &mut self.display
+    }
+
+    fn flush(&mut self) -> Result<(), Infallible> {
+        // A redraw covers the whole screen, the overrun mark included: draw it again.
+        draw_overruns(&mut self.display, overruns());
+        self.last_flush_bytes = self.display.flush()?;
+        Ok(())
+    }
+}
+
+/// Draws "OVR n" in the bottom-right corner when bytes were lost (n > 0).
+fn draw_overruns(display: &mut Ssd0323<OledBus>, n: u32) {
+    if n == 0 {
+        return;
+    }
+    let mut text: heapless::String<16> = heapless::String::new();
+    // "OVR " and at most ten digits: fits.
+    let _ = write!(text, "OVR {n}");
+    let style = MonoTextStyleBuilder::new()
+        .font(&FONT_4X6)
+        .text_color(Gray4::BLACK)
+        .background_color(Gray4::new(10))
+        .build();
+    let width = 4 * text.len() as i32;
+    let at = Point::new(ssd0323::WIDTH as i32 - width, ssd0323::HEIGHT as i32 - 6);
+    let _ = Text::with_baseline(&text, at, style, Baseline::Top).draw(display);
+}
+
+/// Sets the clock to 50 MHz from the 8 MHz crystal through the PLL (data sheet 6.3,
+/// "Initialization and Configuration"). QEMU takes the divider from RCC and reports the
+/// PLL locked as soon as it is powered up, so the same code runs there.
+fn clock_init() {
+    use sysctl::*;
+    // 1. Run from the raw oscillator while the PLL is changed.
+    let mut rcc = RCC.read();
+    rcc |= RCC_BYPASS;
+    rcc &= !RCC_USESYSDIV;
+    RCC.write(rcc);
+    // 2. Main oscillator on, 8 MHz crystal, PLL powered up.
+    rcc &= !(RCC_MOSCDIS | RCC_OSCSRC_MASK | RCC_XTAL_MASK | RCC_PWRDN);
+    rcc |= RCC_XTAL_8MHZ;
+    RCC.write(rcc);
+    // 3. 200 MHz PLL / 4 = 50 MHz (SYSDIV = 3).
+    rcc &= !RCC_SYSDIV_MASK;
+    rcc |= (3 << RCC_SYSDIV_SHIFT) | RCC_USESYSDIV;
+    RCC.write(rcc);
+    // 4. Wait for the lock (bounded: a dead PLL must not hang the start; the chip then
+    //    runs from the oscillator and the UART's rate is wrong, which the link shows).
+    for _ in 0..1_000_000 {
+        if RIS.read() & RIS_PLLLRIS != 0 {
+            break;
+        }
+    }
+    // 5. Switch to the PLL.
+    RCC.write(rcc & !RCC_BYPASS);
+}
+
+fn peripherals_init() {
+    use sysctl::*;
+    // Port gates A, C, D, E, F; UART0 and SSI0.
+    RCGC2.set_bits(0b11_1101);
+    RCGC1.set_bits(RCGC1_UART0 | RCGC1_SSI0);
+    // A gated peripheral needs a few cycles before its registers answer.
+    let _ = RCGC2.read();
+    let _ = RCGC1.read();
+
+    // PA0/PA1 UART0, PA2/PA3/PA5 SSI0 clock, frame and Tx.
+    let port_a = 0b10_1111;
+    GPIO_A.afsel().set_bits(port_a);
+    GPIO_A.den().set_bits(port_a);
+    // PC7 data/command out; PC0..PC3 are JTAG and are left alone.
+    GPIO_C.dir().set_bits(1 << 7);
+    GPIO_C.den().set_bits(1 << 7);
+    // PD0 out and high: SD card deselected (and the OLED selected in QEMU). A PL061 data
+    // write changes only output pins, so the direction comes first.
+    GPIO_D.dir().set_bits(1 << 0);
+    GPIO_D.den().set_bits(1 << 0);
+    GPIO_D.data(1 << 0).write(1);
+    // The gamepad: inputs with pull-ups (a press pulls to ground).
+    GPIO_E.dir().clear_bits(0x0F);
+    GPIO_E.pur().set_bits(0x0F);
+    GPIO_E.den().set_bits(0x0F);
+    GPIO_F.dir().clear_bits(1 << 1);
+    GPIO_F.pur().set_bits(1 << 1);
+    GPIO_F.den().set_bits(1 << 1);
+
+    // UART0: 115200 8N1. Divisor = 50 MHz / (16 * 115200) = 27.127: 27 + 8/64.
+    uart0::CTL.write(0);
+    let div64 = (SYSCLK_HZ * 4 + BAUD / 2) / BAUD; // 64ths of the divisor, rounded
+    uart0::IBRD.write(div64 / 64);
+    uart0::FBRD.write(div64 % 64);
+    uart0::LCRH.write(uart0::LCRH_8N1_FIFO);
+    uart0::IFLS.write(uart0::IFLS_RX_1_8);
+    uart0::IM.write(uart0::INT_RX | uart0::INT_RT | uart0::INT_OE);
+    uart0::CTL.write(uart0::CTL_ENABLE);
+
+    // SSI0: master, 8-bit frames, mode 3, 50 MHz / (2 * (1 + 5)) = 4.2 MHz.
+    ssi0::CR1.write(0);
+    ssi0::CR0.write(ssi0::CR0_8BIT_MODE3_SCR5);
+    ssi0::CPSR.write(2);
+    ssi0::CR1.write(ssi0::CR1_SSE);
+}
+
+fn systick_init(syst: &mut SYST) {
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(SYSCLK_HZ / 1000 - 1);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+}
+
+/// The gamepad's lines as [`Gamepad::sample`] reads them: bits 0..3 PE0..PE3 (up,
+/// down, left, right), bit 4 PF1 (select).
+fn read_pad() -> u8 {
+    let e = GPIO_E.data(0x0F).read() as u8 & 0x0F;
+    let f = GPIO_F.data(1 << 1).read() as u8 & (1 << 1);
+    e | (f << 3)
+}
+
+/// Starts the board and runs the terminal forever.
+pub fn run(mut core: cortex_m::Peripherals) -> ! {
+    clock_init();
+    peripherals_init();
+    systick_init(&mut core.SYST);
+    regs::unmask(::lm3s6965::Interrupt::UART0);
+
+    let mut display = Ssd0323::new(OledBus);
+    let _ = display.init();
+    let board = Lm3s6965 {
+        display,
+        beeps: 0,
+        last_flush_bytes: 0,
+    };
+    let mut runner = Runner::new(board, Profile::Mono128x64);
+
+    #[cfg(feature = "redraw-bench")]
+    bench::run(&mut runner);
+
+    let start = now_ms();
+    let mut pad = Gamepad::new(start, read_pad());
+    // Errors of the board are impossible (Infallible); an encode error would be a bug
+    // in the protocol's limits. Neither stops the terminal.
+    let _ = runner.start(start);
+    let mut last_ms = start;
+    let mut shown_overruns = 0;
+    let mut chunk = [0u8; 64];
+    loop {
+        let now = now_ms();
+        drain_uart();
+        loop {
+            let n = take_rx(&mut chunk);
+            if n == 0 {
+                break;
+            }
+            let _ = runner.on_bytes(now, &chunk[..n]);
+        }
+        for key in pad.sample(now, read_pad()) {
+            let _ = runner.on_key(now, key);
+        }
+        if now != last_ms {
+            last_ms = now;
+            let _ = runner.tick(now);
+        }
+        let lost = overruns();
+        if lost != shown_overruns {
+            shown_overruns = lost;
+            let _ = runner.board_mut().flush();
+        }
+        // Sleep until the next interrupt (SysTick within a millisecond, or a byte),
+        // unless a byte came in since the ring was emptied. WFI wakes on a pending
+        // interrupt even with interrupts masked, so none is missed.
+        interrupt::free(|cs| {
+            if RX.borrow(cs).borrow().is_empty() {
+                cortex_m::asm::wfi();
+            }
+        });
+    }
+}
+
+/// The redraw benchmark of `scripts/qemu-terminal --bench`.
+#[cfg(feature = "redraw-bench")]
+mod bench {
+    use super::*;
+    use crate::core::View;
+    use crate::render;
+
+    /// Full redraws timed.
+    const FRAMES: u32 = 200;
+
+    /// Draws [`FRAMES`] screens, alternating two, each sent whole to the controller,
+    /// and prints the time on UART0.
+    pub fn run(runner: &mut Runner<Lm3s6965>) {
+        let views = [View::Connecting, View::LinkLost];
+        let board = runner.board_mut();
+        let start = now_ms();
+        let mut bytes = 0;
+        for i in 0..FRAMES {
+            let _ = render::draw(
+                &views[(i % 2) as usize],
+                Profile::Mono128x64,
+                board.display(),
+            );
+            board.display.invalidate();
+            let _ = board.flush();
+            bytes += board.last_flush_bytes();
+        }
+        let ms = now_ms() - start;
+        let mut line: heapless::String<160> = heapless::String::new();
+        let fps_x10 = u64::from(FRAMES) * 10_000 / ms.max(1);
+        let _ = write!(
+            line,
+            "redraw-bench: {FRAMES} full redraws, {} B each to the SSD0323, in {ms} ms: {}.{} fps\r\n",
+            bytes / FRAMES as usize,
+            fps_x10 / 10,
+            fps_x10 % 10
+        );
+        let _ = board.write(line.as_bytes());
+    }
+}

@@ -3,7 +3,8 @@
 //! data/command line on a GPIO).
 //!
 //! Drawing goes to a 4 KiB framebuffer in RAM (two pixels a byte, as the controller
-//! stores them); [`Ssd0323::flush`] sends only the rows whose pixels changed, as one
+//! stores them), borrowed rather than owned so that a board can keep it in a static and
+//! never copies it; [`Ssd0323::flush`] sends only the rows whose pixels changed, as one
 //! window. The renderer draws every pixel of a frame, so a flush after a screen that
 //! changed little sends little.
 //!
@@ -61,20 +62,21 @@ pub trait Bus {
 }
 
 /// The controller and its framebuffer.
-pub struct Ssd0323<B> {
+pub struct Ssd0323<'f, B> {
     bus: B,
-    frame: [u8; FRAME_BYTES],
+    frame: &'f mut [u8; FRAME_BYTES],
     /// One bit per row whose pixels changed since the last flush.
     dirty: u64,
 }
 
-impl<B: Bus> Ssd0323<B> {
-    /// A driver on `bus`; the framebuffer starts black and wholly dirty, so the first
-    /// flush clears the panel's RAM (which holds noise after power-on).
-    pub fn new(bus: B) -> Self {
+impl<'f, B: Bus> Ssd0323<'f, B> {
+    /// A driver on `bus` drawing into `frame`, which is cleared to black and wholly
+    /// dirty, so the first flush clears the panel's RAM (noise after power-on).
+    pub fn new(bus: B, frame: &'f mut [u8; FRAME_BYTES]) -> Self {
+        frame.fill(0);
         Ssd0323 {
             bus,
-            frame: [0; FRAME_BYTES],
+            frame,
             dirty: u64::MAX,
         }
     }
@@ -131,7 +133,7 @@ impl<B: Bus> Ssd0323<B> {
 
     /// The framebuffer, laid out as the controller's RAM.
     pub fn frame(&self) -> &[u8; FRAME_BYTES] {
-        &self.frame
+        self.frame
     }
 
     /// The bus, to look at.
@@ -154,13 +156,13 @@ impl<B: Bus> Ssd0323<B> {
     }
 }
 
-impl<B> OriginDimensions for Ssd0323<B> {
+impl<B> OriginDimensions for Ssd0323<'_, B> {
     fn size(&self) -> Size {
         Size::new(WIDTH as u32, HEIGHT as u32)
     }
 }
 
-impl<B: Bus> DrawTarget for Ssd0323<B> {
+impl<B: Bus> DrawTarget for Ssd0323<'_, B> {
     type Color = Gray4;
     type Error = Infallible;
 
@@ -204,8 +206,8 @@ mod tests {
         }
     }
 
-    fn driver() -> Ssd0323<Wire> {
-        let mut d = Ssd0323::new(Wire::default());
+    fn driver(frame: &mut [u8; FRAME_BYTES]) -> Ssd0323<'_, Wire> {
+        let mut d = Ssd0323::new(Wire::default(), frame);
         d.init().unwrap();
         d.bus.sent.clear();
         d
@@ -213,11 +215,9 @@ mod tests {
 
     #[test]
     fn init_sends_the_set_up_commands_then_the_whole_black_frame() {
-        let d = {
-            let mut d = Ssd0323::new(Wire::default());
-            d.init().unwrap();
-            d
-        };
+        let mut frame = [0xFF; FRAME_BYTES];
+        let mut d = Ssd0323::new(Wire::default(), &mut frame);
+        d.init().unwrap();
         let sent = &d.bus().sent;
         assert_eq!(sent.len(), INIT.len() + 2);
         for (i, cmd) in INIT.iter().enumerate() {
@@ -232,7 +232,8 @@ mod tests {
 
     #[test]
     fn an_even_pixel_is_the_high_nibble_and_an_odd_one_the_low_nibble() {
-        let mut d = driver();
+        let mut frame = [0; FRAME_BYTES];
+        let mut d = driver(&mut frame);
         Pixel(Point::new(4, 2), Gray4::new(0xA))
             .draw(&mut d)
             .unwrap();
@@ -245,7 +246,8 @@ mod tests {
 
     #[test]
     fn a_flush_sends_only_the_window_of_changed_rows() {
-        let mut d = driver();
+        let mut frame = [0; FRAME_BYTES];
+        let mut d = driver(&mut frame);
         Rectangle::new(Point::new(10, 5), Size::new(3, 4))
             .into_styled(PrimitiveStyle::with_fill(Gray4::WHITE))
             .draw(&mut d)
@@ -261,7 +263,8 @@ mod tests {
 
     #[test]
     fn drawing_the_same_pixels_again_leaves_nothing_to_send() {
-        let mut d = driver();
+        let mut frame = [0; FRAME_BYTES];
+        let mut d = driver(&mut frame);
         Pixel(Point::new(0, 0), Gray4::WHITE).draw(&mut d).unwrap();
         d.flush().unwrap();
         Pixel(Point::new(0, 0), Gray4::WHITE).draw(&mut d).unwrap();
@@ -270,7 +273,8 @@ mod tests {
 
     #[test]
     fn pixels_off_the_panel_are_dropped() {
-        let mut d = driver();
+        let mut frame = [0; FRAME_BYTES];
+        let mut d = driver(&mut frame);
         for p in [
             Point::new(-1, 0),
             Point::new(0, -1),
@@ -285,7 +289,8 @@ mod tests {
 
     #[test]
     fn invalidate_makes_the_next_flush_send_the_whole_frame() {
-        let mut d = driver();
+        let mut frame = [0; FRAME_BYTES];
+        let mut d = driver(&mut frame);
         d.invalidate();
         assert_eq!(d.flush().unwrap(), FRAME_BYTES);
     }

@@ -202,3 +202,50 @@ pub fn unmask(irq: ::lm3s6965::Interrupt) {
     // critical section.
     unsafe { cortex_m::peripheral::NVIC::unmask(irq) }
 }
+
+/// The stack's peak, for the bench image (`scripts/qemu-terminal --bench`).
+#[cfg(feature = "redraw-bench")]
+pub mod stack {
+    /// What [`paint_stack`] fills unused stack with.
+    const PAINT: u32 = 0xC0FF_EE55;
+
+    unsafe extern "C" {
+        // cortex-m-rt's linker script: the end of the statics (the stack may grow down to
+        // it) and the top of the stack.
+        static __sheap: u32;
+        static _stack_start: u32;
+    }
+
+    fn stack_bounds() -> (usize, usize) {
+        // Only the symbols' addresses are taken, never their contents.
+        (
+            core::ptr::addr_of!(__sheap) as usize,
+            core::ptr::addr_of!(_stack_start) as usize,
+        )
+    }
+
+    /// Fills the stack below the current frame with a pattern, for [`stack_peak`].
+    pub fn paint_stack() {
+        let (bottom, _) = stack_bounds();
+        // A margin below the stack pointer for this function's own calls.
+        let below = cortex_m::register::msp::read() as usize - 64;
+        let mut a = bottom;
+        while a < below {
+            // SAFETY: between the end of the statics and the stack pointer nothing lives:
+            // it is stack not in use (the margin covers this function).
+            unsafe { core::ptr::write_volatile(a as *mut u32, PAINT) };
+            a += 4;
+        }
+    }
+
+    /// The deepest the stack has been since [`paint_stack`], in bytes.
+    pub fn stack_peak() -> usize {
+        let (bottom, top) = stack_bounds();
+        let mut a = bottom;
+        // SAFETY: reads of RAM between the statics and the stack's top.
+        while a < top && unsafe { core::ptr::read_volatile(a as *const u32) } == PAINT {
+            a += 4;
+        }
+        top - a
+    }
+}

@@ -80,6 +80,12 @@ impl Gamepad {
         }
     }
 
+    /// Whether a line changed and has not held long enough to count yet: the caller
+    /// samples again soon rather than sleeping.
+    pub fn settling(&self) -> bool {
+        self.raw != self.stable
+    }
+
     /// Feeds a reading of the lines (bit set = high); returns the keys of the buttons
     /// let go, once the reading has held for [`DEBOUNCE_MS`].
     pub fn sample(&mut self, now_ms: u64, levels: u8) -> Vec<Key, 5> {
@@ -166,6 +172,19 @@ mod tests {
             &[(0, 0), (50, 0), (150, right_up), (161, right_up)],
             &[(161, Key::F(1))],
         );
+    }
+
+    #[test]
+    fn a_line_is_settling_from_its_change_until_it_counts() {
+        let mut pad = Gamepad::new(0, ALL_UP);
+        assert!(!pad.settling());
+        let up = ALL_UP & !Button::Up.bit();
+        pad.sample(1, up);
+        assert!(pad.settling());
+        pad.sample(5, up);
+        assert!(pad.settling());
+        pad.sample(11, up);
+        assert!(!pad.settling());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The terminal image for the TI LM3S6965 (QEMU's `lm3s6965evb`): start-up, the two
+//! The terminal image for the TI LM3S6965 (QEMU's `lm3s6965evb`): start-up, the
 //! interrupt handlers, and a panic that restarts the chip.
 #![no_std]
 #![no_main]
@@ -22,6 +22,16 @@ fn SysTick() {
 #[interrupt]
 fn UART0() {
     board::on_uart0();
+}
+
+#[interrupt]
+fn GPIOE() {
+    board::on_gamepad_edge();
+}
+
+#[interrupt]
+fn GPIOF() {
+    board::on_gamepad_edge();
 }
 
 /// A terminal that panicked starts again (a reset, the link's hello and the agent's

@@ -2,8 +2,12 @@
 //! emulates it: the terminal core on real start-up code, a real UART and a real display
 //! controller.
 //!
-//! - Clock: the 8 MHz crystal through the PLL to 50 MHz; SysTick interrupts every
-//!   millisecond and is the terminal's clock.
+//! - Clock: the 8 MHz crystal through the PLL to 50 MHz. The terminal's clock is
+//!   SysTick: its interrupt counts 100 ms periods and the counter gives the position
+//!   in the current one. Not a 1 ms interrupt counted: under QEMU on a busy host the
+//!   emulated CPU can be late to the interrupt by more than a period, and pending
+//!   interrupts merge, so a 1 ms count fell 0.9 s behind in 3 s (measured); a period
+//!   is lost only if the CPU is 100 ms late.
 //! - Link: UART0 (PA0/PA1), 115200 8N1. Its interrupt drains the 16-byte FIFO into a
 //!   1 KiB [`RxBuffer`] that the main loop empties; bytes lost in either are counted and
 //!   shown in the bottom-right corner of the screen ("OVR n").
@@ -12,11 +16,13 @@
 //!   profile is drawn in grey levels 0 and 15. PD0 (the SD card's chip select) is held
 //!   high: the card stays off the bus, and QEMU, which wires PD0 to the OLED's select
 //!   as active-high (hw/arm/stellaris.c), selects the OLED.
-//! - Keys: the gamepad on PE0..PE3 and PF1, as [`Gamepad`] maps them.
+//! - Keys: the gamepad on PE0..PE3 and PF1, as [`Gamepad`] maps them. Any edge on
+//!   them wakes the main loop, which then samples until the lines have settled.
 //! - Buzzer: none on this board; beeps are counted.
 //!
-//! The main loop sleeps (WFI) until the next interrupt whenever nothing is waiting, so an
-//! idle terminal, and an idle QEMU, uses next to no CPU.
+//! The main loop sleeps (WFI) until the next interrupt (a byte, a button, the 100 ms
+//! tick) whenever nothing is waiting, so an idle terminal, and an idle QEMU, uses next to
+//! no CPU.
 
 mod regs;
 
@@ -25,8 +31,8 @@ use core::convert::Infallible;
 use core::fmt::Write;
 
 use cortex_m::interrupt::{self, Mutex};
-use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::{SCB, SYST};
 use embedded_graphics::mono_font::MonoTextStyleBuilder;
 use embedded_graphics::mono_font::ascii::FONT_4X6;
 use embedded_graphics::pixelcolor::Gray4;
@@ -48,20 +54,41 @@ pub const BAUD: u32 = 115_200;
 /// redraw (render and 4 KiB to the display at 4.2 MHz) keeps the main loop away.
 pub const RX_BYTES: usize = 512;
 
-static MILLIS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+/// SysTick's period in CPU cycles: 100 ms.
+const TICK_CYCLES: u32 = SYSCLK_HZ / 10;
+
+/// SysTick periods since start.
+static PERIODS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
 static RX: Mutex<RefCell<RxBuffer<RX_BYTES>>> = Mutex::new(RefCell::new(RxBuffer::new()));
 
 /// Milliseconds since start.
 pub fn now_ms() -> u64 {
-    interrupt::free(|cs| MILLIS.borrow(cs).get())
+    let cycles = interrupt::free(|cs| {
+        let mut periods = PERIODS.borrow(cs).get();
+        // The counter counts down from TICK_CYCLES - 1 and reloads; a reload whose
+        // interrupt has not run yet (it is pending while interrupts are masked here)
+        // shows as a high count with the period not yet counted.
+        let left = SYST::get_current();
+        if SCB::is_pendst_pending() && left > TICK_CYCLES / 2 {
+            periods += 1;
+        }
+        periods * u64::from(TICK_CYCLES) + u64::from(TICK_CYCLES - 1 - left)
+    });
+    cycles / u64::from(SYSCLK_HZ / 1000)
 }
 
-/// The SysTick handler's work: one more millisecond.
+/// The SysTick handler's work: one more period.
 pub fn on_systick() {
     interrupt::free(|cs| {
-        let ms = MILLIS.borrow(cs);
-        ms.set(ms.get() + 1);
+        let p = PERIODS.borrow(cs);
+        p.set(p.get() + 1);
     });
+}
+
+/// The GPIO handlers' work: the edge only had to wake the main loop.
+pub fn on_gamepad_edge() {
+    GPIO_E.icr().write(0x0F);
+    GPIO_F.icr().write(1 << 1);
 }
 
 /// The UART0 handler's work: every byte in the FIFO into the ring.
@@ -272,6 +299,13 @@ fn peripherals_init() {
     GPIO_F.dir().clear_bits(1 << 1);
     GPIO_F.pur().set_bits(1 << 1);
     GPIO_F.den().set_bits(1 << 1);
+    // Both edges of every button interrupt, to wake the main loop.
+    for (port, pins) in [(GPIO_E, 0x0F), (GPIO_F, 1 << 1)] {
+        port.is().clear_bits(pins);
+        port.ibe().set_bits(pins);
+        port.icr().write(pins);
+        port.im().set_bits(pins);
+    }
 
     // UART0: 115200 8N1. Divisor = 50 MHz / (16 * 115200) = 27.127: 27 + 8/64.
     uart0::CTL.write(0);
@@ -292,7 +326,7 @@ fn peripherals_init() {
 
 fn systick_init(syst: &mut SYST) {
     syst.set_clock_source(SystClkSource::Core);
-    syst.set_reload(SYSCLK_HZ / 1000 - 1);
+    syst.set_reload(TICK_CYCLES - 1);
     syst.clear_current();
     syst.enable_interrupt();
     syst.enable_counter();
@@ -312,6 +346,8 @@ pub fn run(mut core: cortex_m::Peripherals) -> ! {
     peripherals_init();
     systick_init(&mut core.SYST);
     regs::unmask(::lm3s6965::Interrupt::UART0);
+    regs::unmask(::lm3s6965::Interrupt::GPIOE);
+    regs::unmask(::lm3s6965::Interrupt::GPIOF);
 
     // The framebuffer and the runner live in statics, built in place: on the stack they
     // would be copied as they move (a 4 KiB frame each time), and the image's size
@@ -358,6 +394,8 @@ pub fn run(mut core: cortex_m::Peripherals) -> ! {
         for key in pad.sample(now, read_pad()) {
             let _ = runner.on_key(now, key);
         }
+        // A button that moved is sampled until it settles: no interrupt comes for that.
+        let settling = pad.settling();
         if now != last_ms {
             last_ms = now;
             let _ = runner.tick(now);
@@ -367,11 +405,12 @@ pub fn run(mut core: cortex_m::Peripherals) -> ! {
             shown_overruns = lost;
             let _ = runner.board_mut().flush();
         }
-        // Sleep until the next interrupt (SysTick within a millisecond, or a byte),
-        // unless a byte came in since the ring was emptied. WFI wakes on a pending
-        // interrupt even with interrupts masked, so none is missed.
+        // Sleep until the next interrupt (the tick within 100 ms, a byte, a button),
+        // unless a byte came in since the ring was emptied or a button is settling.
+        // WFI wakes on a pending interrupt even with interrupts masked, so none is
+        // missed.
         interrupt::free(|cs| {
-            if RX.borrow(cs).borrow().is_empty() {
+            if !settling && RX.borrow(cs).borrow().is_empty() {
                 cortex_m::asm::wfi();
             }
         });

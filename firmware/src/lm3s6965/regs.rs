@@ -106,6 +106,22 @@ impl Port {
     pub fn dir(self) -> Reg {
         Reg(self.0 + 0x400)
     }
+    /// Interrupt sense: 0 = edge.
+    pub fn is(self) -> Reg {
+        Reg(self.0 + 0x404)
+    }
+    /// Interrupt on both edges.
+    pub fn ibe(self) -> Reg {
+        Reg(self.0 + 0x408)
+    }
+    /// Interrupt mask: 1 = the pin interrupts.
+    pub fn im(self) -> Reg {
+        Reg(self.0 + 0x410)
+    }
+    /// Interrupt clear (write 1s).
+    pub fn icr(self) -> Reg {
+        Reg(self.0 + 0x41C)
+    }
     /// Alternate function select: 1 = the pin belongs to a peripheral (UART, SSI).
     pub fn afsel(self) -> Reg {
         Reg(self.0 + 0x420)

@@ -1,7 +1,15 @@
 //! The serial receive buffer between the UART interrupt (which pushes) and the main loop
 //! (which takes): a ring of fixed size that never overwrites silently. A byte that finds
 //! the ring full is dropped and counted, and so is an overrun the UART itself reports;
-//! the board shows the count on the screen.
+//! the board shows the count on the screen ([`draw_overruns`]).
+
+use core::fmt::Write;
+
+use embedded_graphics::mono_font::MonoTextStyleBuilder;
+use embedded_graphics::mono_font::ascii::FONT_4X6;
+use embedded_graphics::pixelcolor::Gray4;
+use embedded_graphics::prelude::*;
+use embedded_graphics::text::{Baseline, Text};
 
 /// A ring of `N` bytes with overrun counters.
 pub struct RxBuffer<const N: usize> {
@@ -75,9 +83,36 @@ impl<const N: usize> Default for RxBuffer<N> {
     }
 }
 
+/// Draws "OVR n" in the bottom-right corner of a grey-scale display, dark on mid grey,
+/// when bytes were lost (`n` > 0); draws nothing otherwise. A board calls it after each
+/// redraw (which covers the corner) and when the count changes.
+pub fn draw_overruns<D>(display: &mut D, n: u32) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Gray4>,
+{
+    if n == 0 {
+        return Ok(());
+    }
+    let mut text: heapless::String<16> = heapless::String::new();
+    // "OVR " and at most ten digits: fits.
+    let _ = write!(text, "OVR {n}");
+    let style = MonoTextStyleBuilder::new()
+        .font(&FONT_4X6)
+        .text_color(Gray4::BLACK)
+        .background_color(Gray4::new(10))
+        .build();
+    let size = display.bounding_box().size;
+    let width = 4 * text.len() as i32;
+    let at = Point::new(size.width as i32 - width, size.height as i32 - 6);
+    Text::with_baseline(&text, at, style, Baseline::Top)
+        .draw(display)
+        .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embedded_graphics::mock_display::MockDisplay;
 
     #[test]
     fn bytes_come_out_in_order_across_the_wrap() {
@@ -128,5 +163,29 @@ mod tests {
         assert_eq!(r.take(&mut out), 2);
         assert_eq!(out, [1, 2]);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn no_loss_draws_no_mark() {
+        let mut d = MockDisplay::<Gray4>::new();
+        draw_overruns(&mut d, 0).unwrap();
+        assert_eq!(d.affected_area().size, Size::zero());
+    }
+
+    #[test]
+    fn losses_draw_the_count_in_the_bottom_right_corner() {
+        // MockDisplay is 64x64: "OVR 12" is 24x6 at its bottom-right.
+        let mut d = MockDisplay::<Gray4>::new();
+        draw_overruns(&mut d, 12).unwrap();
+        let area = d.affected_area();
+        assert_eq!(area.top_left, Point::new(64 - 24, 64 - 6));
+        assert_eq!(area.size, Size::new(24, 6));
+        // Dark text on mid grey: both levels are there.
+        let levels: std::vec::Vec<u8> = (40..64)
+            .flat_map(|x| (58..64).map(move |y| Point::new(x, y)))
+            .filter_map(|p| d.get_pixel(p))
+            .map(|c| c.luma())
+            .collect();
+        assert!(levels.contains(&0) && levels.contains(&10), "{levels:?}");
     }
 }

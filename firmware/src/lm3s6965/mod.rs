@@ -28,21 +28,15 @@ mod regs;
 
 use core::cell::{Cell, RefCell};
 use core::convert::Infallible;
-use core::fmt::Write;
 
 use cortex_m::interrupt::{self, Mutex};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
-use embedded_graphics::mono_font::MonoTextStyleBuilder;
-use embedded_graphics::mono_font::ascii::FONT_4X6;
-use embedded_graphics::pixelcolor::Gray4;
-use embedded_graphics::prelude::*;
-use embedded_graphics::text::{Baseline, Text};
 
 use crate::board::{Board, Runner};
 use crate::gamepad::Gamepad;
 use crate::render::Profile;
-use crate::rx_buffer::RxBuffer;
+use crate::rx_buffer::{self, RxBuffer};
 use crate::ssd0323::{self, Ssd0323};
 use regs::{GPIO_A, GPIO_C, GPIO_D, GPIO_E, GPIO_F, ssi0, sysctl, uart0};
 
@@ -218,28 +212,10 @@ impl Board for Lm3s6965 {
 
     fn flush(&mut self) -> Result<(), Infallible> {
         // A redraw covers the whole screen, the overrun mark included: draw it again.
-        draw_overruns(&mut self.display, overruns());
+        let _ = rx_buffer::draw_overruns(&mut self.display, overruns());
         self.last_flush_bytes = self.display.flush()?;
         Ok(())
     }
-}
-
-/// Draws "OVR n" in the bottom-right corner when bytes were lost (n > 0).
-fn draw_overruns(display: &mut Ssd0323<'static, OledBus>, n: u32) {
-    if n == 0 {
-        return;
-    }
-    let mut text: heapless::String<16> = heapless::String::new();
-    // "OVR " and at most ten digits: fits.
-    let _ = write!(text, "OVR {n}");
-    let style = MonoTextStyleBuilder::new()
-        .font(&FONT_4X6)
-        .text_color(Gray4::BLACK)
-        .background_color(Gray4::new(10))
-        .build();
-    let width = 4 * text.len() as i32;
-    let at = Point::new(ssd0323::WIDTH as i32 - width, ssd0323::HEIGHT as i32 - 6);
-    let _ = Text::with_baseline(&text, at, style, Baseline::Top).draw(display);
 }
 
 /// Sets the clock to 50 MHz from the 8 MHz crystal through the PLL (data sheet 6.3,
@@ -423,14 +399,17 @@ mod bench {
     use super::*;
     use crate::core::View;
     use crate::render;
-    use floorhand_protocol::link::{PickPrompt, Screen, ToTerminal, fit};
+    use core::fmt::Write;
+    use floorhand_protocol::link::{
+        Level, MenuReason, PickPrompt, ScanTarget, Screen, ToTerminal, fit,
+    };
     use floorhand_protocol::{Envelope, frame, limits::MAX_LINK_FRAME};
 
     /// Full redraws timed.
     const FRAMES: u32 = 200;
 
     /// Draws [`FRAMES`] screens, alternating two, each sent whole to the controller;
-    /// then takes a pick screen through the link's decoder; prints the time and the
+    /// then takes every kind of screen through the link's decoder; prints the time and the
     /// stack's peak on UART0.
     pub fn run(runner: &mut Runner<Lm3s6965>) {
         // QEMU drops what a pty's UART sends while nobody has the pty open: start when
@@ -456,17 +435,57 @@ mod bench {
         }
         let ms = now_ms() - start;
         let draw_stack = regs::stack::stack_peak();
-        // The deepest path of the running terminal: a frame decoded, a screen drawn.
-        let pick = ToTerminal::Show(Screen::Pick(PickPrompt {
-            location: fit("A-12-03-B"),
-            item: fit("Hex bolt M8x40, zinc"),
-            qty: 3,
-            done: 4,
-            total: 18,
-        }));
+        // The running terminal's paths: a frame decoded and its screen drawn, for
+        // each kind of screen, with the longest texts (wrapped, cut).
+        let screens = [
+            Screen::Pick(PickPrompt {
+                location: fit("A-12-03-B-LONGER-NAME"),
+                item: fit("Hex bolt M8x40, zinc plated, box of two hundred"),
+                qty: 65_535,
+                done: 65_535,
+                total: 65_535,
+            }),
+            Screen::Scan {
+                target: ScanTarget::Item,
+                hint: fit("0/2 Hex bolt M8x40, zinc plated, box"),
+            },
+            Screen::Quantity {
+                prompt: fit("Quantity of hex bolts M8x40"),
+                value: u32::MAX,
+                max: u32::MAX,
+            },
+            Screen::Reasons {
+                options: [
+                    MenuReason::LocationEmpty,
+                    MenuReason::Damaged,
+                    MenuReason::WrongItem,
+                    MenuReason::NotEnough,
+                ]
+                .into_iter()
+                .collect(),
+                selected: 3,
+            },
+            Screen::Message {
+                level: Level::Error,
+                text: fit("Averyveryverylongwordthatcannotbewrappedanywhere at all"),
+            },
+            Screen::Offline {
+                backlog: u32::MAX,
+                since_s: u32::MAX,
+            },
+            Screen::WaveDone {
+                picked: u16::MAX,
+                short: u16::MAX,
+            },
+        ];
         let (mut scratch, mut out) = ([0u8; MAX_LINK_FRAME], [0u8; MAX_LINK_FRAME]);
-        if let Ok(f) = frame::encode(&Envelope::new(1, &pick), &mut scratch, &mut out) {
-            let _ = runner.on_bytes(now_ms(), f);
+        for (id, screen) in screens.into_iter().enumerate() {
+            let msg = ToTerminal::Show(screen);
+            if let Ok(f) =
+                frame::encode(&Envelope::new(id as u64 + 1, &msg), &mut scratch, &mut out)
+            {
+                let _ = runner.on_bytes(now_ms(), f);
+            }
         }
         let stack = regs::stack::stack_peak();
         let mut line: heapless::String<200> = heapless::String::new();

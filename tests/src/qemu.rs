@@ -87,7 +87,9 @@ pub struct QemuTerminal {
 impl QemuTerminal {
     /// The image `scripts/qemu-terminal --build-only` builds.
     pub fn image() -> PathBuf {
-        root().join("target/thumbv7m-none-eabi/release/floorhand-lm3s6965")
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or(root().join("target"), |d| root().join(d));
+        target.join("thumbv7m-none-eabi/release/floorhand-lm3s6965")
     }
 
     /// Boots the image with `scripts/qemu-terminal --no-build`, its files under `dir`;

@@ -295,8 +295,10 @@ pub struct Seen<T> {
 pub type Log<T> = Arc<Mutex<Vec<Seen<T>>>>;
 
 /// The agent's serial port joined to QEMU's UART0 through the test: a socat pty pair
-/// (the agent opens one end) and two relay threads, which copy every byte unchanged and
-/// record each frame both ways.
+/// (the agent opens one end) and relay threads, which copy every byte unchanged and
+/// record each frame both ways. The terminal's end can be moved to another QEMU, as a
+/// terminal swapped mid-shift: bytes the agent sends while none is attached are lost,
+/// as on a cable with nothing at its end.
 pub struct LinkTap {
     /// The port the agent opens.
     pub agent_port: PathBuf,
@@ -304,6 +306,8 @@ pub struct LinkTap {
     pub down: Log<ToTerminal>,
     /// Terminal to agent.
     pub up: Log<FromTerminal>,
+    agent_side: File,
+    terminal: Arc<Mutex<Option<File>>>,
     _pty: PtyPair,
 }
 
@@ -312,14 +316,27 @@ impl LinkTap {
     pub fn new(dir: &Path, uart: &Path) -> LinkTap {
         std::fs::create_dir_all(dir).unwrap();
         let pty = PtyPair::new(dir);
-        let open = |p: &Path| File::options().read(true).write(true).open(p).unwrap();
-        let (agent_side, terminal_side) = (open(&pty.b), open(uart));
-        let down = Log::default();
-        let up = Log::default();
+        let agent_side = File::options().read(true).write(true).open(&pty.b).unwrap();
+        let tap = LinkTap {
+            agent_port: pty.a.clone(),
+            down: Log::default(),
+            up: Log::default(),
+            agent_side,
+            terminal: Arc::default(),
+            _pty: pty,
+        };
+        let terminal = tap.terminal.clone();
         relay(
-            agent_side.try_clone().unwrap(),
-            terminal_side.try_clone().unwrap(),
-            down.clone(),
+            tap.agent_side.try_clone().unwrap(),
+            move |bytes| {
+                // Nothing attached, or the terminal gone: the bytes are lost.
+                let mut t = terminal.lock().unwrap();
+                if t.as_mut().is_some_and(|f| f.write_all(bytes).is_err()) {
+                    *t = None;
+                }
+                true
+            },
+            tap.down.clone(),
             |f| {
                 let mut msg = None;
                 FrameDecoder::<MAX_LINK_FRAME>::new()
@@ -327,26 +344,34 @@ impl LinkTap {
                 msg
             },
         );
-        relay(terminal_side, agent_side, up.clone(), |f| {
-            let mut msg = None;
-            FrameDecoder::<MAX_LINK_FRAME>::new()
-                .feed::<FromTerminal>(f, |r| msg = r.ok().map(|e| e.body));
-            msg
-        });
-        LinkTap {
-            agent_port: pty.a.clone(),
-            down,
-            up,
-            _pty: pty,
-        }
+        tap.attach(uart);
+        tap
+    }
+
+    /// Moves the terminal's end to `uart` (another QEMU's UART0).
+    pub fn attach(&self, uart: &Path) {
+        let t = File::options().read(true).write(true).open(uart).unwrap();
+        let mut to_agent = self.agent_side.try_clone().unwrap();
+        relay(
+            t.try_clone().unwrap(),
+            move |bytes| to_agent.write_all(bytes).is_ok(),
+            self.up.clone(),
+            |f| {
+                let mut msg = None;
+                FrameDecoder::<MAX_LINK_FRAME>::new()
+                    .feed::<FromTerminal>(f, |r| msg = r.ok().map(|e| e.body));
+                msg
+            },
+        );
+        *self.terminal.lock().unwrap() = Some(t);
     }
 }
 
-/// Copies `from` to `to` until either closes, recording each frame `decode` reads in
-/// `log` (frames end at a zero byte: COBS).
+/// Copies `from` into `to` (which says whether to go on) until `from` closes, recording
+/// each frame `decode` reads in `log` (frames end at a zero byte: COBS).
 fn relay<T: Send + 'static>(
     mut from: File,
-    mut to: File,
+    mut to: impl FnMut(&[u8]) -> bool + Send + 'static,
     log: Log<T>,
     decode: impl Fn(&[u8]) -> Option<T> + Send + 'static,
 ) {
@@ -358,7 +383,7 @@ fn relay<T: Send + 'static>(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            if to.write_all(&buf[..n]).is_err() {
+            if !to(&buf[..n]) {
                 return;
             }
             for &b in &buf[..n] {

@@ -1,7 +1,8 @@
 //! The terminal's real image on an emulated TI LM3S6965 (QEMU's `lm3s6965evb`, booted by
 //! `scripts/qemu-terminal`) as the picker's terminal of the real `floorhand run`, against
 //! a real Mosquitto: the handshake, screens read back from the OLED pixel for pixel, the
-//! gamepad's keys, a short pick from the gamepad, the link lost and found again.
+//! terminal replaced mid-task, the gamepad's keys, a short pick from the gamepad, the
+//! agent gone and back.
 //!
 //! The agent's port is a pty whose other end the test joins to QEMU's UART0 (the
 //! `LinkTap`), byte for byte, so that the test sees every frame and its size on the wire.
@@ -178,13 +179,25 @@ async fn the_lm3s6965_image_in_qemu_is_a_picker_s_terminal_drawn_pixel_for_pixel
         |s| matches!(s, Screen::Scan { target: ScanTarget::Item, hint } if hint.starts_with("0/2")),
     );
     scanner.scan(&[BOLT]);
+    let one_in_hand = |s: &Screen| matches!(s, Screen::Scan { target: ScanTarget::Item, hint } if hint.starts_with("1/2"));
+    let (_, _, m) = shown(&qemu, &tap, &agent, m, "one bolt in hand, 1/2", one_in_hand);
+
+    // The terminal dies mid-task and another boots on the same cable: it says hello and
+    // the agent shows it the task where it stood.
+    let up = tap.up.lock().unwrap().len();
+    drop(qemu);
+    let qemu = QemuTerminal::start(&dir.path().join("qemu-2"));
+    tap.attach(&qemu.uart);
+    wait_frame(&tap.up, up, "the new terminal's hello", &agent, |m| {
+        matches!(m, FromTerminal::Hello(_)).then_some(())
+    });
     let (_, _, m) = shown(
         &qemu,
         &tap,
         &agent,
         m,
-        "one bolt in hand, 1/2",
-        |s| matches!(s, Screen::Scan { target: ScanTarget::Item, hint } if hint.starts_with("1/2")),
+        "1/2 again on the new terminal",
+        one_in_hand,
     );
 
     // The gamepad: Right is F1 (short pick), Down moves to "Damaged", Select confirms.

@@ -9,7 +9,7 @@
 //!   interrupts merge, so a 1 ms count fell 0.9 s behind in 3 s (measured); a period
 //!   is lost only if the CPU is 100 ms late.
 //! - Link: UART0 (PA0/PA1), 115200 8N1. Its interrupt drains the 16-byte FIFO into a
-//!   1 KiB [`RxBuffer`] that the main loop empties; bytes lost in either are counted and
+//!   512-byte [`RxBuffer`] that the main loop empties; bytes lost in either are counted and
 //!   shown in the bottom-right corner of the screen ("OVR n").
 //! - Display: the OSRAM 128x64 OLED's SSD0323 on SSI0 (PA2 clock, PA3 frame = the OLED's
 //!   chip select, PA5 data out), data/command on PC7, driven by [`Ssd0323`]; the mono

@@ -13,6 +13,11 @@ use floorhand_protocol::{EncodeError, Envelope};
 use crate::core::{Effect, Effects, Terminal};
 use crate::render::{self, Palette, Profile};
 
+/// The word a board fills its unused stack with at start, so that the stack's peak can
+/// be read afterwards (by a debugger, or the QEMU test through the monitor): the deepest
+/// word no longer holding it.
+pub const STACK_PAINT: u32 = 0xC0FF_EE55;
+
 /// What a board gives the terminal.
 pub trait Board {
     /// Error of the serial link or of showing a frame.

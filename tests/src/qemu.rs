@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use floorhand_firmware::board::STACK_PAINT;
 use floorhand_firmware::core::View;
 use floorhand_firmware::render::Profile;
 use floorhand_firmware::sim::framebuffer::render_rgb8;
@@ -68,6 +69,22 @@ impl Oled {
             }
         }
         (n, first)
+    }
+}
+
+/// RAM in use on the emulated board, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RamUse {
+    /// Statics (data, bss): the framebuffer, the receive ring, the terminal's state.
+    pub statics: usize,
+    /// The deepest the stack has been.
+    pub stack_peak: usize,
+}
+
+impl RamUse {
+    /// Everything: statics and the stack's peak.
+    pub fn total(&self) -> usize {
+        self.statics + self.stack_peak
     }
 }
 
@@ -220,6 +237,37 @@ impl QemuTerminal {
             }
         }
         Oled(levels)
+    }
+
+    /// RAM the image has used since it booted: its statics, and the deepest its stack
+    /// went. The image paints the RAM between its statics and its stack with
+    /// [`STACK_PAINT`] at start; the monitor's `pmemsave` reads the 64 KiB back.
+    pub fn ram_in_use(&self) -> RamUse {
+        const RAM: u32 = 0x2000_0000;
+        const SIZE: usize = 64 * 1024;
+        let path = self.dir.join("ram.bin");
+        // The file name is quoted: unquoted, "65536 /tmp/..." parses as a division.
+        let out = self.monitor(&format!("pmemsave {RAM:#x} {SIZE} \"{}\"", path.display()));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("no RAM dump at {} ({e}); monitor: {out}", path.display()));
+        assert_eq!(bytes.len(), SIZE, "a whole RAM dump");
+        let words: Vec<u32> = bytes
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let painted_from = words
+            .iter()
+            .position(|&w| w == STACK_PAINT)
+            .expect("the image paints its unused stack");
+        let used_from = painted_from
+            + words[painted_from..]
+                .iter()
+                .position(|&w| w != STACK_PAINT)
+                .expect("the stack is in use");
+        RamUse {
+            statics: painted_from * 4,
+            stack_peak: SIZE - used_from * 4,
+        }
     }
 
     /// Waits until the OLED shows exactly what the host renderer draws for `view`;

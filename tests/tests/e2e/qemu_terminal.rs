@@ -25,6 +25,8 @@ const WAIT: Duration = Duration::from_secs(20);
 const DRAW: Duration = Duration::from_secs(5);
 /// The limit from stopping the agent to "link lost" on the screen.
 const LINK_LOST_WITHIN: Duration = Duration::from_secs(4);
+/// The goal for the image's RAM.
+const RAM_GOAL: usize = 16 * 1024;
 /// The limit on the bytes of one screen update on the link.
 const MAX_SCREEN_BYTES: usize = 64;
 
@@ -185,6 +187,7 @@ async fn the_lm3s6965_image_in_qemu_is_a_picker_s_terminal_drawn_pixel_for_pixel
     // The terminal dies mid-task and another boots on the same cable: it says hello and
     // the agent shows it the task where it stood.
     let up = tap.up.lock().unwrap().len();
+    let ram_first = qemu.ram_in_use();
     drop(qemu);
     let qemu = QemuTerminal::start(&dir.path().join("qemu-2"));
     tap.attach(&qemu.uart);
@@ -280,6 +283,18 @@ async fn the_lm3s6965_image_in_qemu_is_a_picker_s_terminal_drawn_pixel_for_pixel
         "the badge screen after the restart",
         is_badge,
     );
+
+    // The image's RAM, statics and the stack's peak after each terminal's session, is
+    // within the goal.
+    for ram in [ram_first, qemu.ram_in_use()] {
+        println!(
+            "RAM in use: {} B statics + {} B stack peak = {} B",
+            ram.statics,
+            ram.stack_peak,
+            ram.total()
+        );
+        assert!(ram.total() <= RAM_GOAL, "{ram:?} is over {RAM_GOAL} B");
+    }
 
     // Every screen update on the link fits the budget.
     let sizes: Vec<usize> = tap

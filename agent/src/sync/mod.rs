@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod link;
 pub mod mqtt;
 pub mod oms;
 pub mod pubacks;

@@ -93,33 +93,53 @@ pub async fn tail(
 ) -> Result<(), OmsError> {
     let (session, mut rx) = OmsSession::start(s)?;
     tokio::pin!(stop);
-    let mut write = |r: &Received| -> Result<(), OmsError> {
-        writeln!(out, "{}", json_line(r))
-            .and_then(|_| out.flush())
-            .map_err(|e| OmsError::Input(format!("writing the output: {e}")))?;
-        if let Received::Event {
-            site,
-            device,
-            incarnation,
-            event,
-            ..
-        } = r
-        {
-            session.consumed(site, device, *incarnation, event.seq);
+    // Writes a burst of received items with one flush, then lets them be acknowledged:
+    // nothing is acknowledged before the flush that wrote it.
+    let mut write = |burst: &[Received]| -> Result<(), OmsError> {
+        let written = burst
+            .iter()
+            .try_for_each(|r| writeln!(out, "{}", json_line(r)))
+            .and_then(|_| out.flush());
+        written.map_err(|e| OmsError::Input(format!("writing the output: {e}")))?;
+        for r in burst {
+            if let Received::Event {
+                site,
+                device,
+                incarnation,
+                event,
+                ..
+            } = r
+            {
+                session.consumed(site, device, *incarnation, event.seq);
+            }
         }
         Ok(())
+    };
+    // What is waiting behind `first`, up to a burst's worth.
+    let burst = |first: Received, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Received>| {
+        let mut b = vec![first];
+        while b.len() < 1024
+            && let Ok(r) = rx.try_recv()
+        {
+            b.push(r);
+        }
+        b
     };
     let result = loop {
         tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => if let Err(e) = write(&r) { break Err(e) },
+                Some(r) => {
+                    let b = burst(r, &mut rx);
+                    if let Err(e) = write(&b) { break Err(e) }
+                }
                 None => break Ok(()),
             },
             _ = &mut stop => {
                 // Print what already arrived; it may be acknowledged too.
                 let mut res = Ok(());
                 while let Ok(r) = rx.try_recv() {
-                    if let Err(e) = write(&r) { res = Err(e); break; }
+                    let b = burst(r, &mut rx);
+                    if let Err(e) = write(&b) { res = Err(e); break; }
                 }
                 break res;
             }

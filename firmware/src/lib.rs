@@ -5,9 +5,9 @@
 //! - [`render`]: draws the current view onto any embedded-graphics `DrawTarget`.
 //! - [`board`]: the thin seam to hardware: traits a board implements, and the loop glue
 //!   that feeds the core and carries out its effects.
-//! - [`ssd0323`], [`gamepad`], [`rx_buffer`]: board parts with no registers in them (a
-//!   display driver over a command/data bus, debounced buttons, a serial receive ring),
-//!   so they are tested on the host.
+//! - [`ssd0323`], [`gamepad`], [`rx_buffer`], [`clock`]: board parts with no registers
+//!   in them (a display driver over a command/data bus, debounced buttons, a serial
+//!   receive ring, milliseconds from a periodic counter), so they are tested on the host.
 //! - `lm3s6965` (feature `lm3s6965`, `thumbv7m-none-eabi`): the TI LM3S6965 board, as
 //!   QEMU's `lm3s6965evb` emulates it; the `floorhand-lm3s6965` image runs it.
 //! - `sim` (feature `sim`, std): the host runner behind the `floorhand-terminal` binary.
@@ -23,6 +23,7 @@
 extern crate std;
 
 pub mod board;
+pub mod clock;
 pub mod core;
 pub mod gamepad;
 pub mod render;

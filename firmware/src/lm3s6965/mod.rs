@@ -34,6 +34,7 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::{SCB, SYST};
 
 use crate::board::{Board, Runner};
+use crate::clock::PeriodicCounter;
 use crate::gamepad::Gamepad;
 use crate::render::Profile;
 use crate::rx_buffer::{self, RxBuffer};
@@ -57,18 +58,19 @@ static RX: Mutex<RefCell<RxBuffer<RX_BYTES>>> = Mutex::new(RefCell::new(RxBuffer
 
 /// Milliseconds since start.
 pub fn now_ms() -> u64 {
-    let cycles = interrupt::free(|cs| {
-        let mut periods = PERIODS.borrow(cs).get();
-        // The counter counts down from TICK_CYCLES - 1 and reloads; a reload whose
-        // interrupt has not run yet (it is pending while interrupts are masked here)
-        // shows as a high count with the period not yet counted.
-        let left = SYST::get_current();
-        if SCB::is_pendst_pending() && left > TICK_CYCLES / 2 {
-            periods += 1;
-        }
-        periods * u64::from(TICK_CYCLES) + u64::from(TICK_CYCLES - 1 - left)
-    });
-    cycles / u64::from(SYSCLK_HZ / 1000)
+    let counter = PeriodicCounter {
+        period: TICK_CYCLES,
+        hz: SYSCLK_HZ,
+    };
+    // Read together, interrupts masked: see `PeriodicCounter::millis` for a reload
+    // whose interrupt is pending meanwhile.
+    interrupt::free(|cs| {
+        counter.millis(
+            PERIODS.borrow(cs).get(),
+            SYST::get_current(),
+            SCB::is_pendst_pending(),
+        )
+    })
 }
 
 /// The SysTick handler's work: one more period.

@@ -45,8 +45,9 @@ use regs::{GPIO_A, GPIO_C, GPIO_D, GPIO_E, GPIO_F, ssi0, sysctl, uart0};
 pub const SYSCLK_HZ: u32 = 50_000_000;
 /// The link's speed.
 pub const BAUD: u32 = 115_200;
-/// Bytes the receive ring holds: 44 ms of a busy 115200 line, five times what a full
-/// redraw (render and 4 KiB to the display at 4.2 MHz) keeps the main loop away.
+/// Bytes the receive ring holds: 44 ms of a busy 115200 line, about three full redraws
+/// (render, then 4 KiB to the display at 4.2 MHz: some 15 ms on the chip), the longest
+/// the main loop stays away. The UART's interrupt fills it meanwhile.
 pub const RX_BYTES: usize = 512;
 
 /// SysTick's period in CPU cycles: 100 ms.

@@ -7,6 +7,7 @@ pub mod http;
 pub mod mosquitto;
 pub mod proxy;
 pub mod pty;
+pub mod qemu;
 pub mod rabbitmq;
 pub mod station_support;
 pub mod sync_support;

@@ -19,6 +19,7 @@ mod oms_cli;
 mod pack_e2e;
 mod picking_e2e;
 mod printer;
+mod qemu_terminal;
 mod rabbitmq;
 mod scale_pty;
 mod service;

@@ -98,9 +98,10 @@ fn floorhand_down(ctx: &Ctx, broker: &Broker, n: u64) -> anyhow::Result<Duration
 }
 
 /// `mosquitto_pub -q 1 -l` publishing `n` down payloads of the same sizes to a
-/// `mosquitto_sub -q 1` that has all of them.
-fn mosquitto_down(broker: &Broker, n: u64) -> anyhow::Result<Duration> {
-    let mut lines = Vec::new();
+/// `mosquitto_sub -q 1` that has all of them (on a broker of its own: see
+/// [`Broker::start_unlimited`]).
+fn mosquitto_down(ctx: &Ctx, n: u64) -> anyhow::Result<Duration> {
+    let mut payloads = Vec::new();
     for i in 1..=n {
         let env = Envelope::new(
             i,
@@ -110,16 +111,11 @@ fn mosquitto_down(broker: &Broker, n: u64) -> anyhow::Result<Duration> {
                 body: wave(i),
             },
         );
-        // mosquitto_pub -l splits lines at 0x0A and ends them at 0x00: same sizes, other bytes.
-        let mut p = encode_down(&env)?;
-        for b in p.iter_mut() {
-            if *b == b'\n' || *b == 0 {
-                *b = 0x01;
-            }
-        }
-        lines.push(p);
+        payloads.push(encode_down(&env)?);
     }
-    crate::drain::mosquitto_pub_drain(broker, "floorhand/v1/site1/bench-base/down", &lines)
+    let (lines, _) = crate::drain::mosquitto_lines(payloads);
+    let broker = Broker::start_unlimited(&ctx.dir.join("broker-down-base"))?;
+    crate::drain::mosquitto_pub_drain(&broker, "floorhand/v1/site1/bench-base/down", &lines)
 }
 
 /// Down messages applied and acknowledged per second, beside mosquitto_pub.
@@ -127,7 +123,8 @@ pub fn down(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let n = if ctx.quick { 500 } else { 10_000 };
     let broker = Broker::start(&ctx.dir.join("broker-down"))?;
     let fh = floorhand_down(ctx, &broker, n)?;
-    let base = mosquitto_down(&broker, n)?;
+    drop(broker);
+    let base = mosquitto_down(ctx, n)?;
     let (fh_rate, base_rate) = (n as f64 / fh.as_secs_f64(), n as f64 / base.as_secs_f64());
     Ok(vec![Row::new(
         &format!("{n} down messages applied and acked, msgs/s"),

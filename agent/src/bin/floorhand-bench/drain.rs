@@ -173,18 +173,14 @@ pub fn mosquitto_pub_drain(
     Ok(elapsed)
 }
 
-/// Drains `n` queued confirmations through a real broker and an acking OMS, beside
-/// mosquitto_pub with the same payloads.
-pub fn drain(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let n = if ctx.quick { 2_000 } else { 100_000 };
-    let broker = Broker::start(&ctx.dir.join("broker-drain"))?;
-    let (fh, payloads) = floorhand_drain(ctx, &broker, n)?;
-    // mosquitto_pub -l reads lines with fgets: it splits at 0x0A and measures each line
-    // with strlen, so a 0x00 merges lines. Payloads holding either byte (every pick event
-    // has 0x00 for its empty options) go to mosquitto_pub with 0x0A as 0x0B and 0x00 as
-    // 0x01: same count, same sizes.
+/// The payloads as `mosquitto_pub -l` input lines, and how many had to be altered.
+/// mosquitto_pub -l reads lines with fgets: it splits at 0x0A and measures each line with
+/// strlen, so a 0x00 merges lines. Payloads holding either byte (every pick event has 0x00
+/// for its empty options) go to mosquitto_pub with 0x0A as 0x0B and 0x00 as 0x01: same
+/// count, same sizes.
+pub fn mosquitto_lines(payloads: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, usize) {
     let mut altered = 0;
-    let lines: Vec<Vec<u8>> = payloads
+    let lines = payloads
         .into_iter()
         .map(|mut p| {
             if p.iter().any(|b| matches!(b, b'\n' | 0)) {
@@ -200,6 +196,18 @@ pub fn drain(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             p
         })
         .collect();
+    (lines, altered)
+}
+
+/// Drains `n` queued confirmations through a real broker and an acking OMS, beside
+/// mosquitto_pub with the same payloads.
+pub fn drain(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let n = if ctx.quick { 2_000 } else { 100_000 };
+    let broker = Broker::start(&ctx.dir.join("broker-drain"))?;
+    let (fh, payloads) = floorhand_drain(ctx, &broker, n)?;
+    drop(broker);
+    let (lines, altered) = mosquitto_lines(payloads);
+    let broker = Broker::start_unlimited(&ctx.dir.join("broker-drain-base"))?;
     let base = mosquitto_pub_drain(&broker, "floorhand/v1/site1/bench-base/up", &lines)?;
     let bytes: usize = lines.iter().map(Vec::len).sum();
     let (fh_rate, base_rate) = (n as f64 / fh.as_secs_f64(), n as f64 / base.as_secs_f64());

@@ -6,6 +6,7 @@
 //! ratio, and the goal. `--quick` makes every benchmark small, to check the harness runs;
 //! `--check` makes the run fail (exit 1) when a goal row is missed.
 
+mod bridge;
 mod channel;
 mod daemon;
 mod drain;
@@ -146,6 +147,9 @@ const BENCHES: &[(&str, Bench)] = &[
     ("drain to mqtt", drain::drain),
     ("down messages", channel::down),
     ("fleet recovery", channel::fleet),
+    ("bridge ingest", bridge::ingest),
+    ("bridge memory", bridge::memory),
+    ("bridge http", bridge::http_post),
     ("memory and idle cpu", daemon::memory_and_idle),
     ("start to ready", daemon::start_to_ready),
     ("terminal screen", terminal_screen),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// A free TCP port on 127.0.0.1 (bound and released).
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -39,23 +39,37 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts Mosquitto on a free port with its files under `dir`.
+    /// Starts Mosquitto with its default limits (a queue of 1000 messages per client, 20
+    /// in flight, no persistence) on a free port with its files under `dir`: what
+    /// Floorhand's figures are measured against.
     pub fn start(dir: &Path) -> anyhow::Result<Broker> {
         Broker::start_on(dir, free_port()?)
     }
 
-    /// Starts Mosquitto on `port` (a broker's return after an outage).
+    /// Starts Mosquitto on `port` with its default limits (a broker's return after an
+    /// outage).
     pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<Broker> {
+        Broker::launch(dir, port, "")
+    }
+
+    /// Starts Mosquitto for a `mosquitto_pub` to `mosquitto_sub` baseline: with the
+    /// default queue of 1000 the broker drops what a subscriber has not taken yet (it has
+    /// no flow control), and a baseline that lost messages would time nothing. Only
+    /// baselines use it.
+    pub fn start_unlimited(dir: &Path) -> anyhow::Result<Broker> {
+        Broker::launch(dir, free_port()?, "max_queued_messages 0\n")
+    }
+
+    fn launch(dir: &Path, port: u16, extra: &str) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(dir)?;
         let conf = dir.join("mosquitto.conf");
         // `user root`: run as root, Mosquitto would otherwise drop to a user who cannot
-        // write `dir`. The queue limit is raised so a slow subscriber loses nothing.
+        // write `dir`.
         std::fs::write(
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nuser root\npersistence false\n\
-                 log_dest file {}/mosquitto.log\nallow_anonymous true\n\
-                 max_queued_messages 1000000\n",
+                 log_dest file {}/mosquitto.log\nallow_anonymous true\n{extra}",
                 dir.display()
             ),
         )?;

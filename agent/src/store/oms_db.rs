@@ -487,13 +487,22 @@ impl OmsStore for OmsDb {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.conn
+        // "Sent" is bookkeeping for the message-state API, not a promise: if a power loss
+        // takes it back, the message reads "queued" and is sent again, as it would be
+        // anyway. So it commits without a disk sync; the next synced commit carries it.
+        // (One sync per device whose window opens would put every burst of pushes from
+        // many clients behind a queue of syncs.)
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let marked = self
+            .conn
             .prepare_cached(
                 "UPDATE down SET state = 'sent'
                  WHERE site = ?1 AND device = ?2 AND stream = ?3 AND dseq BETWEEN ?4 AND ?5
                    AND state = 'queued'",
-            )?
-            .execute(params![site, device, sql(stream), sql(from), sql(to)])?;
+            )
+            .and_then(|mut st| st.execute(params![site, device, sql(stream), sql(from), sql(to)]));
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        marked?;
         Ok(out)
     }
 

@@ -15,6 +15,7 @@ pub struct RabbitMq {
     node: String,
     /// Its MQTT port (127.0.0.1).
     pub mqtt_port: u16,
+    dist_port: u16,
     dir: PathBuf,
 }
 
@@ -43,38 +44,83 @@ impl RabbitMq {
         )
         .expect("rabbitmq.conf");
         std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_mqtt].\n").expect("plugins");
-        let node = format!("floorhand-test-{mqtt}@localhost");
+        let mut r = RabbitMq {
+            child: None,
+            node: format!("floorhand-test-{mqtt}@localhost"),
+            mqtt_port: mqtt,
+            dist_port: dist,
+            dir: dir.to_path_buf(),
+        };
+        r.launch();
+        r
+    }
+
+    /// Starts the node and waits (up to 60 s) until its MQTT listener accepts.
+    fn launch(&mut self) {
+        let dir = &self.dir;
         let child = Command::new(SERVER)
-            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("out.log")).expect("out.log"))
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("out.log"))
+                    .expect("out.log"),
+            )
             .stderr(Stdio::null())
             .spawn()
             .expect("start rabbitmq-server");
-        let mut r = RabbitMq {
-            child: Some(child),
-            node,
-            mqtt_port: mqtt,
-            dir: dir.to_path_buf(),
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", mqtt)).is_err() {
-            if let Some(Ok(Some(st))) = r.child.as_mut().map(|c| c.try_wait()) {
-                panic!("rabbitmq-server exited with {st}: {}", r.log());
+        while TcpStream::connect(("127.0.0.1", self.mqtt_port)).is_err() {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("rabbitmq-server exited with {st}: {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "RabbitMQ's MQTT listener did not open within 60 s: {}",
-                r.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        r
+    }
+
+    /// Kills the node with SIGKILL (a crash: no clean stop, only what its message store
+    /// had on disk survives) and starts it again on the same ports and data.
+    pub fn crash_and_restart(&mut self) {
+        // The server script runs the Erlang VM as its child: kill the VM, named by its node.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.node])
+            .status();
+        self.shutdown();
+        self.launch();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = Command::new(CTL)
+            .args(["-n", &self.node, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The node is gone only when its listener is: a restart must cut every client.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.mqtt_port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "RabbitMQ still listens 30 s after it was stopped"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// `mqtt://127.0.0.1:PORT`.
@@ -90,14 +136,6 @@ impl RabbitMq {
 
 impl Drop for RabbitMq {
     fn drop(&mut self) {
-        let _ = Command::new(CTL)
-            .args(["-n", &self.node, "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.shutdown();
     }
 }

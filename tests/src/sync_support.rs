@@ -122,6 +122,39 @@ impl TestAgent {
         }
     }
 
+    /// Tasks open in the mirror.
+    pub async fn open_tasks(&self) -> usize {
+        self.store
+            .call(|db| db.open_tasks().map(|t| t.len()))
+            .await
+            .expect("store")
+            .expect("open tasks")
+    }
+
+    /// Waits until the agent applied down seqs through `n` and `oms` saw all `n`
+    /// acknowledged; panics after `timeout` with both figures.
+    pub async fn wait_down_applied(&self, oms: &OmsSession, n: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let p = self
+                .store
+                .call(|db| db.down_point())
+                .await
+                .expect("store")
+                .expect("down point");
+            if p.through == n && oms.counters().down_acked == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "applied through {}, {} acknowledged, {n} expected",
+                p.through,
+                oms.counters().down_acked
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Whether the link is up.
     pub fn is_up(&self) -> bool {
         matches!(*self.sync.state.borrow(), LinkState::Up { .. })

@@ -5,6 +5,7 @@
 //! - [`http`]: the axum routes (token check, body limits, JSON errors naming the field).
 //! - [`json`]: the API's JSON forms of store rows and events, written by hand.
 //! - [`openapi`]: the OpenAPI 3 document of the routes.
+//! - [`dashboard`], [`floor`], [`chart`]: the supervisor's floor view at `/`.
 //!
 //! The core is [`crate::sync::oms::OmsSession`] on an [`crate::store::oms_store::OmsStore`]:
 //! one task owns the MQTT link and the store, commits events before acknowledging them and
@@ -14,7 +15,10 @@
 //! committed; the cursor of an event is its position in the whole store, and readers see
 //! cursors in commit order, so a consumer that keeps its cursor gets each event once.
 
+pub mod chart;
 pub mod config;
+pub mod dashboard;
+pub mod floor;
 pub mod http;
 pub mod json;
 pub mod openapi;
@@ -161,9 +165,13 @@ pub async fn run(
             }
         }
     });
+    let reader = Arc::new(Mutex::new(reader));
+    // The floor view reads through the same handle as the API (one more connection, or
+    // a PostgreSQL pool, would buy nothing: its reads are few and short).
+    let floor = dashboard::spawn(reader.clone(), latest.clone(), stopping.clone(), s.floor);
     let state = http::AppState {
         session: session.clone(),
-        reader: Arc::new(Mutex::new(reader)),
+        reader,
         token: Arc::from(token),
         latest,
         limits: http::Limits {
@@ -173,6 +181,7 @@ pub async fn run(
         },
         incarnation: session.incarnation(),
         stopping: stopping.clone(),
+        floor,
     };
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await

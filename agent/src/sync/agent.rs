@@ -516,15 +516,19 @@ async fn run(
                     });
                 }
                 io.feed(&mut link, now, Input::Lost);
-                // A new connection gets a new session number, and the will that goes
-                // with it.
-                match io.store.call(|db| db.next_session()).await {
-                    Ok(Ok(s)) => {
-                        io.feed(&mut link, ms_since(base), Input::NewSession(s));
-                        eventloop.mqtt_options.set_last_will(will(&link));
+                // After a connection that was up, the next one gets a new session number
+                // and the will that goes with it. An attempt that never got its ConnAck
+                // used its number nowhere (no birth, no will registered): the next attempt
+                // keeps it, so an agent offline for hours commits nothing per attempt.
+                if was_up {
+                    match io.store.call(|db| db.next_session()).await {
+                        Ok(Ok(s)) => {
+                            io.feed(&mut link, ms_since(base), Input::NewSession(s));
+                            eventloop.mqtt_options.set_last_will(will(&link));
+                        }
+                        Ok(Err(e)) => tracing::error!("sync: session counter: {e}"),
+                        Err(e) => tracing::error!("sync: store gone: {e}"),
                     }
-                    Ok(Err(e)) => tracing::error!("sync: session counter: {e}"),
-                    Err(e) => tracing::error!("sync: store gone: {e}"),
                 }
                 reconnect_at = Some(Instant::now() + backoff.next_delay(fastrand::f64()));
             }

@@ -1281,8 +1281,9 @@ mod tests {
                 At(1, Input::Tick, &[]),
                 At(2000, Input::Tick, &[]),
                 At(2000, rows(1, 1..=1), &["event 1"]),
-                // Nothing acknowledged for 2 s: from the lowest unacked again.
-                At(2000, Input::Tick, &["read 1..=256 s1"]),
+                // Nothing acknowledged for 2 s: from the lowest unacked again, half as
+                // many at a time.
+                At(2000, Input::Tick, &["read 1..=128 s1"]),
                 At(2001, rows(1, 1..=1), &["event 1"]),
                 Deadline(Some(6000)),
                 At(3000, oms_ack(100), &[]),
@@ -1290,13 +1291,14 @@ mod tests {
                 At(
                     3001,
                     applied(vec![Applied::Acked { deleted: 100 }], 100, 0),
-                    // The window moves with the ack: 257..=300 are new.
-                    &["notify", "broker ack 0", "read high", "read 257..=300 s1"],
+                    // The window moves with the ack and grows by one: 129..=229 next
+                    // (re-sends up to 256, then new ones).
+                    &["notify", "broker ack 0", "read high", "read 129..=229 s1"],
                 ),
                 At(3002, Input::Tick, &[]),
             ],
         );
-        assert_eq!(l.stats().resent, 256);
+        assert_eq!(l.stats().resent, 128 + 101);
     }
 
     #[test]

@@ -60,12 +60,7 @@ async fn assert_all_applied(oms: &OmsSession, agent: &TestAgent, nos: &[u64], se
     // Each message was applied once: the store's strict order makes a second apply
     // impossible, and the count of applies must equal the messages (acks of events aside).
     assert_eq!(stats.rejected, 0, "{stats:?}");
-    let tasks = agent
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let tasks = agent.open_tasks().await;
     // Waves not cancelled or revoked afterwards stay open: i not divisible by 7 or 10,
     // and i + 1 not divisible by 7 or 10.
     let open = (1..=n)
@@ -178,12 +173,7 @@ async fn a_replaced_device_is_recognised_gets_what_the_old_one_never_applied_and
         Some(DownState::Applied),
         "the old device applied the first"
     );
-    let tasks = new
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let tasks = new.open_tasks().await;
     assert_eq!(
         tasks, 2,
         "the replacement got the two messages the old one never applied"
@@ -410,12 +400,7 @@ async fn a_wave_of_almost_two_mib_goes_end_to_end() {
         assert!(tokio::time::Instant::now() < deadline, "the big wave");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let tasks = agent
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let tasks = agent.open_tasks().await;
     assert_eq!(tasks as u64, lo);
     agent.stop().await;
 }

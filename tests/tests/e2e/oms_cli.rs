@@ -51,12 +51,7 @@ async fn push_wave_delivers_the_example_wave_and_tail_prints_each_event_once() {
         stats.borrow().applied >= 1
     })
     .await;
-    let tasks = agent
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let tasks = agent.open_tasks().await;
     assert_eq!(tasks, 2);
 
     let mut tail = Command::new(workspace_bin("floorhand"))

@@ -38,38 +38,72 @@ async fn on_rabbitmq_events_go_up_once_and_a_down_burst_applies_once_in_order() 
     for i in 1..=DOWN {
         nos.push(oms.send("d1", one_task_wave(i)).await.unwrap());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let p = agent
-            .store
-            .call(|db| db.down_point())
-            .await
-            .unwrap()
-            .unwrap();
-        if p.through == DOWN && oms.counters().down_acked == DOWN {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "applied through {}, {} acknowledged",
-            p.through,
-            oms.counters().down_acked
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    agent
+        .wait_down_applied(&oms, DOWN, Duration::from_secs(120))
+        .await;
     for no in [nos[0], nos[nos.len() / 2], nos[nos.len() - 1]] {
         assert_eq!(
             oms.state(None, "d1", no).await.unwrap(),
             Some(DownState::Applied)
         );
     }
-    let tasks = agent
-        .store
-        .call(|db| db.open_tasks().map(|t| t.len()))
-        .await
-        .unwrap()
-        .unwrap();
+    let tasks = agent.open_tasks().await;
     assert_eq!(tasks as u64, DOWN, "one task per wave, none twice");
+    agent.stop().await;
+    oms.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rabbitmq_a_burst_to_an_offline_agent_and_a_node_crash_mid_drain_lose_nothing() {
+    const DOWN: u64 = 1_000;
+    const EVENTS: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = RabbitMq::start(&dir.path().join("rabbit"));
+    let (oms, inbox) = start_oms(&broker.url(), "oms-rabbit-restart");
+    // The agent is born once (the OMS learns its incarnation), then goes offline.
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(20), "link up", || agent.is_up()).await;
+    wait_until(Duration::from_secs(20), "birth seen", || {
+        inbox.births() >= 1
+    })
+    .await;
+    agent.stop().await;
+
+    // Down: a burst while it is offline, applied once and in order when it is back.
+    for i in 1..=DOWN {
+        oms.send("d1", one_task_wave(i)).await.unwrap();
+    }
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    agent
+        .wait_down_applied(&oms, DOWN, Duration::from_secs(120))
+        .await;
+    let tasks = agent.open_tasks().await;
+    assert_eq!(tasks as u64, DOWN, "one task per wave, none twice");
+
+    // Up: a drain cut by a crash of the node, with events in flight.
+    agent.queue_events(EVENTS).await;
+    wait_until(Duration::from_secs(60), "a third of the events", || {
+        inbox.events().len() as u64 >= EVENTS / 3
+    })
+    .await;
+    assert!(
+        oms.ack_point("d1") < EVENTS,
+        "the restart must cut a drain in progress"
+    );
+    tokio::task::block_in_place(|| broker.crash_and_restart());
+    wait_until(
+        Duration::from_secs(60),
+        "the agent back on the new node",
+        || agent.is_up() && agent.sync.stats.borrow().connects >= 2,
+    )
+    .await;
+    wait_until(Duration::from_secs(180), "every event acked", || {
+        oms.ack_point("d1") == EVENTS
+    })
+    .await;
+    assert_oms_got_each_once(&inbox, "d1", EVENTS).await;
+    agent.wait_drained(Duration::from_secs(30)).await;
+    assert_eq!(oms.counters().events, EVENTS, "each event stored once");
     agent.stop().await;
     oms.close().await;
 }

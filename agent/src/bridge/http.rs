@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,39 +22,11 @@ use tokio::sync::watch;
 
 use super::json;
 use crate::store::oms_store::{OmsStore, Queued, StoredEvent};
-use crate::sync::oms::{OmsError, OmsSession, parse_down};
+use crate::sync::oms::{OmsError, parse_down};
 
-/// Request limits from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// Longest long poll.
-    pub max_wait: Duration,
-    /// Largest page of events.
-    pub max_events: usize,
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The OMS session: every write goes through it.
-    pub session: OmsSession,
-    /// A store handle of its own for reads, used off the async runtime.
-    pub reader: Arc<Mutex<Box<dyn OmsStore>>>,
-    /// The bearer token.
-    pub token: Arc<str>,
-    /// The highest cursor committed, to wake long polls and streams.
-    pub latest: watch::Receiver<u64>,
-    /// Request limits.
-    pub limits: Limits,
-    /// The store's incarnation (cursors carry it).
-    pub incarnation: u64,
-    /// Becomes true when the bridge stops: long polls answer, streams end.
-    pub stopping: watch::Receiver<bool>,
-    /// The floor view (`GET /`).
-    pub floor: super::dashboard::Live,
-}
+// The state every handler shares is defined in `bridge/mod.rs`, so the dashboard's handlers
+// and this router can both name it without importing each other.
+pub use super::{AppState, Limits};
 
 /// An error answer: a status and `{"error": ..., "field": ...}`.
 #[derive(Debug)]

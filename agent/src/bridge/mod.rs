@@ -26,6 +26,7 @@ pub mod openapi;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -35,6 +36,38 @@ use crate::store::oms_pg::PgStore;
 use crate::store::oms_store::OmsStore;
 use crate::sync::oms::{AckMode, OmsError, OmsSession, OmsSettings, Received, Sharing};
 use config::{Settings, StoreSpec};
+
+/// Request limits from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest long poll.
+    pub max_wait: Duration,
+    /// Largest page of events.
+    pub max_events: usize,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The OMS session: every write goes through it.
+    pub session: OmsSession,
+    /// A store handle of its own for reads, used off the async runtime.
+    pub reader: Arc<Mutex<Box<dyn OmsStore>>>,
+    /// The bearer token.
+    pub token: Arc<str>,
+    /// The highest cursor committed, to wake long polls and streams.
+    pub latest: watch::Receiver<u64>,
+    /// Request limits.
+    pub limits: Limits,
+    /// The store's incarnation (cursors carry it).
+    pub incarnation: u64,
+    /// Becomes true when the bridge stops: long polls answer, streams end.
+    pub stopping: watch::Receiver<bool>,
+    /// The floor view (`GET /`).
+    pub floor: dashboard::Live,
+}
 
 /// Why the bridge could not start or stopped.
 #[derive(Debug, thiserror::Error)]

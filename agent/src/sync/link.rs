@@ -206,12 +206,12 @@ struct Received {
     pkid: u16,
     qos: QoS,
     topic: String,
-    check: Check,
+    check: Verdict,
 }
 
 /// What to do with a received down message, decided before touching the store.
 #[derive(Debug)]
-pub enum Check {
+pub enum Verdict {
     /// Readable.
     Apply {
         /// Its place.
@@ -232,17 +232,17 @@ pub enum Check {
 }
 
 /// Checks topic, size, version and format.
-pub fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
+pub fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Verdict {
     let header = oms::peek_down_header(payload);
     if topic != expected_topic {
-        return Check::Reject {
+        return Verdict::Reject {
             header: None,
             reason: RejectReason::WrongDevice,
             detail: format!("message on {topic}, this device listens on {expected_topic}"),
         };
     }
     if payload.len() > MAX_DOWN_BYTES {
-        return Check::Reject {
+        return Verdict::Reject {
             header,
             reason: RejectReason::TooLarge,
             detail: format!(
@@ -252,7 +252,7 @@ pub fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
         };
     }
     match oms::decode_down(payload) {
-        Ok(env) => Check::Apply {
+        Ok(env) => Verdict::Apply {
             head: DownHeader {
                 dseq: env.msg_id,
                 oms_incarnation: env.body.oms_incarnation,
@@ -269,7 +269,7 @@ pub fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
             };
             // Another protocol version's header means nothing in ours.
             let header = header.filter(|_| reason != RejectReason::UnsupportedVersion);
-            Check::Reject {
+            Verdict::Reject {
                 header,
                 reason,
                 detail: e.to_string(),
@@ -278,16 +278,16 @@ pub fn check(expected_topic: &str, topic: &str, payload: &[u8]) -> Check {
     }
 }
 
-impl Check {
+impl Verdict {
     fn item(&self) -> Item {
         match self {
-            Check::Apply { head, down } => Item::Down(*head, down.clone()),
-            Check::Reject {
+            Verdict::Apply { head, down } => Item::Down(*head, down.clone()),
+            Verdict::Reject {
                 header: Some(head),
                 reason,
                 detail,
             } => Item::Refuse(*head, reason.clone(), detail.clone()),
-            Check::Reject {
+            Verdict::Reject {
                 header: None,
                 reason,
                 detail,
@@ -302,8 +302,8 @@ impl Check {
     /// Whether it takes a place in the down sequence (so a `DownAck` follows).
     fn sequenced(&self) -> bool {
         match self {
-            Check::Apply { down, .. } => down.is_sequenced(),
-            Check::Reject { header, .. } => header.is_some(),
+            Verdict::Apply { down, .. } => down.is_sequenced(),
+            Verdict::Reject { header, .. } => header.is_some(),
         }
     }
 }
@@ -701,14 +701,14 @@ impl Link {
         let Some(first) = self.inbox.pop_front() else {
             return;
         };
-        let readable = matches!(first.check, Check::Apply { .. });
+        let readable = matches!(first.check, Verdict::Apply { .. });
         self.batch.push(first);
         while readable
             && self.batch.len() < DOWN_BATCH
             && self
                 .inbox
                 .front()
-                .is_some_and(|r| matches!(r.check, Check::Apply { .. }))
+                .is_some_and(|r| matches!(r.check, Verdict::Apply { .. }))
         {
             self.batch.extend(self.inbox.pop_front());
         }
@@ -721,7 +721,7 @@ impl Link {
         let mut sequenced = false;
         let mut outbox_changed = false;
         for (r, applied) in batch.iter().zip(outcome.results) {
-            if let Check::Reject { reason, detail, .. } = &r.check {
+            if let Verdict::Reject { reason, detail, .. } = &r.check {
                 tracing::warn!(
                     "sync: rejected a message on {}: {reason:?}: {detail}",
                     r.topic
@@ -732,7 +732,7 @@ impl Link {
             sequenced |= r.check.sequenced();
             if let (
                 Applied::ConfigApplied,
-                Check::Apply {
+                Verdict::Apply {
                     down: Down::ConfigUpdate(c),
                     ..
                 },
@@ -845,8 +845,8 @@ mod tests {
     /// What `check` must decide for one payload on one topic.
     fn check_case(topic: &str, payload: &[u8]) -> (Option<RejectReason>, Option<(u64, u64)>) {
         match check(TOPIC, topic, payload) {
-            Check::Apply { head, .. } => (None, Some((head.dseq, head.oms_incarnation))),
-            Check::Reject { reason, header, .. } => {
+            Verdict::Apply { head, .. } => (None, Some((head.dseq, head.oms_incarnation))),
+            Verdict::Reject { reason, header, .. } => {
                 (Some(reason), header.map(|h| (h.dseq, h.oms_incarnation)))
             }
         }
@@ -856,7 +856,7 @@ mod tests {
     fn a_valid_message_on_our_topic_is_applied_in_its_place() {
         let env = &examples::down()[0].1;
         match check(TOPIC, TOPIC, &encode_to_vec(env)) {
-            Check::Apply { head, down } => assert_eq!(
+            Verdict::Apply { head, down } => assert_eq!(
                 (head.oms_incarnation, head.to_incarnation, head.dseq, &down),
                 (
                     env.body.oms_incarnation,

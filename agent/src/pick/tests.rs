@@ -1208,18 +1208,24 @@ fn a_withdrawal_counts_only_its_own_put_back_and_an_idle_picker_is_not_disturbed
     // Task 1's units go back.
     let e = r.scan("A-01");
     assert!(
-        matches!(persisted(&e), Some(Command::PutBack { task_id: 1, qty: 1, .. })),
+        matches!(
+            persisted(&e),
+            Some(Command::PutBack {
+                task_id: 1,
+                qty: 1,
+                ..
+            })
+        ),
         "{e:?}"
     );
 }
 
 #[test]
 fn a_put_back_text_cut_to_fit_uses_every_byte_the_line_leaves() {
-    // "Put back 3 of  at A-12-03-B" leaves 21 of 48 bytes: 17 characters and the
-    // three-byte ellipsis fit, an 18th would not.
-    let long = "An extremely long description of a widget that does not fit";
-    assert_eq!(
-        screens::put_back_text(3, long, "A-12-03-B"),
-        "Put back 3 of An extremely long… at A-12-03-B"
-    );
+    // "Put back 3 of  at A-12-03-B" leaves 21 of 48 bytes: 18 characters and the
+    // three-byte ellipsis fill them exactly.
+    let long = "Widget with an extremely long name";
+    let t = screens::put_back_text(3, long, "A-12-03-B");
+    assert_eq!(t, "Put back 3 of Widget with an ext… at A-12-03-B");
+    assert_eq!(t.len(), 48);
 }

@@ -877,6 +877,17 @@ mod tests {
         let mut cut = good.clone();
         cut.truncate(good.len() - 3);
         let huge = vec![floorhand_protocol::PROTOCOL_VERSION; MAX_DOWN_BYTES + 1];
+        // Well-formed, but over a protocol limit (an order id far longer than allowed).
+        let over_limit = encode_to_vec(&Envelope::new(
+            9,
+            floorhand_protocol::oms::DownMsg {
+                oms_incarnation: examples::OMS_INCARNATION,
+                to_incarnation: examples::AGENT_INCARNATION,
+                body: Down::OrderCancelled {
+                    order_id: "SO-".repeat(10_000),
+                },
+            },
+        ));
         for (topic, payload, want) in [
             (
                 "floorhand/v1/s1/d2/down",
@@ -900,6 +911,14 @@ mod tests {
                 &huge[..],
                 (Some(RejectReason::TooLarge), Some((2, 2))),
             ),
+            (
+                TOPIC,
+                &over_limit[..],
+                (
+                    Some(RejectReason::Invalid),
+                    Some((9, examples::OMS_INCARNATION)),
+                ),
+            ),
         ] {
             assert_eq!(
                 check_case(topic, payload),
@@ -908,6 +927,10 @@ mod tests {
                 payload.len()
             );
         }
+        // The size limit is inclusive: a message of exactly the limit is read (and here
+        // found malformed), not refused for its size.
+        let at_limit = vec![floorhand_protocol::PROTOCOL_VERSION; MAX_DOWN_BYTES];
+        assert_ne!(check_case(TOPIC, &at_limit).0, Some(RejectReason::TooLarge));
     }
 
     // ---- The link as a state machine: one table-driven helper ----
@@ -1052,6 +1075,10 @@ mod tests {
     enum Step {
         At(u64, Input, &'static [&'static str]),
         Deadline(Option<u64>),
+        /// [`Link::apply_waiting`].
+        Waiting(bool),
+        /// `(session, connected, connects)`: what the I/O loop and status displays read.
+        State(u64, bool, u64),
     }
 
     fn run(mut l: Link, steps: Vec<Step>) -> Link {
@@ -1063,6 +1090,12 @@ mod tests {
                     assert_eq!(got, want, "step {i} at {now} ms: {what:.80}");
                 }
                 Step::Deadline(want) => assert_eq!(l.deadline(), want, "step {i}: deadline"),
+                Step::Waiting(want) => assert_eq!(l.apply_waiting(), want, "step {i}: waiting"),
+                Step::State(session, connected, connects) => assert_eq!(
+                    (l.session(), l.connected(), l.stats().connects),
+                    (session, connected, connects),
+                    "step {i}: session, connected, connects"
+                ),
             }
         }
         l
@@ -1450,6 +1483,105 @@ mod tests {
                 Deadline(Some(1005)),
                 At(1005, Input::Tick, &["read 1..=2 s1"]),
                 At(1006, Input::MarkFailed, &[]),
+            ],
+        );
+    }
+
+    #[test]
+    fn messages_wait_for_the_end_of_the_read_only_while_no_batch_is_being_applied() {
+        use Step::*;
+        run(
+            link(0, 0),
+            vec![
+                Waiting(false),
+                At(0, Input::Connected, &[SUB, "read birth"]),
+                Waiting(false),
+                At(1, cancel(1), &[]),
+                Waiting(true),
+                At(1, Input::Tick, &["apply 1"]),
+                // Applying: what comes now waits for the commit, not for a tick.
+                Waiting(false),
+                At(1, cancel(2), &[]),
+                Waiting(false),
+                At(2, Input::ApplyFailed("disk I/O error".into()), &[]),
+                // Waiting for the retry, not for the read.
+                Waiting(false),
+                Deadline(Some(77)),
+                At(77, Input::Tick, &["apply 1"]),
+                At(
+                    78,
+                    applied(vec![cancelled()], 0, 1),
+                    &[
+                        "notify",
+                        "broker ack 1",
+                        "read high",
+                        "apply 1",
+                        "downack 1",
+                    ],
+                ),
+                Waiting(false),
+                At(
+                    79,
+                    applied(vec![cancelled()], 0, 2),
+                    &["notify", "broker ack 2", "read high", "downack 2"],
+                ),
+                Waiting(false),
+            ],
+        );
+    }
+
+    #[test]
+    fn the_session_the_connection_and_the_connect_count_are_what_the_io_loop_reads() {
+        use Step::*;
+        let l = run(
+            link(0, 0),
+            vec![
+                State(1, false, 0),
+                At(0, Input::Connected, &[SUB, "read birth"]),
+                State(1, true, 1),
+                At(1, Input::Lost, &[]),
+                At(1, Input::NewSession(2), &[]),
+                State(2, false, 1),
+                // The first birth read is still out.
+                At(2, Input::Connected, &[SUB]),
+                State(2, true, 2),
+            ],
+        );
+        assert_eq!((l.site(), l.device()), (SITE, DEVICE));
+    }
+
+    #[test]
+    fn rows_of_an_earlier_connection_that_arrive_on_the_next_are_dropped_and_read_again() {
+        use Step::*;
+        run(
+            link(0, 3),
+            vec![
+                At(0, Input::Connected, &[SUB, "read birth", "read 1..=3 s1"]),
+                At(1, Input::Lost, &[]),
+                At(1, Input::NewSession(2), &[]),
+                // The read for session 1 is still out: no second read yet.
+                At(2, Input::Connected, &[SUB]),
+                At(3, rows(1, 1..=3), &["read 1..=3 s2"]),
+                At(4, rows(2, 1..=3), &["event 1", "event 2", "event 3"]),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_mark_that_fails_is_tried_again_a_second_later() {
+        use Step::*;
+        run(
+            link(0, 1),
+            vec![
+                At(0, Input::Connected, &[SUB, "read birth", "read 1..=1 s1"]),
+                At(1, rows(1, 1..=1), &["event 1"]),
+                At(2, Input::Written(7), &[]),
+                At(3, Input::PubAck(7), &["mark 1"]),
+                At(4, Input::MarkFailed, &[]),
+                Deadline(Some(1004)),
+                At(500, Input::Tick, &[]),
+                At(1004, Input::Tick, &["mark 1"]),
+                At(1005, Input::Marked(1), &[]),
             ],
         );
     }

@@ -1658,7 +1658,7 @@ mod tests {
         });
         l.handle(0, Input::OutboxHigh(1000));
         let read = l.handle(0, Input::Connected);
-        assert_eq!(read.iter().map(brief).last().unwrap(), "read 1..=1000 s1");
+        assert_eq!(brief(read.last().unwrap()), "read 1..=1000 s1");
         let out = l.handle(1, rows(1, 1..=1000));
         assert_eq!(out.len(), MAX_QUEUED);
         l.handle(2, Input::Written(1));

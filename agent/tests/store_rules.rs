@@ -4,7 +4,7 @@
 
 use floorhand::store::{Applied, Db, PickConfirmation, StoreConfig, sample_tasks, sample_wave};
 use floorhand_protocol::examples;
-use floorhand_protocol::oms::{Date, Down, DownHeader, EventKind, Up, decode_up};
+use floorhand_protocol::oms::{Date, Down, DownHeader, EventKind, ShortReason, Up, decode_up};
 use rusqlite::Connection;
 
 const T0: u64 = 1_795_300_000;
@@ -145,4 +145,59 @@ fn a_pack_order_sent_again_while_it_is_open_is_stored_again() {
     );
     let stored = db.pack_order(&order.order_id).unwrap().unwrap();
     assert_eq!(stored.service, "EXPRESS");
+}
+
+#[test]
+fn a_short_pick_of_nothing_writes_no_pick_row_and_one_of_units_writes_one() {
+    let (_dir, path, mut db) = open(&StoreConfig::default());
+    let wave = Down::WaveAssigned(sample_wave(1, 1, sample_tasks(100, 2, 3)));
+    apply(&mut db, 1, 1, &wave);
+    db.start_task(T0, 7, 100).unwrap();
+    db.short_pick(T0 + 1, 7, 100, 0, ShortReason::LocationEmpty)
+        .unwrap();
+    db.start_task(T0 + 2, 7, 101).unwrap();
+    db.short_pick(T0 + 3, 7, 101, 2, ShortReason::Damaged)
+        .unwrap();
+    let rows: Vec<(i64, i64)> = Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT task_id, qty FROM picks ORDER BY task_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [(101, 2)]);
+}
+
+#[test]
+fn a_pick_a_new_wave_version_made_a_put_back_cannot_be_undone() {
+    let (_dir, _path, mut db) = open(&StoreConfig::default());
+    apply(
+        &mut db,
+        1,
+        1,
+        &Down::WaveAssigned(sample_wave(1, 1, sample_tasks(100, 1, 3))),
+    );
+    db.start_task(T0, 7, 100).unwrap();
+    db.confirm_pick(
+        T0 + 1,
+        7,
+        &PickConfirmation {
+            task_id: 100,
+            qty: 2,
+            lot: None,
+            serial: None,
+            expiry: None,
+            tote: None,
+        },
+    )
+    .unwrap();
+    // Version 2 asks for 1 unit of task 100: one of the two picked goes back, and is put
+    // back; version 3 asks for 3 again, so the task is open with a unit put back.
+    let version = |v, qty| Down::WaveAssigned(sample_wave(1, v, sample_tasks(100, 1, qty)));
+    apply(&mut db, 1, 2, &version(2, 1));
+    db.confirm_put_back(T0 + 2, 7, 100).unwrap();
+    apply(&mut db, 1, 3, &version(3, 3));
+    let err = db.undo_pick(T0 + 3, 7, 100).unwrap_err();
+    assert!(err.to_string().contains("can no longer be undone"), "{err}");
 }

@@ -11,6 +11,8 @@ use crate::devices::scale::ScaleConfig;
 use crate::devices::scanner::{Framer, ScannerConfig};
 use crate::devices::terminal::TerminalConfig;
 use crate::label::{Dpi, Sscc, Template};
+use crate::pack::PackConfig;
+use crate::pick::PickConfig;
 use crate::store::{StoreConfig, Synchronous};
 use crate::sync::agent::SyncConfig;
 use crate::sync::mqtt::BrokerSettings;
@@ -46,6 +48,65 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: Log,
+    /// The station's settings, worked out (and the label template parsed) once by
+    /// [`Config::parse`].
+    #[serde(skip)]
+    station_settings: Option<StationSettings>,
+}
+
+/// What `floorhand run` takes from the file, worked out once by [`Config::settings`]: each
+/// part of the agent gets its own typed settings, so none reads the file's sections again
+/// or checks a rule a second time.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This device's id.
+    pub device: String,
+    /// The site id.
+    pub site: String,
+    /// The database file.
+    pub database: PathBuf,
+    /// The store's settings.
+    pub store: StoreConfig,
+    /// The MQTT link's settings, with the broker's password read.
+    pub sync: SyncConfig,
+    /// The log format of `[log]`.
+    pub log: LogFormat,
+    /// The station: its role's workflow settings and its devices.
+    pub station: StationSettings,
+}
+
+/// The devices every station may have.
+#[derive(Debug, Clone)]
+pub struct Devices {
+    /// `[scanner]`.
+    pub scanner: Option<ScannerConfig>,
+    /// `[terminal]`.
+    pub terminal: Option<TerminalConfig>,
+}
+
+/// The station of `station.role`, with what that role needs.
+#[derive(Debug, Clone)]
+pub enum StationSettings {
+    /// A handheld picker.
+    Picker {
+        /// The pick workflow's settings.
+        pick: PickConfig,
+        /// Scanner and terminal.
+        devices: Devices,
+    },
+    /// A pack station: it always has a label printer and label settings.
+    Pack {
+        /// The pack workflow's settings, with the label template.
+        pack: PackConfig,
+        /// Badge barcodes' prefix (the packer logs in).
+        badge_prefix: String,
+        /// `[printer]`.
+        printer: PrinterConfig,
+        /// `[scale]`, if any.
+        scale: Option<ScaleConfig>,
+        /// Scanner and terminal.
+        devices: Devices,
+    },
 }
 
 /// `[station]`
@@ -401,7 +462,7 @@ impl Config {
 
     /// Parses and checks `text` (read from `path`, for messages).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
@@ -433,8 +494,37 @@ impl Config {
                 "set password_file or password_env, not both",
             ));
         }
-        cfg.check_devices(path)?;
+        cfg.station_settings = Some(cfg.check_station(path)?);
         Ok(cfg)
+    }
+
+    /// Reads and checks the file, then works out every setting `floorhand run` takes.
+    pub fn load_settings(path: &Path) -> Result<Settings, ConfigError> {
+        Self::load(path)?.settings(path)
+    }
+
+    /// Every setting `floorhand run` takes; reads the broker's password (file or variable),
+    /// the one thing not read by [`Config::parse`].
+    pub fn settings(&self, path: &Path) -> Result<Settings, ConfigError> {
+        let broker = self.broker.settings(path)?;
+        let mut sync = SyncConfig::new(&self.device, &self.site, broker);
+        sync.status_interval = Duration::from_secs(self.sync.status_interval_s.max(1));
+        sync.resend_after = Duration::from_secs(self.sync.resend_after_s.max(1));
+        sync.backoff.1 = Duration::from_secs(self.sync.max_backoff_s.max(1));
+        let station = match &self.station_settings {
+            Some(s) => s.clone(),
+            // A `Config` not made by `parse` (built in code): check it now.
+            None => self.check_station(path)?,
+        };
+        Ok(Settings {
+            device: self.device.clone(),
+            site: self.site.clone(),
+            database: self.database.path.clone(),
+            store: self.store_config(),
+            sync,
+            log: self.log.format,
+            station,
+        })
     }
 
     /// Every number in the file (optional sections only when present) with its range. The
@@ -525,8 +615,9 @@ impl Config {
         n
     }
 
-    /// Checks the station, device and label sections.
-    fn check_devices(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Checks the station, device and label sections, and works out the station's settings
+    /// (the label template is read and parsed here, once).
+    fn check_station(&self, path: &Path) -> Result<StationSettings, ConfigError> {
         let bad = |key, why: String| ConfigError::Value {
             path: path.to_path_buf(),
             key,
@@ -584,36 +675,64 @@ impl Config {
                 return Err(bad("scale.port", "must name a serial port".into()));
             }
         }
+        let mut template = None;
         if let Some(l) = &self.label {
-            if Dpi::from_number(l.dpi).is_none() {
+            let Some(dpi) = Dpi::from_number(l.dpi) else {
                 return Err(bad("label.dpi", format!("{} is not 203 or 300", l.dpi)));
-            }
+            };
             if let Err(e) = Sscc::build(l.extension, &l.company_prefix, 0) {
                 return Err(bad("label.company_prefix", e.to_string()));
             }
-            if let Some(t) = &l.template {
-                self.label_template_at(path, t)?;
+            template = Some(match &l.template {
+                Some(t) => self.label_template_at(path, t)?,
+                None => crate::label::builtin(dpi),
+            });
+        }
+        let devices = Devices {
+            scanner: self.scanner.clone(),
+            terminal: self.terminal_config(),
+        };
+        match self.station.role {
+            Role::Picker => Ok(StationSettings::Picker {
+                pick: PickConfig {
+                    badge_prefix: self.station.badge_prefix.clone(),
+                    bounce_ms: self.station.bounce_ms,
+                },
+                devices,
+            }),
+            Role::Pack => {
+                let Some(printer) = self.printer_config() else {
+                    return Err(bad(
+                        "printer",
+                        "a pack station (station.role = \"pack\") needs a [printer] section: \
+                         its labels print by themselves"
+                            .into(),
+                    ));
+                };
+                let (Some(l), Some(template)) = (&self.label, template) else {
+                    return Err(bad(
+                        "label",
+                        "a pack station (station.role = \"pack\") needs a [label] section with \
+                         the site's company_prefix"
+                            .into(),
+                    ));
+                };
+                Ok(StationSettings::Pack {
+                    pack: PackConfig {
+                        company_prefix: l.company_prefix.clone(),
+                        extension: l.extension,
+                        tare_g: self.station.tare_g,
+                        tolerance_pct: self.station.weight_tolerance_pct,
+                        tolerance_min_g: self.station.weight_tolerance_min_g,
+                        template,
+                    },
+                    badge_prefix: self.station.badge_prefix.clone(),
+                    printer,
+                    scale: self.scale.clone(),
+                    devices,
+                })
             }
         }
-        if self.station.role == Role::Pack {
-            if self.printer.is_none() {
-                return Err(bad(
-                    "printer",
-                    "a pack station (station.role = \"pack\") needs a [printer] section: \
-                     its labels print by themselves"
-                        .into(),
-                ));
-            }
-            if self.label.is_none() {
-                return Err(bad(
-                    "label",
-                    "a pack station (station.role = \"pack\") needs a [label] section with \
-                     the site's company_prefix"
-                        .into(),
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn label_template_at(&self, path: &Path, t: &Path) -> Result<Template, ConfigError> {
@@ -624,34 +743,6 @@ impl Config {
         };
         let src = std::fs::read_to_string(t).map_err(|e| bad(format!("{}: {e}", t.display())))?;
         Template::parse(&src).map_err(|e| bad(format!("{}: {e}", t.display())))
-    }
-
-    /// The pick workflow's settings.
-    pub fn pick_config(&self) -> crate::pick::PickConfig {
-        crate::pick::PickConfig {
-            badge_prefix: self.station.badge_prefix.clone(),
-            bounce_ms: self.station.bounce_ms,
-        }
-    }
-
-    /// The pack workflow's settings, with the label template read (again) from its file.
-    /// `None` without a `[label]` section.
-    pub fn pack_config(&self, path: &Path) -> Result<Option<crate::pack::Config>, ConfigError> {
-        let Some(l) = &self.label else {
-            return Ok(None);
-        };
-        let template = match &l.template {
-            Some(t) => self.label_template_at(path, t)?,
-            None => crate::label::builtin(Dpi::from_number(l.dpi).unwrap_or(Dpi::D203)),
-        };
-        Ok(Some(crate::pack::Config {
-            company_prefix: l.company_prefix.clone(),
-            extension: l.extension,
-            tare_g: self.station.tare_g,
-            tolerance_pct: self.station.weight_tolerance_pct,
-            tolerance_min_g: self.station.weight_tolerance_min_g,
-            template,
-        }))
     }
 
     /// The terminal link's settings.
@@ -698,15 +789,6 @@ impl Config {
             retention: Duration::from_secs(self.database.retention_hours * 3600),
             ..StoreConfig::default()
         }
-    }
-
-    /// The sync settings.
-    pub fn sync_config(&self, broker: BrokerSettings) -> SyncConfig {
-        let mut s = SyncConfig::new(&self.device, &self.site, broker);
-        s.status_interval = Duration::from_secs(self.sync.status_interval_s.max(1));
-        s.resend_after = Duration::from_secs(self.sync.resend_after_s.max(1));
-        s.backoff.1 = Duration::from_secs(self.sync.max_backoff_s.max(1));
-        s
     }
 }
 
@@ -856,6 +938,38 @@ company_prefix = "0614141"
         check(&text, Err("`label.template`"));
         check(&text, Err("line 3"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pack_stations_settings_hold_its_printer_and_the_template_read_once_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("label.zpl");
+        let src = "^XA^CI28\n^FO10,10^FH^FD{{order_id}}^FS\n^XZ\n";
+        std::fs::write(&t, src).unwrap();
+        let text = format!("{GOOD}{PACK}template = {:?}\n", t.display().to_string());
+        let cfg = Config::parse(Path::new("f.toml"), &text).unwrap();
+        // Parsed at load: the file is not read again when the settings are worked out.
+        std::fs::remove_file(&t).unwrap();
+        let settings = cfg.settings(Path::new("f.toml")).unwrap();
+        let StationSettings::Pack { pack, printer, .. } = settings.station else {
+            panic!("a pack station's settings are Pack: {:?}", settings.station);
+        };
+        assert_eq!(pack.company_prefix, "0614141");
+        assert_eq!(pack.template, Template::parse(src).unwrap());
+        assert!(matches!(printer.transport, Transport::Tcp(ref a) if a == "127.0.0.1:9100"));
+        assert_eq!(settings.device, "hh-07");
+        assert_eq!(settings.sync.device, "hh-07");
+    }
+
+    #[test]
+    fn a_pickers_settings_hold_its_workflow_settings_and_no_printer() {
+        let cfg = Config::parse(Path::new("f.toml"), GOOD).unwrap();
+        let settings = cfg.settings(Path::new("f.toml")).unwrap();
+        let StationSettings::Picker { pick, devices } = settings.station else {
+            panic!("the default role is a picker: {:?}", settings.station);
+        };
+        assert_eq!(pick.badge_prefix, cfg.station.badge_prefix);
+        assert!(devices.scanner.is_none() && devices.terminal.is_none());
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn render(args: &RenderArgs) -> Result<Vec<u8>, LabelCliError> {
             .fold(0u32, u32::saturating_add)
     });
     let data = LabelData {
-        order: &order,
+        order: (&order).into(),
         carton_no: args.carton,
         carton_count: args.of,
         weight_g,

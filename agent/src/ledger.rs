@@ -3,8 +3,12 @@
 //!
 //! - [`Outflow`], the sender of one stream: contiguous seqs from 1, a cumulative ack point,
 //!   at most `window` seqs in flight (so no broker queue limit can drop anything: Mosquitto
-//!   keeps 1000 per client by default, FIELD-NOTES), and a re-send of everything in flight,
-//!   from the lowest unacked seq, when no ack moves for a while, with backoff.
+//!   keeps 1000 per client by default, docs/dev/field-notes.md), and a re-send of everything
+//!   in flight, from the lowest unacked seq, when no ack moves for a while, with backoff. The
+//!   window in use shrinks by half at each such silence (to [`MIN_WINDOW`]) and grows by one
+//!   seq per ack that moves, up to `window`: many devices sharing one receiver's broker queue
+//!   (a bridge subscribed to a whole site) settle below that queue instead of overrunning
+//!   it again after every loss.
 //! - [`place`], the receiver: the next seq is applied, an old one is a duplicate to
 //!   acknowledge again (its ack was lost), a later one waits for the sender's re-send.
 //!
@@ -32,6 +36,9 @@ pub fn place(through: u64, seq: u64) -> Placement {
         std::cmp::Ordering::Greater => Placement::Ahead,
     }
 }
+
+/// The smallest window in use after losses.
+pub const MIN_WINDOW: u64 = 16;
 
 /// Re-send timing: the first re-send after `first_ms` without progress, doubling up to
 /// `max_ms`.
@@ -70,6 +77,8 @@ pub struct Outflow {
     /// Highest seq handed out for sending since the last rewind.
     sent: u64,
     window: u64,
+    /// The window in use: halved by a silence, grown by one per ack that moves.
+    cwnd: u64,
     timing: Timing,
     /// Current re-send delay.
     delay_ms: u64,
@@ -87,6 +96,7 @@ impl Outflow {
             high: high.max(acked),
             sent: acked,
             window: window.max(1) as u64,
+            cwnd: window.max(1) as u64,
             timing,
             delay_ms: timing.first_ms,
             deadline: None,
@@ -107,6 +117,11 @@ impl Outflow {
     /// Seqs written but not yet acknowledged.
     pub fn backlog(&self) -> u64 {
         self.high - self.acked
+    }
+
+    /// The window in use (at most the one given to [`Outflow::new`]).
+    pub fn window_in_use(&self) -> u64 {
+        self.cwnd
     }
 
     /// Seqs sent (or being sent) and not yet acknowledged.
@@ -150,6 +165,7 @@ impl Outflow {
         let from = self.acked;
         self.acked = through;
         self.sent = self.sent.max(through);
+        self.cwnd = (self.cwnd + 1).min(self.window);
         self.delay_ms = self.timing.first_ms;
         self.deadline = (self.sent > self.acked).then(|| now_ms + self.delay_ms);
         if claimed > self.high {
@@ -169,12 +185,14 @@ impl Outflow {
             && now_ms >= d
             && self.sent > self.acked
         {
-            // No ack moved for a whole delay: re-send the window from the lowest unacked.
+            // No ack moved for a whole delay: re-send the window from the lowest unacked,
+            // and send less at a time (what was lost may have overrun a queue).
             self.sent = self.acked;
+            self.cwnd = (self.cwnd / 2).max(MIN_WINDOW).min(self.window);
             self.delay_ms = (self.delay_ms * 2).min(self.timing.max_ms.max(self.timing.first_ms));
             self.deadline = None;
         }
-        let limit = self.high.min(self.acked + self.window);
+        let limit = self.high.min(self.acked + self.cwnd);
         if limit <= self.sent {
             return None;
         }
@@ -287,6 +305,38 @@ mod tests {
                 Poll(4100, Some((5, 10))),
             ],
         );
+    }
+
+    #[test]
+    fn a_silence_halves_the_window_down_to_its_minimum_and_each_moving_ack_grows_it_by_one() {
+        use Step::*;
+        let o = check(
+            (0, 1000, 256),
+            &[
+                Connect(0),
+                Poll(0, Some((1, 256))),
+                // Lost: after the delay, half the window again from the lowest unacked.
+                Poll(1000, Some((1, 128))),
+                Poll(3000, Some((1, 64))),
+                Poll(7000, Some((1, 32))),
+                Poll(15_000, Some((1, 16))),
+                Poll(23_000, Some((1, 16))),
+                // Each ack that moves opens one more.
+                Ack(10, 23_001),
+                Poll(23_001, Some((17, 27))),
+                Ack(10, 23_002),
+                Poll(23_002, None),
+                Ack(11, 23_003),
+                Poll(23_003, Some((28, 29))),
+            ],
+        );
+        assert_eq!(o.window_in_use(), 18);
+        // Never above the window it was given.
+        let mut o = Outflow::new(0, 1000, 4, T);
+        o.connected(0);
+        o.poll(0);
+        o.ack(2, 1);
+        assert_eq!(o.window_in_use(), 4);
     }
 
     #[test]

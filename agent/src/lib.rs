@@ -16,14 +16,23 @@
 //! - [`station`]: the station runtime (devices + workflow + store), started by [`run`].
 //!   [`config`]: its configuration file; [`logging`]: its log output; [`doctor`]: the
 //!   pre-shift station check.
+//! - [`clock`]: the wall clock, `clock::unix_now()`, read only by the shell.
 //! - [`wire`]: wire-size report over the protocol's example messages.
-//! - [`demo`]: `floorhand demo`, a whole shift with an outage on one command.
-//! - [`bridge`]: `floorhand bridge`, the OMS side as a service with an HTTP API.
+//! - [`demo`] (feature `sim`): `floorhand demo`, a whole shift with an outage on one command.
+//! - [`rigs`] (feature `sim`): test rigs shared by the tests, the demo and the bench.
+//! - [`bridge`] (feature `bridge`): `floorhand bridge`, the OMS side as a service with an
+//!   HTTP API.
+//!
+//! Features `sim` and `bridge` (on by default) hold the test rigs and the OMS side; the
+//! station's package builds without them.
 
 pub mod barcode;
+#[cfg(feature = "bridge")]
 pub mod bridge;
 pub mod cli_status;
+pub mod clock;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod devices;
 pub mod doctor;
@@ -33,6 +42,8 @@ pub mod ledger;
 pub mod logging;
 pub mod pack;
 pub mod pick;
+#[cfg(feature = "sim")]
+pub mod rigs;
 pub mod run;
 pub mod station;
 pub mod store;

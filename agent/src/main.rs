@@ -2,11 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use floorhand::barcode::cli::BarcodeCommand;
 use floorhand::label_cli::{self, LabelCommand};
 use floorhand::wire;
 
+#[cfg(feature = "sim")]
 mod oms_cmd;
 
 /// Floorhand: an offline-first warehouse fulfilment agent.
@@ -42,6 +43,7 @@ enum Command {
     },
     /// The OMS side as a service: stores every event, re-sends every down message until
     /// applied, and serves both as JSON over HTTP (see examples/bridge.toml).
+    #[cfg(feature = "bridge")]
     Bridge {
         /// Configuration file; without it: ./floorhand-bridge.db, mqtt://127.0.0.1:1883,
         /// HTTP on 127.0.0.1:8080, token in ./floorhand-bridge.token.
@@ -49,6 +51,7 @@ enum Command {
         config: Option<std::path::PathBuf>,
     },
     /// OMS-side tools for integrators and tests: push waves, tail events, simulate an OMS.
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Oms(oms_cmd::OmsCommand),
     /// Check this station before a shift: config, database, disk, broker, devices.
@@ -65,11 +68,13 @@ enum Command {
     },
     /// A whole shift on one command: broker, OMS, picker and pack station, virtual
     /// devices and a network outage; exits 0 when the OMS got exactly what was committed.
+    #[cfg(feature = "sim")]
     Demo(floorhand::demo::DemoArgs),
 }
 
 /// How the OMS tools reach the broker.
-#[derive(Args, Clone, Debug)]
+#[cfg(feature = "sim")]
+#[derive(clap::Args, Clone, Debug)]
 pub struct BrokerArgs {
     /// Broker URL: mqtt://host:1883 or mqtts://host:8883.
     #[arg(
@@ -105,7 +110,11 @@ fn main() -> ExitCode {
         _ => floorhand::config::LogFormat::Text,
     };
     // The demo logs to a file under its --out dir, so its progress display stays readable.
-    if !matches!(cli.command, Command::Demo(_)) {
+    #[cfg(feature = "sim")]
+    let demo = matches!(cli.command, Command::Demo(_));
+    #[cfg(not(feature = "sim"))]
+    let demo = false;
+    if !demo {
         floorhand::logging::init(log_format);
     }
     match run(cli) {
@@ -120,7 +129,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config, .. } => run_agent(&config),
+        #[cfg(feature = "sim")]
         Command::Oms(cmd) => oms_cmd::run(cmd),
+        #[cfg(feature = "bridge")]
         Command::Bridge { config } => run_bridge(config.as_deref()),
         Command::Doctor { config } => {
             let report = runtime()?.block_on(floorhand::doctor::run(&config));
@@ -162,15 +173,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        #[cfg(feature = "sim")]
         Command::Demo(args) => Ok(if floorhand::demo::run(&args)? {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
         }),
         Command::Status { db } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
+            let now = floorhand::clock::unix_now();
             println!("{}", floorhand::cli_status::report(&db, now)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -208,9 +218,12 @@ fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     // failure, so systemd's Restart=on-failure starts it again.
     floorhand::run::watch_panics();
     runtime()?.block_on(async {
-        let agent = floorhand::run::Agent::start(&cfg, path)
-            .await
-            .with_context(|| format!("starting the agent from {}", path.display()))?;
+        let started = match cfg.settings(path) {
+            Ok(settings) => floorhand::run::Agent::start(&settings).await,
+            Err(e) => Err(e.into()),
+        };
+        let agent =
+            started.with_context(|| format!("starting the agent from {}", path.display()))?;
         let stopper = agent.stopper();
         tokio::spawn(async move {
             terminated().await;
@@ -222,6 +235,7 @@ fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[cfg(feature = "bridge")]
 fn run_bridge(path: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     use floorhand::bridge;
     let settings = match path {

@@ -6,17 +6,16 @@
 //! task ending on its own (a panic, an error), the store thread gone, or (with
 //! [`watch_panics`], which `floorhand run` installs) a panic on any thread, such as one of
 //! the link's helper tasks. [`Agent::wait`] then logs it, stops the rest as a SIGTERM would,
-//! and returns [`RunError::Failed`], so `floorhand run` exits non-zero and systemd's
+//! and returns [`AgentError::Failed`], so `floorhand run` exits non-zero and systemd's
 //! `Restart=on-failure` starts it again.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, Settings};
 use crate::station::{self, StationError};
 use crate::store::{Store, StoreError};
 use crate::sync::agent::{self, LinkState, SyncError, SyncHandle};
@@ -29,7 +28,7 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum AgentError {
     /// Configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -74,13 +73,13 @@ pub struct Agent {
 
 impl Agent {
     /// Opens the database and starts the link and the station.
-    pub async fn start(cfg: &Config, cfg_path: &Path) -> Result<Agent, RunError> {
+    pub async fn start(settings: &Settings) -> Result<Agent, AgentError> {
         let (stop_tx, shutdown) = watch::channel(false);
-        let store = Store::open(&cfg.database.path, cfg.store_config())?;
-        let broker = cfg.broker_settings(cfg_path)?;
+        let store = Store::open(&settings.database, settings.store.clone())?;
         let (sync, task) =
-            agent::start(cfg.sync_config(broker), store.clone(), shutdown.clone()).await?;
-        let station = match station::start(cfg, cfg_path, store.clone(), sync.clone(), shutdown) {
+            agent::start(settings.sync.clone(), store.clone(), shutdown.clone()).await?;
+        let station = match station::start(&settings.station, store.clone(), sync.clone(), shutdown)
+        {
             Ok(s) => s,
             Err(e) => {
                 // The link is running: let it say goodbye before the error is reported.
@@ -96,8 +95,8 @@ impl Agent {
             task,
             station: station.task,
             ready: station.ready,
-            device: cfg.device.clone(),
-            site: cfg.site.clone(),
+            device: settings.device.clone(),
+            site: settings.site.clone(),
         })
     }
 
@@ -110,7 +109,7 @@ impl Agent {
     /// part until a stop (`Ok`) or an internal failure (`Err`, after stopping the rest).
     /// Returns once the station and the link have finished (each within 5 s) and the store
     /// thread has run every job queued before.
-    pub async fn wait(self) -> Result<(), RunError> {
+    pub async fn wait(self) -> Result<(), AgentError> {
         let Agent {
             store,
             sync,
@@ -224,7 +223,7 @@ impl Agent {
             .err()
             .map(|_| "the store thread had stopped".to_string());
         match failure.or(station_failure).or(store_failure) {
-            Some(f) => Err(RunError::Failed(f)),
+            Some(f) => Err(AgentError::Failed(f)),
             None => Ok(()),
         }
     }
@@ -254,7 +253,7 @@ pub fn ended(what: &str, result: Result<Result<(), StationError>, JoinError>) ->
 
 /// Checks the storage limit and purges what may go; an error only if the store is gone.
 async fn housekeep(store: &Store) -> Result<(), StoreError> {
-    let now = now_s();
+    let now = crate::clock::unix_now();
     match store
         .call(move |db| (db.check_storage(now), db.purge(now)))
         .await?
@@ -308,13 +307,6 @@ async fn next_panic(panics: &mut Option<watch::Receiver<Option<String>>>) -> Str
         Ok(p) => p.unwrap_or_default(),
         Err(_) => std::future::pending().await,
     }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

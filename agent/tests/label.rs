@@ -20,7 +20,7 @@ fn example_order() -> PackOrder {
 
 fn render(order: &PackOrder, dpi: Dpi, sscc: &Sscc) -> String {
     let data = LabelData {
-        order,
+        order: order.into(),
         carton_no: 1,
         carton_count: Some(2),
         weight_g: 1460,
@@ -186,10 +186,10 @@ fn hostile_order_data_adds_no_command_to_the_label() {
 fn hostile_order_data_too_long_for_the_label_is_refused_before_it_could_print_cut() {
     // The store refuses such an order when it arrives (`Db::apply_down`); rendering it
     // anyway (the escaping test above) would cut it.
-    let err = label::check_fits(&hostile_order()).unwrap_err();
+    let err = label::check_fits(&(&hostile_order()).into()).unwrap_err();
     assert_eq!((err.field.as_str(), err.max), ("ship_from.name", 48));
     assert!(err.len > err.max, "{err}");
-    label::check_fits(&example_order()).expect("the example order fits");
+    label::check_fits(&(&example_order()).into()).expect("the example order fits");
 }
 
 #[test]

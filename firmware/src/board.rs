@@ -13,6 +13,11 @@ use floorhand_protocol::{EncodeError, Envelope};
 use crate::core::{Effect, Effects, Terminal};
 use crate::render::{self, Palette, Profile};
 
+/// The word a board fills its unused stack with at start, so that the stack's peak can
+/// be read afterwards (by a debugger, or the QEMU test through the monitor): the deepest
+/// word no longer holding it.
+pub const STACK_PAINT: u32 = 0xC0FF_EE55;
+
 /// What a board gives the terminal.
 pub trait Board {
     /// Error of the serial link or of showing a frame.
@@ -87,38 +92,40 @@ where
     /// Powered on.
     pub fn start(&mut self, now_ms: u64) -> RunResult<B> {
         let fx = self.terminal.start(now_ms);
-        self.apply(fx)
+        self.apply(&fx)
     }
 
     /// Bytes read from the serial link.
     pub fn on_bytes(&mut self, now_ms: u64, bytes: &[u8]) -> RunResult<B> {
         let fx = self.terminal.on_bytes(now_ms, bytes);
-        self.apply(fx)
+        self.apply(&fx)
     }
 
     /// A key was pressed.
     pub fn on_key(&mut self, now_ms: u64, key: Key) -> RunResult<B> {
         let fx = self.terminal.on_key(now_ms, key);
-        self.apply(fx)
+        self.apply(&fx)
     }
 
     /// A barcode was scanned.
     pub fn on_scan(&mut self, now_ms: u64, data: &[u8]) -> RunResult<B> {
         let fx = self.terminal.on_scan(now_ms, data);
-        self.apply(fx)
+        self.apply(&fx)
     }
 
     /// Time passed.
     pub fn tick(&mut self, now_ms: u64) -> RunResult<B> {
         let fx = self.terminal.tick(now_ms);
-        self.apply(fx)
+        self.apply(&fx)
     }
 
-    fn apply(&mut self, fx: Effects) -> RunResult<B> {
+    // By reference: `Effects` is over a kilobyte (a scan's bytes in each slot), and every
+    // move of it is a copy on a microcontroller's stack.
+    fn apply(&mut self, fx: &Effects) -> RunResult<B> {
         for e in fx {
             match e {
-                Effect::Send(msg) => self.send(&msg)?,
-                Effect::Beep(b) => self.board.beep(b),
+                Effect::Send(msg) => self.send(msg)?,
+                Effect::Beep(b) => self.board.beep(*b),
                 Effect::Redraw => {
                     render::draw(self.terminal.view(), self.profile, self.board.display())
                         .map_err(RunError::Draw)?;

@@ -29,8 +29,10 @@ use heapless::Vec;
 pub const HELLO_RETRY_MS: u64 = 1_000;
 
 /// Silence from the agent for this long means the link is lost. The agent sends a
-/// heartbeat every second, so three can go missing first.
-pub const LINK_TIMEOUT_MS: u64 = 3_500;
+/// heartbeat every second, so two can go missing first; and a picker sees "link lost"
+/// within 4 s of the agent stopping (issue 19) even when its last heartbeat came just
+/// before, with the board's tick (100 ms on the LM3S6965) and the redraw on top.
+pub const LINK_TIMEOUT_MS: u64 = 3_000;
 
 /// What the terminal shows.
 #[derive(Debug, Clone, PartialEq, Eq)]

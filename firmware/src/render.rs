@@ -14,7 +14,7 @@ use core::fmt::Write;
 
 use embedded_graphics::mono_font::iso_8859_1::{FONT_6X10, FONT_7X13, FONT_7X13_BOLD, FONT_10X20};
 use embedded_graphics::mono_font::{MonoFont, MonoTextStyleBuilder};
-use embedded_graphics::pixelcolor::{BinaryColor, Rgb565};
+use embedded_graphics::pixelcolor::{BinaryColor, Gray4, Rgb565};
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
 use embedded_graphics::text::{Baseline, Text};
@@ -159,6 +159,19 @@ impl Palette for BinaryColor {
             Role::Header | Role::Level(_) | Role::Selected | Role::BarDone => (Off, On),
             Role::BarTodo => (On, Off),
         }
+    }
+}
+
+/// The mono profile on a grey-scale panel (the SSD0323's 4-bit grey): on is full white,
+/// off is black, so the picture is the mono one pixel for pixel.
+impl Palette for Gray4 {
+    fn colors(role: Role) -> (Self, Self) {
+        let grey = |c: BinaryColor| match c {
+            BinaryColor::On => Gray4::WHITE,
+            BinaryColor::Off => Gray4::BLACK,
+        };
+        let (fg, bg) = BinaryColor::colors(role);
+        (grey(fg), grey(bg))
     }
 }
 

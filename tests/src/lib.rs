@@ -1,11 +1,15 @@
 //! Helpers for Floorhand's cross-crate integration tests: locating the built binaries,
 //! running them, and (as the issues land) starting real brokers and pseudo-terminals.
 
-pub mod fake_printer;
+pub mod browser;
+/// The shared fake printer (`floorhand::rigs::fake_printer`).
+pub use floorhand::rigs::fake_printer;
 pub mod http;
-pub mod mosquitto;
+/// The shared Mosquitto launcher (`floorhand::rigs::mosquitto`).
+pub use floorhand::rigs::mosquitto;
 pub mod proxy;
 pub mod pty;
+pub mod qemu;
 pub mod rabbitmq;
 pub mod station_support;
 pub mod sync_support;

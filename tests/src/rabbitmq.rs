@@ -1,5 +1,6 @@
 //! A RabbitMQ node with its MQTT plugin, started for one test as its own node on free
-//! ports (Debian's rabbitmq-server, installed by scripts/setup; FIELD-NOTES: RabbitMQ).
+//! ports (Debian's rabbitmq-server, installed by scripts/setup; docs/dev/field-notes.md,
+//! "RabbitMQ").
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@ use super::ai::{self, AiDef};
 use super::value;
 use super::{BarcodeError, Element, Problem};
 
-/// The GS byte a scanner sends for FNC1 (FIELD-NOTES: "Inside GS1 data, FNC1 reaches the
-/// host as GS").
+/// The GS byte a scanner sends for FNC1 (docs/dev/field-notes.md: "Inside GS1 data, FNC1
+/// reaches the host as GS").
 pub const GS: u8 = 0x1D;
 
 /// Parses an element string starting at byte `base` of the whole input. Returns the

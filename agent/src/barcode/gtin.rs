@@ -9,7 +9,7 @@ use super::{BarcodeError, Problem};
 
 /// The GS1 mod-10 check digit of `data` (the digits before the check digit): weights
 /// 3,1,3,... from the rightmost data digit (GS1 General Specifications 7.9.1, and
-/// FIELD-NOTES). Returns `None` if `data` holds a non-digit.
+/// docs/dev/field-notes.md, "GS1 barcodes"). Returns `None` if `data` holds a non-digit.
 pub fn check_digit(data: &[u8]) -> Option<u8> {
     let mut sum: u32 = 0;
     for (i, &b) in data.iter().rev().enumerate() {

@@ -1,5 +1,5 @@
 //! Rules over everything scanned for ONE item: required AIs, excluded AI pairs and an AI
-//! scanned twice with different values. FIELD-NOTES: "check the rule over everything
+//! scanned twice with different values. docs/dev/field-notes.md: "check the rule over everything
 //! scanned from one item, not one barcode alone" — a case may carry its GTIN on one label
 //! and its lot on another.
 

@@ -260,7 +260,7 @@ pub struct Symbology {
     pub gs1: bool,
 }
 
-/// AIM symbology identifiers (ISO/IEC 15424; FIELD-NOTES' list and the common others).
+/// AIM symbology identifiers (ISO/IEC 15424; docs/dev/field-notes.md's list and the common others).
 const AIM: &[(&str, &str, bool)] = &[
     ("C0", "Code 128", false),
     ("C1", "GS1-128", true),
@@ -501,7 +501,7 @@ pub fn parse(raw: &[u8]) -> Barcode {
 
 /// Without an AIM identifier, data is GS1 only when it begins with AI 00, 01 or 02 and
 /// parses cleanly with valid check digits. This keeps a lot label "10D9T" from being read
-/// as AI 10 with lot "D9T" (FIELD-NOTES, OCA/wms).
+/// as AI 10 with lot "D9T" (docs/dev/field-notes.md, "GS1 barcodes": OCA/wms).
 fn looks_like_gs1(body: &[u8]) -> bool {
     let starts = [b"00", b"01", b"02"].iter().any(|p| body.starts_with(*p));
     starts && body.len() >= 16 && element::parse(body, 0).1.is_empty()

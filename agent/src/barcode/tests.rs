@@ -71,7 +71,7 @@ fn gtins_of_every_length_normalise_to_gtin14_and_check_digits_are_verified() {
 
 #[test]
 fn a_leading_zero_gtin14_equals_its_ean13() {
-    // FIELD-NOTES: other systems failed to match these.
+    // docs/dev/field-notes.md, "GS1 barcodes": other systems failed to match these.
     assert_eq!(
         Gtin14::parse("09506000134352"),
         Gtin14::parse("9506000134352")
@@ -354,7 +354,7 @@ fn rules_are_checked_over_all_scans_of_one_item() {
 
 #[test]
 fn a_lot_that_starts_with_10_is_not_read_as_ai_10() {
-    // FIELD-NOTES: lot "10D9T" misread as AI 10 in another system.
+    // docs/dev/field-notes.md, "GS1 barcodes": lot "10D9T" misread as AI 10 in another system.
     check_parse(b"10D9T", "Text");
     check_parse(b"]C010D9T", "Text ]C0");
     assert_eq!(parse(b"10D9T").text, "10D9T");
@@ -362,7 +362,7 @@ fn a_lot_that_starts_with_10_is_not_read_as_ai_10() {
 
 #[test]
 fn expiry_survives_parsing_in_every_form() {
-    // FIELD-NOTES: expiry dropped during parsing in another system.
+    // docs/dev/field-notes.md, "GS1 barcodes": expiry dropped during parsing in another system.
     for input in [
         &b"]C10109506000134352\x1d10ABC\x1d17270630"[..],
         b"]C1010950600013435217270630\x1d10ABC",

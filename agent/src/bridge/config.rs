@@ -28,6 +28,35 @@ pub struct BridgeConfig {
     /// The HTTP API.
     #[serde(default)]
     pub http: Http,
+    /// The floor view's thresholds (`GET /`).
+    #[serde(default)]
+    pub floor: Floor,
+}
+
+/// `[floor]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Floor {
+    /// Seconds offline before a device turns red.
+    pub offline_red_s: u64,
+    /// Age in seconds of a device's oldest unacknowledged event that turns it red.
+    pub backlog_red_s: u64,
+    /// Seconds before a wave's cutoff when open tasks turn it red.
+    pub cutoff_risk_s: u64,
+    /// Hours counted as the shift (picks per hour, orders packed, labels).
+    pub shift_hours: u64,
+}
+
+impl Default for Floor {
+    fn default() -> Self {
+        let d = super::floor::FloorSettings::default();
+        Floor {
+            offline_red_s: d.offline_red_s,
+            backlog_red_s: d.backlog_red_s,
+            cutoff_risk_s: d.cutoff_risk_s,
+            shift_hours: d.shift_s / 3600,
+        }
+    }
 }
 
 /// `[store]`
@@ -172,6 +201,8 @@ pub struct Settings {
     pub max_wait: Duration,
     /// Largest page of events.
     pub max_events: usize,
+    /// The floor view's thresholds.
+    pub floor: super::floor::FloorSettings,
 }
 
 const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
@@ -221,6 +252,28 @@ impl BridgeConfig {
                 "connections",
             ),
         ];
+        let f = &self.floor;
+        v.extend([
+            n(
+                "floor.offline_red_s",
+                f.offline_red_s,
+                10..=86_400,
+                "seconds",
+            ),
+            n(
+                "floor.backlog_red_s",
+                f.backlog_red_s,
+                10..=86_400,
+                "seconds",
+            ),
+            n(
+                "floor.cutoff_risk_s",
+                f.cutoff_risk_s,
+                0..=86_400,
+                "seconds",
+            ),
+            n("floor.shift_hours", f.shift_hours, 1..=24, "hours"),
+        ]);
         if let Some(b) = &self.broker {
             v.push(n(
                 "broker.keep_alive_s",
@@ -363,6 +416,13 @@ impl BridgeConfig {
             max_body_bytes: self.http.max_body_bytes as usize,
             max_wait: Duration::from_secs(self.http.max_wait_s),
             max_events: self.http.max_events as usize,
+            floor: super::floor::FloorSettings {
+                offline_red_s: self.floor.offline_red_s,
+                backlog_red_s: self.floor.backlog_red_s,
+                cutoff_risk_s: self.floor.cutoff_risk_s,
+                shift_s: self.floor.shift_hours * 3600,
+                ..super::floor::FloorSettings::default()
+            },
         })
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -23,37 +22,11 @@ use tokio::sync::watch;
 
 use super::json;
 use crate::store::oms_store::{OmsStore, Queued, StoredEvent};
-use crate::sync::oms::{OmsError, OmsSession, parse_down};
+use crate::sync::oms::{OmsError, parse_down};
 
-/// Request limits from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// Longest long poll.
-    pub max_wait: Duration,
-    /// Largest page of events.
-    pub max_events: usize,
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The OMS session: every write goes through it.
-    pub session: OmsSession,
-    /// A store handle of its own for reads, used off the async runtime.
-    pub reader: Arc<Mutex<Box<dyn OmsStore>>>,
-    /// The bearer token.
-    pub token: Arc<str>,
-    /// The highest cursor committed, to wake long polls and streams.
-    pub latest: watch::Receiver<u64>,
-    /// Request limits.
-    pub limits: Limits,
-    /// The store's incarnation (cursors carry it).
-    pub incarnation: u64,
-    /// Becomes true when the bridge stops: long polls answer, streams end.
-    pub stopping: watch::Receiver<bool>,
-}
+// The state every handler shares is defined in `bridge/mod.rs`, so the dashboard's handlers
+// and this router can both name it without importing each other.
+pub use super::{AppState, Limits};
 
 /// An error answer: a status and `{"error": ..., "field": ...}`.
 #[derive(Debug)]
@@ -112,6 +85,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 /// Every route as (method, path in OpenAPI form). The router is built from this list and
 /// `openapi.rs` must document exactly these (a test checks).
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
@@ -120,7 +94,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/devices/{site}/{device}/messages/{dseq}"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/stream"),
+    ("GET", "/v1/floor"),
+    ("GET", "/v1/floor/stream"),
+    ("GET", "/v1/kpis"),
 ];
+
+/// Routes served without the token: the page holds no data, and asks for the token.
+const OPEN: &[&str] = &["/", "/healthz"];
 
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
@@ -132,6 +112,10 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("GET", "/v1/devices/{site}/{device}/messages/{dseq}") => get(message_state),
         ("GET", "/v1/events") => get(events),
         ("GET", "/v1/events/stream") => get(stream),
+        ("GET", "/") => get(super::dashboard::page),
+        ("GET", "/v1/floor") => get(super::dashboard::floor),
+        ("GET", "/v1/floor/stream") => get(super::dashboard::stream),
+        ("GET", "/v1/kpis") => get(super::dashboard::kpis),
         // Unreachable for the entries of ROUTES; a new entry without a handler is
         // caught by the route test.
         _ => get(no_route),
@@ -158,7 +142,7 @@ pub fn router(state: AppState) -> (Router, Vec<(&'static str, &'static str)>) {
     let mut served = Vec::new();
     for &(method, path) in ROUTES {
         let r = handler(method, path);
-        if path == "/healthz" {
+        if OPEN.contains(&path) {
             open = open.route(&axum_path(path), r);
         } else {
             guarded = guarded.route(&axum_path(path), r);
@@ -217,12 +201,27 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of the floor view's cookie, on a GET (the browser's `EventSource` cannot
+/// send a header); never for a write, so another site cannot make one with it.
+fn cookie_token(req: &Request) -> Option<&str> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("floorhand_token="))
+}
+
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| cookie_token(&req));
     match given {
         Some(t) if same(t.trim().as_bytes(), st.token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::new(
@@ -650,6 +649,23 @@ mod tests {
         assert!(!matches_path(p, "/v1/devices/s1/messages"));
         assert!(!matches_path(p, "/v1/devices/s1//messages"));
         assert!(matches_path("/healthz", "/healthz"));
+    }
+
+    #[test]
+    fn the_floor_view_s_cookie_stands_for_the_token_on_reads_only() {
+        let req = |method: Method, cookie: &str| {
+            Request::builder()
+                .method(method)
+                .uri("/v1/floor")
+                .header(header::COOKIE, cookie)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = req(Method::GET, "a=1; floorhand_token=abc; b=2");
+        assert_eq!(cookie_token(&r), Some("abc"));
+        assert_eq!(cookie_token(&req(Method::GET, "a=1")), None);
+        let post = req(Method::POST, "floorhand_token=abc");
+        assert_eq!(cookie_token(&post), None, "never for a write");
     }
 
     #[test]

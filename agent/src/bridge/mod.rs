@@ -5,6 +5,7 @@
 //! - [`http`]: the axum routes (token check, body limits, JSON errors naming the field).
 //! - [`json`]: the API's JSON forms of store rows and events, written by hand.
 //! - [`openapi`]: the OpenAPI 3 document of the routes.
+//! - [`dashboard`], [`floor`], [`chart`]: the supervisor's floor view at `/`.
 //!
 //! The core is [`crate::sync::oms::OmsSession`] on an [`crate::store::oms_store::OmsStore`]:
 //! one task owns the MQTT link and the store, commits events before acknowledging them and
@@ -14,7 +15,10 @@
 //! committed; the cursor of an event is its position in the whole store, and readers see
 //! cursors in commit order, so a consumer that keeps its cursor gets each event once.
 
+pub mod chart;
 pub mod config;
+pub mod dashboard;
+pub mod floor;
 pub mod http;
 pub mod json;
 pub mod openapi;
@@ -22,6 +26,7 @@ pub mod openapi;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -31,6 +36,38 @@ use crate::store::oms_pg::PgStore;
 use crate::store::oms_store::OmsStore;
 use crate::sync::oms::{AckMode, OmsError, OmsSession, OmsSettings, Received, Sharing};
 use config::{Settings, StoreSpec};
+
+/// Request limits from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest long poll.
+    pub max_wait: Duration,
+    /// Largest page of events.
+    pub max_events: usize,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The OMS session: every write goes through it.
+    pub session: OmsSession,
+    /// A store handle of its own for reads, used off the async runtime.
+    pub reader: Arc<Mutex<Box<dyn OmsStore>>>,
+    /// The bearer token.
+    pub token: Arc<str>,
+    /// The highest cursor committed, to wake long polls and streams.
+    pub latest: watch::Receiver<u64>,
+    /// Request limits.
+    pub limits: Limits,
+    /// The store's incarnation (cursors carry it).
+    pub incarnation: u64,
+    /// Becomes true when the bridge stops: long polls answer, streams end.
+    pub stopping: watch::Receiver<bool>,
+    /// The floor view (`GET /`).
+    pub floor: dashboard::Live,
+}
 
 /// Why the bridge could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -161,9 +198,13 @@ pub async fn run(
             }
         }
     });
+    let reader = Arc::new(Mutex::new(reader));
+    // The floor view reads through the same handle as the API (one more connection, or
+    // a PostgreSQL pool, would buy nothing: its reads are few and short).
+    let floor = dashboard::spawn(reader.clone(), latest.clone(), stopping.clone(), s.floor);
     let state = http::AppState {
         session: session.clone(),
-        reader: Arc::new(Mutex::new(reader)),
+        reader,
         token: Arc::from(token),
         latest,
         limits: http::Limits {
@@ -173,6 +214,7 @@ pub async fn run(
         },
         incarnation: session.incarnation(),
         stopping: stopping.clone(),
+        floor,
     };
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await

@@ -66,6 +66,18 @@ pub fn document() -> Value {
     stream_responses["200"] = json!({ "description": "Server-Sent Events: `event: event`, `id:` the cursor, `data:` one Event as JSON. Reconnect with `Last-Event-ID`.", "content": { "text/event-stream": { "schema": { "type": "string" } } } });
     let mut metrics_responses = error_responses(&[]);
     metrics_responses["200"] = json!({ "description": "Prometheus text format.", "content": { "text/plain": { "schema": { "type": "string" } } } });
+    let mut floor_responses = error_responses(&[]);
+    floor_responses["200"] = ok(
+        "The floor view: devices (state online, offline or alert, with why), waves, pack stations, people, exceptions, kpis, charts (SVG), now and version.",
+        json!({ "type": "object" }),
+    );
+    let mut floor_stream_responses = error_responses(&[]);
+    floor_stream_responses["200"] = json!({ "description": "Server-Sent Events: `event: floor`, `data:` the floor view as GET /v1/floor answers it, now and at each change.", "content": { "text/event-stream": { "schema": { "type": "string" } } } });
+    let mut kpis_responses = error_responses(&[]);
+    kpis_responses["200"] = ok(
+        "Picks per minute of each site over the last 60 minutes (`minute`: Unix seconds of its start; a pick is a Picked or a ShortPicked with units), and picks in the last 15 minutes: the chart's numbers.",
+        json!({ "type": "object", "properties": { "at": { "type": "integer" }, "minutes": { "type": "integer" }, "sites": { "type": "array", "items": { "type": "object" } } } }),
+    );
     let mut openapi_responses = error_responses(&[]);
     openapi_responses["200"] = ok("This document.", json!({ "type": "object" }));
     json!({
@@ -82,6 +94,14 @@ pub fn document() -> Value {
                 "security": [],
                 "responses": { "200": ok("The bridge serves requests.", json!({ "type": "object", "properties": { "ok": { "type": "boolean" }, "broker_connected": { "type": "boolean" } } })) }
             } },
+            "/": { "get": {
+                "summary": "The supervisor's floor view (HTML); it asks for the token and keeps it in a cookie, which GET routes accept as well as the header.",
+                "security": [],
+                "responses": { "200": { "description": "The page.", "content": { "text/html": { "schema": { "type": "string" } } } } }
+            } },
+            "/v1/floor": { "get": { "summary": "The floor view as JSON.", "responses": floor_responses } },
+            "/v1/floor/stream": { "get": { "summary": "The floor view as Server-Sent Events.", "responses": floor_stream_responses } },
+            "/v1/kpis": { "get": { "summary": "Picks per minute per site.", "responses": kpis_responses } },
             "/metrics": { "get": { "summary": "Counters and gauges for Prometheus.", "responses": metrics_responses } },
             "/openapi.json": { "get": { "summary": "This document.", "responses": openapi_responses } },
             "/v1/devices": { "get": { "summary": "Devices with presence, backlog and unacknowledged down messages.", "responses": devices_responses } },

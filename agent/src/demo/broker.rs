@@ -1,12 +1,12 @@
 //! The demo's MQTT broker: rumqttd embedded on a free loopback port, Mosquitto as a
 //! fallback when rumqttd will not start, or an external broker given by `--broker`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::DemoError;
+use crate::rigs::mosquitto::{Mosquitto, Options};
 
 /// A running broker; a Mosquitto child is killed on drop. The embedded broker runs on its
 /// own threads until the process ends (rumqttd has no stop call).
@@ -15,25 +15,8 @@ pub struct RunningBroker {
     pub addr: SocketAddr,
     /// Which broker ran, for the summary.
     pub kind: String,
-    child: Option<Child>,
-}
-
-impl Drop for RunningBroker {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> Result<u16, DemoError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| DemoError::io("a free port", e))?;
-    let port = l
-        .local_addr()
-        .map_err(|e| DemoError::io("a free port", e))?
-        .port();
-    Ok(port)
+    /// A Mosquitto child, held to be killed on drop.
+    _mosquitto: Option<Mosquitto>,
 }
 
 fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
@@ -49,7 +32,7 @@ fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
 
 #[cfg(feature = "embedded-broker")]
 /// rumqttd's settings: MQTT 3.1.1 on `addr` only; payloads up to 20 KiB (a full wave
-/// is at most 10 KiB, FIELD-NOTES); no console, no metrics listener.
+/// is at most 10 KiB, docs/dev/field-notes.md); no console, no metrics listener.
 fn rumqttd_config(addr: SocketAddr) -> Result<rumqttd::Config, DemoError> {
     let text = format!(
         r#"
@@ -77,7 +60,9 @@ dynamic_filters = true
 /// Starts rumqttd in this process; Mosquitto if rumqttd does not listen within 5 s.
 #[cfg(feature = "embedded-broker")]
 pub fn start_embedded(out: &Path) -> Result<RunningBroker, DemoError> {
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let port =
+        crate::rigs::mosquitto::try_free_port().map_err(|e| DemoError::io("a free port", e))?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = rumqttd_config(addr)?;
     std::thread::Builder::new()
         .name("rumqttd".into())
@@ -92,7 +77,7 @@ pub fn start_embedded(out: &Path) -> Result<RunningBroker, DemoError> {
         return Ok(RunningBroker {
             addr,
             kind: format!("rumqttd (embedded) on {addr}"),
-            child: None,
+            _mosquitto: None,
         });
     }
     tracing::warn!("rumqttd did not start; trying mosquitto");
@@ -105,40 +90,20 @@ pub fn start_embedded(out: &Path) -> Result<RunningBroker, DemoError> {
     start_mosquitto(out)
 }
 
-/// Starts `mosquitto` on a free loopback port with a config file in `out`.
+/// Starts `mosquitto` on a free loopback port with its config and log in `out` (the
+/// shared launcher, `crate::rigs::mosquitto`).
 pub fn start_mosquitto(out: &Path) -> Result<RunningBroker, DemoError> {
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let conf = out.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .map_err(|e| DemoError::io(&conf.display().to_string(), e))?;
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            DemoError::Broker(format!(
-                "neither rumqttd nor mosquitto started (mosquitto: {e}); pass --broker URL"
-            ))
-        })?;
-    let broker = RunningBroker {
+    let m = Mosquitto::try_start(out, Options::default()).map_err(|e| {
+        DemoError::Broker(format!(
+            "neither rumqttd nor mosquitto started (mosquitto: {e}); pass --broker URL"
+        ))
+    })?;
+    let addr: SocketAddr = ([127, 0, 0, 1], m.port).into();
+    Ok(RunningBroker {
         addr,
         kind: format!("mosquitto on {addr}"),
-        child: Some(child),
-    };
-    if wait_listening(addr, Duration::from_secs(5)) {
-        Ok(broker)
-    } else {
-        Err(DemoError::Broker(format!(
-            "mosquitto did not listen on {addr} within 5 s"
-        )))
-    }
+        _mosquitto: Some(m),
+    })
 }
 
 /// An external broker from `--broker mqtt://host:port`.
@@ -158,6 +123,6 @@ pub fn external(url: &str) -> Result<RunningBroker, DemoError> {
     Ok(RunningBroker {
         addr,
         kind: format!("external broker {url}"),
-        child: None,
+        _mosquitto: None,
     })
 }

@@ -80,17 +80,10 @@ impl DemoError {
     }
 }
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Every event an agent committed through the demo's stations: `(seq, operator, kind)`
 /// per device, to compare with what the OMS received.
 #[derive(Clone, Default)]
-pub struct Ledger(Arc<Mutex<Committed>>);
+pub struct CommitLog(Arc<Mutex<Committed>>);
 
 /// Per device, `(seq, operator, kind)` of each committed event.
 pub type Committed = BTreeMap<String, Written>;
@@ -98,7 +91,7 @@ pub type Committed = BTreeMap<String, Written>;
 /// `(seq, operator, kind)` of events one transaction wrote.
 pub type Written = Vec<(u64, u32, EventKind)>;
 
-impl Ledger {
+impl CommitLog {
     fn record(&self, device: &str, events: Written) {
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
         g.entry(device.to_string()).or_default().extend(events);
@@ -354,11 +347,10 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
         let store = crate::store::Store::open(&cfg.database.path, cfg.store_config())
             .map_err(|e| fail(&e))?;
-        let broker = cfg.broker_settings(&path).map_err(|e| fail(&e))?;
-        let (sync, task) =
-            crate::sync::agent::start(cfg.sync_config(broker), store.clone(), stop_rx.clone())
-                .await
-                .map_err(|e| fail(&e))?;
+        let settings = cfg.settings(&path).map_err(|e| fail(&e))?;
+        let (sync, task) = crate::sync::agent::start(settings.sync, store.clone(), stop_rx.clone())
+            .await
+            .map_err(|e| fail(&e))?;
         agents.push((store, sync, task));
     }
     let (picker_store, picker_sync) = (agents[0].0.clone(), agents[0].1.clone());
@@ -369,13 +361,15 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         device_picker: PICKER.into(),
         device_pack: PACK.into(),
     };
-    let ledger = Ledger::default();
+    let ledger = CommitLog::default();
 
     // Devices.
     let pty_dir = out.join("pty");
     let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
     let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
-    let printer = vdev::VirtualPrinter::start(&out.join("labels"))?;
+    let labels_dir = out.join("labels");
+    let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
+        .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
     let screens_dir = out.join("screens");
     let terminal_runner =
         vdev::TerminalRunner::start(&pty_dir, &screens_dir, &out.join("terminal.log"));
@@ -424,7 +418,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         store: pack_store.clone(),
         sync: pack_sync.clone(),
         scanner: pack_scanner,
-        printer_addr: printer.addr,
+        printer_addr: printer.addr().to_string(),
         ledger: ledger.clone(),
         progress: progress.clone(),
     };

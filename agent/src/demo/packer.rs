@@ -16,10 +16,10 @@ use floorhand_protocol::link::{Key, Level, Screen};
 use floorhand_protocol::oms::PackOrder;
 
 use super::vdev::VirtualScanner;
-use super::{DemoError, Ledger, Progress};
+use super::{CommitLog, DemoError, Progress};
 use crate::devices::printer::{PrintJob, Printer, PrinterConfig, Transport};
 use crate::label::{self, Dpi};
-use crate::pack::{Commit, Config, Effect, Input, Packer, keys};
+use crate::pack::{Commit, Effect, Input, Order, PackConfig, Packer, keys};
 use crate::station::pack::execute;
 use crate::store::Store;
 use crate::sync::agent::SyncHandle;
@@ -36,8 +36,8 @@ pub struct PackStation {
     pub(super) store: Store,
     pub(super) sync: SyncHandle,
     pub(super) scanner: VirtualScanner,
-    pub(super) printer_addr: std::net::SocketAddr,
-    pub(super) ledger: Ledger,
+    pub(super) printer_addr: String,
+    pub(super) ledger: CommitLog,
     pub(super) progress: Progress,
 }
 
@@ -63,7 +63,7 @@ impl PackStation {
         input: Input,
         out: &mut Outcome,
     ) -> Result<(), DemoError> {
-        let mut queue: VecDeque<Effect> = packer.handle(super::now_s(), input).into();
+        let mut queue: VecDeque<Effect> = packer.handle(crate::clock::unix_now(), input).into();
         while let Some(effect) = queue.pop_front() {
             let answer = match effect {
                 Effect::Show(s) => {
@@ -80,7 +80,7 @@ impl PackStation {
                         .map_err(agent_err)?
                         .map_err(agent_err)?
                     {
-                        Some(order) => Input::Order(Box::new(order)),
+                        Some(order) => Input::Order(Box::new(Order::from(&order))),
                         None => Input::OrderNotFound(code),
                     }
                 }
@@ -115,7 +115,7 @@ impl PackStation {
                     }
                 }
             };
-            queue.extend(packer.handle(super::now_s(), answer));
+            queue.extend(packer.handle(crate::clock::unix_now(), answer));
         }
         Ok(())
     }
@@ -143,12 +143,12 @@ impl PackStation {
         deadline: Instant,
     ) -> Result<(), DemoError> {
         let mut printer = Printer::new(PrinterConfig {
-            transport: Transport::Tcp(self.printer_addr.to_string()),
+            transport: Transport::Tcp(self.printer_addr.clone()),
             timeout: Duration::from_secs(2),
             retry_every: Duration::from_millis(200),
             poll_every: Duration::from_secs(5),
         });
-        let mut packer = Packer::new(Config {
+        let mut packer = Packer::new(PackConfig {
             company_prefix: "9506000".into(),
             extension: 0,
             tare_g: TARE_G,

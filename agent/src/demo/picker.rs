@@ -16,7 +16,7 @@ use floorhand_protocol::link::{Beep, Key, Level, ScanTarget, Screen};
 use floorhand_protocol::oms::Wave;
 
 use super::vdev::VirtualScanner;
-use super::{DemoError, Ledger, Progress};
+use super::{CommitLog, DemoError, Progress};
 use crate::devices::terminal::TerminalHandle;
 use crate::pick::{Command, Effect, Input, PickTask, Picker};
 use crate::station::pick::{audit, execute};
@@ -78,7 +78,7 @@ pub struct PickStation {
     pub(super) scanner: VirtualScanner,
     pub(super) terminal: Option<TerminalHandle>,
     pub(super) started: Instant,
-    pub(super) ledger: Ledger,
+    pub(super) ledger: CommitLog,
     pub(super) progress: Progress,
 }
 
@@ -126,7 +126,7 @@ impl PickStation {
     /// Runs one command through `station::pick::execute`, the runtime's own hook (one
     /// store transaction), and records the events it wrote for the exactly-once check.
     async fn persist(&mut self, id: u64, command: Command) -> Result<Input, DemoError> {
-        let now = super::now_s();
+        let now = crate::clock::unix_now();
         let operator = self.picker.operator().unwrap_or(0);
         let prefix = self.badge_prefix.clone();
         let c = command.clone();

@@ -1,14 +1,13 @@
-//! The demo's virtual devices on real ptys and sockets: a scanner (a [`PtyPair`]: the
-//! demo types barcodes into one end, `devices::scanner` reads the other), a ZPL printer on
-//! TCP that stores each label and answers `~HS`, and the firmware terminal host runner
-//! (`floorhand-terminal`, a child process on a pty) drawing every screen to PNG.
+//! The demo's virtual devices on real ptys: a scanner (a [`PtyPair`]: the demo types
+//! barcodes into one end, `devices::scanner` reads the other) and the firmware terminal host
+//! runner (`floorhand-terminal`, a child process on a pty) drawing every screen to PNG. Its
+//! printer is the shared `rigs::fake_printer::FakePrinter`, storing each label as a file.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -84,79 +83,6 @@ impl Drop for VirtualScanner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// `~HS` answer of a ready printer (three `<STX>...<ETX><CR><LF>` lines, FIELD-NOTES).
-const READY: &[u8] = b"\x02030,0,0,1245,000,0,0,0,000,0,0,0\x03\r\n\x02000,0,0,0,1,2,4,0,00000000,1,000\x03\r\n\x021234,0\x03\r\n";
-
-/// A ZPL printer on raw TCP (like port 9100): stores every `^XA...^XZ` label as
-/// `dir/label-N.zpl` and answers each `~HS`.
-pub struct VirtualPrinter {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Labels stored so far.
-    pub labels: Arc<AtomicU64>,
-}
-
-impl VirtualPrinter {
-    /// Listens on a free loopback port; labels go to `dir`.
-    pub fn start(dir: &Path) -> Result<VirtualPrinter, DemoError> {
-        std::fs::create_dir_all(dir).map_err(|e| DemoError::io(&dir.display().to_string(), e))?;
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| DemoError::io("the printer port", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| DemoError::io("the printer port", e))?;
-        let labels = Arc::new(AtomicU64::new(0));
-        let (count, dir) = (labels.clone(), dir.to_path_buf());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (count, dir) = (count.clone(), dir.clone());
-                std::thread::spawn(move || serve_printer(conn, &dir, &count));
-            }
-        });
-        Ok(VirtualPrinter { addr, labels })
-    }
-}
-
-fn serve_printer(mut conn: std::net::TcpStream, dir: &Path, count: &AtomicU64) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        // Serve every complete command at the front of the buffer, in order.
-        loop {
-            if buf.starts_with(b"~HS") {
-                buf.drain(..3);
-                if conn.write_all(READY).is_err() {
-                    return;
-                }
-            } else if let Some(start) = find(&buf, b"^XA") {
-                let Some(end) = find(&buf[start..], b"^XZ") else {
-                    break;
-                };
-                let label: Vec<u8> = buf.drain(..start + end + 3).skip(start).collect();
-                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                let _ = std::fs::write(dir.join(format!("label-{n:03}.zpl")), label);
-            } else if let Some(i) = find(&buf, b"~HS") {
-                buf.drain(..i);
-            } else {
-                break;
-            }
-            if buf.is_empty() {
-                break;
-            }
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `floorhand-terminal` (the firmware crate's host runner, feature `sim`), found next to

@@ -3,7 +3,8 @@
 //! A job counts as printed only when the printer took it and reported no fault: `~HS`
 //! (host status) is asked before and after each job and parsed by the pure
 //! [`parse_host_status`]. No answer within the timeout is a fault too, because a Zebra
-//! printer with its head open or out of media may stay silent (FIELD-NOTES.md).
+//! printer with its head open or out of media may stay silent (docs/dev/field-notes.md,
+//! "ZPL II and Zebra printers").
 //!
 //! The queue hook: [`run`] takes jobs from a channel of [`PrintJob`]s and sends a
 //! [`JobReport`] for each attempt's outcome. It keeps retrying the job at the head until it

@@ -81,7 +81,7 @@ pub struct ScannerConfig {
 
 /// A scanner configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum ScannerConfigError {
     /// Empty suffix: scans could not be told apart.
     #[error(
         "scanner suffix is empty: set it to what the scanner sends after each barcode (usually \"\\r\")"
@@ -137,13 +137,13 @@ pub struct Framer {
 
 impl Framer {
     /// A framer for `config`.
-    pub fn new(config: &ScannerConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: &ScannerConfig) -> Result<Self, ScannerConfigError> {
         if config.suffix.is_empty() {
-            return Err(ConfigError::EmptySuffix);
+            return Err(ScannerConfigError::EmptySuffix);
         }
         let gs_substitute = match config.gs_substitute {
             Some(c) if c.is_ascii() => Some(c as u8),
-            Some(c) => return Err(ConfigError::GsSubstitute(c)),
+            Some(c) => return Err(ScannerConfigError::GsSubstitute(c)),
             None => None,
         };
         Ok(Self {
@@ -422,7 +422,7 @@ pub fn run(
     config: &ScannerConfig,
     stop: &AtomicBool,
     mut sink: impl FnMut(ScannerEvent) -> bool,
-) -> Result<(), ConfigError> {
+) -> Result<(), ScannerConfigError> {
     let mut framer = Framer::new(config)?;
     let started = Instant::now();
     let now_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -569,10 +569,13 @@ mod tests {
     fn framer_refuses_an_empty_suffix_or_non_ascii_gs_substitute() {
         assert_eq!(
             Framer::new(&config("", "", None, 0)).err(),
-            Some(ConfigError::EmptySuffix)
+            Some(ScannerConfigError::EmptySuffix)
         );
         let c = config("", "\r", Some('é'), 0);
-        assert_eq!(Framer::new(&c).err(), Some(ConfigError::GsSubstitute('é')));
+        assert_eq!(
+            Framer::new(&c).err(),
+            Some(ScannerConfigError::GsSubstitute('é'))
+        );
     }
 
     #[test]

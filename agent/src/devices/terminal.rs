@@ -2,7 +2,7 @@
 //! heartbeats over a serial link; receives keys and scans; notices a dead link.
 //!
 //! Split in two, like the terminal itself:
-//! - [`LinkState`] is pure: `now_ms` and inputs in, [`Output`]s out. It never reads a
+//! - [`TerminalLink`] is pure: `now_ms` and inputs in, [`Output`]s out. It never reads a
 //!   clock or touches the port.
 //! - [`spawn`] runs the reader loop on its own thread (the serial port is blocking I/O):
 //!   it reads bytes, feeds them through the protocol's `FrameDecoder` into the state, and
@@ -86,7 +86,7 @@ pub enum TerminalEvent {
     Reconnected,
 }
 
-/// What [`LinkState`] wants done.
+/// What [`TerminalLink`] wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send this to the terminal.
@@ -97,7 +97,7 @@ pub enum Output {
 
 /// The agent's side of the link, as a pure state machine.
 #[derive(Debug, Clone)]
-pub struct LinkState {
+pub struct TerminalLink {
     screen: Option<Screen>,
     alive: bool,
     last_rx_ms: u64,
@@ -105,16 +105,16 @@ pub struct LinkState {
     awaiting_hello: bool,
 }
 
-impl Default for LinkState {
+impl Default for TerminalLink {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl LinkState {
+impl TerminalLink {
     /// A link that has not started.
     pub fn new() -> Self {
-        LinkState {
+        TerminalLink {
             screen: None,
             alive: false,
             last_rx_ms: 0,
@@ -363,7 +363,7 @@ pub fn spawn(
 
 /// Everything the station asked for since the last look, in order, as outputs of
 /// `state`; `None` when the link is to stop (told so, or its handle is gone).
-fn drain(commands: &mpsc::Receiver<Command>, state: &mut LinkState) -> Option<Vec<Output>> {
+fn drain(commands: &mpsc::Receiver<Command>, state: &mut TerminalLink) -> Option<Vec<Output>> {
     let mut out = Vec::new();
     loop {
         match commands.try_recv() {
@@ -385,7 +385,7 @@ fn run(
 ) {
     let start = Instant::now();
     let now = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let mut state = LinkState::new();
+    let mut state = TerminalLink::new();
     let mut decoder = FrameDecoder::<MAX_LINK_FRAME>::new();
     let mut writer = Writer::new(port);
     // While the port is down: when to try again, and how many tries failed.
@@ -552,7 +552,7 @@ impl Writer {
     }
 
     /// Writes the current screen if an earlier attempt found the line full.
-    fn catch_up(&mut self, state: &LinkState) {
+    fn catch_up(&mut self, state: &TerminalLink) {
         if !self.screen_behind || self.port.is_none() || self.failed.is_some() {
             return;
         }
@@ -724,7 +724,7 @@ mod tests {
 
     #[test]
     fn the_answer_to_our_hello_brings_the_screen_but_no_second_hello() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         assert!(says_hello(&l.start(0)));
         l.show(screen());
         let out = l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
@@ -738,7 +738,7 @@ mod tests {
 
     #[test]
     fn an_unsolicited_hello_from_a_restarted_terminal_gets_hello_and_the_screen() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         l.show(screen());
         l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
@@ -752,7 +752,7 @@ mod tests {
 
     #[test]
     fn silence_past_the_timeout_is_reported_once_as_link_lost() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
         let mut lost = 0;
@@ -769,7 +769,7 @@ mod tests {
 
     #[test]
     fn heartbeats_go_out_every_second_and_answers_keep_the_link_alive() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
         let mut beats = 0;
@@ -787,7 +787,7 @@ mod tests {
 
     #[test]
     fn a_heartbeat_after_a_dead_link_asks_for_hello_then_resends_the_screen() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         l.show(screen());
         l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
@@ -801,7 +801,7 @@ mod tests {
 
     #[test]
     fn keys_and_scans_become_events() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION));
         let out = l.on_frame(20, from_terminal(FromTerminal::Key(Key::Digit(3))));
@@ -810,7 +810,7 @@ mod tests {
 
     #[test]
     fn a_terminal_of_another_version_is_reported() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         let out = l.on_frame(10, hello_from_terminal(PROTOCOL_VERSION + 1));
         assert_eq!(
@@ -836,7 +836,7 @@ mod tests {
 
     #[test]
     fn a_reopened_port_gets_hello_and_the_current_screen_at_once() {
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         l.start(0);
         assert!(says_hello(&l.reopened(100)), "no screen yet: hello alone");
         assert_eq!(sends(&l.reopened(100)).len(), 1);
@@ -866,7 +866,7 @@ mod tests {
     #[test]
     fn queued_screens_and_beeps_go_out_in_order_until_told_to_stop() {
         let (tx, rx) = mpsc::channel();
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         tx.send(Command::Show(text(1))).unwrap();
         tx.send(Command::Beep(Beep::Error)).unwrap();
         tx.send(Command::Show(text(2))).unwrap();
@@ -917,7 +917,7 @@ mod tests {
         serialport::SerialPort::set_timeout(&mut agent_end, PORT_WAIT).unwrap();
         serialport::SerialPort::set_timeout(&mut terminal_end, PORT_WAIT).unwrap();
         let mut w = Writer::new(Box::new(agent_end));
-        let mut l = LinkState::new();
+        let mut l = TerminalLink::new();
         let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
         let started = Instant::now();
         for round in 0..20 {

@@ -3,11 +3,11 @@
 //! on. Every check runs even when an earlier one failed, unless it needs what failed.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::store::{Db, SCHEMA_VERSION, StoreError};
-use crate::sync::mqtt::{self, BrokerSettings};
+use crate::sync::mqtt::BrokerSettings;
+use crate::sync::probe::{ProbeError, probe};
 
 pub mod devices;
 
@@ -263,66 +263,38 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 /// Connects to the broker with the configured URL, TLS and credentials, under its own
 /// client id (`<device>-doctor`, clean session) so a running agent is not disturbed.
 async fn broker_check(device: &str, settings: &BrokerSettings) -> Check {
-    let fail_settings = |e: mqtt::SettingsError| {
-        Check::fail(
-            "broker",
-            e.to_string(),
-            "fix broker.url, broker.ca_file, broker.cert_file or broker.key_file",
-        )
-    };
-    let mut opts = match mqtt::options(&format!("{device}-doctor"), settings) {
-        Ok(o) => o,
-        Err(e) => return fail_settings(e),
-    };
-    opts.set_clean_session(true);
-    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10);
-    let timeout = settings.connect_timeout.max(Duration::from_secs(1));
-    let connected = tokio::time::timeout(timeout, async {
-        loop {
-            match events.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    })
-    .await;
-    match connected {
-        Ok(Ok(())) => {
-            let _ = client.try_disconnect();
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while events.poll().await.is_ok() {}
-            })
-            .await;
+    let e = match probe(&format!("{device}-doctor"), settings).await {
+        Ok(()) => {
             let who = match &settings.username {
                 Some(u) => format!(" as {u}"),
                 None => String::new(),
             };
-            Check::pass("broker", format!("connected to {}{who}", settings.url))
+            return Check::pass("broker", format!("connected to {}{who}", settings.url));
         }
-        Ok(Err(e)) => {
-            use rumqttc::ConnectionError as E;
-            let fix = match &e {
-                E::ConnectionRefused(_) => {
-                    "check broker.username and the password (file or variable) against the \
-                     broker's password file and ACL"
-                }
-                E::Tls(_) => "check broker.ca_file, the client certificate and the broker's name",
-                _ => "check broker.url (host and port), the network, and that the broker runs",
-            };
-            Check::fail(
+        Err(e) => e,
+    };
+    let fix = match &e {
+        ProbeError::Settings(_) => {
+            return Check::fail(
                 "broker",
-                format!("{}: {}", settings.url, crate::sync::agent::describe(&e)),
-                fix,
-            )
+                e.to_string(),
+                "fix broker.url, broker.ca_file, broker.cert_file or broker.key_file",
+            );
         }
-        Err(_) => Check::fail(
-            "broker",
-            format!("{}: no answer within {}s", settings.url, timeout.as_secs()),
+        ProbeError::Refused(_) => {
+            "check broker.username and the password (file or variable) against the \
+             broker's password file and ACL"
+        }
+        ProbeError::Tls(_) => "check broker.ca_file, the client certificate and the broker's name",
+        ProbeError::Unreachable(_) => {
+            "check broker.url (host and port), the network, and that the broker runs"
+        }
+        ProbeError::Timeout(_) => {
             "check broker.url, firewalls between the station and the broker, and that the \
-             broker runs",
-        ),
-    }
+             broker runs"
+        }
+    };
+    Check::fail("broker", format!("{}: {e}", settings.url), fix)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! control command at once, even inside a label (`~JA` cancels every job in the printer).
 //! With `^FH` in front of a `^FD`, `_XX` is the byte `0xXX`, so every `^`, `~`, `_`, control
 //! byte (< 0x20) and DEL becomes a hex escape and reaches the printer as data, never as a
-//! command (FIELD-NOTES.md, "ZPL II and Zebra printers").
+//! command (docs/dev/field-notes.md, "ZPL II and Zebra printers").
 
 /// Most bytes of field data in one `^FD ... ^FS` a Zebra printer accepts.
 pub const MAX_FIELD_BYTES: usize = 3072;

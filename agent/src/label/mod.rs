@@ -108,10 +108,42 @@ const ADDRESS_KEYS: &[&str] = &[
     "city_line",
 ];
 
+/// What a label prints of an order: its id, both addresses, carrier, service and tracking
+/// number. A view, so the label takes the wire's `PackOrder` (when one arrives) and the
+/// pack workflow's own order alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Shipment<'a> {
+    /// Order id.
+    pub order_id: &'a str,
+    /// Sender.
+    pub ship_from: &'a Address,
+    /// Recipient.
+    pub ship_to: &'a Address,
+    /// Carrier, e.g. `DHL`.
+    pub carrier: &'a str,
+    /// Carrier service.
+    pub service: &'a str,
+    /// Carrier tracking number, printed as Code 128.
+    pub tracking: &'a str,
+}
+
+impl<'a> From<&'a PackOrder> for Shipment<'a> {
+    fn from(o: &'a PackOrder) -> Shipment<'a> {
+        Shipment {
+            order_id: &o.order_id,
+            ship_from: &o.ship_from,
+            ship_to: &o.ship_to,
+            carrier: &o.carrier,
+            service: &o.service,
+            tracking: &o.tracking,
+        }
+    }
+}
+
 /// Checks that every value of `order` a label may print fits its placeholder's bound
 /// ([`template::PLACEHOLDERS`]), whichever template prints it: the order's fields, both
 /// addresses (each line, and the composed city line), carrier, service, tracking.
-pub fn check_fits(order: &PackOrder) -> Result<(), FieldTooLong> {
+pub fn check_fits(order: &Shipment<'_>) -> Result<(), FieldTooLong> {
     let fits = |field: String, value: &str| {
         let max = template::max_chars(&field).unwrap_or(usize::MAX);
         let len = value.chars().count();
@@ -125,7 +157,7 @@ pub fn check_fits(order: &PackOrder) -> Result<(), FieldTooLong> {
         }
         Ok(())
     };
-    for (prefix, a) in [("ship_from", &order.ship_from), ("ship_to", &order.ship_to)] {
+    for (prefix, a) in [("ship_from", order.ship_from), ("ship_to", order.ship_to)] {
         if a.lines.len() > ADDRESS_LINES {
             return Err(FieldTooLong {
                 field: format!("{prefix}.lines"),
@@ -139,10 +171,10 @@ pub fn check_fits(order: &PackOrder) -> Result<(), FieldTooLong> {
         }
     }
     for (field, value) in [
-        ("carrier", &order.carrier),
-        ("service", &order.service),
-        ("order_id", &order.order_id),
-        ("tracking", &order.tracking),
+        ("carrier", order.carrier),
+        ("service", order.service),
+        ("order_id", order.order_id),
+        ("tracking", order.tracking),
     ] {
         fits(field.to_string(), value)?;
     }
@@ -152,8 +184,8 @@ pub fn check_fits(order: &PackOrder) -> Result<(), FieldTooLong> {
 /// One carton's label data.
 #[derive(Debug, Clone, Copy)]
 pub struct LabelData<'a> {
-    /// The order, with addresses, carrier and tracking number.
-    pub order: &'a PackOrder,
+    /// The order's addresses, carrier and tracking number.
+    pub order: Shipment<'a>,
     /// Carton number within the order, from 1.
     pub carton_no: u16,
     /// Cartons in the order, when known (the last carton knows it).
@@ -213,15 +245,15 @@ fn address_value(a: &Address, key: &str) -> String {
 fn value(data: &LabelData<'_>, name: &str) -> String {
     let o = data.order;
     if let Some(key) = name.strip_prefix("ship_from.") {
-        return address_value(&o.ship_from, key);
+        return address_value(o.ship_from, key);
     }
     if let Some(key) = name.strip_prefix("ship_to.") {
-        return address_value(&o.ship_to, key);
+        return address_value(o.ship_to, key);
     }
     match name {
-        "carrier" => o.carrier.clone(),
-        "service" => o.service.clone(),
-        "order_id" => o.order_id.clone(),
+        "carrier" => o.carrier.to_owned(),
+        "service" => o.service.to_owned(),
+        "order_id" => o.order_id.to_owned(),
         "carton_no" => data.carton_no.to_string(),
         "carton_count" => data.carton_count.map(|n| n.to_string()).unwrap_or_default(),
         "carton" => match data.carton_count {
@@ -233,7 +265,7 @@ fn value(data: &LabelData<'_>, name: &str) -> String {
             let centi = (data.weight_g + 5) / 10;
             format!("{}.{:02} kg", centi / 100, centi % 100)
         }
-        "tracking" => o.tracking.clone(),
+        "tracking" => o.tracking.to_owned(),
         "sscc" => data.sscc.as_str().to_owned(),
         "digital_link" => data.sscc.digital_link(),
         _ => String::new(),
@@ -242,7 +274,7 @@ fn value(data: &LabelData<'_>, name: &str) -> String {
 
 /// Renders `data` with `template` into ZPL bytes.
 pub fn render(template: &Template, data: &LabelData<'_>) -> Result<Vec<u8>, LabelError> {
-    check_tracking(&data.order.tracking)?;
+    check_tracking(data.order.tracking)?;
     Ok(template.fill(|name| value(data, name)))
 }
 
@@ -314,7 +346,7 @@ pub fn builtin_source(dpi: Dpi) -> String {
     ));
     // Carrier tracking number, Code 128 in automatic mode (subset C for digit runs).
     z.push_str(&code128(40, 735, 2, 110, 'A', "{{tracking}}"));
-    // SSCC as GS1-128: mode D adds FNC1 after the start code (FIELD-NOTES.md).
+    // SSCC as GS1-128: mode D adds FNC1 after the start code (docs/dev/field-notes.md, "ZPL II").
     z.push_str(&code128(90, 955, 3, 190, 'D', "(00){{sscc}}"));
     z.push_str("^XZ\n");
     z
@@ -346,7 +378,7 @@ mod tests {
     /// The first carton of `o`, of 1 g.
     fn first_carton<'a>(o: &'a PackOrder, sscc: &'a Sscc) -> LabelData<'a> {
         LabelData {
-            order: o,
+            order: o.into(),
             carton_no: 1,
             carton_count: None,
             weight_g: 1,
@@ -382,7 +414,7 @@ mod tests {
     fn check_fit(edit: impl Fn(&mut PackOrder), expected: Result<(), &str>) {
         let mut o = order();
         edit(&mut o);
-        let got = check_fits(&o).map_err(|e| e.to_string());
+        let got = check_fits(&(&o).into()).map_err(|e| e.to_string());
         assert_eq!(got, expected.map_err(str::to_string));
     }
 
@@ -463,7 +495,7 @@ mod tests {
         o.service = "V".repeat(32);
         o.order_id = "O".repeat(40);
         o.tracking = "7".repeat(30);
-        check_fits(&o).unwrap();
+        check_fits(&(&o).into()).unwrap();
         let sscc = Sscc::build(3, "4012345", 1).unwrap();
         let data = first_carton(&o, &sscc);
         for dpi in [Dpi::D203, Dpi::D300] {
@@ -499,7 +531,7 @@ mod tests {
             (12_345, "12.35 kg"),
         ] {
             let data = LabelData {
-                order: &o,
+                order: (&o).into(),
                 carton_no: 1,
                 carton_count: Some(2),
                 weight_g: g,

@@ -38,7 +38,7 @@ pub enum SsccError {
 }
 
 /// GS1 mod-10 check digit of `digits` (ASCII digits): weights 3, 1, 3, ... from the
-/// rightmost digit (FIELD-NOTES.md, "GS1 barcodes").
+/// rightmost digit (docs/dev/field-notes.md, "GS1 barcodes").
 pub fn gs1_check_digit(digits: &[u8]) -> u8 {
     let sum: u32 = digits
         .iter()

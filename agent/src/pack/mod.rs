@@ -21,14 +21,15 @@ pub mod scan;
 use std::collections::VecDeque;
 
 use floorhand_protocol::link::{Beep, Key, Level, MenuReason, ScanTarget, Screen, fit};
-use floorhand_protocol::oms::PackOrder;
+use floorhand_protocol::oms::Address;
 
-use crate::label::{self, LabelData, Sscc, Template};
+use crate::label::{self, LabelData, Shipment, Sscc, Template};
+pub use crate::pick::Capture;
 use scan::Scanned;
 
 /// Station settings.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct PackConfig {
     /// The site's GS1 company prefix.
     pub company_prefix: String,
     /// SSCC extension digit.
@@ -41,6 +42,68 @@ pub struct Config {
     pub tolerance_min_g: u32,
     /// The label template (built-in or the site's file).
     pub template: Template,
+}
+
+/// An order to pack, as the workflow needs it. The runtime converts the store's copy at
+/// the station's edge (`station::pack`), as it does `pick::PickTask`; the addresses keep
+/// the contract's `Address`, which the label prints field by field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// Order id.
+    pub order_id: String,
+    /// Lines to verify.
+    pub lines: Vec<Line>,
+    /// Sender.
+    pub ship_from: Address,
+    /// Recipient.
+    pub ship_to: Address,
+    /// Carrier, e.g. `DHL`.
+    pub carrier: String,
+    /// Carrier service.
+    pub service: String,
+    /// Carrier tracking number.
+    pub tracking: String,
+}
+
+impl Order {
+    /// What the label prints of this order.
+    pub fn shipment(&self) -> Shipment<'_> {
+        Shipment {
+            order_id: &self.order_id,
+            ship_from: &self.ship_from,
+            ship_to: &self.ship_to,
+            carrier: &self.carrier,
+            service: &self.service,
+            tracking: &self.tracking,
+        }
+    }
+}
+
+/// A line of an [`Order`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Line of the order.
+    pub order_line: u32,
+    /// GTINs the item may be scanned by.
+    pub gtins: Vec<LineGtin>,
+    /// The OMS's item number, shown to the packer.
+    pub sku: String,
+    /// Units to pack.
+    pub qty: u32,
+    /// What must be captured per unit.
+    pub capture: Capture,
+    /// Expected weight of one unit in grams, 0 if unknown.
+    pub unit_weight_g: u32,
+}
+
+/// A GTIN a line's item may be scanned by, as the OMS wrote it (matched byte for byte),
+/// and how many units one scan counts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineGtin {
+    /// The GTIN.
+    pub gtin: String,
+    /// Units per scan: 1 for the each, 12 for a case of twelve.
+    pub pack_qty: u32,
 }
 
 /// One unit (or pack of units) scanned into a carton.
@@ -155,7 +218,7 @@ pub enum Input {
     /// A stable reading from the scale, in grams.
     ScaleWeight(u32),
     /// Answer to [`Effect::LookUpOrder`].
-    Order(Box<PackOrder>),
+    Order(Box<Order>),
     /// Answer to [`Effect::LookUpOrder`]: no open order for that code.
     OrderNotFound(String),
     /// Answer to [`Effect::AllocateSscc`]: the next value of the never-repeating counter.
@@ -262,7 +325,7 @@ enum Need {
 /// The order being packed.
 #[derive(Debug, Clone)]
 struct Active {
-    order: PackOrder,
+    order: Order,
     /// Units packed per line, over all cartons.
     packed: Vec<u32>,
     /// The open carton.
@@ -328,7 +391,7 @@ enum Pending {
 /// The pack station's state.
 #[derive(Debug)]
 pub struct Packer {
-    config: Config,
+    config: PackConfig,
     stage: Stage,
     active: Option<Active>,
     pending: VecDeque<Pending>,
@@ -376,7 +439,7 @@ fn scan_prompt(target: ScanTarget, hint: &str) -> Effect {
 
 impl Packer {
     /// A station waiting for its first order.
-    pub fn new(config: Config) -> Packer {
+    pub fn new(config: PackConfig) -> Packer {
         Packer {
             config,
             stage: Stage::Idle,
@@ -514,7 +577,7 @@ impl Packer {
         vec![message(Level::Error, &text), Effect::Beep(Beep::Error)]
     }
 
-    fn order_found(&mut self, order: PackOrder) -> Vec<Effect> {
+    fn order_found(&mut self, order: Order) -> Vec<Effect> {
         if !matches!(self.stage, Stage::LookingUp(_)) {
             return Vec::new();
         }
@@ -877,7 +940,7 @@ impl Packer {
         let complete = active.complete();
         let ends_order = complete || short.is_some();
         let data = LabelData {
-            order: &active.order,
+            order: active.order.shipment(),
             carton_no: active.carton_no,
             carton_count: ends_order.then_some(active.carton_no),
             weight_g,

@@ -73,7 +73,7 @@ struct Station {
 impl Station {
     fn new() -> Station {
         Station {
-            packer: Packer::new(Config {
+            packer: Packer::new(PackConfig {
                 company_prefix: "4012345".into(),
                 extension: 3,
                 tare_g: 200,
@@ -110,7 +110,7 @@ impl Station {
     fn start(&mut self, o: PackOrder) -> Vec<Effect> {
         let id = o.order_id.clone();
         assert_eq!(self.scan(&id), vec![Effect::LookUpOrder(id)]);
-        self.feed(Input::Order(Box::new(o)))
+        self.feed(Input::Order(Box::new(Order::from(&o))))
     }
 
     /// Answers the SSCC allocation the last effects asked for.
@@ -583,7 +583,10 @@ fn a_cancellation_mid_pack_stops_and_asks_to_set_the_carton_aside() {
     })));
     // Scanned again later, the cancelled order is refused.
     s.scan("SO-10042");
-    check_refused(&s.feed(Input::Order(Box::new(order()))), "cancelled");
+    check_refused(
+        &s.feed(Input::Order(Box::new(Order::from(&order())))),
+        "cancelled",
+    );
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! lines come out as [`Effect`]s. No clock (the runtime passes `now` in milliseconds), no
 //! I/O, no SQL, no tokio.
 //!
-//! Durability rule (FIELD-NOTES: "never acknowledge ... beep to the picker ... before the
-//! commit that records it"): a step that changes what the OMS will be told emits
+//! Durability rule (docs/dev/field-notes.md, "SQLite on flash": "never acknowledge ... beep
+//! to the picker ... before the commit that records it"): a step that changes what the OMS will be told emits
 //! [`Effect::Persist`] and no beep; the ok-beep and the next screen follow only when the
 //! runtime feeds back [`Input::Committed`] with the same id. While a command is pending,
 //! scans and keys are refused with an error beep. Accepting one item scan into the count

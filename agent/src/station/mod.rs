@@ -26,7 +26,7 @@ use std::time::Instant;
 use floorhand_protocol::link::{Beep, Level, Screen, fit};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{Config, ConfigError, Role};
+use crate::config::{ConfigError, Devices, StationSettings};
 use crate::devices::scale::{self, ScaleConfig, ScaleEvent};
 use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
 use crate::devices::terminal::{self, TerminalError, TerminalEvent, TerminalHandle};
@@ -149,14 +149,6 @@ pub(crate) async fn join_within(
     }
 }
 
-/// Unix seconds: timestamps in the store.
-pub(crate) fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The terminal, or the log when the station has none.
 pub(crate) struct Display {
     terminal: Option<TerminalHandle>,
@@ -210,24 +202,24 @@ impl Display {
     }
 }
 
-/// Starts the devices of `cfg` (scanner thread, terminal link); says in the log which
-/// ones the station has not.
+/// Starts the station's scanner thread and terminal link; says in the log which ones it
+/// has not.
 fn shell(
-    cfg: &Config,
+    devices: &Devices,
     store: Store,
     sync: SyncHandle,
     shutdown: watch::Receiver<bool>,
     ready: oneshot::Sender<()>,
 ) -> Result<Shell, StationError> {
-    let (terminal, terminal_events) = match cfg.terminal_config() {
+    let (terminal, terminal_events) = match &devices.terminal {
         Some(t) => {
-            let (handle, events) = terminal::spawn(&t)?;
+            let (handle, events) = terminal::spawn(t)?;
             (Some(handle), Some(events))
         }
         None => (None, None),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let (scanner, scanner_thread) = match &cfg.scanner {
+    let (scanner, scanner_thread) = match &devices.scanner {
         Some(s) => {
             let (rx, thread) = spawn_scanner(s.clone(), stop.clone())?;
             (Some(rx), Some(thread))
@@ -307,42 +299,46 @@ pub struct Running {
     pub ready: oneshot::Receiver<()>,
 }
 
-/// Starts the station `cfg.station.role` asks for: opens its devices now (so a wrong
-/// port is an error at start) and runs its workflow on a task until `shutdown`.
+/// Starts the station `settings` describe: opens its devices now (so a wrong port is an
+/// error at start) and runs its role's workflow on a task until `shutdown`.
 pub fn start(
-    cfg: &Config,
-    cfg_path: &std::path::Path,
+    settings: &StationSettings,
     store: Store,
     sync: SyncHandle,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Running, StationError> {
     let (ready_tx, ready) = oneshot::channel();
-    let task = match cfg.station.role {
-        Role::Picker => {
-            let shell = shell(cfg, store, sync, shutdown, ready_tx)?;
-            let config = cfg.pick_config();
+    let task = match settings {
+        StationSettings::Picker { pick, devices } => {
+            let shell = shell(devices, store, sync, shutdown, ready_tx)?;
+            let config = pick.clone();
             tokio::spawn(async move {
                 pick::run(shell, config).await;
                 Ok(())
             })
         }
-        Role::Pack => {
-            let pack = cfg.pack_config(cfg_path)?.ok_or(StationError::Missing(
-                "a pack station needs a [label] section",
-            ))?;
-            let printer = cfg.printer_config().ok_or(StationError::Missing(
-                "a pack station needs a [printer] section",
-            ))?;
-            let shell = shell(cfg, store, sync, shutdown, ready_tx)?;
-            let badge_prefix = cfg.station.badge_prefix.clone();
-            let scale = match &cfg.scale {
+        StationSettings::Pack {
+            pack,
+            badge_prefix,
+            printer,
+            scale,
+            devices,
+        } => {
+            let shell = shell(devices, store, sync, shutdown, ready_tx)?;
+            let scale = match scale {
                 Some(s) => Some(spawn_scale(s.clone(), shell.stop.clone())?),
                 None => {
                     tracing::info!("no [scale]: the packer types each carton's weight");
                     None
                 }
             };
-            tokio::spawn(pack::run(shell, pack, badge_prefix, printer, scale))
+            tokio::spawn(pack::run(
+                shell,
+                pack.clone(),
+                badge_prefix.clone(),
+                printer.clone(),
+                scale,
+            ))
         }
     };
     Ok(Running { task, ready })

@@ -26,17 +26,18 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use floorhand_protocol::link::{Beep, Level};
-use floorhand_protocol::oms::{EventKind, PrinterState};
+use floorhand_protocol::oms::{EventKind, PackOrder, PrinterState};
 use tokio::sync::{mpsc, watch};
 
-use super::{Device, ScaleThread, Shell, StationError, join_within, next, now_s};
+use super::{Device, ScaleThread, Shell, StationError, join_within, next};
+use crate::clock::unix_now;
 use crate::devices::printer::{
     self, JobReport, PrintJob, Printer, PrinterConfig, PrinterView, QueuedJob,
 };
 use crate::devices::scale::ScaleEvent;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
-use crate::pack::{Commit, Config, Effect, Input, Packer};
+use crate::pack::{Capture, Commit, Effect, Input, Line, LineGtin, Order, PackConfig, Packer};
 use crate::store::{Applied, CartonClose, CartonItem, Db, StoreError};
 use crate::sync::agent::DeviceReport;
 
@@ -48,6 +49,44 @@ fn printer_stop(cfg: &PrinterConfig) -> Duration {
 
 /// How long shutdown waits for a printer thread with no job queued.
 pub const IDLE_PRINTER_STOP: Duration = Duration::from_millis(300);
+
+/// The store's copy of a pack order (kept in the contract's form) as the pack workflow's
+/// [`Order`]: converted here, at the station's edge, as `pick_task` converts tasks.
+impl From<&PackOrder> for Order {
+    fn from(o: &PackOrder) -> Order {
+        Order {
+            order_id: o.order_id.clone(),
+            lines: o
+                .lines
+                .iter()
+                .map(|l| Line {
+                    order_line: l.order_line,
+                    gtins: l
+                        .gtins
+                        .iter()
+                        .map(|g| LineGtin {
+                            gtin: g.gtin.clone(),
+                            pack_qty: g.pack_qty,
+                        })
+                        .collect(),
+                    sku: l.sku.clone(),
+                    qty: l.qty,
+                    capture: Capture {
+                        lot: l.capture.lot,
+                        serial: l.capture.serial,
+                        expiry: l.capture.expiry,
+                    },
+                    unit_weight_g: l.unit_weight_g,
+                })
+                .collect(),
+            ship_from: o.ship_from.clone(),
+            ship_to: o.ship_to.clone(),
+            carrier: o.carrier.clone(),
+            service: o.service.clone(),
+            tracking: o.tracking.clone(),
+        }
+    }
+}
 
 struct Station {
     shell: Shell,
@@ -65,7 +104,7 @@ struct Station {
 /// Runs the pack station until shutdown.
 pub(crate) async fn run(
     shell: Shell,
-    config: Config,
+    config: PackConfig,
     badge_prefix: String,
     printer_cfg: PrinterConfig,
     scale: Option<ScaleThread>,
@@ -288,7 +327,7 @@ impl Station {
     }
 
     async fn input(&mut self, input: Input) {
-        let effects = self.packer.handle(now_s(), input);
+        let effects = self.packer.handle(unix_now(), input);
         self.apply(effects).await;
     }
 
@@ -308,7 +347,7 @@ impl Station {
                 Effect::LookUpOrder(code) => {
                     let key = code.clone();
                     match self.shell.store.call(move |db| db.pack_order(&key)).await {
-                        Ok(Ok(Some(order))) => Input::Order(Box::new(order)),
+                        Ok(Ok(Some(order))) => Input::Order(Box::new(Order::from(&order))),
                         Ok(Ok(None)) => Input::OrderNotFound(code),
                         Ok(Err(e)) | Err(e) => {
                             tracing::error!("pack order {code:?}: {e}");
@@ -331,7 +370,7 @@ impl Station {
                 }
                 Effect::Commit(c) => self.commit(c).await,
             };
-            queue.extend(self.packer.handle(now_s(), answer));
+            queue.extend(self.packer.handle(unix_now(), answer));
         }
     }
 
@@ -390,7 +429,7 @@ impl Station {
         let (job_id, fault) = match &report {
             JobReport::Sent { job_id } => {
                 // Recorded so that a restart confirms the job instead of sending it again.
-                let (job_id, at) = (*job_id, now_s());
+                let (job_id, at) = (*job_id, unix_now());
                 match self
                     .shell
                     .store
@@ -409,7 +448,7 @@ impl Station {
             }
         };
         let effects = self.packer.handle(
-            now_s(),
+            unix_now(),
             Input::PrintReport {
                 job_id,
                 fault: fault.clone(),
@@ -417,7 +456,7 @@ impl Station {
         );
         if effects.is_empty() {
             // A job from before a restart: the packer does not know it; record it here.
-            let at = now_s();
+            let at = unix_now();
             let operator = self.operator();
             let r = match fault.clone() {
                 None => {
@@ -536,5 +575,79 @@ impl Station {
         if let Some(s) = self.workflow_screen.clone() {
             self.shell.display.show(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use floorhand_protocol::oms::{Capture as WireCapture, Down, GtinPack, PackLine};
+
+    use super::*;
+
+    fn example() -> PackOrder {
+        floorhand_protocol::examples::down()
+            .into_iter()
+            .find_map(|(_, env)| match env.body.body {
+                Down::PackOrder(p) => Some(*p),
+                _ => None,
+            })
+            .expect("the protocol's examples hold a PackOrder")
+    }
+
+    #[test]
+    fn a_stored_pack_order_becomes_the_workflows_order_field_for_field() {
+        let mut o = example();
+        o.lines.push(PackLine {
+            order_line: 9,
+            gtins: vec![GtinPack {
+                gtin: "00012345678905".into(),
+                pack_qty: 12,
+            }],
+            sku: "SKU-9".into(),
+            description: "a case".into(),
+            qty: 24,
+            capture: WireCapture {
+                lot: true,
+                serial: false,
+                expiry: true,
+            },
+            unit_weight_g: 350,
+        });
+        let order = Order::from(&o);
+        assert_eq!(order.order_id, o.order_id);
+        assert_eq!(
+            (&order.ship_from, &order.ship_to),
+            (&o.ship_from, &o.ship_to)
+        );
+        assert_eq!(
+            (&order.carrier, &order.service, &order.tracking),
+            (&o.carrier, &o.service, &o.tracking)
+        );
+        assert_eq!(order.lines.len(), o.lines.len());
+        let last = order.lines.last().unwrap();
+        assert_eq!(
+            (
+                last.order_line,
+                last.sku.as_str(),
+                last.qty,
+                last.unit_weight_g
+            ),
+            (9, "SKU-9", 24, 350)
+        );
+        assert_eq!(
+            last.gtins,
+            vec![LineGtin {
+                gtin: "00012345678905".into(),
+                pack_qty: 12
+            }]
+        );
+        assert_eq!(
+            last.capture,
+            Capture {
+                lot: true,
+                serial: false,
+                expiry: true
+            }
+        );
     }
 }

@@ -33,8 +33,9 @@ use floorhand_protocol::link::{Beep, Level, ScanTarget, Screen};
 use floorhand_protocol::oms;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Device, Shell, next, now_s};
+use super::{Device, Shell, next};
 use crate::barcode::Gtin14;
+use crate::clock::unix_now;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
 use crate::pick::{
@@ -236,7 +237,7 @@ pub(crate) fn execute(
 /// Writes the workflow's scan audit line; a failure is logged, never fatal (the scan
 /// itself was handled). Shared with `floorhand demo`'s picker.
 pub(crate) async fn audit(store: &Store, a: Audit) {
-    let now = now_s();
+    let now = unix_now();
     let r = store
         .call(move |db| db.audit_scan(now, a.operator, a.input.as_bytes(), &a.outcome))
         .await;
@@ -357,7 +358,7 @@ impl Station {
                 Effect::Persist { id, command } => {
                     let operator = self.picker.operator().unwrap_or(0);
                     let prefix = self.badge_prefix.clone();
-                    let now = now_s();
+                    let now = unix_now();
                     let result = self
                         .shell
                         .store
@@ -409,7 +410,7 @@ impl Station {
 
     fn banner_due(&self) -> bool {
         self.offline_since
-            .is_some_and(|since| now_s().saturating_sub(since) >= OFFLINE_GRACE_S)
+            .is_some_and(|since| unix_now().saturating_sub(since) >= OFFLINE_GRACE_S)
     }
 
     /// Hands the picker the path as the store has it now (see [`read_path`]). A read
@@ -515,7 +516,7 @@ impl Station {
         if !self.banner_due() || self.scanner_down.is_some() || !idle(&self.picker.screen()) {
             return;
         }
-        let now = now_s();
+        let now = unix_now();
         let fresh = self
             .banner_at
             .is_some_and(|at| now.saturating_sub(at) < BANNER_REFRESH_S);

@@ -15,18 +15,27 @@
 //!   purge deletes, and only completed, acknowledged data;
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
-mod baseline;
+mod cartons;
+mod codec;
+mod conditions;
+#[cfg(any(test, feature = "sim"))]
+pub mod fixtures;
+mod inbox;
+mod limits;
+mod meta;
+#[cfg(feature = "oms")]
 pub mod oms_db;
+#[cfg(feature = "bridge")]
 pub mod oms_pg;
+#[cfg(feature = "oms")]
 pub mod oms_store;
 mod outbox;
+mod pack_orders;
 mod path;
 mod picks;
-mod print;
-mod sample;
+mod print_queue;
 mod schema;
 mod status;
-mod waves;
 
 #[cfg(test)]
 mod tests;
@@ -38,13 +47,14 @@ use floorhand_protocol::envelope::EncodeError;
 use floorhand_protocol::oms::{Date, RejectReason};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-pub use baseline::RawDb;
-pub use outbox::{BirthSnapshot, DownPoint, OutboxRow, OutboxStats};
+pub use cartons::{Carton, CartonClose, CartonItem};
+pub use limits::Usage;
+pub use meta::DownPoint;
+pub use outbox::{BirthSnapshot, OutboxRow, OutboxStats};
 pub use path::{Owed, PathTask};
-pub use print::{Carton, CartonClose, CartonItem, PrintJob};
-pub use sample::{sample_tasks, sample_wave};
+pub use print_queue::PrintJob;
 pub use schema::SCHEMA_VERSION;
-pub use status::{OperatorStatus, StatusReport, Usage};
+pub use status::{OperatorStatus, StatusReport};
 
 /// How hard SQLite syncs a commit to the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,7 +63,8 @@ pub enum Synchronous {
     #[default]
     Full,
     /// `synchronous=NORMAL`: consistent after power loss, but the last commits may be
-    /// rolled back (FIELD-NOTES, "SQLite on flash"). Survives a process crash either way.
+    /// rolled back (docs/dev/field-notes.md, "SQLite on flash"). Survives a process crash
+    /// either way.
     Normal,
 }
 
@@ -484,11 +495,11 @@ impl Db {
             synchronous: cfg.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
-        db.incarnation = outbox::load_or_make_incarnation(&db.conn)?;
-        db.settings = status::load_settings(&db.conn, db.settings.clone())?;
+        db.incarnation = meta::load_or_make_incarnation(&db.conn)?;
+        db.settings = limits::load_settings(&db.conn, db.settings.clone())?;
         // Recorded so that `floorhand status` (which has no config) reports the same
         // percentage the agent acts on.
-        status::record_limit(&db.conn, cfg.max_bytes)?;
+        limits::record_limit(&db.conn, cfg.max_bytes)?;
         Ok(db)
     }
 
@@ -519,7 +530,7 @@ impl Db {
         let defaults = StoreConfig::default();
         let mut db = Db {
             settings: Settings {
-                max_bytes: status::recorded_limit(&conn)?.unwrap_or(defaults.max_bytes),
+                max_bytes: limits::recorded_limit(&conn)?.unwrap_or(defaults.max_bytes),
                 alarm_pct: defaults.alarm_pct,
                 retention_s: defaults.retention.as_secs(),
             },
@@ -529,8 +540,8 @@ impl Db {
             synchronous: defaults.synchronous,
         };
         db.high_seq = outbox::load_high_seq(&db.conn)?;
-        db.incarnation = outbox::incarnation(&db.conn)?;
-        db.settings = status::load_settings(&db.conn, db.settings.clone())?;
+        db.incarnation = meta::incarnation(&db.conn)?;
+        db.settings = limits::load_settings(&db.conn, db.settings.clone())?;
         Ok(db)
     }
 

@@ -22,7 +22,8 @@ use tokio_postgres::Row;
 
 use super::StoreError;
 use super::oms_store::{
-    DeviceRow, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored, StoredEvent,
+    DeviceRow, DownLogRow, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored,
+    StoredEvent,
 };
 use crate::ledger::{self, Placement};
 
@@ -74,6 +75,10 @@ CREATE TABLE fh_pending (
 CREATE TABLE fh_claims (
     site TEXT NOT NULL, device TEXT NOT NULL, owner TEXT NOT NULL, until_ms BIGINT NOT NULL,
     PRIMARY KEY (site, device));
+",
+    // The floor view reads down messages in queue order from a key (`down_log_after`).
+    "
+CREATE INDEX fh_down_by_created ON fh_down (created, site, device, msg_no);
 ",
 ];
 
@@ -1010,6 +1015,42 @@ impl OmsStore for PgStore {
             }
             tx.commit().await.map_err(pg)?;
             Ok(())
+        })
+    }
+
+    fn down_log_after(
+        &self,
+        after: (u64, &str, &str, u64),
+        limit: usize,
+    ) -> Result<Vec<DownLogRow>, StoreError> {
+        self.block(async {
+            let c = Self::client(&self.pool).await?;
+            let rows = c
+                .query(
+                    "SELECT site, device, msg_no, created, body FROM fh_down
+                     WHERE (created, site, device, msg_no) > ($1, $2, $3, $4)
+                     ORDER BY created, site, device, msg_no LIMIT $5",
+                    &[
+                        &sql(after.0),
+                        &after.1,
+                        &after.2,
+                        &sql(after.3),
+                        &(limit as i64),
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DownLogRow {
+                        site: r.get(0),
+                        device: r.get(1),
+                        msg_no: unsql(r.get(2)),
+                        created: unsql(r.get(3)),
+                        body: from_json(r.get::<_, &str>(4))?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -164,6 +164,21 @@ pub struct DeviceRow {
     pub down_unacked: u64,
 }
 
+/// A down message as queued, for the floor view (`GET /`): which waves went where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownLogRow {
+    /// Site.
+    pub site: String,
+    /// Device.
+    pub device: String,
+    /// Its stable number for the device.
+    pub msg_no: u64,
+    /// Unix seconds when it was queued.
+    pub created: u64,
+    /// The message.
+    pub body: Down,
+}
+
 /// Totals for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreTotals {
@@ -315,6 +330,14 @@ pub trait OmsStore: Send {
         status: Option<&str>,
         now: u64,
     ) -> Result<(), StoreError>;
+
+    /// Down messages queued after `after` = (created, site, device, msg_no), in that
+    /// order, at most `limit`: the floor view reads waves and cancellations with it.
+    fn down_log_after(
+        &self,
+        after: (u64, &str, &str, u64),
+        limit: usize,
+    ) -> Result<Vec<DownLogRow>, StoreError>;
 
     /// Every device known, by site and id.
     fn devices(&self) -> Result<Vec<DeviceRow>, StoreError>;

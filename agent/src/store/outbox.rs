@@ -1,5 +1,4 @@
-//! The outbox (events waiting for the OMS's ack), the persisted counters, and the birth
-//! snapshot.
+//! The outbox (events waiting for the OMS's ack) and the birth snapshot.
 //!
 //! Seqs: the next event gets `high + 1`, where `high` is the larger of the highest seq in
 //! the outbox and the highest seq ever acknowledged (`meta.acked_through`). An ack deletes
@@ -11,10 +10,11 @@ use floorhand_protocol::limits::{MAX_PACK_ORDERS_IN_BIRTH, MAX_WAVES_IN_BIRTH};
 use floorhand_protocol::oms::{
     Event, EventKind, PackOrderInfo, PackOrderState, Up, UpMsg, WaveVersion, encode_up,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use super::waves::WAVE_IS_DONE;
-use super::{Db, StoreError, Tx, sql, unsql};
+use super::conditions::WAVE_IS_DONE;
+use super::meta::{ACKED_THROUGH, SESSION, acked_through, down_point, meta_next, meta_set};
+use super::{Db, DownPoint, StoreError, Tx, sql, unsql};
 
 /// One outbox row: the exact bytes to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,14 +40,6 @@ pub struct OutboxStats {
     pub high_seq: u64,
 }
 
-const ACKED_THROUGH: &str = "acked_through";
-const SESSION: &str = "session";
-const INCARNATION: &str = "incarnation";
-/// The OMS incarnation whose down sequence this device follows.
-pub(super) const DOWN_INCARNATION: &str = "down_incarnation";
-/// Highest down seq of that incarnation applied or rejected.
-pub(super) const DOWN_THROUGH: &str = "down_through";
-
 /// What a birth message reports: everything the agent holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirthSnapshot {
@@ -61,91 +53,6 @@ pub struct BirthSnapshot {
     pub outbox_acked_seq: u64,
     /// The down stream this device follows.
     pub down: DownPoint,
-}
-
-/// Where the device is in the OMS's down sequence.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DownPoint {
-    /// The OMS incarnation (0: no sequenced message applied yet).
-    pub oms_incarnation: u64,
-    /// Highest down seq applied or rejected.
-    pub through: u64,
-}
-
-pub(super) fn down_point(conn: &Connection) -> Result<DownPoint, StoreError> {
-    Ok(DownPoint {
-        oms_incarnation: meta_get(conn, DOWN_INCARNATION)?.map(unsql).unwrap_or(0),
-        through: meta_get(conn, DOWN_THROUGH)?.map(unsql).unwrap_or(0),
-    })
-}
-
-/// A random non-zero id from the operating system's randomness (std's hasher keys are
-/// seeded from it), so no two databases share one.
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        h.write_u32(std::process::id());
-        let id = h.finish();
-        if id != 0 {
-            return id;
-        }
-    }
-}
-
-/// The database's incarnation; 0 for a read-only view of a file that has none yet.
-pub(super) fn incarnation(conn: &Connection) -> Result<u64, StoreError> {
-    Ok(meta_get(conn, INCARNATION)?.map(unsql).unwrap_or(0))
-}
-
-/// The database's incarnation, made (and committed) on first open.
-pub(super) fn load_or_make_incarnation(conn: &Connection) -> Result<u64, StoreError> {
-    match incarnation(conn)? {
-        0 => {
-            let id = random_id();
-            meta_set(conn, INCARNATION, sql(id))?;
-            Ok(id)
-        }
-        id => Ok(id),
-    }
-}
-
-pub(super) fn meta_get(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?)
-}
-
-pub(super) fn meta_set(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![key, value])?;
-    Ok(())
-}
-
-/// Adds one to a counter (starting from 0) and returns the new value.
-pub(super) fn meta_next(conn: &Connection, key: &str) -> Result<u64, StoreError> {
-    let v: i64 = conn
-        .prepare_cached(
-            "INSERT INTO meta (key, value) VALUES (?1, 1)
-             ON CONFLICT (key) DO UPDATE SET value = value + 1
-             RETURNING value",
-        )?
-        .query_row([key], |r| r.get(0))?;
-    Ok(unsql(v))
-}
-
-pub(super) fn acked_through(conn: &Connection) -> Result<u64, StoreError> {
-    Ok(meta_get(conn, ACKED_THROUGH)?.map(unsql).unwrap_or(0))
 }
 
 pub(super) fn load_high_seq(conn: &Connection) -> Result<u64, StoreError> {

@@ -162,9 +162,8 @@ mod tests {
     use floorhand_protocol::oms::{Down, ShortReason, Task};
 
     use super::*;
-    use crate::store::{
-        PickConfirmation, StoreConfig, Synchronous, TaskState, sample_tasks, sample_wave,
-    };
+    use crate::store::fixtures::{sample_tasks, sample_wave};
+    use crate::store::{PickConfirmation, StoreConfig, Synchronous, TaskState};
 
     const NOW: u64 = 1_795_300_000;
 

@@ -5,7 +5,7 @@
 use floorhand_protocol::oms::{Date, EventKind, Picked, ShortReason};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::waves::decode_gtins;
+use super::codec::decode_gtins;
 use super::{CaptureFlags, Db, PickConfirmation, StoreError, TaskRow, TaskState, Tx, sql, unsql};
 
 /// Columns [`task_row`] reads, in order.
@@ -49,7 +49,7 @@ fn date_to_sql(d: Date) -> i64 {
 }
 
 /// The state, quantities and wave of a task, read inside a transaction.
-struct Progress {
+struct TaskProgress {
     state: TaskState,
     qty: u32,
     picked: u32,
@@ -59,7 +59,7 @@ struct Progress {
     location: String,
 }
 
-impl Progress {
+impl TaskProgress {
     /// Units the picker holds: picked and not put back.
     fn held(&self) -> u32 {
         self.picked.saturating_sub(self.put_back)
@@ -67,7 +67,7 @@ impl Progress {
 }
 
 impl Tx<'_> {
-    fn progress(&self, task_id: u64) -> Result<Progress, StoreError> {
+    fn progress(&self, task_id: u64) -> Result<TaskProgress, StoreError> {
         let row: Option<(String, u32, u32, u32, i64, String)> = self
             .tx
             .prepare_cached(
@@ -90,7 +90,7 @@ impl Tx<'_> {
                 what: "task",
                 id: task_id.to_string(),
             })?;
-        Ok(Progress {
+        Ok(TaskProgress {
             state: TaskState::parse(&state)?,
             qty,
             picked,
@@ -129,7 +129,7 @@ impl Tx<'_> {
 }
 
 /// Refuses work on a task the picker can no longer work on.
-fn workable(task_id: u64, p: &Progress) -> Result<(), StoreError> {
+fn workable(task_id: u64, p: &TaskProgress) -> Result<(), StoreError> {
     match p.state {
         TaskState::Open | TaskState::InProgress | TaskState::Skipped => Ok(()),
         other => Err(StoreError::Invalid(format!(

@@ -10,6 +10,7 @@ use floorhand_protocol::{Envelope, examples};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
+use super::fixtures::{sample_tasks, sample_wave};
 use super::schema::migrate_to;
 use super::*;
 
@@ -489,7 +490,7 @@ fn alarm_is_raised_at_the_high_water_mark_and_cleared_below_it() {
     let usage = db.usage().unwrap();
     assert!(usage.alarm && usage.pct >= 50, "{usage:?}");
     assert!(matches!(events(&db)[0].1, EventKind::StorageAlarm { pct } if pct >= 50));
-    assert!(db.status(T0).unwrap().to_string().contains("ALARM"));
+    assert!(crate::cli_status::render(&db.status(T0).unwrap()).contains("ALARM"));
 
     let revoke = Down::TasksRevoked {
         wave_id: 11,
@@ -670,7 +671,7 @@ fn status_reports_tasks_backlog_storage_and_the_operators_pace() {
         "{}",
         op.picks_per_hour
     );
-    let text = r.to_string();
+    let text = crate::cli_status::render(&r);
     assert!(text.contains("4.0 picks per hour"), "{text}");
     assert!(
         text.contains("3 events not yet acknowledged, oldest 1800 s"),
@@ -960,7 +961,7 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
     // The lookup seeks the index; it never reads the whole tasks table.
     let conn = Connection::open(&f.path).unwrap();
     let plan: Vec<String> = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {}", waves::ORDER_TASKS))
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", inbox::ORDER_TASKS))
         .unwrap()
         .query_map(["SO-1"], |r| r.get::<_, String>(3))
         .unwrap()
@@ -1024,11 +1025,7 @@ fn a_closed_carton_records_what_went_into_it_with_its_event_and_refuses_its_sscc
     );
     let report = f.db.status(T0 + 2).unwrap();
     assert_eq!((report.cartons_packed, report.units_packed), (1, 2));
-    assert!(
-        report
-            .to_string()
-            .contains("packed     1 cartons (2 units)")
-    );
+    assert!(crate::cli_status::render(&report).contains("packed     1 cartons (2 units)"));
 
     // The same SSCC again: refused, and nothing of that commit is written.
     let err =

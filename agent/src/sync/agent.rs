@@ -30,6 +30,7 @@ use super::backoff::Backoff;
 pub use super::link::SyncStats;
 use super::link::{Action, Input, Item, Link, Outcome, Setup};
 use super::mqtt::{self, BrokerSettings, SettingsError};
+use crate::clock::unix_now;
 use crate::ledger::Timing;
 use crate::store::{Applied, Store, StoreError};
 
@@ -146,13 +147,6 @@ impl SyncHandle {
 /// The first re-send of unacknowledged events comes after this long without progress.
 pub const FIRST_RESEND: Duration = Duration::from_secs(2);
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Starts the link. It runs until `shutdown` turns true, then publishes `Death`,
 /// disconnects and returns.
 pub async fn start(
@@ -195,7 +189,7 @@ pub async fn start(
     eventloop.set_network_options(mqtt::network_options(&cfg.broker));
 
     let (state_tx, state_rx) = watch::channel(LinkState::Down {
-        since: now_s(),
+        since: unix_now(),
         error: "connecting".into(),
     });
     let (stats_tx, stats_rx) = watch::channel(SyncStats::default());
@@ -329,7 +323,7 @@ impl Io {
             Action::ReadStatus => {
                 let d = *self.devices.borrow();
                 self.op(move |db| {
-                    let (o, u, down) = (db.outbox_stats(now_s()), db.usage(), db.down_point());
+                    let (o, u, down) = (db.outbox_stats(unix_now()), db.usage(), db.down_point());
                     let (Ok(o), Ok(u), Ok(down)) = (o, u, down) else {
                         return Input::Status(None);
                     };
@@ -366,7 +360,7 @@ impl Io {
 
 /// Applies one batch in one transaction, and reads the ack and down points it left.
 fn apply(db: &mut crate::store::Db, items: Vec<Item>) -> Result<Outcome, StoreError> {
-    let now = now_s();
+    let now = unix_now();
     let results = match items.first() {
         Some(Item::Refuse(head, reason, detail)) => {
             vec![db.reject_down(*head, reason.clone(), detail.clone(), now)?]
@@ -511,7 +505,7 @@ async fn run(
                 last_error = msg.clone();
                 if was_up {
                     state.send_replace(LinkState::Down {
-                        since: now_s(),
+                        since: unix_now(),
                         error: msg,
                     });
                 } else {
@@ -522,15 +516,19 @@ async fn run(
                     });
                 }
                 io.feed(&mut link, now, Input::Lost);
-                // A new connection gets a new session number, and the will that goes
-                // with it.
-                match io.store.call(|db| db.next_session()).await {
-                    Ok(Ok(s)) => {
-                        io.feed(&mut link, ms_since(base), Input::NewSession(s));
-                        eventloop.mqtt_options.set_last_will(will(&link));
+                // After a connection that was up, the next one gets a new session number
+                // and the will that goes with it. An attempt that never got its ConnAck
+                // used its number nowhere (no birth, no will registered): the next attempt
+                // keeps it, so an agent offline for hours commits nothing per attempt.
+                if was_up {
+                    match io.store.call(|db| db.next_session()).await {
+                        Ok(Ok(s)) => {
+                            io.feed(&mut link, ms_since(base), Input::NewSession(s));
+                            eventloop.mqtt_options.set_last_will(will(&link));
+                        }
+                        Ok(Err(e)) => tracing::error!("sync: session counter: {e}"),
+                        Err(e) => tracing::error!("sync: store gone: {e}"),
                     }
-                    Ok(Err(e)) => tracing::error!("sync: session counter: {e}"),
-                    Err(e) => tracing::error!("sync: store gone: {e}"),
                 }
                 reconnect_at = Some(Instant::now() + backoff.next_delay(fastrand::f64()));
             }
@@ -565,7 +563,7 @@ async fn graceful_stop(
         .await;
     }
     state.send_replace(LinkState::Down {
-        since: now_s(),
+        since: unix_now(),
         error: "stopped".into(),
     });
     tracing::info!("sync: stopped");

@@ -533,13 +533,6 @@ const DOWN_TIMING: Timing = Timing {
     max_ms: 20_000,
 };
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Core {
     fn now_ms(&self) -> u64 {
         self.base.elapsed().as_millis() as u64
@@ -763,7 +756,7 @@ impl Core {
         };
         self.sites.insert(device.clone(), site.clone());
         let inc = env.body.incarnation;
-        let now = now_s();
+        let now = crate::clock::unix_now();
         match env.body.body {
             Up::Event(event) => {
                 self.learn_incarnation(&site, &device, inc, None);
@@ -874,7 +867,10 @@ impl Core {
         {
             return;
         }
-        match self.db.set_incarnation(site, device, inc, high, now_s()) {
+        match self
+            .db
+            .set_incarnation(site, device, inc, high, crate::clock::unix_now())
+        {
             Ok(alarms) => {
                 self.incs.insert(key, inc);
                 for a in alarms {
@@ -945,7 +941,7 @@ impl Core {
     /// Commits a batch of events (one disk sync), then hands the new ones on and marks
     /// their streams for an ack.
     fn commit(&mut self, batch: Vec<(String, String, u64, oms::Event)>) {
-        let now = now_s();
+        let now = crate::clock::unix_now();
         let results = match self.db.store_events(&batch, now) {
             Ok(r) => r,
             Err(e) => {
@@ -1189,7 +1185,7 @@ impl Core {
                 key: key.as_deref(),
             })
             .collect();
-        let results = self.db.queue_down_many(&reqs, now_s());
+        let results = self.db.queue_down_many(&reqs, crate::clock::unix_now());
         drop(reqs);
         match results {
             Ok(results) => {
@@ -1321,7 +1317,9 @@ impl Core {
                     let _ = reply.send(Ok(0));
                     return;
                 }
-                let r = self.db.queue_down(&site, &device, &down, now_s());
+                let r = self
+                    .db
+                    .queue_down(&site, &device, &down, crate::clock::unix_now());
                 if r.is_ok() {
                     self.queued(&site, &device);
                 }

@@ -1,8 +1,8 @@
 //! Which PUBACK belongs to which event, pure: the poll task's bookkeeping of the QoS 1
 //! publishes it handed to rumqttc on the current connection.
 //!
-//! rumqttc's `publish` returns no packet id (FIELD-NOTES): ids are learnt from the event
-//! loop's `Outgoing::Publish(pkid)` events, which come in the order the publishes were
+//! rumqttc's `publish` returns no packet id (docs/dev/field-notes.md): ids are learnt from
+//! the event loop's `Outgoing::Publish(pkid)` events, which come in the order the publishes were
 //! queued. An `Outgoing::AwaitAck(pkid)` says the publish waits for that id to be acked
 //! (the broker acked out of order); its `Outgoing::Publish` comes later, so it does not
 //! take a queued entry. A new connection starts from nothing: an id of the last one means

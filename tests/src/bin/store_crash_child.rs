@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use floorhand::store::{Db, PickConfirmation, StoreConfig, sample_tasks, sample_wave};
+use floorhand::store::fixtures::{sample_tasks, sample_wave};
+use floorhand::store::{Db, PickConfirmation, StoreConfig};
 use floorhand_protocol::oms::Down;
 
 /// Tasks in the child's wave; picks go round them, one unit at a time.

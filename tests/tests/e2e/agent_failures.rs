@@ -1,24 +1,25 @@
 //! Internal failures of a running agent (`floorhand::run::Agent`, in process, with a real
 //! Mosquitto and a real SQLite file): the store thread dying, or a panic on any thread,
-//! stop the agent with `RunError::Failed` naming what failed, so `floorhand run` exits
+//! stop the agent with `AgentError::Failed` naming what failed, so `floorhand run` exits
 //! non-zero and systemd restarts it; a clean stop is `Ok`.
 
 use std::time::{Duration, Instant};
 
 use floorhand::config::Config;
-use floorhand::run::{self, Agent, RunError};
+use floorhand::run::{self, Agent, AgentError};
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::station_support::station_config;
 
 /// Starts an agent (a picker without devices) on a fresh broker and database.
 async fn start(dir: &std::path::Path, broker: &Mosquitto) -> Agent {
     let path = station_config(dir, "hh-1", &broker.url(), "");
-    let cfg = Config::load(&path).unwrap();
-    Agent::start(&cfg, &path).await.unwrap()
+    Agent::start(&Config::load_settings(&path).unwrap())
+        .await
+        .unwrap()
 }
 
 /// The agent's `wait`, running (as in `floorhand run`) while the test breaks something.
-type Waiting = tokio::task::JoinHandle<Result<(), RunError>>;
+type Waiting = tokio::task::JoinHandle<Result<(), AgentError>>;
 
 /// Runs `agent.wait()` on a task, past its first store probe.
 async fn running(agent: Agent) -> Waiting {
@@ -29,7 +30,7 @@ async fn running(agent: Agent) -> Waiting {
 }
 
 /// Waits for the agent to stop on its own; returns its result and how long it took.
-async fn outcome(waiting: Waiting, since: Instant) -> (Result<(), RunError>, Duration) {
+async fn outcome(waiting: Waiting, since: Instant) -> (Result<(), AgentError>, Duration) {
     let r = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("the agent stopped by itself")
@@ -37,9 +38,9 @@ async fn outcome(waiting: Waiting, since: Instant) -> (Result<(), RunError>, Dur
     (r, since.elapsed())
 }
 
-fn failure(r: Result<(), RunError>) -> String {
+fn failure(r: Result<(), AgentError>) -> String {
     match r {
-        Err(RunError::Failed(why)) => why,
+        Err(AgentError::Failed(why)) => why,
         other => panic!("expected an internal failure, got {other:?}"),
     }
 }

@@ -18,19 +18,19 @@ use floorhand_tests::workspace_bin;
 use serde_json::Value;
 
 /// A running `floorhand bridge` process.
-struct Bridge {
-    child: Child,
-    client: Client,
+pub(crate) struct Bridge {
+    pub(crate) child: Child,
+    pub(crate) client: Client,
 }
 
 /// Writes the bridge's config in `dir`: its store and token there, HTTP on `port`.
-fn write_config(dir: &Path, broker: &str, port: u16, max_body: u64) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, broker: &str, port: u16, max_body: u64) -> PathBuf {
     write_config_on(dir, Backend::Sqlite, broker, port, max_body)
 }
 
 /// Where a bridge under test keeps its store.
 #[derive(Clone, Copy)]
-enum Backend<'a> {
+pub(crate) enum Backend<'a> {
     /// `bridge.db` in the test's directory.
     Sqlite,
     /// This PostgreSQL server.
@@ -38,7 +38,7 @@ enum Backend<'a> {
 }
 
 /// Like [`write_config`], on `backend`.
-fn write_config_on(
+pub(crate) fn write_config_on(
     dir: &Path,
     backend: Backend<'_>,
     broker: &str,
@@ -70,7 +70,7 @@ fn write_config_on(
 impl Bridge {
     /// Starts the bridge with `config` and waits until it answers `/healthz` and is
     /// connected to the broker.
-    fn start(config: &Path) -> Bridge {
+    pub(crate) fn start(config: &Path) -> Bridge {
         let dir = config.parent().unwrap();
         let text = std::fs::read_to_string(config).unwrap();
         let port: u16 = text
@@ -126,7 +126,7 @@ impl Bridge {
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -150,14 +150,14 @@ impl Drop for Bridge {
 /// A PostgreSQL server of the test's own: a new cluster (`initdb`) in a temp dir on a free
 /// port, run as user `postgres` when the test runs as root (Debian's server refuses
 /// root); stopped on drop.
-struct Postgres {
+pub(crate) struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
 }
 
 impl Postgres {
-    fn start() -> Postgres {
+    pub(crate) fn start() -> Postgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is not installed: run scripts/setup")
             .filter_map(|e| e.ok())
@@ -301,14 +301,20 @@ fn messages_path(site: &str, device: &str) -> String {
 }
 
 /// POSTs `down` and returns the answer.
-fn push(c: &Client, site: &str, device: &str, down: &Down, key: Option<&str>) -> Response {
+pub(crate) fn push(
+    c: &Client,
+    site: &str,
+    device: &str,
+    down: &Down,
+    key: Option<&str>,
+) -> Response {
     let body = serde_json::to_string(down).unwrap();
     let h: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
     c.post(&messages_path(site, device), &h, &body).unwrap()
 }
 
 /// Waits until message `dseq` of the device is in `state`.
-fn wait_state(c: &Client, site: &str, device: &str, dseq: u64, state: &str) -> Value {
+pub(crate) fn wait_state(c: &Client, site: &str, device: &str, dseq: u64, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = c

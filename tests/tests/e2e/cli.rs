@@ -54,7 +54,8 @@ fn status_without_a_database_says_so_and_creates_none() {
 
 #[test]
 fn status_prints_tasks_backlog_storage_and_operator() {
-    use floorhand::store::{Db, PickConfirmation, StoreConfig, sample_tasks, sample_wave};
+    use floorhand::store::fixtures::{sample_tasks, sample_wave};
+    use floorhand::store::{Db, PickConfirmation, StoreConfig};
     use floorhand_protocol::oms::Down;
 
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use floorhand::store::fixtures::timed_message_commits;
 use floorhand::store::oms_db::OmsDb;
 use floorhand::store::oms_store::OmsStore;
 use floorhand::store::{Db, Store, StoreConfig, Synchronous};
@@ -117,13 +118,16 @@ fn http(
 ) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_nodelay(true)?;
     let body = body.unwrap_or("");
-    write!(
-        s,
+    // One write: a request in several small segments waits on Nagle's algorithm and the
+    // server's delayed ACK (40 ms a request), which would time the client, not the bridge.
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    s.write_all(request.as_bytes())?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line)?;
@@ -403,21 +407,10 @@ pub fn http_post(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     drop(bridge);
     fh.sort();
     // The baseline: one row per transaction in a WAL database with synchronous=FULL.
-    let conn = rusqlite::Connection::open(ctx.file("bridge-http-base.db")?)?;
-    let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch("CREATE TABLE m (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")?;
-    let mut base = Vec::with_capacity(fh.len());
-    for i in 0..fh.len() {
-        let t = Instant::now();
-        conn.execute(
-            "INSERT INTO m (body) VALUES (?1)",
-            [format!(
-                "{{\"OrderCancelled\":{{\"order_id\":\"SO-{i}\"}}}}"
-            )],
-        )?;
-        base.push(t.elapsed());
-    }
+    let mut base = timed_message_commits(
+        &ctx.file("bridge-http-base.db")?,
+        (0..fh.len()).map(|i| format!("{{\"OrderCancelled\":{{\"order_id\":\"SO-{i}\"}}}}")),
+    )?;
     base.sort();
     let (p99, base_p99) = (quantile(&fh, 0.99), quantile(&base, 0.99));
     eprintln!(

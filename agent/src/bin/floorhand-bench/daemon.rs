@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use floorhand::store::{Db, SCHEMA_VERSION, StoreConfig, sample_tasks, sample_wave};
+use floorhand::store::fixtures::{sample_tasks, sample_wave};
+use floorhand::store::{Db, SCHEMA_VERSION, StoreConfig};
 use floorhand_protocol::examples;
 use floorhand_protocol::oms::{Down, Up};
 

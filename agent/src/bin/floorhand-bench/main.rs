@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use floorhand::store::{
-    Db, PickConfirmation, RawDb, StoreConfig, Synchronous, sample_tasks, sample_wave,
-};
+use floorhand::store::fixtures::{RawDb, sample_tasks, sample_wave};
+use floorhand::store::{Db, PickConfirmation, StoreConfig, Synchronous};
 use floorhand::wire;
 use floorhand_protocol::oms::Down;
 use serde::Serialize;

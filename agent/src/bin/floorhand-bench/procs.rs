@@ -2,19 +2,17 @@
 //! `floorhand run` agent watched through its log, and what `/proc` says about a process.
 
 use std::io::BufRead;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use floorhand::rigs::mosquitto::{Mosquitto, Options};
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(floorhand::rigs::mosquitto::try_free_port()?)
 }
 
 /// Stops a child we started: SIGTERM by its pid, then SIGKILL after two seconds.
@@ -31,9 +29,10 @@ pub fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A Mosquitto broker with its own config and directory; killed on drop.
+/// A Mosquitto broker with its own config and directory (the shared launcher,
+/// `floorhand::rigs::mosquitto`); killed on drop.
 pub struct Broker {
-    child: Child,
+    inner: Mosquitto,
     /// Port on 127.0.0.1.
     pub port: u16,
 }
@@ -43,13 +42,19 @@ impl Broker {
     /// in flight, no persistence) on a free port with its files under `dir`: what
     /// Floorhand's figures are measured against.
     pub fn start(dir: &Path) -> anyhow::Result<Broker> {
-        Broker::start_on(dir, free_port()?)
+        Broker::launch(dir, Options::default())
     }
 
     /// Starts Mosquitto on `port` with its default limits (a broker's return after an
     /// outage).
     pub fn start_on(dir: &Path, port: u16) -> anyhow::Result<Broker> {
-        Broker::launch(dir, port, "")
+        Broker::launch(
+            dir,
+            Options {
+                port: Some(port),
+                ..Options::default()
+            },
+        )
     }
 
     /// Starts Mosquitto for a `mosquitto_pub` to `mosquitto_sub` baseline: with the
@@ -57,63 +62,32 @@ impl Broker {
     /// no flow control), and a baseline that lost messages would time nothing. Only
     /// baselines use it.
     pub fn start_unlimited(dir: &Path) -> anyhow::Result<Broker> {
-        Broker::launch(dir, free_port()?, "max_queued_messages 0\n")
+        Broker::launch(
+            dir,
+            Options {
+                extra_conf: "max_queued_messages 0\n".into(),
+                ..Options::default()
+            },
+        )
     }
 
-    fn launch(dir: &Path, port: u16, extra: &str) -> anyhow::Result<Broker> {
-        std::fs::create_dir_all(dir)?;
-        let conf = dir.join("mosquitto.conf");
-        // `user root`: run as root, Mosquitto would otherwise drop to a user who cannot
-        // write `dir`.
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nuser root\npersistence false\n\
-                 log_dest file {}/mosquitto.log\nallow_anonymous true\n{extra}",
-                dir.display()
-            ),
-        )?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting mosquitto (is it installed? scripts/setup installs it)")?;
-        let mut b = Broker { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(st)) = b.child.try_wait() {
-                bail!(
-                    "mosquitto exited with {st}; see {}/mosquitto.log",
-                    dir.display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("mosquitto did not listen on port {port} within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(b)
+    fn launch(dir: &Path, opts: Options) -> anyhow::Result<Broker> {
+        let inner = Mosquitto::try_start(dir, opts)?;
+        Ok(Broker {
+            port: inner.port,
+            inner,
+        })
     }
 
     /// `mqtt://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        self.inner.url()
     }
 
     /// Stops the broker (SIGKILL by its pid, as a crash would); its clients see the link
     /// drop.
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
+        self.inner.kill();
     }
 }
 

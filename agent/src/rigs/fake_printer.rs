@@ -1,5 +1,5 @@
-//! The one fake Zebra printer of the tests, on a real TCP port or a real serial pty: it
-//! stores the `^XA...^XZ` jobs it receives and answers `~HS` per its scripted [`Mode`]
+//! The one fake Zebra printer of the tests and the demo, on a real TCP port or a real
+//! serial pty: it stores the `^XA...^XZ` jobs it receives (the demo's also as files) and answers `~HS` per its scripted [`Mode`]
 //! (ready, paper out, head open = no answer at all, as real printers do, or labels still
 //! in its buffer). On TCP it has a power switch: switched off, it closes its port and every
 //! connection (connections are refused, as with a printer that is off); switched on again,
@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,8 @@ struct Shared {
     stop: AtomicBool,
     mode: Mutex<Mode>,
     jobs: Mutex<Vec<Vec<u8>>>,
+    /// Each job is also written here as `label-NNN.zpl` (the demo's labels).
+    store_in: Option<PathBuf>,
 }
 
 /// The fake printer; its threads end when it is dropped.
@@ -56,23 +58,34 @@ fn status(mode: Mode) -> Option<String> {
 impl FakePrinter {
     /// A printer, switched on, on a free port of 127.0.0.1.
     pub fn start() -> FakePrinter {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake printer");
-        let addr = listener.local_addr().expect("its address").to_string();
-        let shared = Shared::new();
+        FakePrinter::listen(None).expect("bind the fake printer")
+    }
+
+    /// A printer on a free port of 127.0.0.1 that also writes each job to `dir` as
+    /// `label-001.zpl`, `label-002.zpl`, ... (the demo's labels).
+    pub fn storing(dir: &Path) -> std::io::Result<FakePrinter> {
+        std::fs::create_dir_all(dir)?;
+        FakePrinter::listen(Some(dir.to_path_buf()))
+    }
+
+    fn listen(store_in: Option<PathBuf>) -> std::io::Result<FakePrinter> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        let shared = Shared::new(store_in);
         let s = shared.clone();
         let a = addr.clone();
         std::thread::spawn(move || accept_loop(&a, Some(listener), &s));
-        FakePrinter { addr, shared }
+        Ok(FakePrinter { addr, shared })
     }
 
-    /// A printer on the serial pty `path` (the other end of a [`crate::pty::PtyPair`]).
+    /// A printer on the serial pty `path` (the other end of a tests' `PtyPair`).
     pub fn on_serial(path: &Path) -> FakePrinter {
         let mut port = File::options()
             .read(true)
             .write(true)
             .open(path)
             .expect("open the fake printer's pty");
-        let shared = Shared::new();
+        let shared = Shared::new(None);
         let s = shared.clone();
         std::thread::spawn(move || serve(&mut port, &s));
         FakePrinter {
@@ -114,12 +127,13 @@ impl Drop for FakePrinter {
 }
 
 impl Shared {
-    fn new() -> Arc<Shared> {
+    fn new(store_in: Option<PathBuf>) -> Arc<Shared> {
         Arc::new(Shared {
             on: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             mode: Mutex::new(Mode::Ready),
             jobs: Mutex::new(Vec::new()),
+            store_in,
         })
     }
 }
@@ -189,7 +203,12 @@ fn serve(io: &mut (impl Read + Write), s: &Shared) {
                     break;
                 };
                 let job: Vec<u8> = buf.drain(..end + 3).collect();
-                s.jobs.lock().unwrap().push(job);
+                let mut jobs = s.jobs.lock().unwrap();
+                if let Some(dir) = &s.store_in {
+                    let _ =
+                        std::fs::write(dir.join(format!("label-{:03}.zpl", jobs.len() + 1)), &job);
+                }
+                jobs.push(job);
             } else if buf.len() < 3 {
                 break;
             } else {

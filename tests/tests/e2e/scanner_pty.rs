@@ -1,65 +1,24 @@
-//! The scanner reader over a real pseudo-terminal pair made by socat: scans arrive with
-//! their GS bytes, and a scanner that goes away and comes back is reported and reopened.
+//! The scanner reader over a real pseudo-terminal pair made by socat (the tests' shared
+//! `PtyPair`): scans arrive with their GS bytes, and a scanner that goes away and comes
+//! back is reported and reopened.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use floorhand::devices::scanner::{self, ScannerConfig, ScannerEvent};
+use floorhand_tests::pty::PtyPair;
 
-/// A socat pty pair: the test writes to `a`, the scanner module reads `b`.
-struct PtyPair {
-    child: Child,
-    a: PathBuf,
-    b: PathBuf,
-}
-
-impl PtyPair {
-    fn start(dir: &Path) -> Self {
-        let (a, b) = (dir.join("a"), dir.join("b"));
-        let child = Command::new("socat")
-            .arg("-d")
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat is installed (scripts/setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(a.exists() && b.exists()) {
-            assert!(
-                Instant::now() < deadline,
-                "socat did not create {}",
-                b.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, a, b }
-    }
-
-    fn write(&self, bytes: &[u8]) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.a)
-            .expect("open pty a");
-        f.write_all(bytes).expect("write pty a");
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Types `bytes` into the pair's `a` end; the scanner module reads `b`.
+fn write(pty: &PtyPair, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pty.a)
+        .expect("open pty a");
+    f.write_all(bytes).expect("write pty a");
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -78,7 +37,7 @@ fn next(rx: &mpsc::Receiver<ScannerEvent>) -> ScannerEvent {
 #[test]
 fn serial_scanner_on_a_pty_delivers_scans_with_gs_and_reconnects_after_unplug() {
     let dir = temp_dir("scanner");
-    let pty = PtyPair::start(&dir);
+    let pty = PtyPair::new(&dir);
     let config = ScannerConfig {
         reopen_ms: 100,
         ..ScannerConfig::serial(&pty.b, 115_200)
@@ -94,14 +53,14 @@ fn serial_scanner_on_a_pty_delivers_scans_with_gs_and_reconnects_after_unplug() 
     let first = b"]C10109506000134352\x1d10ABC\x1d17270630\r";
     let deadline = Instant::now() + Duration::from_secs(20);
     let got = loop {
-        pty.write(first);
+        write(&pty, first);
         if let Ok(ev) = rx.recv_timeout(Duration::from_millis(300)) {
             break ev;
         }
         assert!(Instant::now() < deadline, "no scan from the pty");
     };
     assert_eq!(got, ScannerEvent::Scan(first[..first.len() - 1].to_vec()));
-    pty.write(b"OP7\rA-12-03-B\r");
+    write(&pty, b"OP7\rA-12-03-B\r");
     // Earlier copies of the first scan may still be queued in the pty: skip those.
     let mut ev = next(&rx);
     while ev == got {
@@ -111,15 +70,15 @@ fn serial_scanner_on_a_pty_delivers_scans_with_gs_and_reconnects_after_unplug() 
     assert_eq!(next(&rx), ScannerEvent::Scan(b"A-12-03-B".to_vec()));
 
     // Unplug: socat goes away with both ptys.
-    pty.stop();
+    drop(pty);
     assert!(matches!(next(&rx), ScannerEvent::Disconnected(_)));
 
     // Plug back in: the same names, new ptys.
-    let pty = PtyPair::start(&dir);
+    let pty = PtyPair::new(&dir);
     assert_eq!(next(&rx), ScannerEvent::Reconnected);
     let deadline = Instant::now() + Duration::from_secs(20);
     let got = loop {
-        pty.write(b"9506000134352\r");
+        write(&pty, b"9506000134352\r");
         if let Ok(ev) = rx.recv_timeout(Duration::from_millis(300)) {
             break ev;
         }

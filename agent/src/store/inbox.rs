@@ -16,9 +16,14 @@ use floorhand_protocol::oms::{
 use rusqlite::{OptionalExtension, params};
 
 use super::DownPoint;
-use super::outbox::{DOWN_INCARNATION, DOWN_THROUGH, down_point, meta_set};
-use super::status::{self, CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S};
-use super::{Applied, Db, Gtin, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
+use super::codec::encode_gtins;
+use super::conditions::WAVE_IS_DONE;
+use super::limits;
+use super::meta::{
+    CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S, DOWN_INCARNATION, DOWN_THROUGH,
+    down_point, meta_set,
+};
+use super::{Applied, Db, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
 /// Inserts a task (fresh values for every column the OMS owns).
@@ -46,11 +51,6 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
      WHERE tasks.picked_qty = 0
        AND (tasks.state = 'open' OR tasks.state = 'skipped' OR tasks.state = 'revoked'
             OR tasks.state = 'cancelled')";
-
-/// SQL condition on `waves`: no task of the wave needs the picker any more.
-pub(super) const WAVE_IS_DONE: &str = "NOT EXISTS (SELECT 1 FROM tasks
-    WHERE tasks.wave_id = waves.wave_id
-      AND tasks.state IN ('open', 'in_progress', 'skipped', 'put_back', 'surplus'))";
 
 /// An order's tasks, through the `(wave_id, order_id)` index: the recursive part walks
 /// the distinct wave ids (one index seek each, a "loose index scan"), and each wave
@@ -114,41 +114,6 @@ impl Tally {
             Ended::Untouched => {}
         }
     }
-}
-
-/// Encodes a task's GTINs in one column: `gtin*qty` joined by `,` (GTINs are digits).
-pub(super) fn encode_gtins(gtins: &[GtinPack]) -> String {
-    let mut s = String::with_capacity(gtins.len() * 18);
-    for (i, g) in gtins.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&g.gtin);
-        s.push('*');
-        s.push_str(&g.pack_qty.to_string());
-    }
-    s
-}
-
-/// The inverse of [`encode_gtins`].
-pub(super) fn decode_gtins(s: &str) -> Result<Vec<Gtin>, StoreError> {
-    if s.is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',')
-        .map(|part| {
-            let (gtin, qty) = part
-                .rsplit_once('*')
-                .ok_or_else(|| StoreError::Corrupt(format!("gtin list {s:?}")))?;
-            let pack_qty = qty
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("gtin list {s:?}")))?;
-            Ok(Gtin {
-                gtin: gtin.to_string(),
-                pack_qty,
-            })
-        })
-        .collect()
 }
 
 /// Rejects a GTIN the column encoding could not carry; real GTINs are 14 digits.
@@ -371,7 +336,7 @@ impl Tx<'_> {
         msg_id: u64,
         settings: &Settings,
     ) -> Result<Option<Applied>, StoreError> {
-        match status::check_room(&self.tx, settings) {
+        match limits::check_room(&self.tx, settings) {
             Ok(_) => Ok(None),
             Err(e @ StoreError::Full { .. }) => Ok(Some(self.refuse(
                 msg_id,
@@ -453,7 +418,7 @@ impl Tx<'_> {
             self.end_task(task_id, Some(wave.wave_id), Ending::Revoked)?;
         }
         self.close_wave_if_done(wave.wave_id)?;
-        status::raise_alarm_if_needed(self, settings)?;
+        limits::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::WaveApplied {
             wave_id: wave.wave_id,
             version: wave.version,
@@ -784,11 +749,11 @@ impl Tx<'_> {
             _ => {}
         }
         // A value the label would cut is refused now, never printed cut.
-        if let Err(e) = crate::label::check_fits(order) {
+        if let Err(e) = crate::label::check_fits(&order.into()) {
             return self.refuse(msg_id, RejectReason::Invalid, e.to_string());
         }
-        super::print::insert_pack_order(&self.tx, order, self.now)?;
-        status::raise_alarm_if_needed(self, settings)?;
+        super::pack_orders::insert_pack_order(&self.tx, order, self.now)?;
+        limits::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::PackOrderStored)
     }
 }

@@ -1,5 +1,6 @@
-//! A real Mosquitto broker for a test: its own config, port and data directory; stopped
-//! on drop. Persistence, TLS and password files are options.
+//! The one Mosquitto launcher of the tests, the demo and the bench: a real broker with its
+//! own config, port and data directory, at Mosquitto's default limits; killed on drop.
+//! Persistence, TLS, password files, an ACL and extra config lines are options.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -9,10 +10,14 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
+    try_free_port().expect("a free port")
+}
+
+/// A free TCP port on 127.0.0.1, or why there is none.
+pub fn try_free_port() -> std::io::Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// TLS files for a broker listener.
@@ -39,6 +44,10 @@ pub struct Options {
     pub users: Vec<(String, String)>,
     /// An ACL file (`acl_file`), such as the shipped `packaging/mosquitto/floorhand.acl`.
     pub acl_file: Option<PathBuf>,
+    /// Listen on this port (a broker's return after an outage); a free one when `None`.
+    pub port: Option<u16>,
+    /// More config lines, appended as they are (only a baseline raises a limit).
+    pub extra_conf: String,
 }
 
 /// A running Mosquitto.
@@ -51,6 +60,7 @@ pub struct Mosquitto {
     tls: bool,
 }
 
+/// Where `mosquitto` is: Debian installs it in /usr/sbin, which a user's PATH may lack.
 fn mosquitto_bin() -> PathBuf {
     for p in [
         "/usr/sbin/mosquitto",
@@ -61,14 +71,26 @@ fn mosquitto_bin() -> PathBuf {
             return p.into();
         }
     }
-    panic!("mosquitto is not installed: run scripts/setup");
+    "mosquitto".into()
+}
+
+fn failed(what: String) -> std::io::Error {
+    std::io::Error::other(what)
 }
 
 impl Mosquitto {
-    /// Starts a broker with `opts` on a free port, data under `dir`.
+    /// Starts a broker with `opts`, data under `dir`; panics if it cannot (for tests).
     pub fn start(dir: &Path, opts: Options) -> Mosquitto {
-        let port = free_port();
-        std::fs::create_dir_all(dir).expect("broker dir");
+        Mosquitto::try_start(dir, opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a broker with `opts`, data under `dir`, once it listens (within 10 s).
+    pub fn try_start(dir: &Path, opts: Options) -> std::io::Result<Mosquitto> {
+        let port = match opts.port {
+            Some(p) => p,
+            None => try_free_port()?,
+        };
+        std::fs::create_dir_all(dir)?;
         let conf = dir.join("mosquitto.conf");
         let mut c = String::new();
         c += &format!("listener {port} 127.0.0.1\n");
@@ -86,17 +108,19 @@ impl Mosquitto {
             c += "allow_anonymous true\n";
         } else {
             let pw = dir.join("passwd");
-            let mut f = std::fs::File::create(&pw).expect("passwd file");
+            let mut f = std::fs::File::create(&pw)?;
             for (u, p) in &opts.users {
-                writeln!(f, "{u}:{p}").expect("write passwd");
+                writeln!(f, "{u}:{p}")?;
             }
             drop(f);
             let st = Command::new("mosquitto_passwd")
                 .arg("-U")
                 .arg(&pw)
                 .status()
-                .expect("mosquitto_passwd (package mosquitto)");
-            assert!(st.success(), "mosquitto_passwd -U failed");
+                .map_err(|e| failed(format!("mosquitto_passwd (package mosquitto): {e}")))?;
+            if !st.success() {
+                return Err(failed("mosquitto_passwd -U failed".into()));
+            }
             c += &format!("allow_anonymous false\npassword_file {}\n", pw.display());
         }
         if let Some(acl) = &opts.acl_file {
@@ -111,7 +135,8 @@ impl Mosquitto {
                 t.require_client_cert
             );
         }
-        std::fs::write(&conf, c).expect("write mosquitto.conf");
+        c += &opts.extra_conf;
+        std::fs::write(&conf, c)?;
         let mut m = Mosquitto {
             child: None,
             port,
@@ -119,11 +144,15 @@ impl Mosquitto {
             conf,
             tls: opts.tls.is_some(),
         };
-        m.spawn();
-        m
+        m.try_spawn()?;
+        Ok(m)
     }
 
     fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self) -> std::io::Result<()> {
         let child = Command::new(mosquitto_bin())
             .arg("-c")
             .arg(&self.conf)
@@ -131,20 +160,30 @@ impl Mosquitto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start mosquitto");
+            .map_err(|e| {
+                failed(format!(
+                    "starting mosquitto: {e} (is it installed? scripts/setup installs it)"
+                ))
+            })?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("mosquitto exited with {st}; log: {}", self.log());
+                self.child = None;
+                return Err(failed(format!(
+                    "mosquitto exited with {st}; log: {}",
+                    self.log()
+                )));
             }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {}",
-                self.port
-            );
+            if Instant::now() >= deadline {
+                return Err(failed(format!(
+                    "mosquitto did not listen on {} within 10 s",
+                    self.port
+                )));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// `mqtt://127.0.0.1:PORT` (or `mqtts://localhost:PORT` with TLS).

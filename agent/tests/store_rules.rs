@@ -2,7 +2,8 @@
 //! the store's public API on a real SQLite file, and read back with plain SQL where the
 //! rule is about what is on disk.
 
-use floorhand::store::{Applied, Db, PickConfirmation, StoreConfig, sample_tasks, sample_wave};
+use floorhand::store::fixtures::{sample_tasks, sample_wave};
+use floorhand::store::{Applied, Db, PickConfirmation, StoreConfig};
 use floorhand_protocol::examples;
 use floorhand_protocol::oms::{Date, Down, DownHeader, EventKind, ShortReason, Up, decode_up};
 use rusqlite::Connection;

@@ -541,4 +541,56 @@ mod tests {
             assert_eq!(value(&data, "carton"), "1 of 2");
         }
     }
+
+    #[test]
+    fn every_placeholder_reads_its_own_field() {
+        let mut o = order();
+        for (a, side) in [(&mut o.ship_from, "from"), (&mut o.ship_to, "to")] {
+            *a = Address {
+                name: format!("{side} name"),
+                company: format!("{side} company"),
+                lines: (1..=4).map(|n| format!("{side} line{n}")).collect(),
+                city: format!("{side} city"),
+                region: format!("{side} region"),
+                postal_code: format!("{side} postal"),
+                country: side[..2].to_uppercase(),
+            };
+        }
+        let sscc = Sscc::build(3, "4012345", 1).unwrap();
+        let data = LabelData {
+            carton_count: Some(3),
+            weight_g: 1234,
+            ..first_carton(&o, &sscc)
+        };
+        for side in ["from", "to"] {
+            for (key, want) in [
+                ("name", format!("{side} name")),
+                ("company", format!("{side} company")),
+                ("line1", format!("{side} line1")),
+                ("line2", format!("{side} line2")),
+                ("line3", format!("{side} line3")),
+                ("line4", format!("{side} line4")),
+                ("city", format!("{side} city")),
+                ("region", format!("{side} region")),
+                ("postal_code", format!("{side} postal")),
+                ("country", side[..2].to_uppercase()),
+                (
+                    "city_line",
+                    format!("{side} postal {side} city {side} region"),
+                ),
+            ] {
+                let name = format!("ship_{side}.{key}");
+                assert_eq!(value(&data, &name), want, "{name}");
+            }
+        }
+        for (name, want) in [
+            ("carton_no", "1"),
+            ("carton_count", "3"),
+            ("carton", "1 of 3"),
+            ("weight_g", "1234"),
+            ("weight_kg", "1.23 kg"),
+        ] {
+            assert_eq!(value(&data, name), want, "{name}");
+        }
+    }
 }

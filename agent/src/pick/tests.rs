@@ -1101,3 +1101,131 @@ fn a_badge_of_ten_digits_or_no_digits_is_not_a_badge() {
     let bc = crate::barcode::parse(b"OP123456789");
     assert_eq!(badge_operator("OP", &bc), Some(123_456_789));
 }
+
+/// The audit line of one input's effects.
+fn audit(effects: &[Effect]) -> &Audit {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Audit(a) => Some(a),
+            _ => None,
+        })
+        .expect("every input is audited")
+}
+
+#[test]
+fn a_key_pressed_on_the_put_back_screen_is_audited_against_the_task_being_put_back() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "B-01", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::OrderCancelled,
+    });
+    let e = r.key(Key::Digit(5));
+    assert_eq!(shown(&e), "Error: Put back 1 at A-01, then Enter");
+    assert_eq!(audit(&e).task_id, Some(1), "{:?}", audit(&e));
+}
+
+#[test]
+fn an_item_of_the_task_scanned_at_the_location_prompt_asks_for_the_location_and_another_is_a_wrong_location()
+ {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "Error: Scan the location A-01 first");
+    let e = r.scan(GADGET);
+    assert_eq!(shown(&e), "Error: Wrong location 96385074: go to A-01");
+}
+
+#[test]
+fn a_serial_typed_as_text_for_a_serial_numbered_task_is_captured_and_only_once() {
+    let mut t = task(1, "A-01", 1, 0, 2);
+    t.capture.serial = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    let e = r.scan(WIDGET);
+    assert_eq!(beeps(&e), [Beep::Ok]);
+    let e = r.scan("SN-9");
+    assert_eq!(beeps(&e), [Beep::Ok], "{e:?}");
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!((units.qty, units.serial.as_deref()), (1, Some("SN-9")));
+    r.commit(&e);
+    r.scan(WIDGET);
+    let e = r.scan("SN-9");
+    assert_eq!(shown(&e), "Error: Serial SN-9 is already picked");
+}
+
+#[test]
+fn the_tote_scanned_again_once_it_is_taken_is_refused_not_counted_as_news() {
+    let mut t = task(1, "A-01", 1, 0, 1);
+    t.tote_required = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.scan("T-0042");
+    assert_eq!(shown(&e), "Info: Enter: confirm 1 Widget 1");
+    let e = r.scan("T-0042");
+    assert_eq!(beeps(&e), [Beep::Error], "{e:?}");
+    assert_eq!(shown(&e), "Error: Not Widget 1: scan the item");
+}
+
+#[test]
+fn a_withdrawal_counts_only_its_own_put_back_and_an_idle_picker_is_not_disturbed_for_nothing() {
+    let mut r = Rig::logged_in(vec![
+        task(1, "A-01", 1, 0, 3),
+        task(2, "B-01", 2, 0, 1),
+        task(3, "C-01", 3, 0, 1),
+    ]);
+    // Nothing picked of task 3 and the picker idle at the location prompt: no beep, no
+    // screen, nothing to put back.
+    let e = r.input(Input::Withdrawn {
+        task_id: 3,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert_eq!(screen(&e), None, "{e:?}");
+    assert_eq!(audit(&e).outcome, "task 3 Revoked: 0 to put back");
+    // One unit of task 1 confirmed, then task 1 taken away: one unit to put back.
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    // Task 2, with nothing picked, is taken away while task 1's put-back waits: it has
+    // nothing to put back of its own.
+    let e = r.input(Input::Withdrawn {
+        task_id: 2,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(audit(&e).outcome, "task 2 Revoked: 0 to put back");
+    // Task 1's units go back.
+    let e = r.scan("A-01");
+    assert!(
+        matches!(
+            persisted(&e),
+            Some(Command::PutBack {
+                task_id: 1,
+                qty: 1,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_put_back_text_cut_to_fit_uses_every_byte_the_line_leaves() {
+    // "Put back 3 of  at A-12-03-B" leaves 21 of 48 bytes: 18 characters and the
+    // three-byte ellipsis fill them exactly.
+    let long = "Widget with an extremely long name";
+    let t = screens::put_back_text(3, long, "A-12-03-B");
+    assert_eq!(t, "Put back 3 of Widget with an ext… at A-12-03-B");
+    assert_eq!(t.len(), 48);
+}

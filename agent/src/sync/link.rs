@@ -878,6 +878,17 @@ mod tests {
         let mut cut = good.clone();
         cut.truncate(good.len() - 3);
         let huge = vec![floorhand_protocol::PROTOCOL_VERSION; MAX_DOWN_BYTES + 1];
+        // Well-formed, but over a protocol limit (an order id far longer than allowed).
+        let over_limit = encode_to_vec(&Envelope::new(
+            9,
+            floorhand_protocol::oms::DownMsg {
+                oms_incarnation: examples::OMS_INCARNATION,
+                to_incarnation: examples::AGENT_INCARNATION,
+                body: Down::OrderCancelled {
+                    order_id: "SO-".repeat(10_000),
+                },
+            },
+        ));
         for (topic, payload, want) in [
             (
                 "floorhand/v1/s1/d2/down",
@@ -901,6 +912,14 @@ mod tests {
                 &huge[..],
                 (Some(RejectReason::TooLarge), Some((2, 2))),
             ),
+            (
+                TOPIC,
+                &over_limit[..],
+                (
+                    Some(RejectReason::Invalid),
+                    Some((9, examples::OMS_INCARNATION)),
+                ),
+            ),
         ] {
             assert_eq!(
                 check_case(topic, payload),
@@ -909,6 +928,10 @@ mod tests {
                 payload.len()
             );
         }
+        // The size limit is inclusive: a message of exactly the limit is read (and here
+        // found malformed), not refused for its size.
+        let at_limit = vec![floorhand_protocol::PROTOCOL_VERSION; MAX_DOWN_BYTES];
+        assert_ne!(check_case(TOPIC, &at_limit).0, Some(RejectReason::TooLarge));
     }
 
     // ---- The link as a state machine: one table-driven helper ----
@@ -917,7 +940,11 @@ mod tests {
     const DEVICE: &str = "d1";
 
     fn link(acked: u64, high: u64) -> Link {
-        Link::new(Setup {
+        Link::new(setup(acked, high))
+    }
+
+    fn setup(acked: u64, high: u64) -> Setup {
+        Setup {
             site: SITE.into(),
             device: DEVICE.into(),
             incarnation: examples::AGENT_INCARNATION,
@@ -930,7 +957,7 @@ mod tests {
                 max_ms: 8000,
             },
             status_interval: Duration::from_secs(60),
-        })
+        }
     }
 
     /// A down message with this down seq and body.
@@ -1053,6 +1080,10 @@ mod tests {
     enum Step {
         At(u64, Input, &'static [&'static str]),
         Deadline(Option<u64>),
+        /// [`Link::apply_waiting`].
+        Waiting(bool),
+        /// `(session, connected, connects)`: what the I/O loop and status displays read.
+        State(u64, bool, u64),
     }
 
     fn run(mut l: Link, steps: Vec<Step>) -> Link {
@@ -1064,6 +1095,12 @@ mod tests {
                     assert_eq!(got, want, "step {i} at {now} ms: {what:.80}");
                 }
                 Step::Deadline(want) => assert_eq!(l.deadline(), want, "step {i}: deadline"),
+                Step::Waiting(want) => assert_eq!(l.apply_waiting(), want, "step {i}: waiting"),
+                Step::State(session, connected, connects) => assert_eq!(
+                    (l.session(), l.connected(), l.stats().connects),
+                    (session, connected, connects),
+                    "step {i}: session, connected, connects"
+                ),
             }
         }
         l
@@ -1202,11 +1239,19 @@ mod tests {
         run(
             link(0, 0),
             vec![
+                Waiting(false),
                 At(0, Input::Connected, &[SUB, "read birth"]),
                 At(1, cancel(1), &[]),
+                // Received: it waits for the end of the network read (the tick).
+                Waiting(true),
                 At(1, Input::Tick, &["apply 1"]),
+                // Applying: what comes now waits for the commit, not for a tick.
+                Waiting(false),
                 At(1, cancel(2), &[]),
+                Waiting(false),
                 At(10, Input::ApplyFailed("disk I/O error".into()), &[]),
+                // Waiting for the retry, not for the read.
+                Waiting(false),
                 // 100 ms, jittered to 75: the status deadline is later.
                 Deadline(Some(85)),
                 At(50, Input::Tick, &[]),
@@ -1255,7 +1300,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_read_for_a_lost_connection_are_dropped_and_read_again_on_the_next() {
+    fn rows_read_for_a_lost_connection_are_dropped_whenever_they_arrive_and_read_again() {
         use Step::*;
         run(
             link(0, 3),
@@ -1263,9 +1308,16 @@ mod tests {
                 At(0, Input::Connected, &[SUB, "read birth", "read 1..=3 s1"]),
                 At(1, Input::Lost, &[]),
                 At(1, Input::NewSession(2), &[]),
-                At(2, rows(1, 1..=3), &[]),
-                At(3, Input::Connected, &[SUB, "read 1..=3 s2"]),
-                At(4, rows(2, 1..=3), &["event 1", "event 2", "event 3"]),
+                // The read for session 1 is still out: no second read yet.
+                At(2, Input::Connected, &[SUB]),
+                // Its rows arrive on session 2's connection: dropped, read again.
+                At(3, rows(1, 1..=3), &["read 1..=3 s2"]),
+                At(4, Input::Lost, &[]),
+                At(4, Input::NewSession(3), &[]),
+                // Session 2's rows arrive offline: dropped.
+                At(5, rows(2, 1..=3), &[]),
+                At(6, Input::Connected, &[SUB, "read 1..=3 s3"]),
+                At(7, rows(3, 1..=3), &["event 1", "event 2", "event 3"]),
             ],
         );
     }
@@ -1455,5 +1507,198 @@ mod tests {
                 At(1006, Input::MarkFailed, &[]),
             ],
         );
+    }
+
+    #[test]
+    fn the_session_the_connection_and_the_connect_count_are_what_the_io_loop_reads() {
+        use Step::*;
+        let l = run(
+            link(0, 0),
+            vec![
+                State(1, false, 0),
+                At(0, Input::Connected, &[SUB, "read birth"]),
+                State(1, true, 1),
+                At(1, Input::Lost, &[]),
+                At(1, Input::NewSession(2), &[]),
+                State(2, false, 1),
+                // The first birth read is still out.
+                At(2, Input::Connected, &[SUB]),
+                State(2, true, 2),
+            ],
+        );
+        assert_eq!((l.site(), l.device()), (SITE, DEVICE));
+    }
+
+    #[test]
+    fn a_mark_that_fails_is_tried_again_a_second_later() {
+        use Step::*;
+        run(
+            link(0, 1),
+            vec![
+                At(0, Input::Connected, &[SUB, "read birth", "read 1..=1 s1"]),
+                At(1, rows(1, 1..=1), &["event 1"]),
+                At(2, Input::Written(7), &[]),
+                At(3, Input::PubAck(7), &["mark 1"]),
+                At(4, Input::MarkFailed, &[]),
+                Deadline(Some(1004)),
+                At(500, Input::Tick, &[]),
+                At(1004, Input::Tick, &["mark 1"]),
+                At(1005, Input::Marked(1), &[]),
+            ],
+        );
+    }
+
+    #[test]
+    fn each_result_is_counted_and_only_one_that_wrote_an_event_reads_the_outbox_high_again() {
+        use Step::*;
+        const QUIET: &[&str] = &["notify", "broker ack 1", "downack 1"];
+        const WROTE: &[&str] = &["notify", "broker ack 1", "read high", "downack 1"];
+        let refused = Applied::Refused {
+            reason: RejectReason::Invalid,
+            detail: "no".into(),
+        };
+        // (applied, duplicates, out of order, rejected) after one result.
+        for (result, want, counts) in [
+            (Applied::Duplicate, QUIET, (0, 1, 0, 0)),
+            (Applied::OutOfOrder { expected: 1 }, QUIET, (0, 0, 1, 0)),
+            (Applied::ForeignAck, QUIET, (0, 0, 0, 0)),
+            (Applied::NotForMe { to_incarnation: 7 }, QUIET, (0, 0, 0, 0)),
+            (Applied::ConfigApplied, QUIET, (1, 0, 0, 0)),
+            // A resync asks for a birth; the first birth read is still out here.
+            (Applied::Resync, QUIET, (1, 0, 0, 0)),
+            (
+                Applied::WaveApplied {
+                    wave_id: 1,
+                    version: 1,
+                    tasks: 1,
+                    resync_needed: true,
+                },
+                WROTE,
+                (1, 0, 0, 0),
+            ),
+            (refused, WROTE, (0, 0, 0, 1)),
+            (cancelled(), WROTE, (1, 0, 0, 0)),
+        ] {
+            let what = format!("{result:?}");
+            let l = run(
+                link(0, 0),
+                vec![
+                    At(0, Input::Connected, &[SUB, "read birth"]),
+                    At(1, cancel(1), &[]),
+                    At(1, Input::Tick, &["apply 1"]),
+                    At(2, applied(vec![result], 0, 1), want),
+                ],
+            );
+            let s = l.stats();
+            assert_eq!(
+                (s.applied, s.duplicates, s.out_of_order, s.rejected),
+                counts,
+                "{what}"
+            );
+        }
+    }
+
+    /// The message ids of the publishes among `actions`.
+    fn ids(actions: &[Action]) -> Vec<u64> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Publish { payload, .. } => Some(oms::decode_up(payload).unwrap().msg_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn births_statuses_and_down_acks_carry_message_ids_that_never_repeat() {
+        let mut l = link(0, 0);
+        let presence = 1 << 40;
+        let mut got = Vec::new();
+        l.handle(0, Input::Connected);
+        got.extend(ids(&l.handle(1, snapshot())));
+        assert_eq!(
+            l.handle(60_001, Input::Tick)
+                .iter()
+                .map(brief)
+                .collect::<Vec<_>>(),
+            ["read status"]
+        );
+        got.extend(ids(&l.handle(60_002, status())));
+        for dseq in 1..=2 {
+            l.handle(60_003, cancel(dseq));
+            l.handle(60_003, Input::Tick);
+            got.extend(ids(&l.handle(60_004, applied(vec![cancelled()], 0, dseq))));
+        }
+        l.handle(60_005, Input::Lost);
+        l.handle(60_006, Input::Connected);
+        got.extend(ids(&l.handle(60_007, snapshot())));
+        assert_eq!(got, [presence + 1, presence + 2, 1, 2, presence + 3]);
+    }
+
+    #[test]
+    fn a_pubacked_birth_marks_no_event_sent_and_the_event_behind_it_is_marked_by_its_own() {
+        use Step::*;
+        run(
+            link(0, 1),
+            vec![
+                At(0, Input::Connected, &[SUB, "read birth", "read 1..=1 s1"]),
+                At(1, snapshot(), &["birth"]),
+                At(2, rows(1, 1..=1), &["event 1"]),
+                // rumqttc writes them in the order they were queued.
+                At(3, Input::Written(1), &[]),
+                At(3, Input::Written(2), &[]),
+                At(4, Input::PubAck(1), &[]),
+                At(5, Input::PubAck(2), &["mark 1"]),
+            ],
+        );
+    }
+
+    #[test]
+    fn at_most_max_queued_publishes_wait_for_their_puback_and_each_puback_lets_one_more_go() {
+        let mut l = Link::new(Setup {
+            window: 1000,
+            ..setup(0, 0)
+        });
+        l.handle(0, Input::OutboxHigh(1000));
+        let read = l.handle(0, Input::Connected);
+        assert_eq!(brief(read.last().unwrap()), "read 1..=1000 s1");
+        let out = l.handle(1, rows(1, 1..=1000));
+        assert_eq!(out.len(), MAX_QUEUED);
+        l.handle(2, Input::Written(1));
+        let out = l.handle(3, Input::PubAck(1));
+        assert_eq!(
+            out.iter().map(brief).collect::<Vec<_>>(),
+            ["mark 1".to_string(), format!("event {}", MAX_QUEUED + 1)]
+        );
+    }
+
+    #[test]
+    fn a_backlog_of_down_messages_is_applied_in_batches_of_at_most_down_batch() {
+        let mut steps = vec![
+            Step::At(0, Input::Connected, &[SUB, "read birth"]),
+            Step::At(1, cancel(1), &[]),
+            Step::At(1, Input::Tick, &["apply 1"]),
+        ];
+        // While the first commits, a backlog of more than a batch arrives.
+        let last = DOWN_BATCH as u64 + 10;
+        for dseq in 2..=last {
+            steps.push(Step::At(2, cancel(dseq), &[]));
+        }
+        let mut l = run(link(0, 0), steps);
+        let sizes = |out: Vec<Action>| -> Vec<usize> {
+            out.iter()
+                .filter_map(|a| match a {
+                    Action::Apply(items) => Some(items.len()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            sizes(l.handle(3, applied(vec![cancelled()], 0, 1))),
+            [DOWN_BATCH]
+        );
+        let results = vec![cancelled(); DOWN_BATCH];
+        let through = 1 + DOWN_BATCH as u64;
+        assert_eq!(sizes(l.handle(4, applied(results, 0, through))), [9]);
     }
 }

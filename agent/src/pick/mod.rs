@@ -107,6 +107,9 @@ pub struct PickTask {
     /// store gives the seq of its `Skipped` event; a skip here ranks after every task
     /// the workflow holds).
     pub skip_rank: u64,
+    /// Whether its last pick may still be undone: not once a new wave version made units
+    /// of it a put-back (the store refuses that undo).
+    pub undo_allowed: bool,
 }
 
 impl PickTask {
@@ -1239,6 +1242,9 @@ impl Picker {
     /// or its units in hand had to go back (the step moves on).
     fn update_task(&mut self, task: PickTask) -> bool {
         let id = task.task_id;
+        if !task.undo_allowed {
+            self.forget_undo(id);
+        }
         let surplus = task.picked.saturating_sub(task.qty);
         if let Some(closed) = self.last_closed.take_if(|c| c.open.task.task_id == id) {
             if surplus > 0 {

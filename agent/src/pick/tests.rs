@@ -33,6 +33,7 @@ fn task(id: u64, location: &str, seq: u32, prio: u8, qty: u32) -> PickTask {
         tote_required: false,
         qty_entry: QtyEntry::ScanEach,
         skip_rank: 0,
+        undo_allowed: true,
     }
 }
 

@@ -97,6 +97,7 @@ pub fn pick_task(row: &TaskRow) -> PickTask {
         tote_required: row.tote_required,
         qty_entry: QtyEntry::ScanEach,
         skip_rank: u64::from(row.state == TaskState::Skipped),
+        undo_allowed: row.put_back_qty == 0 && row.state != TaskState::Surplus,
     }
 }
 
@@ -634,8 +635,18 @@ mod tests {
             tote_required: true,
             state: TaskState::InProgress,
             updated_at: 0,
+            put_back_qty: 0,
         };
         let t = pick_task(&row);
+        assert!(t.undo_allowed);
+        // Once units of it were put back, its picks cannot be undone (the store refuses).
+        assert!(
+            !pick_task(&TaskRow {
+                put_back_qty: 1,
+                ..row.clone()
+            })
+            .undo_allowed
+        );
         assert_eq!(
             (t.task_id, t.priority, t.pick_seq, t.qty, t.picked),
             (9, 4, 3, 5, 2)

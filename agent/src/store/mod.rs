@@ -391,6 +391,9 @@ pub struct TaskRow {
     pub state: TaskState,
     /// Unix seconds of the last change.
     pub updated_at: u64,
+    /// Units put back after a new wave version asked for fewer than were picked: once
+    /// any are, the task's picks can no longer be undone.
+    pub put_back_qty: u32,
 }
 
 impl TaskRow {

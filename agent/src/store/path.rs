@@ -75,8 +75,8 @@ fn put_back_sql() -> String {
 
 fn path_task(r: &Row<'_>) -> Result<PathTask, StoreError> {
     let row = task_row(r)?;
-    let skip_rank = unsql(r.get(20)?);
-    let ended: Option<String> = r.get(21)?;
+    let skip_rank = unsql(r.get(21)?);
+    let ended: Option<String> = r.get(22)?;
     let owed = match (row.state, ended.as_deref()) {
         (super::TaskState::Surplus, _) => Some(Owed::Surplus),
         (super::TaskState::PutBackNeeded, Some("revoked")) => Some(Owed::Revoked),

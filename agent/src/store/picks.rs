@@ -12,7 +12,7 @@ use super::{CaptureFlags, Db, PickConfirmation, StoreError, TaskRow, TaskState, 
 pub(super) const TASK_COLUMNS: &str = "t.task_id, t.wave_id, w.priority, w.cutoff, t.order_id,
     t.order_line, t.location, t.pick_seq, t.location_check, t.gtins, t.sku, t.description,
     t.qty, t.picked_qty, t.capture_lot, t.capture_serial, t.capture_expiry, t.tote_required,
-    t.state, t.updated_at";
+    t.state, t.updated_at, t.put_back_qty";
 
 pub(super) fn task_row(r: &Row<'_>) -> Result<TaskRow, StoreError> {
     let gtins: String = r.get(9)?;
@@ -40,6 +40,7 @@ pub(super) fn task_row(r: &Row<'_>) -> Result<TaskRow, StoreError> {
         tote_required: r.get(17)?,
         state: TaskState::parse(&state)?,
         updated_at: unsql(r.get(19)?),
+        put_back_qty: r.get(20)?,
     })
 }
 

@@ -576,6 +576,24 @@ fn undo_reopens_the_last_confirmed_task() {
 }
 
 #[test]
+fn a_pick_whose_units_a_new_version_made_a_put_back_is_not_offered_for_undo() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    // The store says a put-back was made of this task's units (a version asked for fewer,
+    // then one asked for more again): it refuses to undo its picks, so the picker must
+    // not offer it.
+    let mut t1 = with_picked(task(1, "A-01", 1, 0, 2), 1);
+    t1.undo_allowed = false;
+    r.input(Input::Tasks(vec![t1, task(2, "A-02", 2, 0, 1)]));
+    let e = r.key(Key::F(3));
+    assert_eq!(persisted(&e), None);
+    assert_eq!(shown(&e), "Error: Nothing to undo");
+}
+
+#[test]
 fn a_bounced_scanner_sending_the_same_scan_twice_counts_once() {
     let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
     r.arrive("A-01");

@@ -6,7 +6,8 @@
 //!   keeps 1000 per client by default, docs/dev/field-notes.md), and a re-send of everything
 //!   in flight, from the lowest unacked seq, when no ack moves for a while, with backoff. The
 //!   window in use shrinks by half at each such silence (to [`MIN_WINDOW`]) and grows by one
-//!   seq per ack that moves, up to `window`: many devices sharing one receiver's broker queue
+//!   seq per ack that moves, up to `window` (a new connection starts at `window` again):
+//!   many devices sharing one receiver's broker queue
 //!   (a bridge subscribed to a whole site) settle below that queue instead of overrunning
 //!   it again after every loss.
 //! - [`place`], the receiver: the next seq is applied, an old one is a duplicate to
@@ -134,6 +135,9 @@ impl Outflow {
     pub fn connected(&mut self, now_ms: u64) {
         self.connected = true;
         self.sent = self.acked;
+        // A new connection (or the receiver's birth) starts at the whole window again:
+        // what shrank it was a silence of the last one, often only the receiver being away.
+        self.cwnd = self.window;
         self.delay_ms = self.timing.first_ms;
         self.deadline = None;
         let _ = now_ms;
@@ -331,6 +335,12 @@ mod tests {
             ],
         );
         assert_eq!(o.window_in_use(), 18);
+        // A new connection starts at the whole window again.
+        let mut o = o;
+        o.disconnected();
+        o.connected(24_000);
+        assert_eq!(o.window_in_use(), 256);
+        assert_eq!(o.poll(24_000), Some(12..=267));
         // Never above the window it was given.
         let mut o = Outflow::new(0, 1000, 4, T);
         o.connected(0);

@@ -509,10 +509,14 @@ async fn run(
                         error: msg,
                     });
                 } else {
-                    state.send_modify(|s| {
-                        if let LinkState::Down { error, .. } = s {
+                    // Only a new reason is news: an agent offline for hours does not
+                    // wake its watchers (and their logs) at every attempt.
+                    state.send_if_modified(|s| match s {
+                        LinkState::Down { error, .. } if *error != msg => {
                             *error = msg;
+                            true
                         }
+                        _ => false,
                     });
                 }
                 io.feed(&mut link, now, Input::Lost);

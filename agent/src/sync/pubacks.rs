@@ -1,4 +1,4 @@
-//! Which PUBACK belongs to which event, pure: the poll task's bookkeeping of the QoS 1
+//! Which PUBACK belongs to which event, pure: the link core's bookkeeping of the QoS 1
 //! publishes it handed to rumqttc on the current connection.
 //!
 //! rumqttc's `publish` returns no packet id (docs/dev/field-notes.md): ids are learnt from

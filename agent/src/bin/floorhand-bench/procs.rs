@@ -17,16 +17,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// Stops a child we started: SIGTERM by its pid, then SIGKILL after two seconds.
 pub fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    floorhand::rigs::mosquitto::stop_child(child, Duration::from_secs(2));
 }
 
 /// A Mosquitto broker with its own config and directory (the shared launcher,

@@ -23,7 +23,7 @@ use super::meta::{
     CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S, DOWN_INCARNATION, DOWN_THROUGH,
     down_point, meta_set,
 };
-use super::{Applied, Db, Settings, StoreError, Synchronous, TaskState, Tx, sql, unsql};
+use super::{Applied, Db, Settings, StoreError, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
 /// Inserts a task (fresh values for every column the OMS owns).
@@ -169,23 +169,22 @@ impl Db {
         // are sent again, and the OMS drops them as duplicates. It needs no disk sync, which
         // keeps a burst of acks from costing one sync each.
         let control_only = batch.iter().all(|(_, d)| !d.is_sequenced());
-        if control_only && self.synchronous == Synchronous::Full {
-            self.conn
-                .pragma_update(None, "synchronous", Synchronous::Normal.pragma())?;
-        }
-        let result = self.write(now, |t, settings| {
-            let mut out = Vec::with_capacity(batch.len());
-            for (head, down) in batch {
-                // A ConfigUpdate earlier in the batch is in force for what follows.
-                let current = new_settings.clone().unwrap_or_else(|| settings.clone());
-                out.push(t.apply_one(*head, down, &current, &mut new_settings)?);
-            }
-            Ok(out)
-        });
-        if control_only && self.synchronous == Synchronous::Full {
-            self.conn
-                .pragma_update(None, "synchronous", self.synchronous.pragma())?;
-        }
+        let mut apply = |db: &mut Db| {
+            db.write(now, |t, settings| {
+                let mut out = Vec::with_capacity(batch.len());
+                for (head, down) in batch {
+                    // A ConfigUpdate earlier in the batch is in force for what follows.
+                    let current = new_settings.clone().unwrap_or_else(|| settings.clone());
+                    out.push(t.apply_one(*head, down, &current, &mut new_settings)?);
+                }
+                Ok(out)
+            })
+        };
+        let result = if control_only {
+            self.unsynced(apply)
+        } else {
+            apply(self)
+        };
         let applied = result?;
         if let Some(s) = new_settings {
             self.settings = s;

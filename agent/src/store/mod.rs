@@ -571,6 +571,27 @@ impl Db {
         Ok(r)
     }
 
+    /// Runs `f` with no disk sync at its commits, then restores the configured durability.
+    /// For writes a power loss may undo without harm: what they record is done again
+    /// (an acked row comes back and is re-sent, then dropped by the OMS as a duplicate; a
+    /// row marked sent is marked again). With WAL, the next synced commit syncs these too.
+    fn unsynced<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let relax = self.synchronous == Synchronous::Full;
+        if relax {
+            self.conn
+                .pragma_update(None, "synchronous", Synchronous::Normal.pragma())?;
+        }
+        let result = f(self);
+        if relax {
+            self.conn
+                .pragma_update(None, "synchronous", self.synchronous.pragma())?;
+        }
+        result
+    }
+
     /// `PRAGMA integrity_check`: `["ok"]` for a sound file, else SQLite's findings.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;

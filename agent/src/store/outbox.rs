@@ -134,11 +134,16 @@ impl Db {
 
     /// Marks rows up to `up_to_seq` as accepted by the broker. They stay in the outbox
     /// until the OMS acknowledges them: a broker without a session forgets publishes.
+    /// The mark is for status figures only and needs no disk sync (after a power loss a
+    /// row may read unsent again; it is re-sent either way until acknowledged).
     pub fn mark_sent(&mut self, up_to_seq: u64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE outbox SET sent = 1 WHERE seq <= ?1 AND sent = 0")?
-            .execute([sql(up_to_seq.min(self.high_seq))])?;
-        Ok(())
+        let through = sql(up_to_seq.min(self.high_seq));
+        self.unsynced(|db| {
+            db.conn
+                .prepare_cached("UPDATE outbox SET sent = 1 WHERE seq <= ?1 AND sent = 0")?
+                .execute([through])?;
+            Ok(())
+        })
     }
 
     /// Applies the OMS's cumulative ack: deletes rows with `seq <= up_to_seq`.

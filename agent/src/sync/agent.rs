@@ -286,7 +286,7 @@ impl Io {
                 let mut p = Publish::new("", qos, Vec::new());
                 p.pkid = pkid;
                 if let Err(e) = self.client.try_ack(&p) {
-                    tracing::warn!("sync: ack after commit not sent: {e}");
+                    tracing::warn!("sync: broker ack not sent: {e}");
                 }
             }
             Action::ReadOutbox { session, from, to } => {

@@ -42,6 +42,16 @@ pub const MAX_QUEUED: usize = 600;
 /// `DownAck`): the messages already waiting when the first is taken.
 pub const DOWN_BATCH: usize = 256;
 
+/// Most received down messages acknowledged to the broker before they are applied.
+/// Mosquitto sends a subscriber at most 20 unacknowledged QoS 1 messages
+/// (`max_inflight_messages`), so a broker ack held until the commit made every transaction
+/// hold at most 20 messages, one disk sync each. The ack to the broker only ends its
+/// redelivery: nothing is lost by giving it early, because the OMS side keeps each message
+/// until the agent's `DownAck` and re-sends after a Birth or a timeout. Beyond this many
+/// waiting, acks follow the commit again and the broker's limit slows the sender, so the
+/// inbox stays bounded whatever a publisher does.
+pub const ACK_AHEAD: usize = 1024;
+
 /// Wait before retrying a store read that failed.
 const STORE_RETRY_MS: u64 = 1000;
 
@@ -207,6 +217,8 @@ struct Received {
     qos: QoS,
     topic: String,
     check: Verdict,
+    /// Acknowledged to the broker on receipt (see [`ACK_AHEAD`]).
+    broker_acked: bool,
 }
 
 /// What to do with a received down message, decided before touching the store.
@@ -359,6 +371,9 @@ pub struct Link {
     inbox: VecDeque<Received>,
     /// The batch being applied (or waiting for its retry).
     batch: Vec<Received>,
+    /// Messages of this session waiting for their broker ack until their commit: while
+    /// any does, later ones wait too (MQTT wants PUBACKs in the order of receipt).
+    deferred_acks: usize,
     applying: bool,
     apply_backoff: Backoff,
     apply_retry_at: Option<u64>,
@@ -399,6 +414,7 @@ impl Link {
             mark_retry_at: None,
             inbox: VecDeque::new(),
             batch: Vec::new(),
+            deferred_acks: 0,
             applying: false,
             apply_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             apply_retry_at: None,
@@ -474,9 +490,9 @@ impl Link {
 
     /// Whether received messages wait for [`Input::Tick`] to be applied. The I/O loop
     /// feeds that tick once rumqttc has no more packets ready, so the messages of one
-    /// network read go into one transaction (the broker sends at most 20 unacknowledged
-    /// at a time, docs/dev/field-notes.md, "MQTT": a batch per read is what keeps a burst
-    /// fast).
+    /// network read go into one transaction, and those that arrive during a commit go
+    /// into the next (with the broker acked on receipt, see [`ACK_AHEAD`], a burst is
+    /// not held to Mosquitto's 20 in flight per transaction).
     pub fn apply_waiting(&self) -> bool {
         !self.applying
             && self.apply_retry_at.is_none()
@@ -491,6 +507,7 @@ impl Link {
         match input {
             Input::Connected => {
                 self.connected = true;
+                self.deferred_acks = 0;
                 self.pubacks.reset();
                 self.rows.clear();
                 self.control.clear();
@@ -503,6 +520,7 @@ impl Link {
             }
             Input::Lost => {
                 self.connected = false;
+                self.deferred_acks = 0;
                 self.pubacks.reset();
                 self.rows.clear();
                 self.control.clear();
@@ -527,12 +545,20 @@ impl Link {
                 payload,
             } => {
                 let check = check(&self.down_topic, &topic, &payload);
+                let waiting = self.inbox.len() + self.batch.len();
+                let broker_acked = self.connected && self.deferred_acks == 0 && waiting < ACK_AHEAD;
+                if broker_acked {
+                    out.push(Action::BrokerAck { pkid, qos });
+                } else {
+                    self.deferred_acks += 1;
+                }
                 self.inbox.push_back(Received {
                     session: self.session,
                     pkid,
                     qos,
                     topic,
                     check,
+                    broker_acked,
                 });
                 start_apply = self.inbox.len() >= DOWN_BATCH;
             }
@@ -744,9 +770,10 @@ impl Link {
             }
             outbox_changed |= self.count(&applied);
             out.push(Action::Notify(applied));
-            // The broker's ack, on the connection the message came on only: a packet id
-            // means nothing on another.
-            if self.connected && r.session == self.session {
+            // A deferred broker ack, on the connection the message came on only: a packet
+            // id means nothing on another.
+            if !r.broker_acked && self.connected && r.session == self.session {
+                self.deferred_acks = self.deferred_acks.saturating_sub(1);
                 out.push(Action::BrokerAck {
                     pkid: r.pkid,
                     qos: r.qos,
@@ -1108,6 +1135,11 @@ mod tests {
 
     const SUB: &str = "subscribe floorhand/v1/s1/d1/down";
 
+    /// Expected actions made at run time, for [`Step::At`].
+    fn leak(v: Vec<String>) -> &'static [&'static str] {
+        Vec::leak(v.into_iter().map(|s| &*String::leak(s)).collect())
+    }
+
     #[test]
     fn offline_the_link_has_no_deadline_and_nothing_to_do_but_apply() {
         use Step::*;
@@ -1163,12 +1195,12 @@ mod tests {
                 At(4, Input::Marked(2), &[]),
                 // No OMS ack yet: nothing new to read, the re-send deadline stands.
                 Deadline(Some(2000)),
-                At(5, oms_ack(2), &[]),
+                At(5, oms_ack(2), &["broker ack 0"]),
                 At(5, Input::Tick, &["apply 1"]),
                 At(
                     6,
                     applied(vec![Applied::Acked { deleted: 2 }], 2, 0),
-                    &["notify", "broker ack 0", "read high"],
+                    &["notify", "read high"],
                 ),
                 // Everything acknowledged: no re-send deadline, only the status one.
                 Deadline(Some(60_000)),
@@ -1180,31 +1212,30 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_down_messages_is_applied_in_one_transaction_and_acked_after_the_commit() {
+    fn a_burst_of_down_messages_is_applied_in_one_transaction_and_down_acked_after_the_commit() {
         use Step::*;
         let l = run(
             link(0, 0),
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
                 At(1, snapshot(), &["birth"]),
-                At(2, cancel(1), &[]),
-                At(2, cancel(2), &[]),
-                At(2, cancel(3), &[]),
+                // The broker's ack goes on receipt (see ACK_AHEAD); the OMS's after the
+                // commit.
+                At(2, cancel(1), &["broker ack 1"]),
+                At(2, cancel(2), &["broker ack 2"]),
+                At(2, cancel(3), &["broker ack 3"]),
                 // rumqttc has nothing more ready: the messages of one read go together.
                 At(2, Input::Tick, &["apply 3"]),
                 // One that comes during the commit waits for it.
-                At(2, cancel(4), &[]),
+                At(2, cancel(4), &["broker ack 4"]),
                 At(2, Input::Tick, &[]),
                 At(
                     3,
                     applied(vec![cancelled(); 3], 0, 3),
                     &[
                         "notify",
-                        "broker ack 1",
                         "notify",
-                        "broker ack 2",
                         "notify",
-                        "broker ack 3",
                         "read high",
                         "apply 1",
                         "downack 3",
@@ -1218,7 +1249,7 @@ mod tests {
             .iter()
             .map(brief)
             .collect();
-        assert_eq!(got, ["notify", "broker ack 4", "read high", "downack 4"]);
+        assert_eq!(got, ["notify", "read high", "downack 4"]);
         assert_eq!((l.stats().applied, l.stats().down_acks), (4, 2));
     }
 
@@ -1226,9 +1257,17 @@ mod tests {
     fn a_full_batch_is_applied_without_waiting_for_the_read_to_end() {
         let mut steps = vec![Step::At(0, Input::Connected, &[SUB, "read birth"])];
         for dseq in 1..DOWN_BATCH as u64 {
-            steps.push(Step::At(1, cancel(dseq), &[]));
+            steps.push(Step::At(
+                1,
+                cancel(dseq),
+                leak(vec![format!("broker ack {dseq}")]),
+            ));
         }
-        steps.push(Step::At(1, cancel(DOWN_BATCH as u64), &["apply 256"]));
+        steps.push(Step::At(
+            1,
+            cancel(DOWN_BATCH as u64),
+            &["broker ack 256", "apply 256"],
+        ));
         let l = run(link(0, 0), steps);
         assert!(!l.apply_waiting());
     }
@@ -1241,13 +1280,13 @@ mod tests {
             vec![
                 Waiting(false),
                 At(0, Input::Connected, &[SUB, "read birth"]),
-                At(1, cancel(1), &[]),
+                At(1, cancel(1), &["broker ack 1"]),
                 // Received: it waits for the end of the network read (the tick).
                 Waiting(true),
                 At(1, Input::Tick, &["apply 1"]),
                 // Applying: what comes now waits for the commit, not for a tick.
                 Waiting(false),
-                At(1, cancel(2), &[]),
+                At(1, cancel(2), &["broker ack 2"]),
                 Waiting(false),
                 At(10, Input::ApplyFailed("disk I/O error".into()), &[]),
                 // Waiting for the retry, not for the read.
@@ -1262,26 +1301,20 @@ mod tests {
                 At(
                     250,
                     applied(vec![cancelled()], 0, 1),
-                    &[
-                        "notify",
-                        "broker ack 1",
-                        "read high",
-                        "apply 1",
-                        "downack 1",
-                    ],
+                    &["notify", "read high", "apply 1", "downack 1"],
                 ),
             ],
         );
     }
 
     #[test]
-    fn a_message_of_a_lost_connection_is_applied_but_never_acked_to_the_broker_on_the_next() {
+    fn a_message_of_a_lost_connection_is_applied_and_down_acked_on_the_next() {
         use Step::*;
         run(
             link(0, 0),
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
-                At(1, cancel(1), &[]),
+                At(1, cancel(1), &["broker ack 1"]),
                 At(1, Input::Tick, &["apply 1"]),
                 At(2, Input::Lost, &[]),
                 At(2, Input::NewSession(2), &[]),
@@ -1289,7 +1322,7 @@ mod tests {
                 // fresh one for this connection.
                 At(3, Input::Connected, &[SUB]),
                 At(3, snapshot(), &["read birth", "birth"]),
-                // Its packet id belongs to the old connection; the DownAck tells the OMS.
+                // The DownAck tells the OMS.
                 At(
                     4,
                     applied(vec![cancelled()], 0, 1),
@@ -1338,14 +1371,14 @@ mod tests {
                 At(2000, Input::Tick, &["read 1..=128 s1"]),
                 At(2001, rows(1, 1..=1), &["event 1"]),
                 Deadline(Some(6000)),
-                At(3000, oms_ack(100), &[]),
+                At(3000, oms_ack(100), &["broker ack 0"]),
                 At(3000, Input::Tick, &["apply 1"]),
                 At(
                     3001,
                     applied(vec![Applied::Acked { deleted: 100 }], 100, 0),
                     // The window moves with the ack and grows by one: 129..=229 next
                     // (re-sends up to 256, then new ones).
-                    &["notify", "broker ack 0", "read high", "read 129..=229 s1"],
+                    &["notify", "read high", "read 129..=229 s1"],
                 ),
                 At(3002, Input::Tick, &[]),
             ],
@@ -1387,12 +1420,12 @@ mod tests {
                 At(90_000, Input::Tick, &["read status"]),
                 At(90_001, status(), &["status qos0"]),
                 Deadline(Some(150_000)),
-                At(100_000, config, &[]),
+                At(100_000, config, &["broker ack 1"]),
                 At(100_000, Input::Tick, &["apply 1"]),
                 At(
                     100_001,
                     applied(vec![Applied::ConfigApplied], 0, 1),
-                    &["notify", "broker ack 1", "downack 1"],
+                    &["notify", "downack 1"],
                 ),
                 Deadline(Some(110_001)),
                 // Offline, no status at all.
@@ -1410,15 +1443,15 @@ mod tests {
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
                 At(1, snapshot(), &["birth"]),
-                At(2, down_msg(0, Down::ResyncRequest), &[]),
+                At(2, down_msg(0, Down::ResyncRequest), &["broker ack 0"]),
                 At(2, Input::Tick, &["apply 1"]),
                 At(
                     3,
                     applied(vec![Applied::Resync], 0, 0),
-                    &["notify", "broker ack 0", "read birth"],
+                    &["notify", "read birth"],
                 ),
                 At(4, snapshot(), &["birth"]),
-                At(5, cancel(1), &[]),
+                At(5, cancel(1), &["broker ack 1"]),
                 At(5, Input::Tick, &["apply 1"]),
                 At(
                     6,
@@ -1432,13 +1465,7 @@ mod tests {
                         0,
                         1,
                     ),
-                    &[
-                        "notify",
-                        "broker ack 1",
-                        "read high",
-                        "read birth",
-                        "downack 1",
-                    ],
+                    &["notify", "read high", "read birth", "downack 1"],
                 ),
                 // A failed snapshot read is tried again a second later, not forgotten.
                 At(7, Input::BirthFailed, &[]),
@@ -1461,21 +1488,15 @@ mod tests {
             link(0, 0),
             vec![
                 At(0, Input::Connected, &[SUB, "read birth"]),
-                At(1, cancel(1), &[]),
+                At(1, cancel(1), &["broker ack 1"]),
                 At(1, Input::Tick, &["apply 1"]),
-                At(1, garbage, &[]),
-                At(1, cancel(3), &[]),
-                At(1, cancel(4), &[]),
+                At(1, garbage, &["broker ack 2"]),
+                At(1, cancel(3), &["broker ack 3"]),
+                At(1, cancel(4), &["broker ack 4"]),
                 At(
                     2,
                     applied(vec![cancelled()], 0, 1),
-                    &[
-                        "notify",
-                        "broker ack 1",
-                        "read high",
-                        "apply 1",
-                        "downack 1",
-                    ],
+                    &["notify", "read high", "apply 1", "downack 1"],
                 ),
             ],
         );
@@ -1483,12 +1504,9 @@ mod tests {
             .handle(3, applied(vec![Applied::Duplicate], 0, 1))
             .as_slice()
         {
-            [
-                Action::Notify(_),
-                Action::BrokerAck { pkid: 2, .. },
-                Action::ReadHigh,
-                Action::Apply(items),
-            ] => assert!(matches!(items.as_slice(), [Item::Down(..), Item::Down(..)])),
+            [Action::Notify(_), Action::ReadHigh, Action::Apply(items)] => {
+                assert!(matches!(items.as_slice(), [Item::Down(..), Item::Down(..)]))
+            }
             other => panic!("{:?}", other.iter().map(brief).collect::<Vec<_>>()),
         }
         assert_eq!(l.stats().rejected, 1);
@@ -1551,8 +1569,8 @@ mod tests {
     #[test]
     fn each_result_is_counted_and_only_one_that_wrote_an_event_reads_the_outbox_high_again() {
         use Step::*;
-        const QUIET: &[&str] = &["notify", "broker ack 1", "downack 1"];
-        const WROTE: &[&str] = &["notify", "broker ack 1", "read high", "downack 1"];
+        const QUIET: &[&str] = &["notify", "downack 1"];
+        const WROTE: &[&str] = &["notify", "read high", "downack 1"];
         let refused = Applied::Refused {
             reason: RejectReason::Invalid,
             detail: "no".into(),
@@ -1584,7 +1602,7 @@ mod tests {
                 link(0, 0),
                 vec![
                     At(0, Input::Connected, &[SUB, "read birth"]),
-                    At(1, cancel(1), &[]),
+                    At(1, cancel(1), &["broker ack 1"]),
                     At(1, Input::Tick, &["apply 1"]),
                     At(2, applied(vec![result], 0, 1), want),
                 ],
@@ -1676,13 +1694,17 @@ mod tests {
     fn a_backlog_of_down_messages_is_applied_in_batches_of_at_most_down_batch() {
         let mut steps = vec![
             Step::At(0, Input::Connected, &[SUB, "read birth"]),
-            Step::At(1, cancel(1), &[]),
+            Step::At(1, cancel(1), &["broker ack 1"]),
             Step::At(1, Input::Tick, &["apply 1"]),
         ];
         // While the first commits, a backlog of more than a batch arrives.
         let last = DOWN_BATCH as u64 + 10;
         for dseq in 2..=last {
-            steps.push(Step::At(2, cancel(dseq), &[]));
+            steps.push(Step::At(
+                2,
+                cancel(dseq),
+                leak(vec![format!("broker ack {dseq}")]),
+            ));
         }
         let mut l = run(link(0, 0), steps);
         let sizes = |out: Vec<Action>| -> Vec<usize> {
@@ -1700,5 +1722,87 @@ mod tests {
         let results = vec![cancelled(); DOWN_BATCH];
         let through = 1 + DOWN_BATCH as u64;
         assert_eq!(sizes(l.handle(4, applied(results, 0, through))), [9]);
+    }
+
+    /// Commits the apply in `out` (if any) and every one it leads to, each batch of
+    /// cancellations up to `through`; returns every action, in brief.
+    fn settle(l: &mut Link, now: u64, mut out: Vec<Action>, through: &mut u64) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let batch = out.iter().find_map(|a| match a {
+                Action::Apply(items) => Some(items.len()),
+                _ => None,
+            });
+            all.extend(out.iter().map(brief));
+            let Some(n) = batch else { return all };
+            *through += n as u64;
+            out = l.handle(now, applied(vec![cancelled(); n], 0, *through));
+        }
+    }
+
+    fn broker_acks(briefs: &[String]) -> Vec<String> {
+        briefs
+            .iter()
+            .filter(|a| a.starts_with("broker ack"))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn past_ack_ahead_waiting_broker_acks_follow_the_commit_in_order_and_only_on_their_connection()
+    {
+        let briefs = |out: Vec<Action>| out.iter().map(brief).collect::<Vec<_>>();
+        let acks = |r: std::ops::RangeInclusive<u64>| {
+            r.map(|d| format!("broker ack {d}")).collect::<Vec<_>>()
+        };
+        let none = Vec::<String>::new();
+        // The cancellations' packet ids are their dseqs.
+        let mut l = link(0, 0);
+        l.handle(0, Input::Connected);
+        assert_eq!(briefs(l.handle(1, cancel(1))), ["broker ack 1"]);
+        assert_eq!(briefs(l.handle(1, Input::Tick)), ["apply 1"]);
+        // While the first commits, the inbox fills: ACK_AHEAD waiting (the batch being
+        // applied counts) are acked on receipt, the rest wait for their commit.
+        let full = ACK_AHEAD as u64;
+        for dseq in 2..=full {
+            assert_eq!(briefs(l.handle(2, cancel(dseq))), acks(dseq..=dseq));
+        }
+        for dseq in full + 1..=full + 3 {
+            assert_eq!(briefs(l.handle(2, cancel(dseq))), none);
+        }
+        // The first commit frees room, but a later message may not be acked before the
+        // deferred ones (MQTT wants PUBACKs in the order of receipt).
+        let out = l.handle(3, applied(vec![cancelled()], 0, 1));
+        assert_eq!(briefs(l.handle(3, cancel(full + 4))), none);
+        let mut through = 1;
+        let done = settle(&mut l, 4, out, &mut through);
+        assert_eq!(through, full + 4);
+        assert_eq!(broker_acks(&done), acks(full + 1..=full + 4));
+        // Nothing is deferred any more: the next is acked on receipt.
+        assert_eq!(
+            briefs(l.handle(5, cancel(full + 5))),
+            acks(full + 5..=full + 5)
+        );
+        // A deferred ack is never sent on a later connection.
+        let mut pending = Vec::new();
+        let mut deferred = 0;
+        for dseq in full + 6..=2 * full + 6 {
+            let out = l.handle(6, cancel(dseq));
+            if broker_acks(&briefs_of(&out)).is_empty() {
+                deferred += 1;
+            }
+            pending.extend(out.into_iter().filter(|a| matches!(a, Action::Apply(_))));
+        }
+        assert_eq!(deferred, 2);
+        l.handle(7, Input::Lost);
+        l.handle(7, Input::NewSession(2));
+        l.handle(7, Input::Connected);
+        let done = settle(&mut l, 8, pending, &mut through);
+        assert_eq!(through, 2 * full + 6);
+        assert_eq!(broker_acks(&done), none);
+    }
+
+    fn briefs_of(out: &[Action]) -> Vec<String> {
+        out.iter().map(brief).collect()
     }
 }

@@ -105,6 +105,11 @@ const MIGRATIONS: &[&str] = &[
     // 2: the floor view reads down messages in queue order from a key (`down_log_after`);
     // without an index every read would walk every stored body.
     "CREATE INDEX down_by_created ON down (created, site, device, msg_no);",
+    // 3: the messages not yet acknowledged, by stream: an ack, a device's ack point and
+    // the devices with pending messages are found without walking every message the
+    // device ever applied (an ack of a 10,000-message stream walked all of them).
+    "CREATE INDEX down_pending ON down (site, device, stream, dseq)
+         WHERE state IN ('queued', 'sent');",
 ];
 
 /// The OMS side's store.
@@ -407,13 +412,13 @@ impl OmsStore for OmsDb {
 
     /// Commits a down message for `device` and returns its stable number. It is addressed
     /// to the device's current incarnation (or to whichever comes first, when unknown).
-    fn queue_down(
+    fn queue_downs(
         &mut self,
         site: &str,
         device: &str,
-        body: &Down,
+        bodies: &[Down],
         now: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<u64>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -423,27 +428,41 @@ impl OmsStore for OmsDb {
             .optional()?
             .map(unsql)
             .unwrap_or(0);
-        let no = insert_down(&tx, site, device, stream, &to_json(body)?, now)?;
+        let mut nos = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            nos.push(insert_down(
+                &tx,
+                site,
+                device,
+                stream,
+                &to_json(body)?,
+                now,
+            )?);
+        }
         tx.commit()?;
-        Ok(no)
+        Ok(nos)
     }
 
     /// The device's down stream for its current incarnation.
     fn down_stream(&self, site: &str, device: &str) -> Result<DownStream, StoreError> {
         let stream = self.device_incarnation(site, device)?;
-        let (acked, high): (i64, i64) = self
+        // Acks are cumulative: everything below the lowest unacknowledged message is
+        // acknowledged.
+        let (pending, high): (Option<i64>, i64) = self
             .conn
             .prepare_cached(
-                "SELECT coalesce(max(CASE WHEN state IN ('applied', 'rejected') THEN dseq END), 0),
-                        coalesce(max(dseq), 0)
-                 FROM down WHERE site = ?1 AND device = ?2 AND stream = ?3",
+                "SELECT (SELECT min(dseq) FROM down
+                         WHERE site = ?1 AND device = ?2 AND stream = ?3
+                           AND state IN ('queued', 'sent')),
+                        (SELECT coalesce(max(dseq), 0) FROM down
+                         WHERE site = ?1 AND device = ?2 AND stream = ?3)",
             )?
             .query_row(params![site, device, sql(stream)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         Ok(DownStream {
             stream,
-            acked: unsql(acked),
+            acked: pending.map_or(unsql(high), |p| unsql(p) - 1),
             high: unsql(high),
         })
     }
@@ -515,14 +534,20 @@ impl OmsStore for OmsDb {
         stream: u64,
         through: u64,
     ) -> Result<usize, StoreError> {
-        Ok(self
+        // Like "sent", "applied" needs no disk sync: if a power loss takes it back, the
+        // message is sent again and the agent acknowledges it again (and every birth and
+        // status carries its ack point).
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let acked = self
             .conn
             .prepare_cached(
                 "UPDATE down SET state = 'applied'
                  WHERE site = ?1 AND device = ?2 AND stream = ?3 AND dseq <= ?4
                    AND state IN ('queued', 'sent')",
-            )?
-            .execute(params![site, device, sql(stream), sql(through)])?)
+            )
+            .and_then(|mut st| st.execute(params![site, device, sql(stream), sql(through)]));
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(acked?)
     }
 
     /// The state of down message `msg_no` of `device`.

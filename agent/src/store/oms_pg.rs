@@ -80,6 +80,12 @@ CREATE TABLE fh_claims (
     "
 CREATE INDEX fh_down_by_created ON fh_down (created, site, device, msg_no);
 ",
+    // 2: the messages not yet acknowledged, by stream (see the SQLite store's step 3).
+    "
+DROP INDEX fh_down_pending;
+CREATE INDEX fh_down_pending ON fh_down (site, device, stream, dseq)
+    WHERE state IN ('queued', 'sent');
+",
 ];
 
 /// Advisory lock key of schema changes ("FLOORHAN" in ASCII).
@@ -764,22 +770,25 @@ impl OmsStore for PgStore {
         })
     }
 
-    fn queue_down(
+    fn queue_downs(
         &mut self,
         site: &str,
         device: &str,
-        body: &Down,
+        bodies: &[Down],
         now: u64,
-    ) -> Result<u64, StoreError> {
-        let json = to_json(body)?;
+    ) -> Result<Vec<u64>, StoreError> {
+        let jsons = bodies.iter().map(to_json).collect::<Result<Vec<_>, _>>()?;
         self.block(async {
             let mut c = Self::client(&self.pool).await?;
             let tx = c.transaction().await.map_err(pg)?;
             device_lock(&tx, site, device).await?;
             let stream = device_inc(&tx, site, device).await?.unwrap_or(0);
-            let no = insert_down(&tx, site, device, stream, &json, now).await?;
+            let mut nos = Vec::with_capacity(jsons.len());
+            for json in &jsons {
+                nos.push(insert_down(&tx, site, device, stream, json, now).await?);
+            }
             tx.commit().await.map_err(pg)?;
-            Ok(no)
+            Ok(nos)
         })
     }
 
@@ -836,19 +845,25 @@ impl OmsStore for PgStore {
         self.block(async {
             let c = Self::client(&self.pool).await?;
             let stream = device_inc(&c, site, device).await?.unwrap_or(0);
+            // Acks are cumulative: everything below the lowest unacknowledged message is
+            // acknowledged.
             let r = c
                 .query_one(
-                    "SELECT coalesce(max(CASE WHEN state IN ('applied', 'rejected') THEN dseq END), 0),
-                            coalesce(max(dseq), 0)
-                     FROM fh_down WHERE site = $1 AND device = $2 AND stream = $3",
+                    "SELECT (SELECT min(dseq) FROM fh_down
+                             WHERE site = $1 AND device = $2 AND stream = $3
+                               AND state IN ('queued', 'sent')),
+                            (SELECT coalesce(max(dseq), 0) FROM fh_down
+                             WHERE site = $1 AND device = $2 AND stream = $3)",
                     &[&site, &device, &sql(stream)],
                 )
                 .await
                 .map_err(pg)?;
+            let pending: Option<i64> = r.get(0);
+            let high = unsql(r.get(1));
             Ok(DownStream {
                 stream,
-                acked: unsql(r.get(0)),
-                high: unsql(r.get(1)),
+                acked: pending.map_or(high, |p| unsql(p) - 1),
+                high,
             })
         })
     }

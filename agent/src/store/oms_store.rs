@@ -256,7 +256,21 @@ pub trait OmsStore: Send {
         device: &str,
         body: &Down,
         now: u64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        let mut nos = self.queue_downs(site, device, std::slice::from_ref(body), now)?;
+        nos.pop()
+            .ok_or_else(|| StoreError::Invalid("no number for a queued message".into()))
+    }
+
+    /// Commits down messages for `device`, in order, in one transaction (one disk sync),
+    /// and returns their stable numbers: all are committed, or none.
+    fn queue_downs(
+        &mut self,
+        site: &str,
+        device: &str,
+        bodies: &[Down],
+        now: u64,
+    ) -> Result<Vec<u64>, StoreError>;
 
     /// Commits a down message for a device that has been heard from, under an optional
     /// idempotency key: the key is stored in the same transaction, so a retried request

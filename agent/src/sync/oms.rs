@@ -212,8 +212,8 @@ enum Cmd {
     Push {
         site: Option<String>,
         device: String,
-        down: Down,
-        reply: oneshot::Sender<Result<u64, OmsError>>,
+        downs: Vec<Down>,
+        reply: oneshot::Sender<Result<Vec<u64>, OmsError>>,
     },
     PushKeyed {
         site: String,
@@ -344,16 +344,31 @@ impl OmsSession {
         device: &str,
         down: Down,
     ) -> Result<u64, OmsError> {
+        let mut nos = self.push_many(site, device, vec![down]).await?;
+        nos.pop().ok_or(OmsError::Closed)
+    }
+
+    /// Like [`OmsSession::push`] for many messages to one device: the sequenced ones are
+    /// committed in order in one transaction (one disk sync for a whole file of them),
+    /// and their numbers come back in the same order (0 for a control message).
+    pub async fn push_many(
+        &self,
+        site: Option<&str>,
+        device: &str,
+        downs: Vec<Down>,
+    ) -> Result<Vec<u64>, OmsError> {
         if !topics::valid_id(device) {
             return Err(OmsError::BadId(device.to_string()));
         }
-        check_down(&down)?;
+        for d in &downs {
+            check_down(d)?;
+        }
         let (reply, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Push {
                 site: site.map(str::to_string),
                 device: device.to_string(),
-                down,
+                downs,
                 reply,
             })
             .map_err(|_| OmsError::Closed)?;
@@ -1192,7 +1207,7 @@ impl Core {
                 for ((site, device, _, _, reply), r) in items.into_iter().zip(results) {
                     if let Queued::New(_) = r {
                         self.sites.entry(device.clone()).or_insert(site.clone());
-                        self.queued(&site, &device);
+                        self.queued(&site, &device, 1);
                     }
                     let _ = reply.send(Ok(r));
                 }
@@ -1207,9 +1222,9 @@ impl Core {
         }
     }
 
-    /// A message was queued for the device: its sender learns the new high seq (or is
-    /// loaded, or the device is asked for the birth that tells its incarnation).
-    fn queued(&mut self, site: &str, device: &str) {
+    /// `n` messages were queued for the device: its sender learns the new high seq (or
+    /// is loaded, or the device is asked for the birth that tells its incarnation).
+    fn queued(&mut self, site: &str, device: &str, n: u64) {
         let key = (site.to_string(), device.to_string());
         if let Some(owner) = self.sharing.as_ref().map(|s| s.owner.clone()) {
             // Publish it from here if no other session holds the device.
@@ -1227,7 +1242,7 @@ impl Core {
             return;
         }
         match self.flows.get_mut(&key) {
-            Some(f) => f.flow.written(f.flow.high() + 1),
+            Some(f) => f.flow.written(f.flow.high() + n),
             None => {
                 self.load_flow(site, device);
                 if !self.flows.contains_key(&key) {
@@ -1303,7 +1318,7 @@ impl Core {
             Cmd::Push {
                 site,
                 device,
-                down,
+                downs,
                 reply,
             } => {
                 let site = self.site_of(site, &device);
@@ -1311,18 +1326,35 @@ impl Core {
                     let _ = reply.send(Err(OmsError::BadId(site)));
                     return;
                 }
-                if !down.is_sequenced() {
-                    let inc = self.db.device_incarnation(&site, &device).unwrap_or(0);
-                    self.control(&site, &device, inc, down);
-                    let _ = reply.send(Ok(0));
-                    return;
+                // Control messages are published at once (numbered 0); the sequenced ones
+                // are committed together, in order.
+                let mut sequenced = Vec::with_capacity(downs.len());
+                let mut is_control = Vec::with_capacity(downs.len());
+                for down in downs {
+                    is_control.push(!down.is_sequenced());
+                    if down.is_sequenced() {
+                        sequenced.push(down);
+                    } else {
+                        let inc = self.db.device_incarnation(&site, &device).unwrap_or(0);
+                        self.control(&site, &device, inc, down);
+                    }
                 }
-                let r = self
-                    .db
-                    .queue_down(&site, &device, &down, crate::clock::unix_now());
-                if r.is_ok() {
-                    self.queued(&site, &device);
-                }
+                let nos = if sequenced.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.db
+                        .queue_downs(&site, &device, &sequenced, crate::clock::unix_now())
+                };
+                let r = nos.map(|nos| {
+                    if !sequenced.is_empty() {
+                        self.queued(&site, &device, sequenced.len() as u64);
+                    }
+                    let mut nos = nos.into_iter();
+                    is_control
+                        .iter()
+                        .map(|&c| if c { 0 } else { nos.next().unwrap_or(0) })
+                        .collect()
+                });
                 let _ = reply.send(r.map_err(OmsError::from));
             }
             cmd @ Cmd::PushKeyed { .. } => self.push_group(vec![cmd]),

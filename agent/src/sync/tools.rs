@@ -43,10 +43,7 @@ pub async fn push(
     wait: Option<Duration>,
 ) -> Result<Vec<Pushed>, OmsError> {
     let (session, _rx) = OmsSession::start(s)?;
-    let mut nos = Vec::new();
-    for d in downs {
-        nos.push(session.push(site, device, d).await?);
-    }
+    let nos = session.push_many(site, device, downs).await?;
     let deadline = Instant::now() + wait.unwrap_or(Duration::from_secs(5));
     let done = |st: &DownState| match wait {
         Some(_) => matches!(st, DownState::Applied | DownState::Rejected { .. }),

@@ -86,6 +86,26 @@ async fn five_thousand_down_messages_to_a_connected_agent_on_stock_mosquitto_app
     agent.stop().await;
 }
 
+/// `oms push FILE` hands every message over at once (`push_many`: one commit), to a
+/// device whose sender is already running: all of them go out within the window, not
+/// only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_down_messages_pushed_at_once_to_a_known_agent_apply_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let (oms, _inbox) = start_oms(&broker.url(), "oms-many");
+    let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
+    let mut downs = burst(N);
+    let rest = downs.split_off(1);
+    let mut nos = oms.push_many(None, "d1", downs).await.unwrap();
+    assert_all_applied(&oms, &agent, &nos, 30).await;
+    nos.extend(oms.push_many(None, "d1", rest).await.unwrap());
+    assert_eq!(nos, (1..=N).collect::<Vec<_>>());
+    assert_all_applied(&oms, &agent, &nos, 120).await;
+    agent.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_down_messages_sent_while_the_agent_is_offline_apply_once_in_order() {
     let dir = tempfile::tempdir().unwrap();

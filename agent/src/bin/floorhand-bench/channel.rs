@@ -75,10 +75,11 @@ fn floorhand_down(ctx: &Ctx, broker: &Broker, n: u64) -> anyhow::Result<Duration
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The OMS side learns the agent's incarnation from its birth first.
+        // Like `oms push FILE` (and mosquitto_pub -l): every message handed over at once,
+        // committed in one transaction, then sent within the window.
         let started = Instant::now();
-        for i in 1..=n {
-            oms.send("bench-down", wave(i)).await?;
-        }
+        oms.push_many(None, "bench-down", (1..=n).map(wave).collect())
+            .await?;
         let limit = Duration::from_secs(300);
         while oms.counters().down_acked < n {
             if started.elapsed() > limit {
@@ -90,6 +91,11 @@ fn floorhand_down(ctx: &Ctx, broker: &Broker, n: u64) -> anyhow::Result<Duration
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let elapsed = started.elapsed();
+        let st = h.stats.borrow().clone();
+        eprintln!(
+            "  down: the agent applied {} in {} down acks; {} duplicates, {} out of order",
+            st.applied, st.down_acks, st.duplicates, st.out_of_order
+        );
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         oms.close().await;

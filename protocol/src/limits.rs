@@ -18,10 +18,21 @@ pub const MAX_UP_BYTES: usize = 256 * 1024;
 /// the broker redelivers it on every reconnect, forever.
 pub const MAX_BROKER_MESSAGE: usize = 16 * 1024 * 1024;
 
-/// Most down messages the OMS side keeps in flight (sent, not yet acknowledged by the
-/// agent) per device, and most events the agent keeps in flight to the OMS. Below
-/// Mosquitto's default `max_queued_messages` (1000), so no broker queue can overflow.
+/// Most events the agent keeps in flight to the OMS (published, not yet acknowledged).
+/// Below Mosquitto's default `max_queued_messages` (1000), so the OMS side's queue holds
+/// a device's whole window (a site of devices shares that queue: after a loss each
+/// device sends half as many at a time, see the ledger).
 pub const WINDOW: usize = 256;
+
+/// Most sequenced down messages the OMS side keeps in flight (sent, not yet acknowledged
+/// by the agent) per device. They go at QoS 0: the ledger re-sends what is not
+/// acknowledged, so the broker's QoS 1 would add only a PUBACK per message, and with a
+/// stock Mosquitto (Nagle's algorithm on its sockets) a PUBACK the OMS side has not yet
+/// ACKed at TCP level holds the agent's `DownAck` behind it for up to 40 ms. A connected
+/// subscriber's QoS 0 messages are never queued or dropped by Mosquitto; an offline one's
+/// are dropped and re-sent after its `Birth`. Below `max_queued_messages` all the same,
+/// for an OMS side that publishes at QoS 1.
+pub const DOWN_WINDOW: usize = 768;
 
 /// Most tasks one wave may carry.
 pub const MAX_TASKS_PER_WAVE: usize = 20_000;

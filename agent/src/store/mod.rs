@@ -465,6 +465,21 @@ fn unsql(v: i64) -> u64 {
     v as u64
 }
 
+/// Turns on SQLite's query planner stability guarantee for `conn`. Without it, a cached
+/// statement whose plan looked at a bound value (any `max()`, `ORDER BY .. LIMIT`, `LIMIT ?`)
+/// is compiled again on every use: rusqlite clears the bindings when a statement goes back
+/// to its cache, and binding after that expires the plan. That recompiling was a quarter of
+/// the OMS side's time in `scripts/bench --only down`. The plans do not depend on
+/// statistics either way (nothing runs `ANALYZE`).
+pub(crate) fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
 impl Db {
     /// Opens (creating if needed) the database at `path`, sets the pragmas (WAL, the
     /// configured `synchronous`, busy timeout, foreign keys) and runs the migrations.
@@ -484,7 +499,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", cfg.synchronous.pragma())?;
         conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn)?;
         schema::migrate(&mut conn)?;
         let mut db = Db {
             conn,
@@ -517,6 +532,7 @@ impl Db {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        stable_plans(&conn)?;
         let found = schema::version(&conn)?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {

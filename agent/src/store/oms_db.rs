@@ -134,6 +134,7 @@ impl OmsDb {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        super::stable_plans(&conn)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
         let incarnation = super::meta::load_or_make_incarnation(&conn)?;

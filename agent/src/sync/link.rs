@@ -52,6 +52,12 @@ pub const DOWN_BATCH: usize = 256;
 /// inbox stays bounded whatever a publisher does.
 pub const ACK_AHEAD: usize = 1024;
 
+/// Most received down messages kept waiting for their commit. Past it a QoS 0 message is
+/// dropped on arrival (nothing else bounds a publisher at QoS 0; the OMS side keeps at
+/// most `DOWN_WINDOW` in flight and re-sends what is not acknowledged). QoS 1 messages
+/// never reach it: past [`ACK_AHEAD`] their broker acks wait, and the broker sends no more.
+pub const MAX_WAITING: usize = 4 * ACK_AHEAD;
+
 /// Wait before retrying a store read that failed.
 const STORE_RETRY_MS: u64 = 1000;
 
@@ -341,6 +347,9 @@ pub struct SyncStats {
     pub down_acks: u64,
     /// Events re-sent (published more than once).
     pub resent: u64,
+    /// QoS 0 down messages dropped on arrival because [`MAX_WAITING`] were waiting (the
+    /// OMS side re-sends what is not acknowledged).
+    pub dropped: u64,
 }
 
 /// The link's state. See the module documentation.
@@ -374,6 +383,9 @@ pub struct Link {
     /// Messages of this session waiting for their broker ack until their commit: while
     /// any does, later ones wait too (MQTT wants PUBACKs in the order of receipt).
     deferred_acks: usize,
+    /// [`SyncStats::dropped`] when a message was last taken in: a drop after it starts a
+    /// new run of drops, logged once.
+    dropped_logged: u64,
     applying: bool,
     apply_backoff: Backoff,
     apply_retry_at: Option<u64>,
@@ -415,6 +427,7 @@ impl Link {
             inbox: VecDeque::new(),
             batch: Vec::new(),
             deferred_acks: 0,
+            dropped_logged: 0,
             applying: false,
             apply_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             apply_retry_at: None,
@@ -544,8 +557,20 @@ impl Link {
                 topic,
                 payload,
             } => {
-                let check = check(&self.down_topic, &topic, &payload);
                 let waiting = self.inbox.len() + self.batch.len();
+                if qos == QoS::AtMostOnce && waiting >= MAX_WAITING {
+                    if self.stats.dropped == self.dropped_logged {
+                        tracing::warn!(
+                            "sync: {waiting} down messages wait for the store; dropping QoS 0 \
+                             ones until there is room (the OMS side re-sends them)"
+                        );
+                    }
+                    self.stats.dropped += 1;
+                    self.pump(now, &mut out, true);
+                    return out;
+                }
+                self.dropped_logged = self.stats.dropped;
+                let check = check(&self.down_topic, &topic, &payload);
                 let broker_acked = self.connected && self.deferred_acks == 0 && waiting < ACK_AHEAD;
                 if broker_acked {
                     out.push(Action::BrokerAck { pkid, qos });
@@ -1804,5 +1829,54 @@ mod tests {
 
     fn briefs_of(out: &[Action]) -> Vec<String> {
         out.iter().map(brief).collect()
+    }
+
+    #[test]
+    fn past_max_waiting_a_qos_0_message_is_dropped_and_counted_and_the_rest_still_applies() {
+        let qos0 = |dseq: u64| match cancel(dseq) {
+            Input::Message {
+                pkid,
+                topic,
+                payload,
+                ..
+            } => Input::Message {
+                pkid,
+                qos: QoS::AtMostOnce,
+                topic,
+                payload,
+            },
+            other => other,
+        };
+        let mut l = link(0, 0);
+        l.handle(0, Input::Connected);
+        l.handle(1, qos0(1));
+        assert_eq!(briefs_of(&l.handle(1, Input::Tick)), ["apply 1"]);
+        let full = MAX_WAITING as u64;
+        let mut pending = Vec::new();
+        for dseq in 2..=full {
+            pending.extend(
+                l.handle(2, qos0(dseq))
+                    .into_iter()
+                    .filter(|a| matches!(a, Action::Apply(_))),
+            );
+        }
+        // One commit in progress, the rest waiting: the next two are dropped.
+        assert_eq!(
+            briefs_of(&l.handle(2, qos0(full + 1))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            briefs_of(&l.handle(2, qos0(full + 2))),
+            Vec::<String>::new()
+        );
+        assert_eq!(l.stats().dropped, 2);
+        let out = l.handle(3, applied(vec![cancelled()], 0, 1));
+        let mut through = 1;
+        settle(&mut l, 4, out, &mut through);
+        assert_eq!(through, full);
+        // Room again: the OMS side's re-send is taken in.
+        l.handle(5, qos0(full + 1));
+        assert_eq!(briefs_of(&l.handle(5, Input::Tick)), ["apply 1"]);
+        assert_eq!(l.stats().dropped, 2);
     }
 }

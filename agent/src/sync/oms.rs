@@ -6,8 +6,8 @@
 //!   commit (or, with [`AckMode::Consumed`], after the consumer says it wrote it); a
 //!   duplicate is acknowledged again, a gap waits for the agent's re-send;
 //! - down: a message is committed with a stable number, then published with its per-device
-//!   down seq, at most [`WINDOW`] in flight per device, re-sent until the agent's
-//!   `DownAck`, after every `Birth` and on a timeout with backoff.
+//!   down seq at QoS 0, at most [`DOWN_WINDOW`] in flight per device, re-sent until the
+//!   agent's `DownAck`, after every `Birth` and on a timeout with backoff.
 //!
 //! One task owns the MQTT event loop and the store; [`OmsSession`] talks to it over a
 //! channel. Bad input (a malformed topic or payload) is logged and skipped; acking never
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use floorhand_protocol::limits::WINDOW;
+use floorhand_protocol::limits::DOWN_WINDOW;
 use floorhand_protocol::oms::{self, Down, DownMsg, Up, Wave, wave_digest};
 use floorhand_protocol::{Envelope, topics};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -507,6 +507,8 @@ struct Flow {
     flow: Outflow,
     /// Highest dseq this session published: one at or below it again is a re-send.
     max_sent: u64,
+    /// The connection (`Birth::session`) of the last birth that rewound the window.
+    birth_session: Option<u64>,
 }
 
 /// The session's task: owns the event loop, the store and every ledger.
@@ -799,9 +801,15 @@ impl Core {
                 if birth.down_oms_incarnation == self.db.incarnation() {
                     self.down_ack(&site, &device, inc, birth.down_applied_seq);
                 }
-                // A birth is the agent saying "resend what I lack": the window goes again.
+                // A birth after a (re)connect is the agent saying "resend what I lack": the
+                // window goes again. A second birth of the same connection (asked for by a
+                // resync, or after a repair) lost nothing in flight: a re-send would only
+                // duplicate the window.
                 let now_ms = self.now_ms();
-                if let Some(f) = self.flows.get_mut(&(site.clone(), device.clone())) {
+                if let Some(f) = self.flows.get_mut(&(site.clone(), device.clone()))
+                    && f.birth_session != Some(birth.session)
+                {
+                    f.birth_session = Some(birth.session);
                     f.flow.disconnected();
                     if self.connected {
                         f.flow.connected(now_ms);
@@ -915,7 +923,7 @@ impl Core {
             self.flows.remove(&key);
             return;
         }
-        let mut flow = Outflow::new(ds.acked, ds.high, WINDOW, DOWN_TIMING);
+        let mut flow = Outflow::new(ds.acked, ds.high, DOWN_WINDOW, DOWN_TIMING);
         if self.connected {
             flow.connected(self.now_ms());
         }
@@ -925,6 +933,7 @@ impl Core {
                 stream: ds.stream,
                 flow,
                 max_sent: 0,
+                birth_session: None,
             },
         );
     }
@@ -1148,9 +1157,10 @@ impl Core {
                     Ok(bytes) => {
                         if self
                             .client
+                            // QoS 0: see DOWN_WINDOW.
                             .try_publish(
                                 topics::down(&key.0, &key.1),
-                                QoS::AtLeastOnce,
+                                QoS::AtMostOnce,
                                 false,
                                 bytes,
                             )

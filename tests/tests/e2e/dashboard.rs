@@ -170,6 +170,18 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
         WAIT,
         "return !document.getElementById('floor').hidden;",
     );
+    // A link with the token in its fragment (as `floorhand demo` prints it) logs in at
+    // once, and the token leaves the address bar.
+    {
+        let linked = driver.browser(&d.join("profile-link"), 800, 600);
+        linked.goto(&format!("{}/#token={}", base(&b), token(&b)));
+        linked.wait_for(
+            "the floor through the link",
+            WAIT,
+            "return !document.getElementById('floor').hidden && location.hash === '' \
+             && document.cookie.includes('floorhand_token=');",
+        );
+    }
 
     // A pack station with a printer, straight to the broker; a handheld through a proxy.
     let printer = FakePrinter::start();

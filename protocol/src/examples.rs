@@ -403,6 +403,17 @@ pub fn up() -> Vec<(&'static str, Envelope<UpMsg>)> {
             "Event/StorageAlarm",
             event(48_227, EventKind::StorageAlarm { pct: 85 }),
         ),
+        (
+            "Event/ScanRefused",
+            event(
+                48_228,
+                EventKind::ScanRefused {
+                    reason: RefusalReason::WrongItem,
+                    task_id: Some(1_200_345),
+                    count: 1,
+                },
+            ),
+        ),
     ]
 }
 

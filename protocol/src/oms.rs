@@ -402,6 +402,30 @@ pub enum RejectReason {
     Invalid,
 }
 
+/// Why the device refused a scan, by class (the operator's screen shows the details).
+/// A supervisor counts these per operator and per class to find who needs training, a
+/// label that does not scan, or a device whose work ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    /// An item that is not the one asked for (not on the task, not in the order).
+    WrongItem,
+    /// A location that is not the task's.
+    WrongLocation,
+    /// The barcode does not read as valid GS1 data, or what it holds contradicts itself
+    /// or what was scanned before (a bad check digit, a lot that differs, a bad expiry).
+    BadBarcode,
+    /// Nobody is logged in (or another operator is).
+    NotLoggedIn,
+    /// No work for this scan: no task to pick, no open order or tote of that code.
+    NoTask,
+    /// The device was still saving the previous step.
+    Busy,
+    /// More units than are left to pick or pack.
+    TooMany,
+    /// Any other refusal (a scan at the wrong step, a serial already taken, ...).
+    Other,
+}
+
 /// What happened, in an [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
@@ -500,6 +524,19 @@ pub enum EventKind {
     StorageAlarm {
         /// Storage use in percent of the limit.
         pct: u8,
+    },
+    /// The device refused scans of one class (with an error beep and a screen telling
+    /// why). Coalesced on the device: at most one such event per class per second; `count`
+    /// is how many refusals of that class it stands for (the first refusal after a quiet
+    /// second is sent at once with `count` 1; those within the second are counted into
+    /// the next one), so a storm of bad scans cannot flood the outbox.
+    ScanRefused {
+        /// The class.
+        reason: RefusalReason,
+        /// The task the last of them concerned, if any.
+        task_id: Option<u64>,
+        /// Refusals this event stands for, at least 1.
+        count: u32,
     },
 }
 

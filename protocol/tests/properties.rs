@@ -153,6 +153,19 @@ fn short_reason() -> impl Strategy<Value = ShortReason> {
     ]
 }
 
+fn refusal_reason() -> impl Strategy<Value = RefusalReason> {
+    prop_oneof![
+        Just(RefusalReason::WrongItem),
+        Just(RefusalReason::WrongLocation),
+        Just(RefusalReason::BadBarcode),
+        Just(RefusalReason::NotLoggedIn),
+        Just(RefusalReason::NoTask),
+        Just(RefusalReason::Busy),
+        Just(RefusalReason::TooMany),
+        Just(RefusalReason::Other),
+    ]
+}
+
 fn event_kind() -> impl Strategy<Value = EventKind> {
     prop_oneof![
         any::<u64>().prop_map(|task_id| EventKind::TaskStarted { task_id }),
@@ -218,6 +231,13 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         Just(EventKind::LoggedIn),
         Just(EventKind::LoggedOut),
         any::<u8>().prop_map(|pct| EventKind::StorageAlarm { pct }),
+        (refusal_reason(), any::<Option<u64>>(), any::<u32>()).prop_map(
+            |(reason, task_id, count)| EventKind::ScanRefused {
+                reason,
+                task_id,
+                count
+            }
+        ),
     ]
 }
 

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use floorhand_protocol::oms::{Birth, Down, EventKind, PrinterState, ShortReason, Status};
+use floorhand_protocol::oms::{
+    Birth, Down, EventKind, PrinterState, RefusalReason, ShortReason, Status,
+};
 use serde_json::{Value, json};
 
 use crate::store::oms_store::{DeviceRow, StoredEvent};
@@ -91,6 +93,10 @@ struct Person {
     picks: VecDeque<u64>,
     /// `at` and reason of each short pick.
     shorts: VecDeque<(u64, ShortReason)>,
+    /// Refused scans: `at`, class and count, one entry per class and minute at most
+    /// (the devices coalesce to one event per class per second; a long scan storm would
+    /// otherwise keep a row per second for the whole shift).
+    refused: VecDeque<(u64, RefusalReason, u32)>,
     first_at: u64,
 }
 
@@ -149,6 +155,20 @@ pub struct Floor {
     /// Per site: picks and units per minute (minute = at / 60).
     minutes: BTreeMap<String, BTreeMap<u64, (u32, u32)>>,
     feed: VecDeque<Exception>,
+}
+
+/// A refused scan's class as the page shows it.
+pub fn refusal_name(r: RefusalReason) -> &'static str {
+    match r {
+        RefusalReason::WrongItem => "wrong item",
+        RefusalReason::WrongLocation => "wrong location",
+        RefusalReason::BadBarcode => "bad barcode",
+        RefusalReason::NotLoggedIn => "not logged in",
+        RefusalReason::NoTask => "no task",
+        RefusalReason::Busy => "busy saving",
+        RefusalReason::TooMany => "too many",
+        RefusalReason::Other => "other",
+    }
 }
 
 fn short_reason(r: ShortReason) -> &'static str {
@@ -277,6 +297,23 @@ impl Floor {
                 };
                 self.exception(e, "storage", text);
             }
+            EventKind::ScanRefused { reason, count, .. } => {
+                // Into this minute's entry of the class (a minute holds at most one entry
+                // per class, so the walk back is short).
+                let refused = &mut self.person(site, op, at).refused;
+                let same = refused
+                    .iter_mut()
+                    .rev()
+                    .take_while(|(t, _, _)| *t / 60 == at / 60)
+                    .find(|(_, r, _)| r == reason);
+                match same {
+                    Some((t, _, n)) => {
+                        *n = n.saturating_add(*count);
+                        *t = (*t).max(at);
+                    }
+                    None => refused.push_back((at, *reason, *count)),
+                }
+            }
             EventKind::LoggedIn | EventKind::LoggedOut => {}
         }
     }
@@ -393,8 +430,11 @@ impl Floor {
             while p.shorts.front().is_some_and(|&(t, _)| t < from) {
                 p.shorts.pop_front();
             }
+            while p.refused.front().is_some_and(|&(t, _, _)| t < from) {
+                p.refused.pop_front();
+            }
             p.first_at = p.first_at.max(from);
-            !p.picks.is_empty() || !p.shorts.is_empty()
+            !p.picks.is_empty() || !p.shorts.is_empty() || !p.refused.is_empty()
         });
         // A device whose clock runs far ahead would otherwise leave minutes that never
         // age out.
@@ -620,6 +660,10 @@ impl Floor {
                 for (_, r) in &p.shorts {
                     *reasons.entry(short_reason(*r)).or_default() += 1;
                 }
+                let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
+                for (_, r, n) in &p.refused {
+                    *refused.entry(refusal_name(*r)).or_default() += u64::from(*n);
+                }
                 json!({
                     "site": site,
                     "operator": op,
@@ -628,6 +672,8 @@ impl Floor {
                     "picks_shift": shift,
                     "short_picks": p.shorts.len(),
                     "short_by_reason": reasons,
+                    "refused_scans": refused.values().sum::<u64>(),
+                    "refused_by_reason": refused,
                 })
             })
             .collect()
@@ -980,6 +1026,98 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn refused(reason: RefusalReason, count: u32) -> EventKind {
+        EventKind::ScanRefused {
+            reason,
+            task_id: Some(9),
+            count,
+        }
+    }
+
+    #[test]
+    fn refused_scans_are_counted_per_operator_and_per_reason_with_their_counts() {
+        let mut f = Floor::new(FloorSettings::default());
+        f.apply_event(&ev(1, "hh1", NOW - 100, 42, picked(1, 1)));
+        f.apply_event(&ev(
+            2,
+            "hh1",
+            NOW - 90,
+            42,
+            refused(RefusalReason::WrongItem, 1),
+        ));
+        // A coalesced report stands for 5 refusals.
+        f.apply_event(&ev(
+            3,
+            "hh1",
+            NOW - 89,
+            42,
+            refused(RefusalReason::WrongItem, 5),
+        ));
+        f.apply_event(&ev(
+            4,
+            "hh1",
+            NOW - 80,
+            42,
+            refused(RefusalReason::BadBarcode, 1),
+        ));
+        f.apply_event(&ev(
+            5,
+            "hh2",
+            NOW - 70,
+            7,
+            refused(RefusalReason::TooMany, 2),
+        ));
+        // Nobody logged in: operator 0's row.
+        f.apply_event(&ev(
+            6,
+            "hh2",
+            NOW - 60,
+            0,
+            refused(RefusalReason::NotLoggedIn, 1),
+        ));
+        let v = f.view(NOW, &[]);
+        let people = v["people"].as_array().unwrap();
+        let of = |op: u64| people.iter().find(|p| p["operator"] == op).unwrap();
+        assert_eq!(of(42)["refused_scans"], 7, "{v}");
+        assert_eq!(of(42)["refused_by_reason"]["wrong item"], 6);
+        assert_eq!(of(42)["refused_by_reason"]["bad barcode"], 1);
+        assert_eq!(of(42)["picks_shift"], 1, "a refusal is not a pick");
+        assert_eq!(of(7)["refused_scans"], 2);
+        assert_eq!(of(7)["refused_by_reason"]["too many"], 2);
+        assert_eq!(of(0)["refused_by_reason"]["not logged in"], 1);
+        assert_eq!(of(0)["picks_shift"], 0);
+        // The device's operator is the one on the refusal.
+        let rows = [row("hh2", true, NOW, None)];
+        assert_eq!(f.view(NOW, &rows)["devices"][0]["operator"], 0);
+        // Gone with the shift.
+        f.prune(NOW + 9 * 3600);
+        assert!(
+            f.view(NOW + 9 * 3600, &[])["people"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_storm_of_refusal_reports_keeps_one_entry_per_reason_and_minute() {
+        let mut f = Floor::new(FloorSettings::default());
+        // A device reporting one event a second for an hour, two classes in turn.
+        for i in 0..3600u64 {
+            let reason = if i % 2 == 0 {
+                RefusalReason::BadBarcode
+            } else {
+                RefusalReason::WrongItem
+            };
+            f.apply_event(&ev(i + 1, "hh1", NOW - 3600 + i, 42, refused(reason, 3)));
+        }
+        let p = &f.people[&("s1".to_string(), 42)];
+        assert_eq!(p.refused.len(), 2 * 60, "two classes a minute for an hour");
+        let v = f.view(NOW, &[]);
+        assert_eq!(v["people"][0]["refused_scans"], 3600 * 3);
+        assert_eq!(v["people"][0]["refused_by_reason"]["bad barcode"], 1800 * 3);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `floorhand demo`: a whole shift on one command. An embedded broker, the OMS, a picker
-//! and a pack station with their own SQLite files, virtual devices on real ptys and
-//! sockets, and a network outage in the middle; at the end a summary and the exactly-once
-//! check (what the OMS received equals what the agents committed).
+//! `floorhand demo`: a whole shift on one command. An embedded broker, the OMS side as a
+//! real `floorhand bridge` (whose floor view the demo prints the URL of), a picker and a
+//! pack station with their own SQLite files, virtual devices on real ptys and sockets,
+//! and a network outage in the middle; at the end a summary and the exactly-once check
+//! (what the OMS received equals what the agents committed). The floor view stays up
+//! after the summary until Enter (or end of input); `--quick` exits at once.
 //!
 //! - [`broker`]: rumqttd embedded (Mosquitto fallback, or `--broker`).
+//! - [`oms`]: the bridge in the demo's process, its API and its store.
 //! - [`proxy`]: the TCP fault proxy that cuts the agents' broker link.
 //! - [`pty`]: two ptys joined by a relay thread (`openpty`), the virtual devices' cable.
 //! - [`vdev`]: scanner pty, ZPL printer on TCP, the firmware terminal host runner.
@@ -11,6 +14,7 @@
 //! - [`summary`]: the exactly-once check (pure) and the report.
 
 pub mod broker;
+pub mod oms;
 pub mod packer;
 pub mod picker;
 pub mod proxy;
@@ -23,13 +27,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use floorhand_protocol::oms::{Address, Down, Event, EventKind, PackLine, PackOrder, Wave};
+use floorhand_protocol::oms::{Address, Down, EventKind, PackLine, PackOrder, Wave};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::sync::agent::LinkState;
-use crate::sync::oms::{OmsSession, OmsSettings, Received};
 use crate::sync::tools::{SimPlan, sim_waves};
+use oms::DemoBridge;
 use summary::{AgentSide, Counters, Summary};
 
 /// `floorhand demo` options.
@@ -41,7 +45,8 @@ pub struct DemoArgs {
     /// Use this broker (mqtt://host:port) instead of the embedded one.
     #[arg(long)]
     pub broker: Option<String>,
-    /// A short shift (for tests): fewer tasks, a shorter outage.
+    /// A short shift (for tests): fewer tasks, a shorter outage; exits after the summary
+    /// instead of keeping the floor view up until Enter.
     #[arg(long)]
     pub quick: bool,
     /// Write the summary as JSON here (default: OUT/summary.json).
@@ -269,7 +274,7 @@ pub fn run(args: &DemoArgs) -> Result<bool, DemoError> {
             pace: Duration::from_millis(90),
         }
     };
-    let summary = rt.block_on(shift(args, &plan))?;
+    let (summary, bridge) = rt.block_on(shift(args, &plan))?;
     let json_path = args
         .json
         .clone()
@@ -280,11 +285,20 @@ pub fn run(args: &DemoArgs) -> Result<bool, DemoError> {
         .map_err(|e| DemoError::io(&json_path.display().to_string(), e))?;
     println!("{}", summary.table());
     println!("summary (JSON): {}", json_path.display());
+    if !args.quick {
+        println!(
+            "the floor view stays up at {} : press Enter to end",
+            bridge.floor_url()
+        );
+        // End of input (no terminal) ends it too.
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
+    rt.block_on(bridge.stop());
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(summary.exactly_once)
 }
 
-async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
+async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), DemoError> {
     let started = Instant::now();
     let out = args.out.clone();
     let broker = match &args.broker {
@@ -296,43 +310,12 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         proxy::FaultProxy::start(broker.addr).map_err(|e| DemoError::io("the fault proxy", e))?,
     ];
 
-    // The OMS talks to the broker directly; only the agents' link is cut.
-    let oms_broker = crate::sync::mqtt::BrokerSettings {
-        url: format!("mqtt://{}", broker.addr),
-        username: None,
-        password: None,
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        keep_alive: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-    };
-    let (oms, mut oms_rx) = OmsSession::start(&OmsSettings {
-        broker: oms_broker,
-        site: SITE.into(),
-        client_id: format!("demo-oms-{}", std::process::id()),
-        ack: crate::sync::oms::AckMode::Stored,
-        store: std::path::PathBuf::from(":memory:"),
-        clean_session: false,
-    })
-    .map_err(|e| DemoError::Broker(format!("OMS: {e}")))?;
-    let received: Arc<Mutex<Vec<(String, Event)>>> = Arc::default();
-    let r2 = received.clone();
-    // Devices whose birth the OMS has seen: an agent publishes it after its subscribe on
-    // the same connection, so from then on a message sent to it is not lost.
-    let (born_tx, mut born) = tokio::sync::watch::channel(Vec::<String>::new());
-    tokio::spawn(async move {
-        while let Some(r) = oms_rx.recv().await {
-            match r {
-                Received::Event { device, event, .. } => r2
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((device, event)),
-                Received::Birth { device, .. } => born_tx.send_modify(|b| b.push(device)),
-                _ => {}
-            }
-        }
-    });
+    // The OMS side, a real bridge, talks to the broker directly; only the agents' link
+    // is cut.
+    let oms = DemoBridge::start(&out, broker.addr, SITE).await?;
+    let url = oms.floor_url();
+    println!("floor view (live while the shift runs): {url}");
+    tracing::info!("floor view at http://{}/", oms.addr);
 
     // The agents, from generated config files.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -435,22 +418,30 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         (r, pack_station)
     });
 
-    // Push the shift once both agents listen: the waves, a pack order per order (the
-    // cancellation comes later).
-    let listening = born.wait_for(|b| [PICKER, PACK].iter().all(|d| b.iter().any(|x| x == d)));
-    match tokio::time::timeout(Duration::from_secs(10), listening).await {
-        Ok(Ok(_)) => {}
-        _ => {
+    // Push the shift once the bridge has seen both agents' births (an agent publishes it
+    // after its subscribe on the same connection, so from then on a message sent to it
+    // is not lost): the waves, a pack order per order (the cancellation comes later).
+    let listening = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = oms.devices().await?;
+        let born = |d: &str| rows.iter().any(|r| r.device == d && r.birth_at > 0);
+        if born(PICKER) && born(PACK) {
+            break;
+        }
+        if Instant::now() > listening {
             return Err(DemoError::Broker(
                 "the agents did not come online within 10 s (see demo.log)".into(),
             ));
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for w in &waves {
-        send(&oms, PICKER, Down::WaveAssigned(w.clone())).await?;
+        oms.send(SITE, PICKER, &Down::WaveAssigned(w.clone()))
+            .await?;
     }
     for o in &orders {
-        send(&oms, PACK, Down::PackOrder(Box::new(o.clone()))).await?;
+        oms.send(SITE, PACK, &Down::PackOrder(Box::new(o.clone())))
+            .await?;
     }
 
     // The display, the cancellation and the outage.
@@ -481,8 +472,8 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
             let cancel = Down::OrderCancelled {
                 order_id: cancelled.clone(),
             };
-            send(&oms, PICKER, cancel.clone()).await?;
-            send(&oms, PACK, cancel).await?;
+            oms.send(SITE, PICKER, &cancel).await?;
+            oms.send(SITE, PACK, &cancel).await?;
         }
         // The outage: first one-way (the agents' events reach the OMS but they hear
         // no acks, so they re-send and the OMS drops the copies), then a black hole with
@@ -548,6 +539,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     let drain_deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut drained = true;
+        let acked = ack_points(&oms).await?;
         for (device, store) in [(PICKER, &picker_store), (PACK, &pack_store)] {
             let high = store
                 .call(move |db| db.outbox_stats(0).map(|s| (s.count, s.high_seq)))
@@ -555,7 +547,7 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or((1, 0));
-            if high.0 > 0 || oms.ack_point(device) < high.1 {
+            if high.0 > 0 || acked.get(device).copied().unwrap_or(0) < high.1 {
                 drained = false;
             }
         }
@@ -602,16 +594,13 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         agent_side.push(side);
     }
     let _ = stop_tx.send(true);
-    let oms_counters = oms.counters();
-    let acked: BTreeMap<String, u64> = [PICKER, PACK]
-        .iter()
-        .map(|d| (d.to_string(), oms.ack_point(d)))
-        .collect();
-    oms.close().await;
+    let acked = ack_points(&oms).await?;
+    let duplicates = oms.metric("event_duplicates_total").await?;
     for (_, _, link) in agents {
         let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
     }
-    let received = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // What the OMS received: every event the bridge stored, read back from its store.
+    let received = oms.events().await?;
     let mut problems = summary::exactly_once(&received, &ledger.snapshot(), &agent_side);
     if let Err(e) = pick_result {
         problems.push(format!("picker: {e}"));
@@ -648,13 +637,13 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
     };
     let c = progress.get();
     let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
-    Ok(Summary {
+    let summary = Summary {
         broker: broker.kind.clone(),
         counters: c,
         events_sent,
         events_acked: acked.values().sum(),
-        oms_events_received: oms_counters.events,
-        duplicates_suppressed: oms_counters.duplicates,
+        oms_events_received: received.len() as u64,
+        duplicates_suppressed: duplicates,
         outage_s: outage
             .and_then(|(_, d)| d)
             .map(|d| d.as_secs_f64())
@@ -669,14 +658,18 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<Summary, DemoError> {
         elapsed_s: started.elapsed().as_secs_f64(),
         exactly_once: false,
     }
-    .finish())
+    .finish();
+    Ok((summary, oms))
 }
 
-async fn send(oms: &OmsSession, device: &str, down: Down) -> Result<(), DemoError> {
-    oms.send(device, down)
-        .await
-        .map(|_| ())
-        .map_err(|e| DemoError::Broker(format!("OMS send to {device}: {e}")))
+/// Each device's ack point: the highest event seq the bridge acknowledged.
+async fn ack_points(oms: &DemoBridge) -> Result<BTreeMap<String, u64>, DemoError> {
+    Ok(oms
+        .devices()
+        .await?
+        .into_iter()
+        .map(|d| (d.device, d.through))
+        .collect())
 }
 
 async fn backlog(store: &crate::store::Store) -> u64 {

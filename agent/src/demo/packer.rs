@@ -21,6 +21,7 @@ use crate::devices::printer::{PrintJob, Printer, PrinterConfig, Transport};
 use crate::label::{self, Dpi};
 use crate::pack::{Commit, Effect, Input, Order, PackConfig, Packer, keys};
 use crate::station::pack::execute;
+use crate::station::record_refusal;
 use crate::store::Store;
 use crate::sync::agent::SyncHandle;
 
@@ -113,6 +114,20 @@ impl PackStation {
                         }
                         Err(e) => Input::CommitFailed(e.to_string()),
                     }
+                }
+                Effect::ScanRefused(r) => {
+                    let now = crate::clock::unix_now();
+                    let (_, events) = self
+                        .store
+                        .call(move |db| {
+                            super::with_events(db, |db| record_refusal(db, now, OPERATOR, r))
+                        })
+                        .await
+                        .map_err(agent_err)?
+                        .map_err(agent_err)?;
+                    self.sync.outbox_changed();
+                    self.ledger.record(&self.progress.device_pack, events);
+                    continue;
                 }
             };
             queue.extend(packer.handle(crate::clock::unix_now(), answer));

@@ -18,8 +18,9 @@ use floorhand_protocol::oms::Wave;
 use super::vdev::VirtualScanner;
 use super::{CommitLog, DemoError, Progress};
 use crate::devices::terminal::TerminalHandle;
-use crate::pick::{Command, Effect, Input, PickTask, Picker};
+use crate::pick::{Command, Effect, Input, PickTask, Picker, Refusal};
 use crate::station::pick::{audit, execute};
+use crate::station::record_refusal;
 use crate::store::Store;
 use crate::sync::agent::SyncHandle;
 
@@ -117,6 +118,7 @@ impl PickStation {
                     Effect::Persist { id, command } => {
                         queue.push_back(self.persist(id, command).await?);
                     }
+                    Effect::ScanRefused(r) => self.report_refusal(r).await?,
                 }
             }
         }
@@ -150,6 +152,25 @@ impl PickStation {
                 reason: e.to_string(),
             }),
             Err(e) => Err(DemoError::Agent(format!("picker store: {e}"))),
+        }
+    }
+
+    /// Writes refused scans through `station::record_refusal`, the runtime's own hook,
+    /// and records the event for the exactly-once check.
+    async fn report_refusal(&mut self, r: Refusal) -> Result<(), DemoError> {
+        let now = crate::clock::unix_now();
+        let operator = self.picker.operator().unwrap_or(0);
+        let result = self
+            .store
+            .call(move |db| super::with_events(db, |db| record_refusal(db, now, operator, r)))
+            .await;
+        match result {
+            Ok(Ok((_, events))) => {
+                self.sync.outbox_changed();
+                self.ledger.record(&self.progress.device_picker, events);
+                Ok(())
+            }
+            Ok(Err(e)) | Err(e) => Err(DemoError::Agent(format!("picker store: {e}"))),
         }
     }
 
@@ -304,6 +325,12 @@ impl PickStation {
                     // final in the store; otherwise look for work again (a wave may have
                     // arrived before this station subscribed to the store's changes).
                     if open == 0 && self.all_final(&ids).await? {
+                        // Refused scans counted within their second are reported too.
+                        for effect in self.picker.refusals().flush::<Effect>() {
+                            if let Effect::ScanRefused(r) = effect {
+                                self.report_refusal(r).await?;
+                            }
+                        }
                         return Ok(());
                     }
                     open = self.reload_tasks().await?;

@@ -10,6 +10,12 @@
 //! packer and tells them to set the carton aside. A station built
 //! [`Packer::with_login`] refuses packing until a badge scan logs the packer in.
 //!
+//! Refused scans (an error beep answering a scan, or the lookup a scan started) are also
+//! reported to the OMS by class as [`Effect::ScanRefused`], at most one per class per
+//! second with a count ([`crate::pick::refused`]); refused key presses are not. The runtime
+//! asks [`Packer::refusals`] for those due every second while any wait, and for all of
+//! them when it stops.
+//!
 //! Invariants: no clock (time comes in as `now`), no I/O, no SQL, no tokio. Every durable
 //! fact leaves as [`Effect::Commit`]; the ok-beep for it comes only after the runtime feeds
 //! back [`Input::Committed`]. The runtime answers commits in the order they were emitted.
@@ -25,6 +31,7 @@ use floorhand_protocol::oms::Address;
 
 use crate::label::{self, LabelData, Shipment, Sscc, Template};
 pub use crate::pick::Capture;
+use crate::pick::refused::{Refusal, RefusalReason, Refusals};
 use scan::Scanned;
 
 /// Station settings.
@@ -255,6 +262,15 @@ pub enum Effect {
     AllocateSscc,
     /// Commit this, then answer `Committed`/`CommitFailed`.
     Commit(Commit),
+    /// Report refused scans to the OMS: one `ScanRefused` event in the outbox (not
+    /// answered; at most one per class per second).
+    ScanRefused(Refusal),
+}
+
+impl From<Refusal> for Effect {
+    fn from(r: Refusal) -> Self {
+        Effect::ScanRefused(r)
+    }
 }
 
 /// Keys on the pack station.
@@ -406,6 +422,9 @@ pub struct Packer {
     badge_prefix: Option<String>,
     /// The logged-in operator.
     operator: Option<u32>,
+    /// The class of the refusal the input being handled met, for a scan's report.
+    refusal: Option<RefusalReason>,
+    refusals: Refusals,
 }
 
 fn show(screen: Screen) -> Effect {
@@ -451,7 +470,28 @@ impl Packer {
             scale_g: None,
             badge_prefix: None,
             operator: None,
+            refusal: None,
+            refusals: Refusals::new(1),
         }
+    }
+
+    /// Refuses, naming the class a refused scan is reported under.
+    fn refuse_as(&mut self, reason: RefusalReason, text: &str) -> Vec<Effect> {
+        self.refusal = Some(reason);
+        refuse(text)
+    }
+
+    /// Refuses a label that cannot be read ([`refuse_label`]) as a bad barcode.
+    fn refuse_bad_label(&mut self, e: crate::barcode::BarcodeError) -> Vec<Effect> {
+        self.refusal = Some(RefusalReason::BadBarcode);
+        refuse_label(e)
+    }
+
+    /// The refused scans counted and not reported yet: the runtime takes those due
+    /// ([`Refusals::due`], `now` in Unix seconds) every second while any wait
+    /// ([`Refusals::holding`]), and all of them ([`Refusals::flush`]) when it stops.
+    pub fn refusals(&mut self) -> &mut Refusals {
+        &mut self.refusals
     }
 
     /// A station where the packer logs in with a badge (`badge_prefix` then the operator
@@ -480,8 +520,11 @@ impl Packer {
         vec![scan_prompt(ScanTarget::Order, "Scan order or tote")]
     }
 
-    fn refuse_logged_out(&self) -> Vec<Effect> {
-        let mut e = refuse("Scan your badge to log in first");
+    fn refuse_logged_out(&mut self) -> Vec<Effect> {
+        let mut e = self.refuse_as(
+            RefusalReason::NotLoggedIn,
+            "Scan your badge to log in first",
+        );
         e.extend(self.start());
         e
     }
@@ -493,7 +536,7 @@ impl Packer {
             .iter()
             .any(|p| matches!(p, Pending::Login(_) | Pending::Logout))
         {
-            return refuse("Saving... scan again");
+            return self.refuse_as(RefusalReason::Busy, "Saving... scan again");
         }
         match self.operator {
             None => {
@@ -511,12 +554,35 @@ impl Packer {
                 self.pending.push_back(Pending::Logout);
                 vec![Effect::Commit(Commit::LoggedOut { at: now, operator })]
             }
-            Some(me) => refuse(&format!("Operator {me} is logged in: log out first")),
+            Some(me) => self.refuse_as(
+                RefusalReason::NotLoggedIn,
+                &format!("Operator {me} is logged in: log out first"),
+            ),
         }
     }
 
     /// Handles one input at time `now` (Unix seconds) and returns what to do.
     pub fn handle(&mut self, now: u64, input: Input) -> Vec<Effect> {
+        // A scan, or the answer to the lookup a scan started.
+        let scan = matches!(
+            input,
+            Input::Scan(_) | Input::Order(_) | Input::OrderNotFound(_)
+        );
+        self.refusal = None;
+        let mut effects = self.on_input(now, input);
+        let beep = effects.iter().position(|e| *e == Effect::Beep(Beep::Error));
+        if scan && let Some(beep) = beep {
+            let reason = self.refusal.take().unwrap_or(RefusalReason::Other);
+            if let Some(r) = self.refusals.refused(now, reason, None) {
+                // Right after the error beep: the screens that follow stay last.
+                effects.insert(beep + 1, Effect::ScanRefused(r));
+            }
+        }
+        effects.extend(self.refusals.due::<Effect>(now));
+        effects
+    }
+
+    fn on_input(&mut self, now: u64, input: Input) -> Vec<Effect> {
         match input {
             Input::OrderCancelled(id) => self.cancel(id),
             Input::Committed { job_id } => self.committed(job_id),
@@ -528,7 +594,10 @@ impl Packer {
                     return Vec::new();
                 }
                 self.stage = Stage::Idle;
-                let mut e = refuse(&format!("No open order or tote {code}"));
+                let mut e = self.refuse_as(
+                    RefusalReason::NoTask,
+                    &format!("No open order or tote {code}"),
+                );
                 e.push(scan_prompt(ScanTarget::Order, "Scan order or tote"));
                 e
             }
@@ -591,7 +660,10 @@ impl Packer {
         }
         if order.lines.is_empty() {
             self.stage = Stage::Idle;
-            return refuse(&format!("{} has nothing to pack", order.order_id));
+            return self.refuse_as(
+                RefusalReason::NoTask,
+                &format!("{} has nothing to pack", order.order_id),
+            );
         }
         let packed = vec![0; order.lines.len()];
         let hint = format!("{} carton 1", order.order_id);
@@ -620,16 +692,18 @@ impl Packer {
         match (&self.stage, scanned) {
             (Stage::Cancelled, _) => refuse("Order cancelled: set aside, press Enter"),
             (Stage::Saving | Stage::Allocating { .. } | Stage::LookingUp(_), _) => {
-                refuse("Saving... scan again")
+                self.refuse_as(RefusalReason::Busy, "Saving... scan again")
             }
             (Stage::Capture(..), s) => self.capture(s),
-            (_, Scanned::Invalid(e)) => refuse_label(e),
+            (_, Scanned::Invalid(e)) => self.refuse_bad_label(e),
             (_, Scanned::Sscc(sscc)) => self.reprint(now, sscc),
             (Stage::Idle, Scanned::Text(code)) => {
                 self.stage = Stage::LookingUp(code.clone());
                 vec![Effect::LookUpOrder(code)]
             }
-            (Stage::Idle, _) => refuse("Scan an order or tote first"),
+            (Stage::Idle, _) => {
+                self.refuse_as(RefusalReason::NoTask, "Scan an order or tote first")
+            }
             (
                 Stage::Packing,
                 Scanned::Item {
@@ -639,15 +713,18 @@ impl Packer {
                     expiry,
                 },
             ) => self.item(gtin, lot, serial, expiry),
-            (Stage::Packing, Scanned::BadCheckDigit(d)) => {
-                refuse(&format!("Bad barcode {d}: check digit wrong"))
-            }
-            (Stage::Packing, Scanned::Text(t)) => {
-                refuse(&format!("Wrong item: {t} is not an item"))
-            }
-            (Stage::Packing, Scanned::Data { .. }) => {
-                refuse("Wrong item: no GTIN in this barcode, scan the item")
-            }
+            (Stage::Packing, Scanned::BadCheckDigit(d)) => self.refuse_as(
+                RefusalReason::BadBarcode,
+                &format!("Bad barcode {d}: check digit wrong"),
+            ),
+            (Stage::Packing, Scanned::Text(t)) => self.refuse_as(
+                RefusalReason::WrongItem,
+                &format!("Wrong item: {t} is not an item"),
+            ),
+            (Stage::Packing, Scanned::Data { .. }) => self.refuse_as(
+                RefusalReason::WrongItem,
+                "Wrong item: no GTIN in this barcode, scan the item",
+            ),
             _ => refuse("Finish this step first"),
         }
     }
@@ -660,7 +737,7 @@ impl Packer {
         expiry: Option<String>,
     ) -> Vec<Effect> {
         let Some(active) = &mut self.active else {
-            return refuse("Scan an order or tote first");
+            return self.refuse_as(RefusalReason::NoTask, "Scan an order or tote first");
         };
         let found = active.order.lines.iter().enumerate().find_map(|(i, l)| {
             l.gtins
@@ -669,14 +746,18 @@ impl Packer {
                 .map(|g| (i, g.pack_qty.max(1)))
         });
         let Some((i, qty)) = found else {
-            return refuse(&format!("Not in this order: {gtin}"));
+            return self.refuse_as(
+                RefusalReason::WrongItem,
+                &format!("Not in this order: {gtin}"),
+            );
         };
         let line = &active.order.lines[i];
         if active.packed[i].saturating_add(qty) > line.qty {
-            return refuse(&format!(
+            let text = format!(
                 "Too many {}: {}/{} packed",
                 line.sku, active.packed[i], line.qty
-            ));
+            );
+            return self.refuse_as(RefusalReason::TooMany, &text);
         }
         let packed = Packed {
             order_line: line.order_line,
@@ -757,7 +838,7 @@ impl Packer {
             Scanned::Text(t) | Scanned::Sscc(t) | Scanned::BadCheckDigit(t) => {
                 (None, None, None, Some(t))
             }
-            Scanned::Invalid(e) => return refuse_label(e),
+            Scanned::Invalid(e) => return self.refuse_bad_label(e),
         };
         let (value, what) = match need {
             Need::Lot => (lot, "lot"),
@@ -765,7 +846,10 @@ impl Packer {
             Need::Expiry => (expiry, "expiry"),
         };
         let Some(text) = value.or(text) else {
-            return refuse(&format!("No {what} in this barcode: scan the {what}"));
+            return self.refuse_as(
+                RefusalReason::BadBarcode,
+                &format!("No {what} in this barcode: scan the {what}"),
+            );
         };
         match need {
             Need::Lot => packed.lot = Some(text),
@@ -773,7 +857,8 @@ impl Packer {
             Need::Expiry => {
                 let value = text;
                 if value.len() != 6 || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return refuse("Expiry must be 6 digits YYMMDD");
+                    return self
+                        .refuse_as(RefusalReason::BadBarcode, "Expiry must be 6 digits YYMMDD");
                 }
                 packed.expiry = Some(value);
             }

@@ -857,3 +857,74 @@ fn a_heavy_carton_gets_its_percentage_tolerance_and_a_typed_expiry_needs_six_dig
         Commit::CartonClosed { weight_g: 1290, .. }
     ));
 }
+
+/// The refusal reports among `effects`.
+fn refusals(effects: &[Effect]) -> Vec<Refusal> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ScanRefused(r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn report(reason: RefusalReason) -> Vec<Refusal> {
+    vec![Refusal {
+        reason,
+        task_id: None,
+        count: 1,
+    }]
+}
+
+#[test]
+fn refused_scans_are_reported_by_class_once_a_second_and_refused_keys_are_not() {
+    let mut s = Station::new();
+    s.packer = Packer::new(s.packer.config.clone()).with_login("OP");
+    let at = |s: &mut Station, now: u64, text: &str| s.packer.handle(now, Input::Scan(text.into()));
+    assert_eq!(
+        refusals(&at(&mut s, NOW, &bolt())),
+        report(RefusalReason::NotLoggedIn)
+    );
+    // A refused key is not reported.
+    assert_eq!(refusals(&s.key(Key::F(keys::CLOSE))), []);
+    s.scan("OP0042");
+    s.commit();
+    // An item before any order: no work for it.
+    assert_eq!(
+        refusals(&at(&mut s, NOW + 1, &bolt())),
+        report(RefusalReason::NoTask)
+    );
+    // An order code that is not found, answered by the lookup.
+    assert_eq!(
+        s.scan("SO-NOPE"),
+        vec![Effect::LookUpOrder("SO-NOPE".into())]
+    );
+    let e = s
+        .packer
+        .handle(NOW + 2, Input::OrderNotFound("SO-NOPE".into()));
+    assert_eq!(refusals(&e), report(RefusalReason::NoTask));
+    let o = order();
+    let id = o.order_id.clone();
+    s.scan(&id);
+    s.feed(Input::Order(Box::new(Order::from(&o))));
+    assert_eq!(
+        refusals(&at(&mut s, NOW + 3, &drill())),
+        report(RefusalReason::WrongItem)
+    );
+    // The next wrong item within the same second is counted, not reported yet.
+    assert_eq!(refusals(&at(&mut s, NOW + 3, &drill())), []);
+    assert!(s.packer.refusals().holding());
+    assert_eq!(refusals(&s.packer.refusals().due::<Effect>(NOW + 3)), []);
+    let due = refusals(&s.packer.refusals().due::<Effect>(NOW + 4));
+    assert_eq!(due, report(RefusalReason::WrongItem));
+    assert!(!s.packer.refusals().holding());
+    at(&mut s, NOW + 5, &bolt());
+    at(&mut s, NOW + 5, &bolt());
+    let e = at(&mut s, NOW + 5, &bolt());
+    assert_eq!(refusals(&e), report(RefusalReason::TooMany));
+    // A GTIN with a wrong check digit.
+    let e = at(&mut s, NOW + 5, "09506000134353");
+    assert_eq!(refusals(&e), report(RefusalReason::BadBarcode));
+    assert_eq!(s.packer.refusals().flush::<Effect>(), vec![]);
+}

@@ -26,11 +26,18 @@
 //! and answer [`Input::Committed`] or [`Input::Failed`] with the same id; send `Show` and
 //! `Beep` to the terminal in order; write `Audit` lines to the audit log.
 //!
+//! Refused scans: each scan the workflow refuses (error beep) is also reported to the OMS
+//! by class, as [`Effect::ScanRefused`], at most one per class per second with a count
+//! (see [`refused`]); refused key presses are not reported. The runtime writes each as one
+//! `ScanRefused` event, calls [`Picker::refusals`] for those due every second while any
+//! wait, and for all of them when it stops.
+//!
 //! Memory: the workflow holds a window of the path (the store's next tasks, in path order),
 //! the task under the picker, its put-backs and the task it may undo, never every task of
 //! the device: a mirror of 100,000 tasks costs it no more than one of 50. It counts the
 //! tasks closed on this device, for the screens.
 
+pub mod refused;
 mod screens;
 #[cfg(test)]
 mod tests;
@@ -42,6 +49,8 @@ use floorhand_protocol::link::{Beep, Key, MenuReason, Screen};
 use crate::barcode::{
     self, Barcode, Date, Form, Gtin14, ItemData, LocationMatch, LocationTarget, printable,
 };
+pub use refused::Refusals;
+pub use refused::{Refusal, RefusalReason};
 
 /// A GTIN the task's item may be scanned by, and how many units one scan counts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +182,9 @@ pub enum ShortReason {
     NotEnough,
 }
 
+/// Refused scans of one class are reported at most once per this many milliseconds.
+pub const REFUSAL_WINDOW_MS: u64 = 1000;
+
 const REASONS: [(ShortReason, MenuReason); 4] = [
     (ShortReason::LocationEmpty, MenuReason::LocationEmpty),
     (ShortReason::Damaged, MenuReason::Damaged),
@@ -282,6 +294,16 @@ pub enum Effect {
     },
     /// Append to the audit log (need not be committed before the beep).
     Audit(Audit),
+    /// Report refused scans to the OMS: one `ScanRefused` event in the outbox. Not
+    /// durable before the beep (the beep is the refusal itself); at most one per class
+    /// per second ([`refused`]).
+    ScanRefused(Refusal),
+}
+
+impl From<Refusal> for Effect {
+    fn from(r: Refusal) -> Self {
+        Effect::ScanRefused(r)
+    }
 }
 
 /// Inputs to the workflow.
@@ -469,6 +491,8 @@ struct Pending {
 struct Out {
     effects: Vec<Effect>,
     outcome: String,
+    /// The input was refused: the class, for a scan's report.
+    refusal: Option<RefusalReason>,
 }
 
 impl Out {
@@ -482,6 +506,12 @@ impl Out {
         ));
         self.effects.push(Effect::Beep(Beep::Error));
         self.outcome = format!("refused: {text}");
+        self.refusal.get_or_insert(RefusalReason::Other);
+    }
+    /// Refuses, naming the class a refused scan is reported under.
+    fn refuse_as(&mut self, reason: RefusalReason, text: &str) {
+        self.refuse(text);
+        self.refusal = Some(reason);
     }
     fn attention(&mut self, s: Screen, outcome: &str) {
         self.show(s);
@@ -534,6 +564,7 @@ pub struct Picker {
     next_id: u64,
     last_scan: Option<(Vec<u8>, u64)>,
     last_confirm: Option<(u64, u32)>,
+    refusals: Refusals,
 }
 
 /// The operator number of a badge barcode: `prefix` then 1-9 digits, as plain text (a
@@ -568,6 +599,7 @@ impl Picker {
             next_id: 1,
             last_scan: None,
             last_confirm: None,
+            refusals: Refusals::new(REFUSAL_WINDOW_MS),
         }
     }
 
@@ -597,13 +629,22 @@ impl Picker {
         ids
     }
 
+    /// The refused scans counted and not reported yet: the runtime takes those due
+    /// ([`Refusals::due`], `now` in milliseconds) every second while any wait
+    /// ([`Refusals::holding`]), and all of them ([`Refusals::flush`]) when it stops.
+    pub fn refusals(&mut self) -> &mut Refusals {
+        &mut self.refusals
+    }
+
     /// Handles one input at time `now` (milliseconds; only differences are used).
     pub fn handle(&mut self, now: u64, input: Input) -> Vec<Effect> {
         let mut out = Out {
             effects: Vec::new(),
             outcome: String::new(),
+            refusal: None,
         };
         let described = describe(&input);
+        let scan = matches!(input, Input::Scan { .. });
         let task_before = self.step.task_id();
         match input {
             Input::Scan { raw, barcode } => self.on_scan(now, raw, &barcode, &mut out),
@@ -620,6 +661,15 @@ impl Picker {
             Input::Committed { id } => self.on_committed(id, &mut out),
             Input::Failed { id, reason } => self.on_failed(id, &reason, &mut out),
         }
+        if scan && let Some(reason) = out.refusal {
+            let task = task_before.or(self.step.task_id());
+            out.effects.extend(
+                self.refusals
+                    .refused(now, reason, task)
+                    .map(Effect::ScanRefused),
+            );
+        }
+        out.effects.extend(self.refusals.due::<Effect>(now));
         out.effects.push(Effect::Audit(Audit {
             operator: self.operator.unwrap_or(0),
             task_id: task_before.or(self.step.task_id()),
@@ -655,7 +705,10 @@ impl Picker {
         }
         self.last_scan = Some((raw, now));
         if self.pending.is_some() {
-            return out.refuse("Saving... wait for the beep, then scan again");
+            return out.refuse_as(
+                RefusalReason::Busy,
+                "Saving... wait for the beep, then scan again",
+            );
         }
         if let Some(e) = bc.errors.first() {
             // The picker sees the AI and the problem; the audit line keeps the byte too.
@@ -663,7 +716,7 @@ impl Picker {
                 pos: None,
                 ..e.clone()
             };
-            out.refuse(&format!("Bad label: {short}"));
+            out.refuse_as(RefusalReason::BadBarcode, &format!("Bad label: {short}"));
             out.outcome = format!("refused: bad barcode: {e}");
             return;
         }
@@ -671,8 +724,12 @@ impl Picker {
             return self.on_badge(op, out);
         }
         match self.step.clone() {
-            Step::LoggedOut => out.refuse("Scan your badge to log in"),
-            Step::NoTasks | Step::WaveDone => out.refuse("No task to pick now"),
+            Step::LoggedOut => {
+                out.refuse_as(RefusalReason::NotLoggedIn, "Scan your badge to log in")
+            }
+            Step::NoTasks | Step::WaveDone => {
+                out.refuse_as(RefusalReason::NoTask, "No task to pick now")
+            }
             Step::GoTo { task_id, .. } => self.scan_location(task_id, bc, out),
             Step::Pick { task_id, batch, .. } => self.scan_in_pick(task_id, batch, bc, out),
             Step::Reasons { .. } => out.refuse("Choose a reason, or Back"),
@@ -684,7 +741,10 @@ impl Picker {
                 if target.matches(&bc.text) == LocationMatch::Code {
                     self.put_back_done(&job, out);
                 } else {
-                    out.refuse(&format!("Put the units back at {} first", job.location));
+                    out.refuse_as(
+                        RefusalReason::WrongLocation,
+                        &format!("Put the units back at {} first", job.location),
+                    );
                 }
             }
         }
@@ -698,7 +758,10 @@ impl Picker {
         match self.operator {
             None => self.persist(Command::Login { operator: op }, out),
             Some(me) if me == op => self.logout(out),
-            Some(me) => out.refuse(&format!("Operator {me} is logged in: log out first (F4)")),
+            Some(me) => out.refuse_as(
+                RefusalReason::NotLoggedIn,
+                &format!("Operator {me} is logged in: log out first (F4)"),
+            ),
         }
     }
 
@@ -733,7 +796,7 @@ impl Picker {
         } else {
             format!("Wrong location {}: go to {}", bc.text, t.task.location)
         };
-        out.refuse(&text);
+        out.refuse_as(RefusalReason::WrongLocation, &text);
     }
 
     fn scan_in_pick(&mut self, task_id: u64, mut batch: Batch, bc: &Barcode, out: &mut Out) {
@@ -750,11 +813,14 @@ impl Picker {
             .map(|e| format!("Label conflict: {e}"));
         if let Some((gtin, count)) = gtin {
             let Some(pack) = task.gtins.iter().find(|p| p.gtin == gtin) else {
-                return out.refuse(&format!("Wrong item {gtin}: pick {}", task.description));
+                return out.refuse_as(
+                    RefusalReason::WrongItem,
+                    &format!("Wrong item {gtin}: pick {}", task.description),
+                );
             };
             let units = pack.pack_qty.saturating_mul(count);
             if let Some(text) = capture_conflict(&batch, bc) {
-                return out.refuse(&text);
+                return out.refuse_as(RefusalReason::BadBarcode, &text);
             }
             if task.capture.serial {
                 if batch.count > 0 {
@@ -770,13 +836,14 @@ impl Picker {
                 return out.refuse(&format!("Serial {s} is already picked"));
             }
             if let Some(text) = conflict {
-                return out.refuse(&text);
+                return out.refuse_as(RefusalReason::BadBarcode, &text);
             }
             let left = task.remaining().saturating_sub(batch.count);
             if units > left {
-                return out.refuse(&format!(
-                    "Too many: {left} left to pick, this scan is {units}"
-                ));
+                return out.refuse_as(
+                    RefusalReason::TooMany,
+                    &format!("Too many: {left} left to pick, this scan is {units}"),
+                );
             }
             batch.count += units;
             take_captures(&mut batch, bc, task.capture);
@@ -789,10 +856,10 @@ impl Picker {
         let before = batch.clone();
         take_captures(&mut batch, bc, task.capture);
         if let Some(text) = capture_conflict(&before, bc) {
-            return out.refuse(&text);
+            return out.refuse_as(RefusalReason::BadBarcode, &text);
         }
         if let Some(text) = conflict {
-            return out.refuse(&text);
+            return out.refuse_as(RefusalReason::BadBarcode, &text);
         }
         let plain = (bc.form == Form::Text).then_some(bc.text.as_str());
         match (need, plain) {
@@ -805,7 +872,12 @@ impl Picker {
             }
             (Need::Expiry, Some(text)) => match barcode::parse_yymmdd(text) {
                 Ok(d) => batch.expiry = Some(d),
-                Err(e) => return out.refuse(&format!("Expiry {text}: {}", e.problem)),
+                Err(e) => {
+                    return out.refuse_as(
+                        RefusalReason::BadBarcode,
+                        &format!("Expiry {text}: {}", e.problem),
+                    );
+                }
             },
             (Need::Tote, _) if plain.is_some() || bc.ai("00").is_some() => {
                 let tote = bc.ai("00").map_or(bc.text.clone(), |e| e.data.clone());
@@ -826,7 +898,10 @@ impl Picker {
                 out.show(self.step_screen());
                 return;
             }
-            return out.refuse(&format!("Not {}: scan the item", task.description));
+            return out.refuse_as(
+                RefusalReason::WrongItem,
+                &format!("Not {}: scan the item", task.description),
+            );
         }
         batch.item = item;
         self.accept(task_id, batch, format!("captured {need:?}"), out);

@@ -1248,3 +1248,115 @@ fn a_put_back_text_cut_to_fit_uses_every_byte_the_line_leaves() {
     assert_eq!(t, "Put back 3 of Widget with an ext… at A-12-03-B");
     assert_eq!(t.len(), 48);
 }
+
+/// The refusal reports among `effects`.
+fn refusals(effects: &[Effect]) -> Vec<Refusal> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ScanRefused(r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn check_refused(r: &mut Rig, data: &str, reason: RefusalReason, task_id: Option<u64>) {
+    let e = r.scan(data);
+    assert_eq!(beeps(&e), [Beep::Error], "{data:?}: {e:?}");
+    assert_eq!(
+        refusals(&e),
+        [Refusal {
+            reason,
+            task_id,
+            count: 1
+        }],
+        "{data:?}"
+    );
+}
+
+#[test]
+fn each_refused_scan_is_reported_with_its_class_and_task() {
+    let mut r = Rig {
+        p: Picker::new(PickConfig::default()),
+        now: 0,
+    };
+    r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    check_refused(&mut r, WIDGET, RefusalReason::NotLoggedIn, None);
+    let e = r.scan("OP7");
+    r.commit(&e);
+    check_refused(&mut r, "OP8", RefusalReason::NotLoggedIn, Some(1));
+    check_refused(&mut r, "B-07", RefusalReason::WrongLocation, Some(1));
+    r.arrive("A-01");
+    check_refused(&mut r, GADGET, RefusalReason::WrongItem, Some(1));
+    // A GS1 element string whose GTIN's check digit is wrong.
+    check_refused(
+        &mut r,
+        "]C10109506000134353",
+        RefusalReason::BadBarcode,
+        Some(1),
+    );
+    check_refused(&mut r, "NOT-AN-ITEM", RefusalReason::WrongItem, Some(1));
+    check_refused(&mut r, WIDGET_CASE, RefusalReason::TooMany, Some(1));
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    // While the confirmation is saving, a scan is refused as busy.
+    check_refused(&mut r, "A-01", RefusalReason::Busy, Some(1));
+    r.commit(&e);
+    check_refused(&mut r, WIDGET, RefusalReason::NoTask, None);
+}
+
+#[test]
+fn a_refused_key_press_or_an_accepted_scan_is_not_reported() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    let e = r.key(Key::F(9));
+    assert_eq!(beeps(&e), [Beep::Error]);
+    assert_eq!(refusals(&e), []);
+    let e = r.scan("A-01");
+    assert_eq!(refusals(&e), []);
+    // A scanner bounce is ignored, not refused.
+    let e = r.p.handle(r.now + 10, Input::scan(b"A-01"));
+    assert_eq!(beeps(&e), []);
+    assert_eq!(refusals(&e), []);
+}
+
+#[test]
+fn a_scan_storm_leaves_one_report_per_class_per_second_carrying_every_refusal() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    r.arrive("A-01");
+    let start = r.now + 1_000;
+    let mut reports = Vec::new();
+    // 20,000 hostile scans over 10 s: a wrong item and a wrong check digit in turn
+    // (different bytes each time, so none is a bounce).
+    for i in 0..20_000u64 {
+        let now = start + i / 2;
+        let data = if i % 2 == 0 {
+            GADGET.to_string()
+        } else {
+            format!("]C10109506000134353\x1d10L{i}")
+        };
+        // A bounce is an identical scan; these alternate, so every one is handled.
+        let e = r.p.handle(now, Input::scan(data.as_bytes()));
+        assert_eq!(beeps(&e), [Beep::Error]);
+        reports.extend(refusals(&e));
+    }
+    assert!(r.p.refusals().holding());
+    assert_eq!(
+        refusals(&r.p.refusals().due::<Effect>(start + 10_000 - 1)),
+        []
+    );
+    let tail = r.p.refusals().due::<Effect>(start + 20_000);
+    reports.extend(refusals(&tail));
+    assert!(!r.p.refusals().holding());
+    assert!(reports.len() <= 2 * 11, "{} reports", reports.len());
+    for reason in [RefusalReason::WrongItem, RefusalReason::BadBarcode] {
+        let n: u32 = reports
+            .iter()
+            .filter(|r| r.reason == reason)
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(n, 10_000, "{reason:?}");
+    }
+    // A stop flushes what waits; nothing waits now.
+    assert_eq!(r.p.refusals().flush::<Effect>(), []);
+}

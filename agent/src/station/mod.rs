@@ -10,6 +10,12 @@
 //! the log and goes on handling every other input; [`next`] never waits on a device that
 //! is not there. Devices unplugged during a shift are reopened by their own threads.
 //!
+//! Refused scans: the workflows report them by class, coalesced to at most one report per
+//! class per second ([`crate::pick::refused`]); each report becomes one `ScanRefused`
+//! event through [`record_refusal`] after the refusal's screen and beep went out, and the
+//! stations tick the workflows each second while counted refusals wait, and flush them
+//! when they stop.
+//!
 //! Invariants: one task owns the workflow, so inputs are handled strictly one at a time;
 //! a durable effect is committed before its answer is fed back; after each commit that
 //! wrote an outbox event the sync link is told (`outbox_changed`); device threads stop
@@ -24,13 +30,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use floorhand_protocol::link::{Beep, Level, Screen, fit};
+use floorhand_protocol::oms::{self, EventKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clock::unix_now;
 use crate::config::{ConfigError, Devices, StationSettings};
 use crate::devices::scale::{self, ScaleConfig, ScaleEvent};
 use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
 use crate::devices::terminal::{self, TerminalError, TerminalEvent, TerminalHandle};
-use crate::store::{Store, StoreError};
+use crate::pick::{Refusal, RefusalReason};
+use crate::store::{Db, Store, StoreError};
 use crate::sync::agent::SyncHandle;
 
 /// Why a station could not start.
@@ -86,7 +95,62 @@ pub(crate) enum Device {
     Terminal,
 }
 
+/// The wire's class of a refused scan.
+fn refusal_reason(r: RefusalReason) -> oms::RefusalReason {
+    match r {
+        RefusalReason::WrongItem => oms::RefusalReason::WrongItem,
+        RefusalReason::WrongLocation => oms::RefusalReason::WrongLocation,
+        RefusalReason::BadBarcode => oms::RefusalReason::BadBarcode,
+        RefusalReason::NotLoggedIn => oms::RefusalReason::NotLoggedIn,
+        RefusalReason::NoTask => oms::RefusalReason::NoTask,
+        RefusalReason::Busy => oms::RefusalReason::Busy,
+        RefusalReason::TooMany => oms::RefusalReason::TooMany,
+        RefusalReason::Other => oms::RefusalReason::Other,
+    }
+}
+
+/// Writes a report of refused scans as one `ScanRefused` event (one transaction, like any
+/// event) and returns its seq. Nothing is written once the database has reached its
+/// storage limit (`Ok(None)`): a refusal is information, not work, and must not take
+/// the room a pick needs. Shared by both stations and `floorhand demo`.
+pub(crate) fn record_refusal(
+    db: &mut Db,
+    now: u64,
+    operator: u32,
+    r: Refusal,
+) -> Result<Option<u64>, StoreError> {
+    let usage = db.usage()?;
+    if usage.bytes >= usage.max_bytes {
+        return Ok(None);
+    }
+    let kind = EventKind::ScanRefused {
+        reason: refusal_reason(r.reason),
+        task_id: r.task_id,
+        count: r.count,
+    };
+    db.append_event(now, operator, kind).map(Some)
+}
+
 impl Shell {
+    /// Reports refused scans to the OMS (see [`record_refusal`]); a failure is logged,
+    /// never fatal: the refusal itself was shown and beeped already.
+    pub async fn report_refusal(&self, operator: u32, r: Refusal) {
+        let now = unix_now();
+        let written = self
+            .store
+            .call(move |db| record_refusal(db, now, operator, r))
+            .await;
+        match written {
+            Ok(Ok(Some(_))) => self.sync.outbox_changed(),
+            Ok(Ok(None)) => tracing::warn!(
+                count = r.count,
+                "refused scans ({:?}) not reported: the database is at its storage limit",
+                r.reason
+            ),
+            Ok(Err(e)) | Err(e) => tracing::error!("refused scans not reported: {e}"),
+        }
+    }
+
     /// Milliseconds since the station started: the workflows' clock.
     pub fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -342,4 +406,54 @@ pub fn start(
         }
     };
     Ok(Running { task, ready })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+
+    fn outbox_kinds(db: &Db) -> Vec<EventKind> {
+        db.outbox_pending(0, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(
+                |row| match oms::decode_up(&row.payload).unwrap().body.body {
+                    oms::Up::Event(e) => e.kind,
+                    other => panic!("not an event: {other:?}"),
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn a_refusal_report_is_one_event_and_none_once_storage_is_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        let mut db = Db::open(&path, &StoreConfig::default()).unwrap();
+        let r = Refusal {
+            reason: RefusalReason::BadBarcode,
+            task_id: Some(12),
+            count: 4,
+        };
+        let seq = record_refusal(&mut db, 1_000, 42, r).unwrap();
+        assert_eq!(seq, Some(1));
+        assert_eq!(
+            outbox_kinds(&db),
+            [EventKind::ScanRefused {
+                reason: oms::RefusalReason::BadBarcode,
+                task_id: Some(12),
+                count: 4
+            }]
+        );
+        let used = db.usage().unwrap().bytes;
+        drop(db);
+        let full = StoreConfig {
+            max_bytes: used,
+            ..StoreConfig::default()
+        };
+        let mut db = Db::open(&path, &full).unwrap();
+        assert_eq!(record_refusal(&mut db, 1_001, 42, r).unwrap(), None);
+        assert_eq!(outbox_kinds(&db).len(), 1, "nothing written at the limit");
+    }
 }

@@ -162,11 +162,18 @@ pub(crate) async fn run(
     let start = st.packer.start();
     st.apply(start).await;
     let mut shutdown = st.shell.shutdown.clone();
+    // Wakes the station only while refused scans wait to be reported.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     st.shell.ready();
     loop {
         tokio::select! {
             r = shutdown.changed() => {
                 if r.is_err() || *shutdown.borrow() { break; }
+            }
+            _ = tick.tick(), if st.packer.refusals().holding() => {
+                let effects = st.packer.refusals().due(unix_now());
+                st.apply(effects).await;
             }
             ev = next(&mut st.shell.scanner) => match ev {
                 Some(ev) => st.on_scanner(ev).await,
@@ -212,6 +219,8 @@ pub(crate) async fn run(
     }
     // The stop flag (set by `shell.stop`) ends the printer thread after the attempt it is
     // in, closing its connection; a job cut short by the exit stays queued in the store.
+    let counted = st.packer.refusals().flush();
+    st.apply(counted).await;
     st.jobs = None;
     st.shell.stop().await;
     if let Some(t) = scale_thread
@@ -369,6 +378,10 @@ impl Station {
                     }
                 }
                 Effect::Commit(c) => self.commit(c).await,
+                Effect::ScanRefused(r) => {
+                    self.shell.report_refusal(self.operator(), r).await;
+                    continue;
+                }
             };
             queue.extend(self.packer.handle(unix_now(), answer));
         }

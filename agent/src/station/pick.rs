@@ -317,6 +317,8 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
             _ = tick.tick(), if st.ticking() => st.on_tick().await,
         }
     }
+    let counted = st.picker.refusals().flush();
+    st.apply(counted).await;
     st.shell.stop().await;
 }
 
@@ -356,6 +358,10 @@ impl Station {
                 Effect::Show(screen) => self.show(screen),
                 Effect::Beep(b) => self.shell.display.beep(b),
                 Effect::Audit(a) => audit(&self.shell.store, a).await,
+                Effect::ScanRefused(r) => {
+                    let operator = self.picker.operator().unwrap_or(0);
+                    self.shell.report_refusal(operator, r).await;
+                }
                 Effect::Persist { id, command } => {
                     let operator = self.picker.operator().unwrap_or(0);
                     let prefix = self.badge_prefix.clone();
@@ -502,12 +508,18 @@ impl Station {
         }
     }
 
-    /// Whether the tick has anything to do: the offline banner, or a path to read again.
-    fn ticking(&self) -> bool {
-        self.offline_since.is_some() || self.stale
+    /// Whether the tick has anything to do: the offline banner, a path to read again, or
+    /// refused scans to report.
+    fn ticking(&mut self) -> bool {
+        self.offline_since.is_some() || self.stale || self.picker.refusals().holding()
     }
 
     async fn on_tick(&mut self) {
+        if self.picker.refusals().holding() {
+            let now = self.shell.now_ms();
+            let effects = self.picker.refusals().due(now);
+            self.apply(effects).await;
+        }
         if self.stale {
             self.read_path(Count::Tasks).await;
         }

@@ -23,6 +23,8 @@ use serde_json::json;
 use super::bridge::{Backend, Bridge, Postgres, push, wait_state, write_config, write_config_on};
 
 const BOLT: &str = "09506000134352";
+/// An EAN-8 on no task: a wrong item.
+const WRONG_ITEM: &str = "96385074";
 const WAIT: Duration = Duration::from_secs(30);
 /// `keep_alive_s` of the stations' config (station_config): the broker publishes the will
 /// after 1.5 times this without a packet.
@@ -168,6 +170,18 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
         WAIT,
         "return !document.getElementById('floor').hidden;",
     );
+    // A link with the token in its fragment (as `floorhand demo` prints it) logs in at
+    // once, and the token leaves the address bar.
+    {
+        let linked = driver.browser(&d.join("profile-link"), 800, 600);
+        linked.goto(&format!("{}/#token={}", base(&b), token(&b)));
+        linked.wait_for(
+            "the floor through the link",
+            WAIT,
+            "return !document.getElementById('floor').hidden && location.hash === '' \
+             && document.cookie.includes('floorhand_token=');",
+        );
+    }
 
     // A pack station with a printer, straight to the broker; a handheld through a proxy.
     let printer = FakePrinter::start();
@@ -229,11 +243,12 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
     );
     assert_eq!(risky, json!(["2"]), "{}", table(&page, "waves"));
 
-    // Operator 42 logs in and picks the first task.
+    // Operator 42 logs in and picks the first task, scanning a wrong item first.
     let m = term.scans(
         &[
             ("OP42", "A-01-01-A"),
             ("A-01-01-A", "0/2"),
+            (WRONG_ITEM, "Wrong item"),
             (BOLT, "1/2"),
             (BOLT, "confirm 2"),
         ],
@@ -251,6 +266,22 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
                   return r && r.cells[3].textContent === '1' && r.cells[2].textContent === '0';";
     page.wait_for("wave 1 picked", WAIT, script);
     wait_table(&page, "people", "operator 42's picks", "42");
+    // The refused scan shows on operator 42's row, by reason.
+    let refused = |class: &str| {
+        format!(
+            "(() => {{ const r = document.querySelector('tr[data-person=\"site1/42\"]'); \
+             const c = r && r.querySelector('td.{class}'); return c ? c.textContent : null; }})()"
+        )
+    };
+    page.wait_for(
+        "operator 42's refused scan",
+        WAIT,
+        &format!(
+            "return {} === '1' && {} === 'wrong item 1';",
+            refused("refused"),
+            refused("refused-by")
+        ),
+    );
 
     // A one-way outage: the handheld's events reach the bridge but no ack comes back,
     // so its backlog rises; after the link is back it falls to nothing.

@@ -10,7 +10,7 @@ use floorhand::store::Db;
 use floorhand::sync::oms::OmsSession;
 use floorhand_protocol::link::{Key, ToTerminal};
 use floorhand_protocol::oms::{
-    Capture, Down, EventKind, GtinPack, Picked, ShortReason, Task, Wave, wave_digest,
+    Capture, Down, EventKind, GtinPack, Picked, RefusalReason, ShortReason, Task, Wave, wave_digest,
 };
 use floorhand_tests::mosquitto::{Mosquitto, Options};
 use floorhand_tests::station_support::{AgentProcess, ScannerWire, TerminalWire, station_config};
@@ -222,8 +222,22 @@ async fn a_shift_of_scans_lands_at_the_oms_exactly_once_per_confirmation() {
         "agent log:\n{}",
         r.agent.log()
     );
-    // Login, three task starts, three confirmations.
-    assert_eq!(r.tap.tally("hh-1").publishes, 7, "{:?}", r.inbox.kinds());
+    // Login, three task starts, three confirmations, and the wrong item's refusal.
+    assert_eq!(r.tap.tally("hh-1").publishes, 8, "{:?}", r.inbox.kinds());
+    let refused: Vec<EventKind> = r
+        .inbox
+        .kinds()
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::ScanRefused { .. }))
+        .collect();
+    assert_eq!(
+        refused,
+        [EventKind::ScanRefused {
+            reason: RefusalReason::WrongItem,
+            task_id: Some(3),
+            count: 1
+        }]
+    );
     // The bounce was ignored: the only refusal on screen is the wrong item's.
     let errors = r
         .term

@@ -943,6 +943,18 @@ rules!(
     a_store_is_used_and_dropped_on_an_async_runtimes_worker,
 );
 
+/// The SQLite store's own `incarnation` (public, for a caller holding an `OmsDb`) is the
+/// one the trait gives.
+#[test]
+fn an_oms_db_has_one_incarnation_by_either_name_and_another_has_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = OmsDb::open(&dir.path().join("a.db")).unwrap();
+    let b = OmsDb::open(&dir.path().join("b.db")).unwrap();
+    assert_eq!(OmsDb::incarnation(&a), OmsStore::incarnation(&a));
+    assert_ne!(OmsDb::incarnation(&a), 0);
+    assert_ne!(OmsDb::incarnation(&a), OmsDb::incarnation(&b));
+}
+
 /// Every rule on one PostgreSQL cluster (starting one takes seconds), each rule in
 /// databases of its own; every failing rule is named.
 #[test]

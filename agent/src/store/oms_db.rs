@@ -946,16 +946,6 @@ mod tests {
     }
 
     #[test]
-    fn the_store_has_one_incarnation_by_either_name_and_another_store_has_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = OmsDb::open(&dir.path().join("a.db")).unwrap();
-        let b = OmsDb::open(&dir.path().join("b.db")).unwrap();
-        assert_eq!(OmsDb::incarnation(&a), OmsStore::incarnation(&a));
-        assert_ne!(OmsDb::incarnation(&a), 0);
-        assert_ne!(OmsDb::incarnation(&a), OmsDb::incarnation(&b));
-    }
-
-    #[test]
     fn a_store_of_the_first_schema_is_migrated_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use floorhand::sync::oms::DownState;
+use floorhand_protocol::oms::Down;
 use floorhand_tests::rabbitmq::RabbitMq;
 use floorhand_tests::sync_support::*;
 use floorhand_tests::wire_tap::WireTap;
@@ -63,10 +64,18 @@ async fn on_rabbitmq_a_burst_to_an_offline_agent_and_a_node_crash_mid_drain_lose
     // The agent is born once (the OMS learns its incarnation), then goes offline.
     let agent = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
     wait_until(Duration::from_secs(20), "link up", || agent.is_up()).await;
-    wait_until(Duration::from_secs(20), "birth seen", || {
-        inbox.births() >= 1
-    })
-    .await;
+    // RabbitMQ does not deliver a retained message to a wildcard subscription: a birth
+    // published before the OMS side's subscription took effect is never seen. Ask again
+    // (a resync request answers with a fresh birth) until one is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while inbox.births() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no birth seen in 30 s"
+        );
+        oms.send("d1", Down::ResyncRequest).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     agent.stop().await;
 
     // Down: a burst while it is offline, applied once and in order when it is back.

@@ -28,6 +28,10 @@ pub struct WireEvent {
     pub kind: EventKind,
     /// The exact payload.
     pub payload: Vec<u8>,
+    /// The packet id the broker gave this delivery to the tap: a broker that re-sends an
+    /// unacknowledged delivery on session resume keeps its id (MQTT 3.1.1, 4.4), while
+    /// a publish the agent sent again gets a new one.
+    pub mid: u16,
 }
 
 /// What the tap saw of one device's events, counted by the tap alone.
@@ -37,8 +41,12 @@ pub struct Tally {
     pub publishes: u64,
     /// Distinct `(incarnation, seq)`, in the order first seen.
     pub distinct: Vec<(u64, u64)>,
-    /// Publishes of a `(incarnation, seq)` seen before.
+    /// Publishes of a `(incarnation, seq)` seen before under another packet id: copies
+    /// the agent published.
     pub duplicates: u64,
+    /// Publishes of a `(incarnation, seq)` seen before under the same packet id: the
+    /// broker delivering its own copy to the tap again after a restart, not the agent.
+    pub redelivered: u64,
     /// Seqs published again with other bytes than the first time (never allowed).
     pub changed: Vec<u64>,
 }
@@ -83,7 +91,7 @@ impl WireTap {
         let id = format!("wiretap-{}-{}", std::process::id(), port);
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-            .args(["-c", "-i", &id, "-t", "floorhand/v1/+/+/up", "-F", "%t %x"])
+            .args(["-c", "-i", &id, "-t", "floorhand/v1/+/+/up", "-F", "%t %m %x"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -94,13 +102,20 @@ impl WireTap {
         let sink = seen.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let (topic, hex) = line.split_once(' ').unwrap_or((&line, ""));
+                let mut fields = line.splitn(3, ' ');
+                let topic = fields.next().unwrap_or("");
+                let mid = fields.next().unwrap_or("");
+                let hex = fields.next().unwrap_or("");
                 let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
                 if topic == PROBE_TOPIC {
                     s.probes += 1;
                     continue;
                 }
                 let device = topic.split('/').nth(3).unwrap_or("").to_string();
+                let Ok(mid) = mid.parse::<u16>() else {
+                    s.invalid.push(format!("{topic}: not a packet id: {mid}"));
+                    continue;
+                };
                 let Some(payload) = unhex(hex) else {
                     s.invalid.push(format!("{topic}: not hex: {hex}"));
                     continue;
@@ -114,6 +129,7 @@ impl WireTap {
                                 seq: e.seq,
                                 kind: e.kind,
                                 payload,
+                                mid,
                             });
                         }
                     }
@@ -170,18 +186,23 @@ impl WireTap {
     /// The tap's own count of `device`'s events.
     pub fn tally(&self, device: &str) -> Tally {
         let mut t = Tally::default();
-        let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut first: HashMap<(u64, u64), (Vec<u8>, Vec<u16>)> = HashMap::new();
         for e in self.events(device) {
             t.publishes += 1;
-            match first.get(&(e.incarnation, e.seq)) {
-                Some(bytes) => {
-                    t.duplicates += 1;
+            match first.get_mut(&(e.incarnation, e.seq)) {
+                Some((bytes, mids)) => {
+                    if mids.contains(&e.mid) {
+                        t.redelivered += 1;
+                    } else {
+                        t.duplicates += 1;
+                        mids.push(e.mid);
+                    }
                     if *bytes != e.payload {
                         t.changed.push(e.seq);
                     }
                 }
                 None => {
-                    first.insert((e.incarnation, e.seq), e.payload);
+                    first.insert((e.incarnation, e.seq), (e.payload, vec![e.mid]));
                     t.distinct.push((e.incarnation, e.seq));
                 }
             }

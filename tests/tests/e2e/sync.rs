@@ -137,29 +137,38 @@ async fn drain_through_outage(persistence: bool) {
     // missed while it reconnected: a few windows at most, each a re-send the agent counted.
     let stats = agent.sync.stats.borrow().clone();
     let bound = stats.resent.min(4 * WINDOW as u64);
-    let t = if persistence {
-        // The tap's session and queue survive the restart too: it saw everything, and the
-        // broker delivers again what it had in flight to the tap (at most Mosquitto's
-        // stock max_inflight_messages, 20).
-        assert_on_wire(&tap, "d1", N, bound + 20).await
-    } else {
-        // The tap's session died with the broker; it may miss what was published before
-        // it subscribed again, so only its copies are counted.
-        let t = tap.tally("d1");
-        assert!(t.changed.is_empty(), "seqs re-sent with other bytes");
-        assert!(t.seqs().iter().all(|s| (1..=N).contains(s)));
-        assert!(
-            t.duplicates <= bound,
-            "{} duplicates on the wire, at most {bound} ({} re-sent by the agent)",
-            t.duplicates,
-            stats.resent
-        );
-        t
-    };
+    // Only the tap's copies are counted, not its completeness: mosquitto_sub waits a second
+    // before it reconnects, and meanwhile the broker queues at most its stock 1,000
+    // messages for the tap (a restarted broker drops the rest; a killed one lost the tap's
+    // session). What a restarted broker delivers to the tap again under the same packet
+    // id is its own redelivery, counted apart from the agent's copies.
+    let t = tap.tally("d1");
+    assert!(t.changed.is_empty(), "seqs re-sent with other bytes");
+    assert!(t.seqs().iter().all(|s| (1..=N).contains(s)));
+    if !persistence {
+        assert_eq!(t.redelivered, 0, "a killed broker kept the tap's session");
+    }
+    assert!(
+        t.duplicates <= bound,
+        "{} duplicates on the wire, at most {bound} ({} re-sent by the agent, {} connects, \
+         {} redelivered to the tap by the broker); seqs with copies: {:?}",
+        t.duplicates,
+        stats.resent,
+        stats.connects,
+        t.redelivered,
+        tap.copies("d1").iter().filter(|(_, c)| **c > 1).take(10).collect::<Vec<_>>()
+    );
     eprintln!(
-        "outage (persistence {persistence}): {} events, {} publishes on the wire ({} duplicates), \
-         {} re-sent by the agent, {} duplicates dropped by the OMS, {} connects",
-        c.events, t.publishes, t.duplicates, stats.resent, c.duplicates, stats.connects
+        "outage (persistence {persistence}): {} events, {} publishes on the wire ({} duplicates, \
+         {} redelivered to the tap), {} re-sent by the agent, {} duplicates dropped by the OMS, \
+         {} connects",
+        c.events,
+        t.publishes,
+        t.duplicates,
+        t.redelivered,
+        stats.resent,
+        c.duplicates,
+        stats.connects
     );
     agent.stop().await;
 }
@@ -181,7 +190,6 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
     // flight: published, perhaps delivered, not acknowledged.
     const ROUNDS: u64 = 20;
     const BATCH: u64 = 150;
-    const N: u64 = ROUNDS * BATCH;
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
     let upstream = format!("127.0.0.1:{}", broker.port).parse().unwrap();
@@ -191,7 +199,13 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
     let agent = TestAgent::start_in(dir.path(), "d1", &proxy.url()).await;
     wait_until(Duration::from_secs(10), "link up", || agent.is_up()).await;
     let mut unacked_at_fault = Vec::new();
-    for i in 0..ROUNDS {
+    let (mut queued, mut void) = (0u64, 0u64);
+    while (unacked_at_fault.len() as u64) < ROUNDS {
+        let i = unacked_at_fault.len() as u64;
+        assert!(
+            void <= ROUNDS,
+            "{void} rounds void: the agent kept dropping its link while deaf"
+        );
         // The last round's batch is through first: deaf before the agent is connected
         // would hold its ConnAck, and acks still held would keep its window shut.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -204,21 +218,30 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
         }
         proxy.set_mode(Mode::Deaf);
         agent.queue_events(BATCH).await;
-        let first = i * BATCH + 1;
-        // A deaf link also holds the PINGRESP: if a keep-alive runs out while deaf, the agent
-        // reconnects and its ConnAck would be held for good. Let it through then (the fault
-        // below still hits events in flight).
+        let first = queued + 1;
+        queued += BATCH;
+        // A deaf link also holds the PINGRESP: if a keep-alive runs out while deaf (a loaded
+        // machine), the agent reconnects and its ConnAck would be held for good. Let it
+        // through then; the batch drains unfaulted, so the round is void and done again.
+        let mut rescued = false;
         wait_until(
             Duration::from_secs(30),
             &format!("round {i}: event {first} on the wire"),
             || {
                 if !agent.is_up() {
+                    rescued = true;
                     proxy.set_mode(Mode::Pass);
                 }
                 tap.tally("d1").seqs().contains(&first)
             },
         )
         .await;
+        if rescued {
+            void += 1;
+            eprintln!("round {i}: the agent reconnected while deaf; the round is done again");
+            proxy.set_mode(Mode::Pass);
+            continue;
+        }
         unacked_at_fault.push(agent.backlog().await);
         match i % 3 {
             0 => {
@@ -242,16 +265,17 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
         unacked_at_fault.iter().all(|&n| n > 0),
         "every fault hit unacknowledged events: {unacked_at_fault:?}"
     );
+    let n = queued;
     wait_until(Duration::from_secs(90), "every event acked", || {
-        oms.ack_point("d1") == N
+        oms.ack_point("d1") == n
     })
     .await;
-    assert_oms_got_each_once(&inbox, "d1", N).await;
+    assert_oms_got_each_once(&inbox, "d1", n).await;
     agent.wait_drained(Duration::from_secs(10)).await;
     let stats = agent.sync.stats.borrow().clone();
     // Every copy on the wire is a re-send the agent made on purpose (after a reconnect, or
     // when no ack came), and the deaf rounds make some: the faults hit a busy link.
-    let t = assert_on_wire(&tap, "d1", N, stats.resent).await;
+    let t = assert_on_wire(&tap, "d1", n, stats.resent).await;
     assert!(
         t.duplicates > 0,
         "no event was re-sent: the faults missed the traffic"

@@ -31,7 +31,8 @@ use floorhand_protocol::oms::{Address, Down, EventKind, PackLine, PackOrder, Wav
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::sync::agent::LinkState;
+use crate::store::Store;
+use crate::sync::agent::{LinkState, SyncHandle};
 use crate::sync::tools::{SimPlan, sim_waves};
 use oms::DemoBridge;
 use summary::{AgentSide, Counters, Summary};
@@ -298,6 +299,9 @@ pub fn run(args: &DemoArgs) -> Result<bool, DemoError> {
     Ok(summary.exactly_once)
 }
 
+/// The shift, step by step: the parts start, the OMS pushes the work, the stations work
+/// through it while [`watch`] shows progress and runs the outage, the backlog drains, and
+/// [`report`] sets what the OMS received against what the agents committed.
 async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), DemoError> {
     let started = Instant::now();
     let out = args.out.clone();
@@ -317,116 +321,247 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
     println!("floor view (live while the shift runs): {url}");
     tracing::info!("floor view at http://{}/", oms.addr);
 
-    // The agents, from generated config files.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut agents = Vec::new();
-    for (device, proxy) in [PICKER, PACK].iter().zip(&proxies) {
-        let path = out.join(format!("{device}.toml"));
-        std::fs::write(&path, agent_config(&out, device, &proxy.url()))
-            .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
-        let cfg = Config::load(&path).map_err(|e| DemoError::Agent(e.to_string()))?;
-        // The store and the MQTT link, as `run::Agent` opens them, without its station
-        // runtime: the demo's stations (`picker`, `packer`) drive the workflows.
-        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
-        let store = crate::store::Store::open(&cfg.database.path, cfg.store_config())
-            .map_err(|e| fail(&e))?;
-        let settings = cfg.settings(&path).map_err(|e| fail(&e))?;
-        let (sync, task) = crate::sync::agent::start(settings.sync, store.clone(), stop_rx.clone())
-            .await
-            .map_err(|e| fail(&e))?;
-        agents.push((store, sync, task));
-    }
-    let (picker_store, picker_sync) = (agents[0].0.clone(), agents[0].1.clone());
-    let (pack_store, pack_sync) = (agents[1].0.clone(), agents[1].1.clone());
-
+    let agents = start_agents(&out, &proxies, &stop_rx).await?;
     let progress = Progress {
         counters: Arc::default(),
         device_picker: PICKER.into(),
         device_pack: PACK.into(),
     };
     let ledger = CommitLog::default();
+    let mut devices = Devices::start(&out)?;
+    let work = Work::plan(plan);
+    let stations = start_stations(&agents, &mut devices, &work, plan, &ledger, &progress);
 
-    // Devices.
-    let pty_dir = out.join("pty");
-    let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
-    let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
-    let labels_dir = out.join("labels");
-    let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
-        .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
-    let screens_dir = out.join("screens");
-    let terminal_runner =
-        vdev::TerminalRunner::start(&pty_dir, &screens_dir, &out.join("terminal.log"));
-    // The terminal's own key and scan events are not used: the scripted operator's
-    // keys go to the workflow directly (see `picker`), its scans through the scanner pty.
-    let (terminal, _terminal_events, terminal_note) = match &terminal_runner {
-        Ok(t) => match crate::devices::terminal::spawn(&crate::devices::terminal::TerminalConfig {
-            path: t.agent_port.to_string_lossy().into_owned(),
-            baud: 115_200,
-        }) {
-            Ok((h, events)) => (Some(h), Some(events), None),
-            Err(e) => (None, None, Some(format!("terminal link: {e}"))),
-        },
-        Err(e) => (None, None, Some(e.to_string())),
-    };
+    wait_for_births(&oms).await?;
+    push_work(&oms, &work).await?;
+    let display = Display::new(&work);
+    let watched = watch(
+        &oms, &proxies, plan, &work, &progress, &agents, &display, stations,
+    )
+    .await?;
+    drain(&oms, &agents, &display).await?;
+    display.bars.clear().ok();
+    drop(watched.pick_station);
 
-    // The OMS's plan: waves for the handheld, a pack order per order for the pack station.
-    let waves = sim_waves(
-        &SimPlan {
-            devices: vec![PICKER.into()],
-            waves: plan.waves,
-            tasks: plan.tasks,
-        },
-        0,
-    );
-    let orders = pack_orders(&waves);
-    let cancelled = waves
-        .last()
-        .and_then(|w| w.tasks.last())
-        .map(|t| t.order_id.clone())
-        .unwrap_or_default();
-    let total_tasks: usize = waves.iter().map(|w| w.tasks.len()).sum();
+    let agent_side = agent_sides(&agents, &work).await?;
+    let _ = stop_tx.send(true);
+    let acked = ack_points(&oms).await?;
+    let duplicates = oms.metric("event_duplicates_total").await?;
+    for link in agents.links {
+        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
+    }
+    // What the OMS received: every event the bridge stored, read back from its store.
+    let received = oms.events().await?;
+    let mut problems = summary::exactly_once(&received, &ledger.snapshot(), &agent_side);
+    problems.extend(watched.failures);
+    let files = files_left(&out, devices);
+    let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
+    let summary = Summary {
+        broker: broker.kind.clone(),
+        counters: progress.get(),
+        events_sent,
+        events_acked: acked.values().sum(),
+        oms_events_received: received.len() as u64,
+        duplicates_suppressed: duplicates,
+        outage_s: watched.outage.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        max_backlog: watched.max_backlog.iter().sum(),
+        cancelled_order: work.cancelled,
+        problems,
+        screens: files.screens,
+        labels: files.labels,
+        label_previews: files.label_previews,
+        notes: files.notes,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        exactly_once: false,
+    }
+    .finish();
+    Ok((summary, oms))
+}
 
+/// The two agents' stores and MQTT links, as `run::Agent` opens them (without its
+/// station runtime: the demo's stations drive the workflows), and the links' tasks.
+struct Agents {
+    picker: (Store, SyncHandle),
+    pack: (Store, SyncHandle),
+    links: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the agents from generated config files, each through its own fault proxy.
+async fn start_agents(
+    out: &Path,
+    proxies: &[proxy::FaultProxy; 2],
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Agents, DemoError> {
+    let mut opened = Vec::new();
+    let mut links = Vec::new();
+    for (device, proxy) in [PICKER, PACK].iter().zip(proxies) {
+        let path = out.join(format!("{device}.toml"));
+        std::fs::write(&path, agent_config(out, device, &proxy.url()))
+            .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
+        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
+        let settings = Config::load_settings(&path).map_err(|e| fail(&e))?;
+        let store = Store::open(&settings.database, settings.store).map_err(|e| fail(&e))?;
+        let (sync, task) = crate::sync::agent::start(settings.sync, store.clone(), stop.clone())
+            .await
+            .map_err(|e| fail(&e))?;
+        opened.push((store, sync));
+        links.push(task);
+    }
+    let pack = opened.pop().expect("two agents");
+    let picker = opened.pop().expect("two agents");
+    Ok(Agents {
+        picker,
+        pack,
+        links,
+    })
+}
+
+/// The virtual devices: a scanner per station on a pty (each taken by its station), the
+/// label printer on TCP, and the terminal (`floorhand-terminal` on a pty) when it is
+/// built, with the picker's link to it.
+struct Devices {
+    scanner: Option<vdev::VirtualScanner>,
+    pack_scanner: Option<vdev::VirtualScanner>,
+    printer: crate::rigs::fake_printer::FakePrinter,
+    terminal: Option<crate::devices::terminal::TerminalHandle>,
+    terminal_runner: Result<vdev::TerminalRunner, DemoError>,
+    /// Why there is no terminal link, if there is none.
+    terminal_note: Option<String>,
+}
+
+impl Devices {
+    fn start(out: &Path) -> Result<Devices, DemoError> {
+        let pty_dir = out.join("pty");
+        let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
+        let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
+        let labels_dir = out.join("labels");
+        let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
+            .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
+        let terminal_runner =
+            vdev::TerminalRunner::start(&pty_dir, &out.join("screens"), &out.join("terminal.log"));
+        // The terminal's own key and scan events are not used: the scripted operator's
+        // keys go to the workflow directly (see `picker`), its scans through the scanner pty.
+        let (terminal, terminal_note) = match &terminal_runner {
+            Ok(t) => {
+                match crate::devices::terminal::spawn(&crate::devices::terminal::TerminalConfig {
+                    path: t.agent_port.to_string_lossy().into_owned(),
+                    baud: 115_200,
+                }) {
+                    Ok((h, _events)) => (Some(h), None),
+                    Err(e) => (None, Some(format!("terminal link: {e}"))),
+                }
+            }
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(Devices {
+            scanner: Some(scanner),
+            pack_scanner: Some(pack_scanner),
+            printer,
+            terminal,
+            terminal_runner,
+            terminal_note,
+        })
+    }
+}
+
+/// The OMS's plan: waves for the handheld, a pack order per order for the pack station,
+/// and the order it cancels mid-shift.
+struct Work {
+    waves: Vec<Wave>,
+    orders: Vec<PackOrder>,
+    cancelled: String,
+    total_tasks: usize,
+}
+
+impl Work {
+    fn plan(plan: &Plan) -> Work {
+        let waves = sim_waves(
+            &SimPlan {
+                devices: vec![PICKER.into()],
+                waves: plan.waves,
+                tasks: plan.tasks,
+            },
+            0,
+        );
+        let orders = pack_orders(&waves);
+        let cancelled = waves
+            .last()
+            .and_then(|w| w.tasks.last())
+            .map(|t| t.order_id.clone())
+            .unwrap_or_default();
+        let total_tasks = waves.iter().map(|w| w.tasks.len()).sum();
+        Work {
+            waves,
+            orders,
+            cancelled,
+            total_tasks,
+        }
+    }
+}
+
+/// The two stations at work, each on its own task, handing itself back at the end.
+struct Stations {
+    picking: tokio::task::JoinHandle<(Result<(), DemoError>, picker::PickStation)>,
+    packing: tokio::task::JoinHandle<(Result<(), DemoError>, packer::PackStation)>,
+}
+
+/// Starts the picker and the pack station on their shifts (they wait for their work),
+/// each taking its scanner from `devices`.
+fn start_stations(
+    agents: &Agents,
+    devices: &mut Devices,
+    work: &Work,
+    plan: &Plan,
+    ledger: &CommitLog,
+    progress: &Progress,
+) -> Stations {
+    let taken = "each scanner is taken once";
     let mut pick_station = picker::PickStation {
         badge_prefix: crate::pick::PickConfig::default().badge_prefix,
         picker: crate::pick::Picker::new(crate::pick::PickConfig::default()),
-        store: picker_store.clone(),
-        sync: picker_sync.clone(),
-        scanner,
-        terminal,
+        store: agents.picker.0.clone(),
+        sync: agents.picker.1.clone(),
+        scanner: devices.scanner.take().expect(taken),
+        terminal: devices.terminal.take(),
         started: Instant::now(),
         ledger: ledger.clone(),
         progress: progress.clone(),
     };
     let mut pack_station = packer::PackStation {
-        store: pack_store.clone(),
-        sync: pack_sync.clone(),
-        scanner: pack_scanner,
-        printer_addr: printer.addr().to_string(),
+        store: agents.pack.0.clone(),
+        sync: agents.pack.1.clone(),
+        scanner: devices.pack_scanner.take().expect(taken),
+        printer_addr: devices.printer.addr().to_string(),
         ledger: ledger.clone(),
         progress: progress.clone(),
     };
     let deadline = Instant::now() + Duration::from_secs(45);
     let pace = plan.pace;
-    let (w2, c2) = (waves.clone(), cancelled.clone());
+    let waves = work.waves.clone();
     let picking = tokio::spawn(async move {
-        let r = pick_station.run_shift(&w2, pace, deadline).await;
+        let r = pick_station.run_shift(&waves, pace, deadline).await;
         (r, pick_station)
     });
-    let o2 = orders.clone();
+    let (orders, cancelled) = (work.orders.clone(), work.cancelled.clone());
     let packing = tokio::spawn(async move {
-        let r = pack_station.run_shift(&o2, &c2, pace * 4, deadline).await;
+        let r = pack_station
+            .run_shift(&orders, &cancelled, pace * 4, deadline)
+            .await;
         (r, pack_station)
     });
+    Stations { picking, packing }
+}
 
-    // Push the shift once the bridge has seen both agents' births (an agent publishes it
-    // after its subscribe on the same connection, so from then on a message sent to it
-    // is not lost): the waves, a pack order per order (the cancellation comes later).
+/// Waits until the bridge has seen both agents' births: an agent publishes it after its
+/// subscribe on the same connection, so from then on a message sent to it is not lost.
+async fn wait_for_births(oms: &DemoBridge) -> Result<(), DemoError> {
     let listening = Instant::now() + Duration::from_secs(10);
     loop {
         let rows = oms.devices().await?;
         let born = |d: &str| rows.iter().any(|r| r.device == d && r.birth_at > 0);
         if born(PICKER) && born(PACK) {
-            break;
+            return Ok(());
         }
         if Instant::now() > listening {
             return Err(DemoError::Broker(
@@ -435,112 +570,216 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for w in &waves {
+}
+
+/// The OMS pushes the shift: the waves, a pack order per order (the cancellation comes
+/// later, from [`watch`]).
+async fn push_work(oms: &DemoBridge, work: &Work) -> Result<(), DemoError> {
+    for w in &work.waves {
         oms.send(SITE, PICKER, &Down::WaveAssigned(w.clone()))
             .await?;
     }
-    for o in &orders {
+    for o in &work.orders {
         oms.send(SITE, PACK, &Down::PackOrder(Box::new(o.clone())))
             .await?;
     }
+    Ok(())
+}
 
-    // The display, the cancellation and the outage.
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let picks = bars.add(ProgressBar::new(total_tasks as u64));
-    picks.set_style(style.clone());
-    picks.set_prefix("picks");
-    let cartons = bars.add(ProgressBar::new(
-        orders.len().saturating_sub(1).max(1) as u64
-    ));
-    cartons.set_style(style);
-    cartons.set_prefix("cartons");
-    let link = bars.add(ProgressBar::new_spinner());
-    let mut cancel_sent = false;
-    let mut blackholed = false;
-    let mut outage: Option<(Instant, Option<Duration>)> = None;
-    let mut max_backlog = [0u64; 2];
-    // Until both stations are done and the outage has run its full length.
-    while !(picking.is_finished() && packing.is_finished() && matches!(outage, Some((_, Some(_)))))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let c = progress.get();
-        let done = (c.tasks_picked + c.tasks_short) as usize;
-        if !cancel_sent && done >= 2 {
-            cancel_sent = true;
-            let cancel = Down::OrderCancelled {
-                order_id: cancelled.clone(),
-            };
-            oms.send(SITE, PICKER, &cancel).await?;
-            oms.send(SITE, PACK, &cancel).await?;
+/// The live display: picks, cartons and the link.
+struct Display {
+    bars: MultiProgress,
+    picks: ProgressBar,
+    cartons: ProgressBar,
+    link: ProgressBar,
+}
+
+impl Display {
+    fn new(work: &Work) -> Display {
+        let bars = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let picks = bars.add(ProgressBar::new(work.total_tasks as u64));
+        picks.set_style(style.clone());
+        picks.set_prefix("picks");
+        let cartons = bars.add(ProgressBar::new(
+            work.orders.len().saturating_sub(1).max(1) as u64
+        ));
+        cartons.set_style(style);
+        cartons.set_prefix("cartons");
+        let link = bars.add(ProgressBar::new_spinner());
+        Display {
+            bars,
+            picks,
+            cartons,
+            link,
         }
-        // The outage: first one-way (the agents' events reach the OMS but they hear
-        // no acks, so they re-send and the OMS drops the copies), then a black hole with
-        // every connection cut; then the link comes back.
-        match outage {
-            None if done >= total_tasks / 3 || picking.is_finished() => {
-                for p in &proxies {
-                    p.set_mode(proxy::Mode::Deaf);
-                }
-                outage = Some((Instant::now(), None));
+    }
+}
+
+/// What [`watch`] saw: how long the link was cut, the largest backlogs, and each
+/// station's failure; and the stations, handed back.
+struct Watched {
+    outage: Option<Duration>,
+    max_backlog: [u64; 2],
+    failures: Vec<String>,
+    pick_station: picker::PickStation,
+    _pack_station: packer::PackStation,
+}
+
+/// The network outage on the agents' links, a third of the way through the shift: first
+/// one-way (the agents' events reach the OMS but they hear no acks, so they re-send and
+/// the OMS drops the copies), then a black hole with every connection cut; then the link
+/// comes back.
+struct Outage<'a> {
+    proxies: &'a [proxy::FaultProxy; 2],
+    /// When it began, and how long it lasted once it is over.
+    cut: Option<(Instant, Option<Duration>)>,
+    blackholed: bool,
+}
+
+impl Outage<'_> {
+    /// Starts, deepens or ends the outage as the shift goes on.
+    fn step(&mut self, plan: &Plan, third_done: bool) {
+        match self.cut {
+            None if third_done => {
+                self.set(proxy::Mode::Deaf);
+                self.cut = Some((Instant::now(), None));
             }
-            Some((t0, None)) if t0.elapsed() >= plan.outage => {
-                for p in &proxies {
-                    p.set_mode(proxy::Mode::Pass);
-                }
-                outage = Some((t0, Some(t0.elapsed())));
-            }
-            Some((t0, None)) if !blackholed && t0.elapsed() >= plan.deaf => {
-                blackholed = true;
-                for p in &proxies {
+            Some((t0, None)) if t0.elapsed() >= plan.outage => self.end(),
+            Some((t0, None)) if !self.blackholed && t0.elapsed() >= plan.deaf => {
+                self.blackholed = true;
+                for p in self.proxies {
                     p.set_mode(proxy::Mode::Blackhole);
                     p.cut();
                 }
             }
             _ => {}
         }
-        let backlog = [backlog(&picker_store).await, backlog(&pack_store).await];
-        for (m, b) in max_backlog.iter_mut().zip(backlog) {
-            *m = (*m).max(b);
+    }
+
+    /// Lets the link through again, if it is cut.
+    fn end(&mut self) {
+        if let Some((t0, None)) = self.cut {
+            self.set(proxy::Mode::Pass);
+            self.cut = Some((t0, Some(t0.elapsed())));
         }
-        picks.set_position(done as u64);
-        picks.set_message(format!(
+    }
+
+    fn set(&self, mode: proxy::Mode) {
+        for p in self.proxies {
+            p.set_mode(mode);
+        }
+    }
+
+    fn ongoing(&self) -> bool {
+        matches!(self.cut, Some((_, None)))
+    }
+
+    fn over(&self) -> bool {
+        matches!(self.cut, Some((_, Some(_))))
+    }
+}
+
+impl Display {
+    /// Shows the counters, the link's state and each agent's backlog.
+    fn show(&self, c: &Counters, link: &LinkState, outage: bool, backlog: [u64; 2]) {
+        self.picks.set_position(c.tasks_picked + c.tasks_short);
+        self.picks.set_message(format!(
             "{} short, {} exceptions",
             c.tasks_short, c.exceptions
         ));
-        cartons.set_position(c.cartons);
-        cartons.set_message(format!("{} labels printed", c.labels_printed));
-        let link_state = match (outage, &*picker_sync.state.borrow()) {
-            (Some((_, None)), _) => "OUTAGE (link cut)".to_string(),
+        self.cartons.set_position(c.cartons);
+        self.cartons
+            .set_message(format!("{} labels printed", c.labels_printed));
+        let link_state = match (outage, link) {
+            (true, _) => "OUTAGE (link cut)".to_string(),
             (_, LinkState::Up { .. }) => "up".to_string(),
             (_, LinkState::Down { error, .. }) => format!("down: {error}"),
         };
-        link.set_message(format!(
+        self.link.set_message(format!(
             "link: {link_state}; backlog {PICKER}: {}, {PACK}: {}",
             backlog[0], backlog[1]
         ));
-        link.tick();
+        self.link.tick();
+    }
+}
+
+/// Shows progress until both stations are done and the [`Outage`] has run its full
+/// length; sends the cancellation once two tasks are done.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    oms: &DemoBridge,
+    proxies: &[proxy::FaultProxy; 2],
+    plan: &Plan,
+    work: &Work,
+    progress: &Progress,
+    agents: &Agents,
+    display: &Display,
+    stations: Stations,
+) -> Result<Watched, DemoError> {
+    let Stations { picking, packing } = stations;
+    let mut cancel_sent = false;
+    let mut outage = Outage {
+        proxies,
+        cut: None,
+        blackholed: false,
+    };
+    let mut max_backlog = [0u64; 2];
+    while !(picking.is_finished() && packing.is_finished() && outage.over()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let c = progress.get();
+        let done = (c.tasks_picked + c.tasks_short) as usize;
+        if !cancel_sent && done >= 2 {
+            cancel_sent = true;
+            let cancel = Down::OrderCancelled {
+                order_id: work.cancelled.clone(),
+            };
+            oms.send(SITE, PICKER, &cancel).await?;
+            oms.send(SITE, PACK, &cancel).await?;
+        }
+        outage.step(plan, done >= work.total_tasks / 3 || picking.is_finished());
+        let backlog = [
+            backlog(&agents.picker.0).await,
+            backlog(&agents.pack.0).await,
+        ];
+        for (m, b) in max_backlog.iter_mut().zip(backlog) {
+            *m = (*m).max(b);
+        }
+        let link = agents.picker.1.state.borrow().clone();
+        display.show(&c, &link, outage.ongoing(), backlog);
     }
     let (pick_result, pick_station) = picking
         .await
         .map_err(|e| DemoError::Agent(format!("picker task: {e}")))?;
-    let (pack_result, _pack_station) = packing
+    let (pack_result, pack_station) = packing
         .await
         .map_err(|e| DemoError::Agent(format!("pack task: {e}")))?;
-    if let Some((t0, None)) = outage {
-        for p in &proxies {
-            p.set_mode(proxy::Mode::Pass);
-        }
-        outage = Some((t0, Some(t0.elapsed())));
+    outage.end();
+    let mut failures = Vec::new();
+    if let Err(e) = pick_result {
+        failures.push(format!("picker: {e}"));
     }
+    if let Err(e) = pack_result {
+        failures.push(format!("pack station: {e}"));
+    }
+    Ok(Watched {
+        outage: outage.cut.and_then(|(_, d)| d),
+        max_backlog,
+        failures,
+        pick_station,
+        _pack_station: pack_station,
+    })
+}
 
-    // The backlog drains: wait until the OMS has acked everything each agent wrote.
+/// The backlog drains: waits (at most 20 s) until the OMS has acked everything each
+/// agent wrote.
+async fn drain(oms: &DemoBridge, agents: &Agents, display: &Display) -> Result<(), DemoError> {
     let drain_deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut drained = true;
-        let acked = ack_points(&oms).await?;
-        for (device, store) in [(PICKER, &picker_store), (PACK, &pack_store)] {
+        let acked = ack_points(oms).await?;
+        for (device, store) in [(PICKER, &agents.picker.0), (PACK, &agents.pack.0)] {
             let high = store
                 .call(move |db| db.outbox_stats(0).map(|s| (s.count, s.high_seq)))
                 .await
@@ -552,20 +791,23 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
             }
         }
         if drained || Instant::now() > drain_deadline {
-            break;
+            return Ok(());
         }
-        link.set_message("link: up; draining the backlog".to_string());
-        link.tick();
+        display
+            .link
+            .set_message("link: up; draining the backlog".to_string());
+        display.link.tick();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bars.clear().ok();
-    drop(pick_station);
+}
 
-    // Agent side facts, straight from each store.
-    let mut agent_side = Vec::new();
-    for (device, store) in [(PICKER, &picker_store), (PACK, &pack_store)] {
+/// Each agent's side, straight from its store: its highest seq, what is unacked, and
+/// the picker's units per task.
+async fn agent_sides(agents: &Agents, work: &Work) -> Result<Vec<AgentSide>, DemoError> {
+    let mut sides = Vec::new();
+    for (device, store) in [(PICKER, &agents.picker.0), (PACK, &agents.pack.0)] {
         let ids: Vec<u64> = if device == PICKER {
-            waves
+            work.waves
                 .iter()
                 .flat_map(|w| w.tasks.iter().map(|t| t.task_id))
                 .collect()
@@ -591,23 +833,23 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
             .await
             .map_err(|e| DemoError::Agent(e.to_string()))?
             .map_err(|e| DemoError::Agent(e.to_string()))?;
-        agent_side.push(side);
+        sides.push(side);
     }
-    let _ = stop_tx.send(true);
-    let acked = ack_points(&oms).await?;
-    let duplicates = oms.metric("event_duplicates_total").await?;
-    for (_, _, link) in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
-    }
-    // What the OMS received: every event the bridge stored, read back from its store.
-    let received = oms.events().await?;
-    let mut problems = summary::exactly_once(&received, &ledger.snapshot(), &agent_side);
-    if let Err(e) = pick_result {
-        problems.push(format!("picker: {e}"));
-    }
-    if let Err(e) = pack_result {
-        problems.push(format!("pack station: {e}"));
-    }
+    Ok(sides)
+}
+
+/// What the shift left on disk, listed once the terminal has drawn its last screen.
+struct Files {
+    screens: Vec<String>,
+    labels: Vec<String>,
+    label_previews: Vec<String>,
+    /// Why a device or a preview is missing.
+    notes: Vec<String>,
+}
+
+/// Stops the terminal (so its last PNG is complete) and lists the labels, their previews
+/// (or why there are none) and the screens.
+fn files_left(out: &Path, devices: Devices) -> Files {
     let files = |dir: &Path, ext: &str| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .map(|rd| {
@@ -622,8 +864,8 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
         v
     };
     let labels = files(&out.join("labels"), "zpl");
-    let mut notes: Vec<String> = terminal_note.into_iter().collect();
-    if let Ok(t) = terminal_runner
+    let mut notes: Vec<String> = devices.terminal_note.into_iter().collect();
+    if let Ok(t) = devices.terminal_runner
         && let Err(why) = t.stop()
     {
         notes.push(why);
@@ -635,31 +877,12 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
             Vec::new()
         }
     };
-    let c = progress.get();
-    let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
-    let summary = Summary {
-        broker: broker.kind.clone(),
-        counters: c,
-        events_sent,
-        events_acked: acked.values().sum(),
-        oms_events_received: received.len() as u64,
-        duplicates_suppressed: duplicates,
-        outage_s: outage
-            .and_then(|(_, d)| d)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
-        max_backlog: max_backlog.iter().sum(),
-        cancelled_order: cancelled,
-        problems,
-        screens: files(&screens_dir, "png"),
+    Files {
+        screens: files(&out.join("screens"), "png"),
         labels,
         label_previews,
         notes,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        exactly_once: false,
     }
-    .finish();
-    Ok((summary, oms))
 }
 
 /// Each device's ack point: the highest event seq the bridge acknowledged.

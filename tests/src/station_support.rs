@@ -1,5 +1,5 @@
 //! Helpers for the station end-to-end tests: the real `floorhand run` process, a scanner
-//! on a socat pty, and the test standing in for the display terminal on another pty
+//! on a pty pair, and the test standing in for the display terminal on another pty
 //! (reading the agent's frames with the protocol's decoder and sending key and scan
 //! frames). Both can be unplugged and plugged in again; the terminal can read as slowly
 //! as a real serial line.

@@ -8,8 +8,8 @@
 //! - [`broker`]: rumqttd embedded (Mosquitto fallback, or `--broker`).
 //! - [`oms`]: the bridge in the demo's process, its API and its store.
 //! - [`proxy`]: the TCP fault proxy that cuts the agents' broker link.
-//! - [`pty`]: two ptys joined by a relay thread (`openpty`), the virtual devices' cable.
-//! - [`vdev`]: scanner pty, ZPL printer on TCP, the firmware terminal host runner.
+//! - [`vdev`]: the scanner and the firmware terminal host runner, each on a pty pair
+//!   (`rigs::pty`).
 //! - [`picker`], [`packer`]: the stations (the seam to the station runtime).
 //! - [`summary`]: the exactly-once check (pure) and the report.
 
@@ -18,7 +18,6 @@ pub mod oms;
 pub mod packer;
 pub mod picker;
 pub mod proxy;
-pub mod pty;
 pub mod summary;
 pub mod vdev;
 

@@ -1,4 +1,4 @@
-//! The demo's virtual devices on real ptys: a scanner (a [`PtyPair`]: the demo types
+//! The demo's virtual devices on real ptys: a scanner (a shared [`PtyPair`]: the demo types
 //! barcodes into one end, `devices::scanner` reads the other) and the firmware terminal host
 //! runner (`floorhand-terminal`, a child process on a pty) drawing every screen to PNG. Its
 //! printer is the shared `rigs::fake_printer::FakePrinter`, storing each label as a file.
@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::DemoError;
-use super::pty::PtyPair;
 use crate::devices::scanner::{self, ScannerConfig, ScannerEvent};
+use crate::rigs::pty::PtyPair;
 
 /// A barcode scanner on a pty: [`VirtualScanner::scan`] types a barcode (CR suffix) into
 /// the device end; the agent's `devices::scanner` reader on the other end delivers it.

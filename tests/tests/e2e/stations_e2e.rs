@@ -1,6 +1,6 @@
 //! Stations with some of their devices, end to end with real parts: Mosquitto, the real
-//! `floorhand run` process and its SQLite file, scanners, scales and terminals on socat
-//! ptys, a fake printer on TCP. Every device is optional: a station without one handles
+//! `floorhand run` process and its SQLite file, scanners, scales and terminals on pty
+//! pairs, a fake printer on TCP. Every device is optional: a station without one handles
 //! every input of the others, and SIGTERM stops it within a second. A terminal unplugged
 //! mid-shift comes back with its screen; a scan burst against a terminal reading at
 //! 115200 baud leaves the station answering.

@@ -48,10 +48,10 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: Log,
-    /// The station's settings, worked out (and the label template parsed) once by
-    /// [`Config::parse`].
+    /// The device sections and the station's settings, worked out (and the label template
+    /// parsed) once by [`Config::parse`].
     #[serde(skip)]
-    station_settings: Option<StationSettings>,
+    checked: Option<(DeviceSections, StationSettings)>,
 }
 
 /// What `floorhand run` takes from the file, worked out once by [`Config::settings`]: each
@@ -73,6 +73,52 @@ pub struct Settings {
     pub log: LogFormat,
     /// The station: its role's workflow settings and its devices.
     pub station: StationSettings,
+}
+
+/// What `floorhand doctor` checks, worked out by [`Config::checkup`] from the same parse
+/// as [`Settings`]. Not `Settings` itself, for two reasons: the broker's password is read
+/// apart (one that cannot be read fails the broker's check, and the other checks still
+/// run), and every device section is there, also one the station's role leaves unused
+/// (a picker's `[printer]`): the doctor opens every port the file names.
+#[derive(Debug)]
+pub struct Checkup {
+    /// This device's id.
+    pub device: String,
+    /// The site id.
+    pub site: String,
+    /// The database file.
+    pub database: PathBuf,
+    /// The store's settings.
+    pub store: StoreConfig,
+    /// The broker, with its password read, or why the password could not be read.
+    pub broker: Result<BrokerSettings, ConfigError>,
+    /// Every device section in the file.
+    pub devices: DeviceSections,
+}
+
+/// Every device section in the file, as the device's own settings, worked out once by
+/// [`Config::parse`]: `floorhand run` takes those its role uses ([`StationSettings`]),
+/// `floorhand doctor` opens them all.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceSections {
+    /// `[scanner]`.
+    pub scanner: Option<Section<ScannerConfig>>,
+    /// `[terminal]`.
+    pub terminal: Option<Section<TerminalConfig>>,
+    /// `[printer]`.
+    pub printer: Option<Section<PrinterConfig>>,
+    /// `[scale]`.
+    pub scale: Option<Section<ScaleConfig>>,
+}
+
+/// One device's settings and where the file names its port, for messages that tell a
+/// technician which line to check.
+#[derive(Debug, Clone)]
+pub struct Section<T> {
+    /// The device's settings.
+    pub settings: T,
+    /// The key naming its port or address, e.g. `terminal.port`.
+    pub port_key: &'static str,
 }
 
 /// The devices every station may have.
@@ -494,7 +540,7 @@ impl Config {
                 "set password_file or password_env, not both",
             ));
         }
-        cfg.station_settings = Some(cfg.check_station(path)?);
+        cfg.checked = Some(cfg.check_station(path)?);
         Ok(cfg)
     }
 
@@ -511,11 +557,7 @@ impl Config {
         sync.status_interval = Duration::from_secs(self.sync.status_interval_s.max(1));
         sync.resend_after = Duration::from_secs(self.sync.resend_after_s.max(1));
         sync.backoff.1 = Duration::from_secs(self.sync.max_backoff_s.max(1));
-        let station = match &self.station_settings {
-            Some(s) => s.clone(),
-            // A `Config` not made by `parse` (built in code): check it now.
-            None => self.check_station(path)?,
-        };
+        let (_, station) = self.checked(path)?;
         Ok(Settings {
             device: self.device.clone(),
             site: self.site.clone(),
@@ -525,6 +567,34 @@ impl Config {
             log: self.log.format,
             station,
         })
+    }
+
+    /// Reads and checks the file, then works out what `floorhand doctor` checks.
+    pub fn load_checkup(path: &Path) -> Result<Checkup, ConfigError> {
+        Self::load(path)?.checkup(path)
+    }
+
+    /// What `floorhand doctor` checks: the settings `floorhand run` would take, every
+    /// device section, and the broker's password read apart.
+    pub fn checkup(&self, path: &Path) -> Result<Checkup, ConfigError> {
+        let (devices, _) = self.checked(path)?;
+        Ok(Checkup {
+            device: self.device.clone(),
+            site: self.site.clone(),
+            database: self.database.path.clone(),
+            store: self.store_config(),
+            broker: self.broker.settings(path),
+            devices,
+        })
+    }
+
+    /// The device sections and station settings [`Config::parse`] worked out; a `Config`
+    /// not made by `parse` (built in code) is checked now.
+    fn checked(&self, path: &Path) -> Result<(DeviceSections, StationSettings), ConfigError> {
+        match &self.checked {
+            Some(c) => Ok(c.clone()),
+            None => self.check_station(path),
+        }
     }
 
     /// Every number in the file (optional sections only when present) with its range. The
@@ -615,9 +685,9 @@ impl Config {
         n
     }
 
-    /// Checks the station, device and label sections, and works out the station's settings
-    /// (the label template is read and parsed here, once).
-    fn check_station(&self, path: &Path) -> Result<StationSettings, ConfigError> {
+    /// Checks the station, device and label sections, and works out the device sections'
+    /// and the station's settings (the label template is read and parsed here, once).
+    fn check_station(&self, path: &Path) -> Result<(DeviceSections, StationSettings), ConfigError> {
         let bad = |key, why: String| ConfigError::Value {
             path: path.to_path_buf(),
             key,
@@ -688,20 +758,41 @@ impl Config {
                 None => crate::label::builtin(dpi),
             });
         }
-        let devices = Devices {
-            scanner: self.scanner.clone(),
-            terminal: self.terminal_config(),
+        let sections = DeviceSections {
+            scanner: self.scanner.clone().map(|settings| Section {
+                settings,
+                port_key: "the path in scanner.source",
+            }),
+            terminal: self.terminal_config().map(|settings| Section {
+                settings,
+                port_key: "terminal.port",
+            }),
+            printer: self.printer_config().map(|settings| Section {
+                port_key: match settings.transport {
+                    Transport::Tcp(_) => "printer.tcp",
+                    Transport::Serial { .. } => "printer.serial",
+                },
+                settings,
+            }),
+            scale: self.scale.clone().map(|settings| Section {
+                settings,
+                port_key: "scale.port",
+            }),
         };
-        match self.station.role {
-            Role::Picker => Ok(StationSettings::Picker {
+        let devices = Devices {
+            scanner: sections.scanner.as_ref().map(|s| s.settings.clone()),
+            terminal: sections.terminal.as_ref().map(|s| s.settings.clone()),
+        };
+        let station = match self.station.role {
+            Role::Picker => StationSettings::Picker {
                 pick: PickConfig {
                     badge_prefix: self.station.badge_prefix.clone(),
                     bounce_ms: self.station.bounce_ms,
                 },
                 devices,
-            }),
+            },
             Role::Pack => {
-                let Some(printer) = self.printer_config() else {
+                let Some(printer) = sections.printer.as_ref().map(|p| p.settings.clone()) else {
                     return Err(bad(
                         "printer",
                         "a pack station (station.role = \"pack\") needs a [printer] section: \
@@ -717,7 +808,7 @@ impl Config {
                             .into(),
                     ));
                 };
-                Ok(StationSettings::Pack {
+                StationSettings::Pack {
                     pack: PackConfig {
                         company_prefix: l.company_prefix.clone(),
                         extension: l.extension,
@@ -728,11 +819,12 @@ impl Config {
                     },
                     badge_prefix: self.station.badge_prefix.clone(),
                     printer,
-                    scale: self.scale.clone(),
+                    scale: sections.scale.as_ref().map(|s| s.settings.clone()),
                     devices,
-                })
+                }
             }
-        }
+        };
+        Ok((sections, station))
     }
 
     fn label_template_at(&self, path: &Path, t: &Path) -> Result<Template, ConfigError> {
@@ -746,7 +838,7 @@ impl Config {
     }
 
     /// The terminal link's settings.
-    pub fn terminal_config(&self) -> Option<TerminalConfig> {
+    fn terminal_config(&self) -> Option<TerminalConfig> {
         self.terminal.as_ref().map(|t| TerminalConfig {
             path: t.port.clone(),
             baud: t.baud,
@@ -754,7 +846,7 @@ impl Config {
     }
 
     /// The printer's settings.
-    pub fn printer_config(&self) -> Option<PrinterConfig> {
+    fn printer_config(&self) -> Option<PrinterConfig> {
         let p = self.printer.as_ref()?;
         let transport = match (&p.tcp, &p.serial) {
             (Some(addr), _) => Transport::Tcp(addr.clone()),
@@ -970,6 +1062,35 @@ company_prefix = "0614141"
         };
         assert_eq!(pick.badge_prefix, cfg.station.badge_prefix);
         assert!(devices.scanner.is_none() && devices.terminal.is_none());
+    }
+
+    #[test]
+    fn the_doctors_checkup_holds_every_device_section_and_keeps_an_unreadable_password_apart() {
+        let text = format!(
+            "{}[printer]\nserial = \"/dev/x\"\n[terminal]\nport = \"/dev/y\"\n",
+            GOOD.replace(
+                "[broker]\n",
+                "[broker]\npassword_env = \"FLOORHAND_TEST_UNSET_PW\"\n",
+            )
+        );
+        let path = Path::new("f.toml");
+        let cfg = Config::parse(path, &text).unwrap();
+        // `floorhand run` cannot start without the password; the doctor still checks the rest.
+        assert!(cfg.settings(path).is_err());
+        let c = cfg.checkup(path).unwrap();
+        let e = c.broker.unwrap_err().to_string();
+        assert!(e.contains("`broker.password_env`"), "{e}");
+        assert_eq!(c.database, Path::new("/var/lib/floorhand/floorhand.db"));
+        assert_eq!(c.store.max_bytes, cfg.database.max_mb * 1024 * 1024);
+        // A picker leaves its [printer] unused; the doctor opens it all the same.
+        let printer = c.devices.printer.expect("the printer section");
+        assert_eq!(printer.port_key, "printer.serial");
+        let terminal = c.devices.terminal.expect("the terminal section");
+        assert_eq!(
+            (terminal.settings.path.as_str(), terminal.port_key),
+            ("/dev/y", "terminal.port")
+        );
+        assert!(c.devices.scanner.is_none() && c.devices.scale.is_none());
     }
 
     #[test]

@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// What a tap on the line is handed: each run of bytes from the agent's end.
+pub type Tap = Box<dyn FnMut(&[u8]) + Send>;
+
 /// How long the relay waits in `poll` before looking at the stop flag.
 const POLL_MS: libc::c_int = 50;
 
@@ -151,15 +154,31 @@ impl PtyPair {
     /// starts the relay between them.
     pub fn new(dir: &Path, name: &str) -> io::Result<PtyPair> {
         std::fs::create_dir_all(dir)?;
-        PtyPair::linked_at(
+        PtyPair::start(
             dir.join(format!("{name}-agent")),
             dir.join(format!("{name}-device")),
+            None,
         )
     }
 
     /// Opens two ptys, links their ttys at `agent` and `device` (replacing what is there:
     /// a cable plugged in again at the same names), and starts the relay between them.
     pub fn linked_at(agent: PathBuf, device: PathBuf) -> io::Result<PtyPair> {
+        PtyPair::start(agent, device, None)
+    }
+
+    /// As [`PtyPair::new`], with a tap on the line: `tap` sees every byte the agent's end
+    /// sends, in order, before the device's end gets it (a line monitor on the cable).
+    pub fn tapped(dir: &Path, name: &str, tap: Tap) -> io::Result<PtyPair> {
+        std::fs::create_dir_all(dir)?;
+        PtyPair::start(
+            dir.join(format!("{name}-agent")),
+            dir.join(format!("{name}-device")),
+            Some(tap),
+        )
+    }
+
+    fn start(agent: PathBuf, device: PathBuf, tap: Option<Tap>) -> io::Result<PtyPair> {
         let (dev, agent_pty) = (open_pty()?, open_pty()?);
         link(&dev.path, &device)?;
         link(&agent_pty.path, &agent)?;
@@ -172,7 +191,7 @@ impl PtyPair {
             .unwrap_or_default();
         let relay = std::thread::Builder::new()
             .name(format!("pty-{name}"))
-            .spawn(move || relay(a, b, &s))?;
+            .spawn(move || relay(a, b, tap, &s))?;
         Ok(PtyPair {
             device,
             agent,
@@ -202,11 +221,12 @@ impl Drop for PtyPair {
     }
 }
 
-/// Copies bytes between the two masters until `stop`. Bytes arrive in order on each
+/// Copies bytes between the two masters (`a` the device side's, `b` the agent side's)
+/// until `stop`; `tap` sees what goes from `b` to `a`. Bytes arrive in order on each
 /// direction. One thread serves both directions: while one side's input queue is full
 /// (nobody has read that end for a while), the other direction waits too; a device that
 /// talks only when spoken to is never held up by it.
-fn relay(a: File, b: File, stop: &AtomicBool) {
+fn relay(a: File, b: File, mut tap: Option<Tap>, stop: &AtomicBool) {
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let mut fds = [
@@ -238,6 +258,11 @@ fn relay(a: File, b: File, stop: &AtomicBool) {
             if ev & libc::POLLIN != 0 {
                 match from.read(&mut buf) {
                     Ok(n) if n > 0 => {
+                        if i == 1
+                            && let Some(t) = tap.as_mut()
+                        {
+                            t(&buf[..n]);
+                        }
                         if let Err(e) = write_all(to, &buf[..n], stop) {
                             tracing::error!("pty relay: {e}");
                             return;
@@ -343,6 +368,21 @@ mod tests {
         assert_eq!(read_n(&mut agent, 11, LONG), b"while away\r");
         agent.write_all(b"back").unwrap();
         assert_eq!(read_n(&mut dev, 4, LONG), b"back");
+    }
+
+    #[test]
+    fn a_tap_sees_what_the_agent_sends_and_not_what_the_device_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let tap: Tap = Box::new(move |b| s.lock().unwrap().extend_from_slice(b));
+        let pair = PtyPair::tapped(dir.path(), "t", tap).unwrap();
+        let (mut dev, mut agent) = (open(&pair.device), open(&pair.agent));
+        dev.write_all(b"from the device").unwrap();
+        assert_eq!(read_n(&mut agent, 15, LONG), b"from the device");
+        agent.write_all(b"to the device").unwrap();
+        assert_eq!(read_n(&mut dev, 13, LONG), b"to the device");
+        assert_eq!(seen.lock().unwrap().as_slice(), b"to the device");
     }
 
     #[test]

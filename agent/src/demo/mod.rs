@@ -1,19 +1,23 @@
 //! `floorhand demo`: a whole shift on one command. An embedded broker, the OMS side as a
-//! real `floorhand bridge` (whose floor view the demo prints the URL of), a picker and a
-//! pack station with their own SQLite files, virtual devices on real ptys and sockets,
-//! and a network outage in the middle; at the end a summary and the exactly-once check
-//! (what the OMS received equals what the agents committed). The floor view stays up
-//! after the summary until Enter (or end of input); `--quick` exits at once.
+//! real `floorhand bridge` (whose floor view the demo prints the URL of), a handheld and a
+//! pack station, each `floorhand run`'s own agent (`run::Agent`: its store, MQTT link and
+//! station runtime, from a generated config file) with its SQLite file, virtual devices
+//! on real ptys and sockets with a scripted operator at each station, and a network
+//! outage in the middle; at the end a summary and the exactly-once check (what the OMS
+//! received equals what the agents committed). The floor view stays up after the summary
+//! until Enter (or end of input); `--quick` exits at once.
 //!
 //! - [`broker`]: rumqttd embedded (Mosquitto fallback, or `--broker`).
 //! - [`oms`]: the bridge in the demo's process, its API and its store.
 //! - [`proxy`]: the TCP fault proxy that cuts the agents' broker link.
-//! - [`vdev`]: the scanner and the firmware terminal host runner, each on a pty pair
-//!   (`rigs::pty`).
-//! - [`picker`], [`packer`]: the stations (the seam to the station runtime).
+//! - [`vdev`]: the scanners and the terminals (`floorhand-terminal`, the firmware's host
+//!   runner, at the handheld), each on a `rigs::pty` pair.
+//! - [`picker`], [`packer`]: the scripted operators.
+//! - [`ledger`]: what each agent committed, read back from its database.
 //! - [`summary`]: the exactly-once check (pure) and the report.
 
 pub mod broker;
+pub mod ledger;
 pub mod oms;
 pub mod packer;
 pub mod picker;
@@ -23,16 +27,19 @@ pub mod vdev;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use floorhand_protocol::oms::{Address, Down, EventKind, PackLine, PackOrder, Wave};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::run::{Agent, AgentError, Stopper};
+use crate::store::{Db, Store};
 use crate::sync::agent::{LinkState, SyncHandle};
 use crate::sync::tools::{SimPlan, sim_waves};
+use ledger::Ledger;
+pub use ledger::{Committed, Written};
 use oms::DemoBridge;
 use summary::{AgentSide, Counters, Summary};
 
@@ -85,74 +92,6 @@ impl DemoError {
     }
 }
 
-/// Every event an agent committed through the demo's stations: `(seq, operator, kind)`
-/// per device, to compare with what the OMS received.
-#[derive(Clone, Default)]
-pub struct CommitLog(Arc<Mutex<Committed>>);
-
-/// Per device, `(seq, operator, kind)` of each committed event.
-pub type Committed = BTreeMap<String, Written>;
-
-/// `(seq, operator, kind)` of events one transaction wrote.
-pub type Written = Vec<(u64, u32, EventKind)>;
-
-impl CommitLog {
-    fn record(&self, device: &str, events: Written) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        g.entry(device.to_string()).or_default().extend(events);
-    }
-
-    fn snapshot(&self) -> Committed {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// Runs `f`, one station command's store transaction, and reads back the outbox events it
-/// wrote, `(seq, operator, kind)`. The store thread runs one job at a time, so no ack can
-/// delete them in between: this is what the agent committed, as the OMS must receive it.
-fn with_events<R>(
-    db: &mut crate::store::Db,
-    f: impl FnOnce(&mut crate::store::Db) -> Result<R, crate::store::StoreError>,
-) -> Result<(R, Written), crate::store::StoreError> {
-    let before = db.outbox_stats(0)?.high_seq;
-    let r = f(db)?;
-    let events = db
-        .outbox_pending(before, usize::MAX)?
-        .into_iter()
-        .filter_map(
-            |row| match floorhand_protocol::oms::decode_up(&row.payload) {
-                Ok(env) => match env.body.body {
-                    floorhand_protocol::oms::Up::Event(e) => Some((row.seq, e.operator, e.kind)),
-                    _ => None,
-                },
-                Err(e) => {
-                    tracing::error!(seq = row.seq, "outbox row does not decode: {e}");
-                    None
-                }
-            },
-        )
-        .collect();
-    Ok((r, events))
-}
-
-/// Shared counters the stations bump and the display reads.
-#[derive(Clone)]
-pub struct Progress {
-    counters: Arc<Mutex<Counters>>,
-    device_picker: String,
-    device_pack: String,
-}
-
-impl Progress {
-    fn count(&self, f: impl FnOnce(&mut Counters)) {
-        f(&mut self.counters.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    fn get(&self) -> Counters {
-        *self.counters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Shift sizes.
 struct Plan {
     waves: u32,
@@ -167,7 +106,9 @@ const SITE: &str = "demo";
 const PICKER: &str = "handheld-1";
 const PACK: &str = "pack-1";
 
-fn agent_config(out: &Path, device: &str, broker_url: &str) -> String {
+/// The config file of the agent `device`, with its station and device sections
+/// (`station`, appended as they are).
+fn agent_config(out: &Path, device: &str, broker_url: &str, station: &str) -> String {
     format!(
         r#"# Generated by `floorhand demo`; `floorhand run --config` accepts it as it is.
 device = "{device}"
@@ -183,7 +124,7 @@ synchronous = "normal"
 status_interval_s = 5
 resend_after_s = 2
 max_backoff_s = 1
-"#,
+{station}"#,
         db = out.join(format!("{device}.db")).display()
     )
 }
@@ -298,9 +239,9 @@ pub fn run(args: &DemoArgs) -> Result<bool, DemoError> {
     Ok(summary.exactly_once)
 }
 
-/// The shift, step by step: the parts start, the OMS pushes the work, the stations work
+/// The shift, step by step: the parts start, the OMS pushes the work, the operators work
 /// through it while [`watch`] shows progress and runs the outage, the backlog drains, and
-/// [`report`] sets what the OMS received against what the agents committed.
+/// the summary sets what the OMS received against what the agents committed.
 async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), DemoError> {
     let started = Instant::now();
     let out = args.out.clone();
@@ -320,45 +261,47 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
     println!("floor view (live while the shift runs): {url}");
     tracing::info!("floor view at http://{}/", oms.addr);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agents = start_agents(&out, &proxies, &stop_rx).await?;
-    let progress = Progress {
-        counters: Arc::default(),
-        device_picker: PICKER.into(),
-        device_pack: PACK.into(),
-    };
-    let ledger = CommitLog::default();
     let mut devices = Devices::start(&out)?;
+    let agents = start_agents(&out, &proxies, &devices).await?;
     let work = Work::plan(plan);
-    let stations = start_stations(&agents, &mut devices, &work, plan, &ledger, &progress);
+    let operators = start_operators(&agents, &mut devices, &work, plan)?;
 
     wait_for_births(&oms).await?;
     push_work(&oms, &work).await?;
     let display = Display::new(&work);
+    let mut progress = Progress::new(&agents, devices.picker_beeps.clone());
     let watched = watch(
-        &oms, &proxies, plan, &work, &progress, &agents, &display, stations,
+        &oms,
+        &proxies,
+        plan,
+        &work,
+        &mut progress,
+        &agents,
+        &display,
+        operators,
     )
     .await?;
+    // Refused scans a station still counts are written at its next tick, within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     drain(&oms, &agents, &display).await?;
     display.bars.clear().ok();
-    drop(watched.pick_station);
 
     let agent_side = agent_sides(&agents, &work).await?;
-    let _ = stop_tx.send(true);
+    progress.read().await?;
+    let counters = progress.counters(true).await?;
+    let committed = progress.committed();
     let acked = ack_points(&oms).await?;
     let duplicates = oms.metric("event_duplicates_total").await?;
-    for link in agents.links {
-        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
-    }
+    agents.stop().await;
     // What the OMS received: every event the bridge stored, read back from its store.
     let received = oms.events().await?;
-    let mut problems = summary::exactly_once(&received, &ledger.snapshot(), &agent_side);
+    let mut problems = summary::exactly_once(&received, &committed, &agent_side);
     problems.extend(watched.failures);
-    let files = files_left(&out, devices);
+    let files = files_left(&out, devices, watched.operators);
     let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
     let summary = Summary {
         broker: broker.kind.clone(),
-        counters: progress.get(),
+        counters,
         events_sent,
         events_acked: acked.values().sum(),
         oms_events_received: received.len() as u64,
@@ -378,55 +321,31 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
     Ok((summary, oms))
 }
 
-/// The two agents' stores and MQTT links, as `run::Agent` opens them (without its
-/// station runtime: the demo's stations drive the workflows), and the links' tasks.
-struct Agents {
-    picker: (Store, SyncHandle),
-    pack: (Store, SyncHandle),
-    links: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Starts the agents from generated config files, each through its own fault proxy.
-async fn start_agents(
-    out: &Path,
-    proxies: &[proxy::FaultProxy; 2],
-    stop: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Agents, DemoError> {
-    let mut opened = Vec::new();
-    let mut links = Vec::new();
-    for (device, proxy) in [PICKER, PACK].iter().zip(proxies) {
-        let path = out.join(format!("{device}.toml"));
-        std::fs::write(&path, agent_config(out, device, &proxy.url()))
-            .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
-        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
-        let settings = Config::load_settings(&path).map_err(|e| fail(&e))?;
-        let store = Store::open(&settings.database, settings.store).map_err(|e| fail(&e))?;
-        let (sync, task) = crate::sync::agent::start(settings.sync, store.clone(), stop.clone())
-            .await
-            .map_err(|e| fail(&e))?;
-        opened.push((store, sync));
-        links.push(task);
-    }
-    let pack = opened.pop().expect("two agents");
-    let picker = opened.pop().expect("two agents");
-    Ok(Agents {
-        picker,
-        pack,
-        links,
-    })
-}
-
-/// The virtual devices: a scanner per station on a pty (each taken by its station), the
-/// label printer on TCP, and the terminal (`floorhand-terminal` on a pty) when it is
-/// built, with the picker's link to it.
+/// The virtual devices: a scanner and a terminal line per station on ptys (each taken
+/// by its operator), and the label printer on TCP. The handheld's terminal is
+/// `floorhand-terminal` drawing its screens when it is built; the pack station's is the
+/// demo standing in.
 struct Devices {
     scanner: Option<vdev::VirtualScanner>,
+    terminal: Option<vdev::TerminalLine>,
     pack_scanner: Option<vdev::VirtualScanner>,
-    printer: crate::rigs::fake_printer::FakePrinter,
-    terminal: Option<crate::devices::terminal::TerminalHandle>,
-    terminal_runner: Result<vdev::TerminalRunner, DemoError>,
-    /// Why there is no terminal link, if there is none.
+    pack_terminal: Option<vdev::TerminalLine>,
+    /// Where the stations' config files point.
+    ports: Ports,
+    picker_beeps: vdev::ErrorBeeps,
+    /// Up until the summary: the pack station's printer thread talks to it to the end.
+    _printer: crate::rigs::fake_printer::FakePrinter,
+    /// Why the handheld's terminal draws no screens, if it does not.
     terminal_note: Option<String>,
+}
+
+/// The agent ends of the devices' ptys, and the printer's address.
+struct Ports {
+    scanner: PathBuf,
+    terminal: PathBuf,
+    pack_scanner: PathBuf,
+    pack_terminal: PathBuf,
+    printer: String,
 }
 
 impl Devices {
@@ -437,31 +356,115 @@ impl Devices {
         let labels_dir = out.join("labels");
         let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
             .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
-        let terminal_runner =
-            vdev::TerminalRunner::start(&pty_dir, &out.join("screens"), &out.join("terminal.log"));
-        // The terminal's own key and scan events are not used: the scripted operator's
-        // keys go to the workflow directly (see `picker`), its scans through the scanner pty.
-        let (terminal, terminal_note) = match &terminal_runner {
-            Ok(t) => {
-                match crate::devices::terminal::spawn(&crate::devices::terminal::TerminalConfig {
-                    path: t.agent_port.to_string_lossy().into_owned(),
-                    baud: 115_200,
-                }) {
-                    Ok((h, _events)) => (Some(h), None),
-                    Err(e) => (None, Some(format!("terminal link: {e}"))),
-                }
-            }
-            Err(e) => (None, Some(e.to_string())),
-        };
+        let (screens, log) = (out.join("screens"), out.join("terminal.log"));
+        let (terminal, terminal_note) =
+            vdev::TerminalLine::start(&pty_dir, "terminal", Some((&screens, &log)))?;
+        let (pack_terminal, _) = vdev::TerminalLine::start(&pty_dir, "pack-terminal", None)?;
         Ok(Devices {
+            ports: Ports {
+                scanner: scanner.agent_port.clone(),
+                terminal: terminal.agent_port.clone(),
+                pack_scanner: pack_scanner.agent_port.clone(),
+                pack_terminal: pack_terminal.agent_port.clone(),
+                printer: printer.addr().to_string(),
+            },
+            picker_beeps: terminal.error_beeps(),
             scanner: Some(scanner),
+            terminal: Some(terminal),
             pack_scanner: Some(pack_scanner),
-            printer,
-            terminal,
-            terminal_runner,
+            pack_terminal: Some(pack_terminal),
+            _printer: printer,
             terminal_note,
         })
     }
+}
+
+/// The station sections of the handheld's config: its scanner and terminal.
+fn picker_station(ports: &Ports) -> String {
+    format!(
+        "[scanner]\nsource = {{ kind = \"serial\", path = {:?}, baud = 9600 }}\n\
+         [terminal]\nport = {:?}\n",
+        ports.scanner.display().to_string(),
+        ports.terminal.display().to_string()
+    )
+}
+
+/// The station sections of the pack station's config: its role and weights, scanner,
+/// terminal, label printer and labels.
+fn pack_station(ports: &Ports) -> String {
+    format!(
+        "[station]\nrole = \"pack\"\ntare_g = {tare}\nweight_tolerance_pct = 5\n\
+         weight_tolerance_min_g = 20\n\
+         [scanner]\nsource = {{ kind = \"serial\", path = {:?}, baud = 9600 }}\n\
+         [terminal]\nport = {:?}\n\
+         [printer]\ntcp = {:?}\ntimeout_ms = 2000\nretry_ms = 200\n\
+         [label]\ncompany_prefix = \"9506000\"\nextension = 0\n",
+        ports.pack_scanner.display().to_string(),
+        ports.pack_terminal.display().to_string(),
+        ports.printer,
+        tare = packer::TARE_G,
+    )
+}
+
+/// A running agent: `run::Agent` started as `floorhand run` starts it, waited on by its
+/// own task.
+struct Station {
+    store: Store,
+    sync: SyncHandle,
+    stopper: Stopper,
+    running: tokio::task::JoinHandle<Result<(), AgentError>>,
+}
+
+/// The two agents.
+struct Agents {
+    picker: Station,
+    pack: Station,
+}
+
+impl Agents {
+    /// Stops both agents as SIGTERM would, and waits for them (at most 10 s each).
+    async fn stop(self) {
+        for s in [self.picker, self.pack] {
+            s.stopper.stop();
+            match tokio::time::timeout(Duration::from_secs(10), s.running).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!("an agent stopped with a failure: {e}"),
+                Ok(Err(e)) => tracing::error!("an agent's task failed: {e}"),
+                Err(_) => tracing::error!("an agent did not stop within 10 s"),
+            }
+        }
+    }
+}
+
+/// Starts the agents from generated config files, each through its own fault proxy,
+/// with its database keeping the demo's ledger (`Db::keep_ledger`).
+async fn start_agents(
+    out: &Path,
+    proxies: &[proxy::FaultProxy; 2],
+    devices: &Devices,
+) -> Result<Agents, DemoError> {
+    let stations = [picker_station(&devices.ports), pack_station(&devices.ports)];
+    let mut started = Vec::new();
+    for ((device, proxy), station) in [PICKER, PACK].iter().zip(proxies).zip(stations) {
+        let path = out.join(format!("{device}.toml"));
+        std::fs::write(&path, agent_config(out, device, &proxy.url(), &station))
+            .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
+        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
+        let settings = Config::load_settings(&path).map_err(|e| fail(&e))?;
+        Db::open(&settings.database, &settings.store)
+            .and_then(|db| db.keep_ledger())
+            .map_err(|e| fail(&e))?;
+        let agent = Agent::start(&settings).await.map_err(|e| fail(&e))?;
+        started.push(Station {
+            store: agent.store.clone(),
+            sync: agent.sync.clone(),
+            stopper: agent.stopper(),
+            running: tokio::spawn(agent.wait()),
+        });
+    }
+    let pack = started.pop().expect("two agents");
+    let picker = started.pop().expect("two agents");
+    Ok(Agents { picker, pack })
 }
 
 /// The OMS's plan: waves for the handheld, a pack order per order for the pack station,
@@ -499,57 +502,46 @@ impl Work {
     }
 }
 
-/// The two stations at work, each on its own task, handing itself back at the end.
-struct Stations {
-    picking: tokio::task::JoinHandle<(Result<(), DemoError>, picker::PickStation)>,
-    packing: tokio::task::JoinHandle<(Result<(), DemoError>, packer::PackStation)>,
+/// The two operators at work, each on its own task, handing itself back at the end.
+struct Operators {
+    picking: tokio::task::JoinHandle<(Result<(), DemoError>, picker::PickOperator)>,
+    packing: tokio::task::JoinHandle<(Result<(), DemoError>, packer::PackOperator)>,
 }
 
-/// Starts the picker and the pack station on their shifts (they wait for their work),
-/// each taking its scanner from `devices`.
-fn start_stations(
+/// Sends the picker and the packer to their stations (they wait for their work), each
+/// taking its scanner and terminal from `devices`.
+fn start_operators(
     agents: &Agents,
     devices: &mut Devices,
     work: &Work,
     plan: &Plan,
-    ledger: &CommitLog,
-    progress: &Progress,
-) -> Stations {
-    let taken = "each scanner is taken once";
-    let mut pick_station = picker::PickStation {
-        badge_prefix: crate::pick::PickConfig::default().badge_prefix,
-        picker: crate::pick::Picker::new(crate::pick::PickConfig::default()),
-        store: agents.picker.0.clone(),
-        sync: agents.picker.1.clone(),
-        scanner: devices.scanner.take().expect(taken),
-        terminal: devices.terminal.take(),
-        started: Instant::now(),
-        ledger: ledger.clone(),
-        progress: progress.clone(),
+) -> Result<Operators, DemoError> {
+    let taken = || DemoError::Device("a device was handed out twice".into());
+    let mut pick = picker::PickOperator {
+        scanner: devices.scanner.take().ok_or_else(taken)?,
+        terminal: devices.terminal.take().ok_or_else(taken)?,
+        store: agents.picker.store.clone(),
     };
-    let mut pack_station = packer::PackStation {
-        store: agents.pack.0.clone(),
-        sync: agents.pack.1.clone(),
-        scanner: devices.pack_scanner.take().expect(taken),
-        printer_addr: devices.printer.addr().to_string(),
-        ledger: ledger.clone(),
-        progress: progress.clone(),
+    let mut pack = packer::PackOperator {
+        scanner: devices.pack_scanner.take().ok_or_else(taken)?,
+        terminal: devices.pack_terminal.take().ok_or_else(taken)?,
+        ledger: Ledger::new(PACK, agents.pack.store.clone()),
     };
     let deadline = Instant::now() + Duration::from_secs(45);
     let pace = plan.pace;
     let waves = work.waves.clone();
     let picking = tokio::spawn(async move {
-        let r = pick_station.run_shift(&waves, pace, deadline).await;
-        (r, pick_station)
+        let r = pick.run_shift(&waves, pace, deadline).await;
+        (r, pick)
     });
     let (orders, cancelled) = (work.orders.clone(), work.cancelled.clone());
     let packing = tokio::spawn(async move {
-        let r = pack_station
+        let r = pack
             .run_shift(&orders, &cancelled, pace * 4, deadline)
             .await;
-        (r, pack_station)
+        (r, pack)
     });
-    Stations { picking, packing }
+    Ok(Operators { picking, packing })
 }
 
 /// Waits until the bridge has seen both agents' births: an agent publishes it after its
@@ -585,6 +577,66 @@ async fn push_work(oms: &DemoBridge, work: &Work) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// What the stations did, as their ledgers and the handheld's terminal line tell it.
+struct Progress {
+    picker: Ledger,
+    pack: Ledger,
+    picker_beeps: vdev::ErrorBeeps,
+}
+
+impl Progress {
+    fn new(agents: &Agents, picker_beeps: vdev::ErrorBeeps) -> Progress {
+        Progress {
+            picker: Ledger::new(PICKER, agents.picker.store.clone()),
+            pack: Ledger::new(PACK, agents.pack.store.clone()),
+            picker_beeps,
+        }
+    }
+
+    /// Reads what both stations committed since the last read.
+    async fn read(&mut self) -> Result<(), DemoError> {
+        self.picker.read().await?;
+        self.pack.read().await
+    }
+
+    /// The counters, from the events read so far; with `bounces`, the scanner bounces the
+    /// handheld ignored, from its scan audit (read once, at the end).
+    async fn counters(&self, bounces: bool) -> Result<Counters, DemoError> {
+        let bounces_ignored = if bounces {
+            self.picker
+                .store()
+                .call(|db| db.audits_starting("ignored: same scan again"))
+                .await
+                .map_err(|e| DemoError::Agent(format!("{PICKER}: {e}")))?
+                .map_err(|e| DemoError::Agent(format!("{PICKER}: {e}")))?
+        } else {
+            0
+        };
+        Ok(Counters {
+            tasks_picked: self.picker.count(|k| matches!(k, EventKind::Picked(_))),
+            tasks_short: self
+                .picker
+                .count(|k| matches!(k, EventKind::ShortPicked { .. })),
+            exceptions: self.picker_beeps.get(),
+            bounces_ignored,
+            cartons: self
+                .pack
+                .count(|k| matches!(k, EventKind::CartonClosed { .. })),
+            labels_printed: self
+                .pack
+                .count(|k| matches!(k, EventKind::LabelPrinted { .. })),
+        })
+    }
+
+    /// Every event both agents committed, as read so far.
+    fn committed(&self) -> Committed {
+        [&self.picker, &self.pack]
+            .into_iter()
+            .map(|l| (l.device().to_string(), l.events().clone()))
+            .collect()
+    }
+}
+
 /// The live display: picks, cartons and the link.
 struct Display {
     bars: MultiProgress,
@@ -617,13 +669,12 @@ impl Display {
 }
 
 /// What [`watch`] saw: how long the link was cut, the largest backlogs, and each
-/// station's failure; and the stations, handed back.
+/// operator's failure; and the operators, handed back.
 struct Watched {
     outage: Option<Duration>,
     max_backlog: [u64; 2],
     failures: Vec<String>,
-    pick_station: picker::PickStation,
-    _pack_station: packer::PackStation,
+    operators: (picker::PickOperator, packer::PackOperator),
 }
 
 /// The network outage on the agents' links, a third of the way through the shift: first
@@ -704,7 +755,7 @@ impl Display {
     }
 }
 
-/// Shows progress until both stations are done and the [`Outage`] has run its full
+/// Shows progress until both operators are done and the [`Outage`] has run its full
 /// length; sends the cancellation once two tasks are done.
 #[allow(clippy::too_many_arguments)]
 async fn watch(
@@ -712,12 +763,12 @@ async fn watch(
     proxies: &[proxy::FaultProxy; 2],
     plan: &Plan,
     work: &Work,
-    progress: &Progress,
+    progress: &mut Progress,
     agents: &Agents,
     display: &Display,
-    stations: Stations,
+    operators: Operators,
 ) -> Result<Watched, DemoError> {
-    let Stations { picking, packing } = stations;
+    let Operators { picking, packing } = operators;
     let mut cancel_sent = false;
     let mut outage = Outage {
         proxies,
@@ -727,7 +778,8 @@ async fn watch(
     let mut max_backlog = [0u64; 2];
     while !(picking.is_finished() && packing.is_finished() && outage.over()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let c = progress.get();
+        progress.read().await?;
+        let c = progress.counters(false).await?;
         let done = (c.tasks_picked + c.tasks_short) as usize;
         if !cancel_sent && done >= 2 {
             cancel_sent = true;
@@ -739,19 +791,19 @@ async fn watch(
         }
         outage.step(plan, done >= work.total_tasks / 3 || picking.is_finished());
         let backlog = [
-            backlog(&agents.picker.0).await,
-            backlog(&agents.pack.0).await,
+            backlog(&agents.picker.store).await,
+            backlog(&agents.pack.store).await,
         ];
         for (m, b) in max_backlog.iter_mut().zip(backlog) {
             *m = (*m).max(b);
         }
-        let link = agents.picker.1.state.borrow().clone();
+        let link = agents.picker.sync.state.borrow().clone();
         display.show(&c, &link, outage.ongoing(), backlog);
     }
-    let (pick_result, pick_station) = picking
+    let (pick_result, pick) = picking
         .await
         .map_err(|e| DemoError::Agent(format!("picker task: {e}")))?;
-    let (pack_result, pack_station) = packing
+    let (pack_result, pack) = packing
         .await
         .map_err(|e| DemoError::Agent(format!("pack task: {e}")))?;
     outage.end();
@@ -766,8 +818,7 @@ async fn watch(
         outage: outage.cut.and_then(|(_, d)| d),
         max_backlog,
         failures,
-        pick_station,
-        _pack_station: pack_station,
+        operators: (pick, pack),
     })
 }
 
@@ -778,7 +829,7 @@ async fn drain(oms: &DemoBridge, agents: &Agents, display: &Display) -> Result<(
     loop {
         let mut drained = true;
         let acked = ack_points(oms).await?;
-        for (device, store) in [(PICKER, &agents.picker.0), (PACK, &agents.pack.0)] {
+        for (device, store) in [(PICKER, &agents.picker.store), (PACK, &agents.pack.store)] {
             let high = store
                 .call(move |db| db.outbox_stats(0).map(|s| (s.count, s.high_seq)))
                 .await
@@ -804,7 +855,7 @@ async fn drain(oms: &DemoBridge, agents: &Agents, display: &Display) -> Result<(
 /// the picker's units per task.
 async fn agent_sides(agents: &Agents, work: &Work) -> Result<Vec<AgentSide>, DemoError> {
     let mut sides = Vec::new();
-    for (device, store) in [(PICKER, &agents.picker.0), (PACK, &agents.pack.0)] {
+    for (device, store) in [(PICKER, &agents.picker.store), (PACK, &agents.pack.store)] {
         let ids: Vec<u64> = if device == PICKER {
             work.waves
                 .iter()
@@ -846,9 +897,13 @@ struct Files {
     notes: Vec<String>,
 }
 
-/// Stops the terminal (so its last PNG is complete) and lists the labels, their previews
-/// (or why there are none) and the screens.
-fn files_left(out: &Path, devices: Devices) -> Files {
+/// Stops the handheld's terminal (so its last PNG is complete) and lists the labels,
+/// their previews (or why there are none) and the screens.
+fn files_left(
+    out: &Path,
+    devices: Devices,
+    operators: (picker::PickOperator, packer::PackOperator),
+) -> Files {
     let files = |dir: &Path, ext: &str| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .map(|rd| {
@@ -864,9 +919,8 @@ fn files_left(out: &Path, devices: Devices) -> Files {
     };
     let labels = files(&out.join("labels"), "zpl");
     let mut notes: Vec<String> = devices.terminal_note.into_iter().collect();
-    if let Ok(t) = devices.terminal_runner
-        && let Err(why) = t.stop()
-    {
+    let (mut pick, _pack) = operators;
+    if let Err(why) = pick.terminal.stop() {
         notes.push(why);
     }
     let label_previews = match vdev::label_previews(&labels) {
@@ -894,7 +948,7 @@ async fn ack_points(oms: &DemoBridge) -> Result<BTreeMap<String, u64>, DemoError
         .collect())
 }
 
-async fn backlog(store: &crate::store::Store) -> u64 {
+async fn backlog(store: &Store) -> u64 {
     store
         .call(|db| db.outbox_stats(0).map(|s| s.count))
         .await
@@ -907,13 +961,31 @@ async fn backlog(store: &crate::store::Store) -> u64 {
 mod tests {
     use super::*;
     use crate::pack::Commit;
-    use crate::store::{Db, StoreConfig};
+    use crate::store::StoreConfig;
+
+    /// `(seq, operator, kind)` of the ledger's events after `after`.
+    fn ledgered(db: &Db, after: u64) -> Written {
+        db.ledger(after)
+            .unwrap()
+            .into_iter()
+            .filter_map(
+                |(seq, payload)| match floorhand_protocol::oms::decode_up(&payload) {
+                    Ok(env) => match env.body.body {
+                        floorhand_protocol::oms::Up::Event(e) => Some((seq, e.operator, e.kind)),
+                        _ => None,
+                    },
+                    Err(e) => panic!("ledger row {seq} does not decode: {e}"),
+                },
+            )
+            .collect()
+    }
 
     #[test]
-    fn the_demo_pack_station_closes_a_carton_as_the_runtime_does_and_ledgers_only_its_events() {
+    fn a_carton_the_pack_runtime_closes_is_in_the_demos_ledger_with_exactly_its_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Db::open(&dir.path().join("pack.db"), &StoreConfig::default()).unwrap();
-        // An older unacked event is in the outbox already: not part of the next commit.
+        db.keep_ledger().unwrap();
+        // An older event is in the ledger already: not part of the next commit.
         db.append_event(1, 0, EventKind::LoggedIn).unwrap();
         let close = Commit::CartonClosed {
             at: 2,
@@ -926,17 +998,14 @@ mod tests {
             contents: Vec::new(),
             label: b"^XA^XZ".to_vec(),
         };
-        let (job, events) = with_events(&mut db, |db| {
-            crate::station::pack::execute(db, 0, "", close)
-        })
-        .unwrap();
-        let job = job.expect("closing a carton queues its label");
-        let kinds: Vec<_> = events
-            .iter()
-            .map(|(seq, op, k)| (*seq, *op, k.clone()))
-            .collect();
+        let job = crate::station::pack::execute(&mut db, 0, "", close)
+            .unwrap()
+            .expect("closing a carton queues its label");
+        // The OMS acks everything: the outbox is empty, the ledger still has it all.
+        db.ack(3).unwrap();
+        assert!(db.outbox_pending(0, 10).unwrap().is_empty());
         assert_eq!(
-            kinds,
+            ledgered(&db, 1),
             vec![
                 (
                     2,
@@ -970,12 +1039,9 @@ mod tests {
             sscc: "095060000000000017".into(),
             job_id: job,
         };
-        let (_, events) = with_events(&mut db, |db| {
-            crate::station::pack::execute(db, 0, "", printed)
-        })
-        .unwrap();
+        crate::station::pack::execute(&mut db, 0, "", printed).unwrap();
         assert_eq!(
-            events,
+            ledgered(&db, 3),
             vec![(
                 4,
                 0,

@@ -112,7 +112,7 @@ fn refusal_reason(r: RefusalReason) -> oms::RefusalReason {
 /// Writes a report of refused scans as one `ScanRefused` event (one transaction, like any
 /// event) and returns its seq. Nothing is written once the database has reached its
 /// storage limit (`Ok(None)`): a refusal is information, not work, and must not take
-/// the room a pick needs. Shared by both stations and `floorhand demo`.
+/// the room a pick needs. Shared by both stations.
 pub(crate) fn record_refusal(
     db: &mut Db,
     now: u64,

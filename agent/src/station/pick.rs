@@ -186,7 +186,6 @@ fn short_reason(r: ShortReason) -> oms::ShortReason {
 }
 
 /// Runs one durable command in its one store transaction; returns the outbox seq.
-/// Shared with `floorhand demo`'s picker.
 pub(crate) fn execute(
     db: &mut Db,
     now: u64,
@@ -236,7 +235,7 @@ pub(crate) fn execute(
 }
 
 /// Writes the workflow's scan audit line; a failure is logged, never fatal (the scan
-/// itself was handled). Shared with `floorhand demo`'s picker.
+/// itself was handled).
 pub(crate) async fn audit(store: &Store, a: Audit) {
     let now = unix_now();
     let r = store

@@ -382,8 +382,7 @@ impl Devices {
 /// The station sections of the handheld's config: its scanner and terminal.
 fn picker_station(ports: &Ports) -> String {
     format!(
-        "[scanner]\nsource = {{ kind = \"serial\", path = {:?}, baud = 9600 }}\n\
-         [terminal]\nport = {:?}\n",
+        "[scanner]\nserial = {:?}\nbaud = 9600\n[terminal]\nserial = {:?}\n",
         ports.scanner.display().to_string(),
         ports.terminal.display().to_string()
     )
@@ -395,8 +394,7 @@ fn pack_station(ports: &Ports) -> String {
     format!(
         "[station]\nrole = \"pack\"\ntare_g = {tare}\nweight_tolerance_pct = 5\n\
          weight_tolerance_min_g = 20\n\
-         [scanner]\nsource = {{ kind = \"serial\", path = {:?}, baud = 9600 }}\n\
-         [terminal]\nport = {:?}\n\
+         [scanner]\nserial = {:?}\nbaud = 9600\n[terminal]\nserial = {:?}\n\
          [printer]\ntcp = {:?}\ntimeout_ms = 2000\nretry_ms = 200\n\
          [label]\ncompany_prefix = \"9506000\"\nextension = 0\n",
         ports.pack_scanner.display().to_string(),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use floorhand_protocol::oms::{
-    ConfigUpdate, Date, Down, EventKind, PackOrder, RejectReason, ShortReason, Up, decode_up,
+    ConfigUpdate, Date, Down, EventKind, RejectReason, ShortReason, Up, decode_up,
 };
 use floorhand_protocol::{Envelope, examples};
 use rusqlite::Connection;
@@ -618,8 +618,13 @@ fn pack_order_is_found_by_order_id_and_by_tote_and_cancelled_with_its_order() {
     let Down::PackOrder(sent) = &down else {
         unreachable!()
     };
-    let by_id: PackOrder = f.db.pack_order("SO-10042").unwrap().unwrap();
-    assert_eq!(&by_id, sent.as_ref());
+    let by_id: PackOrderRow = f.db.pack_order("SO-10042").unwrap().unwrap();
+    assert_eq!(
+        by_id,
+        PackOrderRow::from(sent.as_ref()),
+        "every field read back"
+    );
+    assert_eq!(by_id.lines[0].description, sent.lines[0].description);
     assert_eq!(f.db.pack_order("T-0042").unwrap().unwrap(), by_id);
     assert!(f.db.pack_order("T-9999").unwrap().is_none());
     f.db.close_pack_order(T0, "SO-10042").unwrap();

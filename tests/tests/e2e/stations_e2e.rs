@@ -345,6 +345,43 @@ async fn a_terminal_unplugged_mid_shift_is_reopened_and_shows_the_current_screen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminals_firmware_version_reaches_the_oms_once_per_run_and_again_when_it_changes() {
+    let site = Site::new("oms-terminal-version");
+    let (_scanner, mut term, devices) = site.scanner_and_terminal();
+    let mut agent = site.agent("hh-1", &devices).await;
+    let log = || agent.log();
+    let m = term.wait_shown(0, "Badge", log);
+    term.hello("1.2.0");
+    agent.wait_log("terminal connected (firmware 1.2.0)", 1);
+    // The same terminal again, then unplugged and back: no news for the OMS.
+    term.hello("1.2.0");
+    agent.wait_log("terminal connected (firmware 1.2.0)", 2);
+    term.unplug();
+    agent.wait_log("terminal unplugged", 1);
+    term.plug_in();
+    agent.wait_log("terminal back", 1);
+    term.hello("1.2.0");
+    agent.wait_log("terminal connected (firmware 1.2.0)", 3);
+    // A terminal re-flashed (or swapped) mid-shift is news.
+    term.hello("1.3.0");
+    // The badge comes after the hellos on the same line, so its event is written after
+    // theirs: once the login is at the OMS, every version event before it is too.
+    term.scans(&[("OP42", "No tasks")], m, log);
+    wait_until(WAIT, "the login at the OMS", || site.logins() == 1).await;
+    let versions: Vec<String> = site
+        .inbox
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::TerminalConnected { software } => Some(software),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions, ["1.2.0", "1.3.0"]);
+    stop_within_a_second(&mut agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_burst_against_a_terminal_read_at_115200_baud_leaves_the_station_answering() {
     const BURST: usize = 5_000;
     let site = Site::new("oms-burst");

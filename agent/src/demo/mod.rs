@@ -13,11 +13,11 @@
 //! - [`vdev`]: the scanners and the terminals (`floorhand-terminal`, the firmware's host
 //!   runner, at the handheld), each on a `rigs::pty` pair.
 //! - [`picker`], [`packer`]: the scripted operators.
-//! - [`ledger`]: what each agent committed, read back from its database.
+//! - [`commits`]: what each agent committed, read back from its database.
 //! - [`summary`]: the exactly-once check (pure) and the report.
 
 pub mod broker;
-pub mod ledger;
+pub mod commits;
 pub mod oms;
 pub mod packer;
 pub mod picker;
@@ -38,8 +38,8 @@ use crate::run::{Agent, AgentError, Stopper};
 use crate::store::{Db, Store};
 use crate::sync::agent::{LinkState, SyncHandle};
 use crate::sync::tools::{SimPlan, sim_waves};
-use ledger::Ledger;
-pub use ledger::{Committed, Written};
+use commits::Commits;
+pub use commits::{Committed, Written};
 use oms::DemoBridge;
 use summary::{AgentSide, Counters, Summary};
 
@@ -435,7 +435,7 @@ impl Agents {
 }
 
 /// Starts the agents from generated config files, each through its own fault proxy,
-/// with its database keeping the demo's ledger (`Db::keep_ledger`).
+/// with its database keeping a copy of its outbox for the demo (`Db::keep_outbox_copy`).
 async fn start_agents(
     out: &Path,
     proxies: &[proxy::FaultProxy; 2],
@@ -450,7 +450,7 @@ async fn start_agents(
         let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
         let settings = Config::load_settings(&path).map_err(|e| fail(&e))?;
         Db::open(&settings.database, &settings.store)
-            .and_then(|db| db.keep_ledger())
+            .and_then(|db| db.keep_outbox_copy())
             .map_err(|e| fail(&e))?;
         let agent = Agent::start(&settings).await.map_err(|e| fail(&e))?;
         started.push(Station {
@@ -523,7 +523,7 @@ fn start_operators(
     let mut pack = packer::PackOperator {
         scanner: devices.pack_scanner.take().ok_or_else(taken)?,
         terminal: devices.pack_terminal.take().ok_or_else(taken)?,
-        ledger: Ledger::new(PACK, agents.pack.store.clone()),
+        commits: Commits::new(PACK, agents.pack.store.clone()),
     };
     let deadline = Instant::now() + Duration::from_secs(45);
     let pace = plan.pace;
@@ -575,18 +575,18 @@ async fn push_work(oms: &DemoBridge, work: &Work) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// What the stations did, as their ledgers and the handheld's terminal line tell it.
+/// What the stations did, as their commits and the handheld's terminal line tell it.
 struct Progress {
-    picker: Ledger,
-    pack: Ledger,
+    picker: Commits,
+    pack: Commits,
     picker_beeps: vdev::ErrorBeeps,
 }
 
 impl Progress {
     fn new(agents: &Agents, picker_beeps: vdev::ErrorBeeps) -> Progress {
         Progress {
-            picker: Ledger::new(PICKER, agents.picker.store.clone()),
-            pack: Ledger::new(PACK, agents.pack.store.clone()),
+            picker: Commits::new(PICKER, agents.picker.store.clone()),
+            pack: Commits::new(PACK, agents.pack.store.clone()),
             picker_beeps,
         }
     }
@@ -961,9 +961,9 @@ mod tests {
     use crate::pack::Commit;
     use crate::store::StoreConfig;
 
-    /// `(seq, operator, kind)` of the ledger's events after `after`.
-    fn ledgered(db: &Db, after: u64) -> Written {
-        db.ledger(after)
+    /// `(seq, operator, kind)` of the copied events after `after`.
+    fn copied(db: &Db, after: u64) -> Written {
+        db.outbox_copy(after)
             .unwrap()
             .into_iter()
             .filter_map(
@@ -972,18 +972,18 @@ mod tests {
                         floorhand_protocol::oms::Up::Event(e) => Some((seq, e.operator, e.kind)),
                         _ => None,
                     },
-                    Err(e) => panic!("ledger row {seq} does not decode: {e}"),
+                    Err(e) => panic!("outbox copy row {seq} does not decode: {e}"),
                 },
             )
             .collect()
     }
 
     #[test]
-    fn a_carton_the_pack_runtime_closes_is_in_the_demos_ledger_with_exactly_its_events() {
+    fn a_carton_the_pack_runtime_closes_is_in_the_demos_outbox_copy_with_exactly_its_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Db::open(&dir.path().join("pack.db"), &StoreConfig::default()).unwrap();
-        db.keep_ledger().unwrap();
-        // An older event is in the ledger already: not part of the next commit.
+        db.keep_outbox_copy().unwrap();
+        // An older event is in the copy already: not part of the next commit.
         db.append_event(1, 0, EventKind::LoggedIn).unwrap();
         let close = Commit::CartonClosed {
             at: 2,
@@ -999,11 +999,11 @@ mod tests {
         let job = crate::station::pack::execute(&mut db, 0, "", close)
             .unwrap()
             .expect("closing a carton queues its label");
-        // The OMS acks everything: the outbox is empty, the ledger still has it all.
+        // The OMS acks everything: the outbox is empty, the copy still has it all.
         db.ack(3).unwrap();
         assert!(db.outbox_pending(0, 10).unwrap().is_empty());
         assert_eq!(
-            ledgered(&db, 1),
+            copied(&db, 1),
             vec![
                 (
                     2,
@@ -1039,7 +1039,7 @@ mod tests {
         };
         crate::station::pack::execute(&mut db, 0, "", printed).unwrap();
         assert_eq!(
-            ledgered(&db, 3),
+            copied(&db, 3),
             vec![(
                 4,
                 0,

@@ -11,7 +11,7 @@ use floorhand_protocol::link::Key;
 use floorhand_protocol::oms::{EventKind, PackOrder};
 
 use super::DemoError;
-use super::ledger::Ledger;
+use super::commits::Commits;
 use super::vdev::{TerminalLine, VirtualScanner};
 use crate::pack::keys;
 
@@ -28,8 +28,8 @@ const LABEL_WAIT: Duration = Duration::from_secs(10);
 pub struct PackOperator {
     pub(super) scanner: VirtualScanner,
     pub(super) terminal: TerminalLine,
-    /// The station's ledger: whether an order has arrived, and each label printed.
-    pub(super) ledger: Ledger,
+    /// What the station committed: each carton closed and each label printed.
+    pub(super) commits: Commits,
 }
 
 impl PackOperator {
@@ -62,7 +62,7 @@ impl PackOperator {
         }
     }
 
-    /// Waits until the station's ledger has an event `wanted` picks, or `within` passed.
+    /// Waits until the station has committed an event `wanted` picks, or `within` passed.
     async fn wait_for(
         &mut self,
         within: Duration,
@@ -70,8 +70,8 @@ impl PackOperator {
     ) -> Result<bool, DemoError> {
         let deadline = Instant::now() + within;
         loop {
-            self.ledger.read().await?;
-            if self.ledger.count(&wanted) > 0 {
+            self.commits.read().await?;
+            if self.commits.count(&wanted) > 0 {
                 return Ok(true);
             }
             if Instant::now() > deadline {
@@ -133,7 +133,7 @@ impl PackOperator {
                 )));
             }
             let sscc = self
-                .ledger
+                .commits
                 .events()
                 .iter()
                 .rev()
@@ -159,7 +159,7 @@ impl PackOperator {
         loop {
             let q = id.to_string();
             let got = self
-                .ledger
+                .commits
                 .store()
                 .call(move |db| db.pack_order(&q).map(|o| o.is_some()))
                 .await

@@ -258,7 +258,7 @@ pub(crate) async fn run(
 
 /// Runs one workflow commit in its one store transaction (its outbox events inside it);
 /// returns the print job it created, if any. `fault_kind` is the printer state of the
-/// fault a `PrintFailed` reports. The demo's ledger test runs it too.
+/// fault a `PrintFailed` reports. The demo's outbox copy test runs it too.
 pub(crate) fn execute(
     db: &mut Db,
     operator: u32,

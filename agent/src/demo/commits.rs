@@ -1,5 +1,5 @@
-//! What each agent committed, read back from its ledger (`Db::keep_ledger`: a copy of
-//! every outbox row, written in the row's own transaction and kept after the OMS's ack
+//! What each agent committed, read back from its copy of the outbox
+//! (`Db::keep_outbox_copy`: every outbox row, written in the row's own transaction and kept after the OMS's ack
 //! deletes the row). The stations run unchanged; this is how the demo knows, for the
 //! exactly-once check, every event each one wrote.
 
@@ -17,18 +17,18 @@ pub type Committed = BTreeMap<String, Written>;
 pub type Written = Vec<(u64, u32, EventKind)>;
 
 /// One agent's committed events, read as they are written.
-pub struct Ledger {
+pub struct Commits {
     device: String,
     store: Store,
     events: Written,
-    /// The highest ledger row read (events and other up messages alike).
+    /// The highest row of the copy read (events and other up messages alike).
     read_to: u64,
 }
 
-impl Ledger {
-    /// The ledger of the agent `device` whose store is `store`.
-    pub fn new(device: &str, store: Store) -> Ledger {
-        Ledger {
+impl Commits {
+    /// What the agent `device` whose store is `store` committed.
+    pub fn new(device: &str, store: Store) -> Commits {
+        Commits {
             device: device.to_string(),
             store,
             events: Vec::new(),
@@ -41,7 +41,7 @@ impl Ledger {
         let after = self.read_to;
         let rows = self
             .store
-            .call(move |db| db.ledger(after))
+            .call(move |db| db.outbox_copy(after))
             .await
             .map_err(|e| DemoError::Agent(format!("{}: {e}", self.device)))?
             .map_err(|e| DemoError::Agent(format!("{}: {e}", self.device)))?;
@@ -53,7 +53,7 @@ impl Ledger {
                         self.events.push((seq, e.operator, e.kind));
                     }
                 }
-                Err(e) => tracing::error!(seq, "ledger row does not decode: {e}"),
+                Err(e) => tracing::error!(seq, "outbox copy row does not decode: {e}"),
             }
         }
         Ok(())

@@ -1879,4 +1879,29 @@ mod tests {
         assert_eq!(briefs_of(&l.handle(5, Input::Tick)), ["apply 1"]);
         assert_eq!(l.stats().dropped, 2);
     }
+
+    #[test]
+    fn qos_0_messages_past_ack_ahead_still_wait_and_only_four_times_ack_ahead_drop_one() {
+        let at_most_once = |dseq: u64| {
+            let mut m = cancel(dseq);
+            if let Input::Message { qos, .. } = &mut m {
+                *qos = QoS::AtMostOnce;
+            }
+            m
+        };
+        let mut l = link(0, 0);
+        l.handle(0, Input::Connected);
+        l.handle(1, at_most_once(1));
+        assert_eq!(briefs_of(&l.handle(1, Input::Tick)), ["apply 1"]);
+        // ACK_AHEAD bounds the broker acks given on receipt, not what waits: while the
+        // first commits, four times ACK_AHEAD may wait (the batch being applied counts),
+        // far more than the OMS side's window of QoS 0 messages in flight.
+        let limit = 4 * ACK_AHEAD as u64;
+        for dseq in 2..=limit {
+            l.handle(2, at_most_once(dseq));
+        }
+        assert_eq!(l.stats().dropped, 0, "dropped below {limit} waiting");
+        l.handle(2, at_most_once(limit + 1));
+        assert_eq!(l.stats().dropped, 1, "not dropped at {limit} waiting");
+    }
 }

@@ -319,6 +319,7 @@ impl OmsSession {
             owned: std::collections::HashSet::new(),
             incs: HashMap::new(),
             next_claim: 0,
+            persistent: !s.clean_session,
         };
         tokio::spawn(core.run(eventloop, cmd_rx));
         Ok((
@@ -545,6 +546,8 @@ struct Core {
     incs: HashMap<(String, String), u64>,
     /// With sharing: when claims are renewed next (ms on `base`).
     next_claim: u64,
+    /// The broker keeps this session while it is away (not a clean session).
+    persistent: bool,
 }
 
 /// The first re-send of an unacknowledged down message after this long, doubling to 20 s.
@@ -750,7 +753,7 @@ impl Core {
             self.commit(std::mem::take(&mut batch));
         }
         self.flush_acks();
-        if self.connected {
+        if self.connected && self.persistent {
             // The broker keeps events that arrive while this session is away only for a
             // QoS 1 subscription (up to its queue limit); the agents re-send the rest.
             let _ = self

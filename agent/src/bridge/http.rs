@@ -307,6 +307,11 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
             "Down messages the devices acknowledged.",
             c.down_acked,
         ),
+        (
+            "down_commits_total",
+            "Transactions that queued down messages (pushes waiting together share one).",
+            c.down_commits,
+        ),
     ];
     for (name, help, v) in counters {
         metric(name, "counter", help, v);

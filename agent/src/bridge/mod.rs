@@ -176,7 +176,13 @@ pub async fn run(
         ack: AckMode::Stored,
         // Not used: the session runs on the store opened above.
         store: std::path::PathBuf::new(),
-        clean_session: false,
+        // Alone, a persistent session: the broker keeps what comes while the bridge is
+        // stopped. Sharing, a clean one: Mosquitto hands a shared subscription's messages
+        // round robin to every member whose session exists, connected or not, so a killed
+        // bridge's persistent session would take every other event for good (a device's
+        // re-sends of an even-sized window met the dead member at the same seq every
+        // time). A clean session ends when its connection does, and the others get all.
+        clean_session: s.shared_group.is_some(),
     };
     let sharing = s.shared_group.as_ref().map(|group| Sharing {
         group: group.clone(),

@@ -19,8 +19,8 @@ use super::{StoreError, sql, unsql};
 use crate::ledger::{self, Placement};
 
 pub use super::oms_store::{
-    DeviceRow, DownLogRow, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued,
-    StoreTotals, Stored, StoredEvent,
+    DeviceRow, DownLogRow, DownRange, DownRequest, DownRow, DownState, DownStream, OmsStore,
+    Queued, StoreTotals, Stored, StoredEvent,
 };
 
 const SCHEMA: &str = "
@@ -468,62 +468,24 @@ impl OmsStore for OmsDb {
         })
     }
 
-    /// Down messages of `stream` with `from <= dseq <= to`, in order; marks queued ones
-    /// sent.
-    fn down_range(
-        &mut self,
-        site: &str,
-        device: &str,
-        stream: u64,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<DownRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT msg_no, dseq, body FROM down
-             WHERE site = ?1 AND device = ?2 AND stream = ?3 AND dseq BETWEEN ?4 AND ?5
-             ORDER BY dseq",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![site, device, sql(stream), sql(from), sql(to)],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                },
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        drop(stmt);
-        let out = rows
-            .into_iter()
-            .map(|(no, dseq, body)| {
-                Ok(DownRow {
-                    msg_no: unsql(no),
-                    stream,
-                    dseq: unsql(dseq),
-                    body: from_json(&body)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+    fn down_ranges(&mut self, ranges: &[DownRange<'_>]) -> Result<Vec<Vec<DownRow>>, StoreError> {
         // "Sent" is bookkeeping for the message-state API, not a promise: if a power loss
         // takes it back, the message reads "queued" and is sent again, as it would be
         // anyway. So it commits without a disk sync; the next synced commit carries it.
-        // (One sync per device whose window opens would put every burst of pushes from
-        // many clients behind a queue of syncs.)
+        // And every device's range in one transaction: one write of the pages they share,
+        // not one per device whose window opened.
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let marked = self
-            .conn
-            .prepare_cached(
-                "UPDATE down SET state = 'sent'
-                 WHERE site = ?1 AND device = ?2 AND stream = ?3 AND dseq BETWEEN ?4 AND ?5
-                   AND state = 'queued'",
-            )
-            .and_then(|mut st| st.execute(params![site, device, sql(stream), sql(from), sql(to)]));
+        let out = (|| {
+            let tx = self.conn.transaction()?;
+            let out = ranges
+                .iter()
+                .map(|r| read_and_mark_sent(&tx, r))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            Ok(out)
+        })();
         self.conn.pragma_update(None, "synchronous", "FULL")?;
-        marked?;
-        Ok(out)
+        out
     }
 
     /// The agent acknowledged (applied or rejected) every message of `stream` through
@@ -620,27 +582,6 @@ impl OmsStore for OmsDb {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    fn queue_down_keyed(
-        &mut self,
-        site: &str,
-        device: &str,
-        body: &Down,
-        key: Option<&str>,
-        now: u64,
-    ) -> Result<Queued, StoreError> {
-        let mut out = self.queue_down_many(
-            &[DownRequest {
-                site,
-                device,
-                body,
-                key,
-            }],
-            now,
-        )?;
-        out.pop()
-            .ok_or_else(|| StoreError::Invalid("no answer for a queued message".into()))
     }
 
     fn queue_down_many(
@@ -751,6 +692,46 @@ impl OmsStore for OmsDb {
                 })
             })?)
     }
+}
+
+/// Reads a range of a device's down messages in `tx` and marks the queued ones sent (see
+/// [`OmsStore::down_range`]).
+fn read_and_mark_sent(
+    tx: &rusqlite::Transaction<'_>,
+    r: &DownRange<'_>,
+) -> Result<Vec<DownRow>, StoreError> {
+    let args = params![r.site, r.device, sql(r.stream), sql(r.from), sql(r.to)];
+    let mut stmt = tx.prepare_cached(
+        "SELECT msg_no, dseq, body FROM down
+         WHERE site = ?1 AND device = ?2 AND stream = ?3 AND dseq BETWEEN ?4 AND ?5
+         ORDER BY dseq",
+    )?;
+    let rows = stmt
+        .query_map(args, |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(stmt);
+    tx.prepare_cached(
+        "UPDATE down SET state = 'sent'
+         WHERE site = ?1 AND device = ?2 AND stream = ?3 AND dseq BETWEEN ?4 AND ?5
+           AND state = 'queued'",
+    )?
+    .execute(args)?;
+    rows.into_iter()
+        .map(|(no, dseq, body)| {
+            Ok(DownRow {
+                msg_no: unsql(no),
+                stream: r.stream,
+                dseq: unsql(dseq),
+                body: from_json(&body)?,
+            })
+        })
+        .collect()
 }
 
 /// Queues one keyed message in `tx` (see [`OmsStore::queue_down_keyed`]).
@@ -933,6 +914,43 @@ fn store_event(
         cursor,
         through: event.seq,
     })
+}
+
+/// Test rig (unit tests and feature `sim`, never a station): from now on, inserting a down
+/// message whose JSON body contains `needle` fails inside its transaction (an SQLite
+/// trigger raising an abort), as a full disk or an I/O error would part-way through a
+/// group of messages. Made through a connection of its own, so the store under test sees
+/// it as another process's schema change.
+#[cfg(any(test, feature = "sim"))]
+pub fn fail_down_inserts_containing(path: &Path, needle: &str) -> Result<(), StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let quoted = needle.replace('\'', "''");
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER IF NOT EXISTS rig_fail_down BEFORE INSERT ON down
+         WHEN instr(NEW.body, '{quoted}') > 0
+         BEGIN SELECT RAISE(ABORT, 'rig: insert refused'); END;"
+    ))?;
+    Ok(())
+}
+
+/// Test rig (unit tests and feature `sim`): another connection's write transaction on
+/// the store at `path`, held until dropped, as another process would hold it. Commits
+/// on the store wait for it (up to its 5 s busy timeout), then fail.
+#[cfg(any(test, feature = "sim"))]
+pub struct WriteLock {
+    _conn: Connection,
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl WriteLock {
+    /// Takes the write lock (`BEGIN IMMEDIATE`).
+    pub fn hold(path: &Path) -> Result<WriteLock, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(WriteLock { _conn: conn })
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use tokio_postgres::Row;
 
 use super::StoreError;
 use super::oms_store::{
-    DeviceRow, DownLogRow, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored,
-    StoredEvent,
+    DeviceRow, DownLogRow, DownRange, DownRequest, DownRow, DownState, DownStream, OmsStore,
+    Queued, StoreTotals, Stored, StoredEvent,
 };
 use crate::ledger::{self, Placement};
 
@@ -320,6 +320,89 @@ async fn insert_down(
     .await
     .map_err(pg)?;
     Ok(unsql(no))
+}
+
+/// Reads a range of a device's down messages in `tx` and marks the queued ones sent (see
+/// [`OmsStore::down_range`]).
+async fn read_and_mark_sent(
+    tx: &Transaction<'_>,
+    r: &DownRange<'_>,
+) -> Result<Vec<DownRow>, StoreError> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&r.site, &r.device, &sql(r.stream), &sql(r.from), &sql(r.to)];
+    let rows = tx
+        .query(
+            "SELECT msg_no, dseq, body FROM fh_down
+             WHERE site = $1 AND device = $2 AND stream = $3 AND dseq BETWEEN $4 AND $5
+             ORDER BY dseq",
+            &params,
+        )
+        .await
+        .map_err(pg)?;
+    let out = rows
+        .iter()
+        .map(|row| {
+            Ok(DownRow {
+                msg_no: unsql(row.get(0)),
+                stream: r.stream,
+                dseq: unsql(row.get(1)),
+                body: from_json(row.get::<_, &str>(2))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    tx.execute(
+        "UPDATE fh_down SET state = 'sent'
+         WHERE site = $1 AND device = $2 AND stream = $3 AND dseq BETWEEN $4 AND $5
+           AND state = 'queued'",
+        &params,
+    )
+    .await
+    .map_err(pg)?;
+    Ok(out)
+}
+
+/// Queues one keyed message in `tx`, its device locked (see
+/// [`OmsStore::queue_down_keyed`]): a key seen before answers with its number, a device
+/// never heard from gets nothing queued.
+async fn queue_keyed_in(
+    tx: &Transaction<'_>,
+    r: &DownRequest<'_>,
+    json: &str,
+    now: u64,
+) -> Result<Queued, StoreError> {
+    let (site, device) = (r.site, r.device);
+    if let Some(key) = r.key {
+        let seen = tx
+            .query_opt(
+                "SELECT msg_no, body FROM fh_idempotency
+                 WHERE site = $1 AND device = $2 AND key = $3",
+                &[&site, &device, &key],
+            )
+            .await
+            .map_err(pg)?;
+        if let Some(row) = seen {
+            let no = unsql(row.get(0));
+            return Ok(if row.get::<_, &str>(1) == json {
+                Queued::Again(no)
+            } else {
+                Queued::KeyReused(no)
+            });
+        }
+    }
+    let Some(stream) = device_inc(tx, site, device).await? else {
+        return Ok(Queued::UnknownDevice);
+    };
+    let no = insert_down(tx, site, device, stream, json, now).await?;
+    if let Some(key) = r.key {
+        tx.execute(
+            "INSERT INTO fh_idempotency (site, device, key, msg_no, body)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&site, &device, &key, &sql(no), &json],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(Queued::New(no))
 }
 
 async fn renumber(
@@ -792,52 +875,33 @@ impl OmsStore for PgStore {
         })
     }
 
-    fn queue_down_keyed(
+    fn queue_down_many(
         &mut self,
-        site: &str,
-        device: &str,
-        body: &Down,
-        key: Option<&str>,
+        reqs: &[DownRequest<'_>],
         now: u64,
-    ) -> Result<Queued, StoreError> {
-        let json = to_json(body)?;
+    ) -> Result<Vec<Queued>, StoreError> {
+        let jsons = reqs
+            .iter()
+            .map(|r| to_json(r.body))
+            .collect::<Result<Vec<_>, _>>()?;
         self.block(async {
             let mut c = Self::client(&self.pool).await?;
+            // One transaction for the whole group: one commit (one WAL flush) for every
+            // request waiting, and all are committed or none (an error aborts it).
             let tx = c.transaction().await.map_err(pg)?;
-            device_lock(&tx, site, device).await?;
-            if let Some(key) = key {
-                let seen = tx
-                    .query_opt(
-                        "SELECT msg_no, body FROM fh_idempotency
-                         WHERE site = $1 AND device = $2 AND key = $3",
-                        &[&site, &device, &key],
-                    )
-                    .await
-                    .map_err(pg)?;
-                if let Some(r) = seen {
-                    let no = unsql(r.get(0));
-                    return Ok(if r.get::<_, &str>(1) == json {
-                        Queued::Again(no)
-                    } else {
-                        Queued::KeyReused(no)
-                    });
-                }
+            // Every device of the group locked first, in one order for every bridge (no
+            // deadlock between bridges queueing to the same devices).
+            let devices: std::collections::BTreeSet<(&str, &str)> =
+                reqs.iter().map(|r| (r.site, r.device)).collect();
+            for (site, device) in devices {
+                device_lock(&tx, site, device).await?;
             }
-            let Some(stream) = device_inc(&tx, site, device).await? else {
-                return Ok(Queued::UnknownDevice);
-            };
-            let no = insert_down(&tx, site, device, stream, &json, now).await?;
-            if let Some(key) = key {
-                tx.execute(
-                    "INSERT INTO fh_idempotency (site, device, key, msg_no, body)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[&site, &device, &key, &sql(no), &json],
-                )
-                .await
-                .map_err(pg)?;
+            let mut out = Vec::with_capacity(reqs.len());
+            for (r, json) in reqs.iter().zip(&jsons) {
+                out.push(queue_keyed_in(&tx, r, json, now).await?);
             }
             tx.commit().await.map_err(pg)?;
-            Ok(Queued::New(no))
+            Ok(out)
         })
     }
 
@@ -868,46 +932,19 @@ impl OmsStore for PgStore {
         })
     }
 
-    fn down_range(
-        &mut self,
-        site: &str,
-        device: &str,
-        stream: u64,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<DownRow>, StoreError> {
+    fn down_ranges(&mut self, ranges: &[DownRange<'_>]) -> Result<Vec<Vec<DownRow>>, StoreError> {
         self.block(async {
-            let c = Self::client(&self.pool).await?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-                [&site, &device, &sql(stream), &sql(from), &sql(to)];
-            let rows = c
-                .query(
-                    "SELECT msg_no, dseq, body FROM fh_down
-                     WHERE site = $1 AND device = $2 AND stream = $3 AND dseq BETWEEN $4 AND $5
-                     ORDER BY dseq",
-                    &params,
-                )
+            let mut c = Self::client(&self.pool).await?;
+            let tx = c.transaction().await.map_err(pg)?;
+            // "Sent" is bookkeeping (see the SQLite store): no wait for the WAL flush.
+            tx.batch_execute("SET LOCAL synchronous_commit TO off")
                 .await
                 .map_err(pg)?;
-            let out = rows
-                .iter()
-                .map(|r| {
-                    Ok(DownRow {
-                        msg_no: unsql(r.get(0)),
-                        stream,
-                        dseq: unsql(r.get(1)),
-                        body: from_json(r.get::<_, &str>(2))?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            c.execute(
-                "UPDATE fh_down SET state = 'sent'
-                 WHERE site = $1 AND device = $2 AND stream = $3 AND dseq BETWEEN $4 AND $5
-                   AND state = 'queued'",
-                &params,
-            )
-            .await
-            .map_err(pg)?;
+            let mut out = Vec::with_capacity(ranges.len());
+            for r in ranges {
+                out.push(read_and_mark_sent(&tx, r).await?);
+            }
+            tx.commit().await.map_err(pg)?;
             Ok(out)
         })
     }

@@ -128,6 +128,21 @@ pub struct DownRequest<'a> {
     pub key: Option<&'a str>,
 }
 
+/// A range of a device's down stream to publish, for [`OmsStore::down_ranges`].
+#[derive(Debug, Clone, Copy)]
+pub struct DownRange<'a> {
+    /// Site.
+    pub site: &'a str,
+    /// Device.
+    pub device: &'a str,
+    /// The agent incarnation addressed.
+    pub stream: u64,
+    /// First dseq.
+    pub from: u64,
+    /// Last dseq.
+    pub to: u64,
+}
+
 /// A device as the OMS side knows it, for `GET /v1/devices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -282,19 +297,27 @@ pub trait OmsStore: Send {
         body: &Down,
         key: Option<&str>,
         now: u64,
-    ) -> Result<Queued, StoreError>;
+    ) -> Result<Queued, StoreError> {
+        let req = DownRequest {
+            site,
+            device,
+            body,
+            key,
+        };
+        self.queue_down_many(std::slice::from_ref(&req), now)?
+            .pop()
+            .ok_or_else(|| StoreError::Invalid("no answer for a queued message".into()))
+    }
 
     /// [`OmsStore::queue_down_keyed`] for several requests in one transaction (one disk
-    /// sync for every request waiting): all are committed, or none.
+    /// sync for every request waiting: the bridge's group commit), in order, so a key
+    /// used twice in one group answers the second with the first's number. All are
+    /// committed, or none (an error leaves the store as it was).
     fn queue_down_many(
         &mut self,
         reqs: &[DownRequest<'_>],
         now: u64,
-    ) -> Result<Vec<Queued>, StoreError> {
-        reqs.iter()
-            .map(|r| self.queue_down_keyed(r.site, r.device, r.body, r.key, now))
-            .collect()
-    }
+    ) -> Result<Vec<Queued>, StoreError>;
 
     /// The device's down stream for its current incarnation.
     fn down_stream(&self, site: &str, device: &str) -> Result<DownStream, StoreError>;
@@ -308,7 +331,24 @@ pub trait OmsStore: Send {
         stream: u64,
         from: u64,
         to: u64,
-    ) -> Result<Vec<DownRow>, StoreError>;
+    ) -> Result<Vec<DownRow>, StoreError> {
+        let range = DownRange {
+            site,
+            device,
+            stream,
+            from,
+            to,
+        };
+        Ok(self
+            .down_ranges(std::slice::from_ref(&range))?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`OmsStore::down_range`] for several devices at once, answered in the same order,
+    /// in one transaction: the sender writes once for every device whose window opened,
+    /// not once per device.
+    fn down_ranges(&mut self, ranges: &[DownRange<'_>]) -> Result<Vec<Vec<DownRow>>, StoreError>;
 
     /// The agent acknowledged every message of `stream` through `through`.
     fn down_acked(

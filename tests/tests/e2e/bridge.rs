@@ -1334,3 +1334,109 @@ async fn a_message_pushed_while_the_broker_is_down_is_accepted_at_once_and_appli
         t.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_group_commit_fails_gets_a_json_503_and_queues_nothing_and_numbers_stay_gapless()
+ {
+    const CLIENTS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let config = write_config(dir.path(), &broker.url(), free_port(), 1 << 20);
+    let bridge = Bridge::start(&config);
+    let c = bridge.client.clone();
+    let d1 = TestAgent::start_in(dir.path(), "d1", &broker.url()).await;
+    devices_online(&c, 1).await;
+    // Every insert of a message holding "POISON" fails inside its transaction, as a full
+    // disk would: the whole group that holds it must fail, whoever else is in it.
+    floorhand::store::oms_db::fail_down_inserts_containing(&dir.path().join("bridge.db"), "POISON")
+        .unwrap();
+    let order = |i: usize| {
+        if i == CLIENTS / 2 {
+            "POISON".to_string()
+        } else {
+            format!("SO-{i}")
+        }
+    };
+    // Concurrent clients: some of them share the poisoned message's commit.
+    let barrier = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let answers: Vec<(usize, u16, Value)> = (0..CLIENTS)
+        .map(|i| {
+            let (c, barrier, id) = (c.clone(), barrier.clone(), order(i));
+            std::thread::spawn(move || {
+                let down = Down::OrderCancelled {
+                    order_id: id.clone(),
+                };
+                barrier.wait();
+                let r = push(&c, "site1", "d1", &down, Some(&id));
+                (i, r.status, r.json())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let mut accepted = BTreeMap::new();
+    for (i, status, body) in &answers {
+        match status {
+            202 => {
+                accepted.insert(body["dseq"].as_u64().unwrap(), order(*i));
+            }
+            503 => assert!(
+                body["error"].as_str().unwrap().contains("insert refused"),
+                "{}: {body}",
+                order(*i)
+            ),
+            other => panic!("{}: {other} {body}", order(*i)),
+        }
+        if *i == CLIENTS / 2 {
+            assert_eq!(*status, 503, "the poisoned message was accepted: {body}");
+        }
+    }
+    // What was answered 202 is stored under numbers 1..=n; a failed group used none.
+    let n = accepted.len() as u64;
+    assert_eq!(
+        accepted.keys().copied().collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    // Retried with their keys, the refused ones (but the poisoned one) are accepted now,
+    // the accepted ones get their first numbers again; nothing was half-queued.
+    let c2 = c.clone();
+    let retried = tokio::task::spawn_blocking(move || {
+        (0..CLIENTS)
+            .filter(|&i| i != CLIENTS / 2)
+            .map(|i| {
+                let id = order(i);
+                let r = push(
+                    &c2,
+                    "site1",
+                    "d1",
+                    &Down::OrderCancelled {
+                        order_id: id.clone(),
+                    },
+                    Some(&id),
+                );
+                assert_eq!(r.status, 202, "{id}: {}", r.text());
+                (r.json()["dseq"].as_u64().unwrap(), id)
+            })
+            .collect::<BTreeMap<u64, String>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        retried.keys().copied().collect::<Vec<_>>(),
+        (1..=(CLIENTS as u64 - 1)).collect::<Vec<_>>(),
+        "one number per message, no gap"
+    );
+    for (dseq, id) in &accepted {
+        assert_eq!(retried.get(dseq), Some(id), "{id} kept its number");
+    }
+    // Each is applied once by the device.
+    let c3 = c.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_state(&c3, "site1", "d1", CLIENTS as u64 - 1, "applied")
+    })
+    .await
+    .unwrap();
+    assert_eq!(applied_through(&d1).await, CLIENTS as u64 - 1);
+    d1.stop().await;
+}

@@ -659,10 +659,10 @@ impl Core {
                     // outage) overran that queue, and each device stalled until its
                     // re-send timer (measured: 50 devices, 9,400 events/s at QoS 1, 25,000
                     // at QoS 0). At QoS 0 a connected client's messages are written
-                    // straight out; Mosquitto 2.0 drops one only while 1000 packets already
-                    // wait for the client's socket (`db__ready_for_flight`), which a
-                    // reading session does not reach, and a drop costs one re-send timer,
-                    // never an event. A stopping session subscribes at QoS 1 again, so the
+                    // straight out, never queued; Debian's 2.0.11 does not drop them, later
+                    // 2.0 releases only while 1000 packets wait for the client's socket
+                    // (docs/dev/field-notes.md), and a drop costs one re-send timer, never
+                    // an event. A stopping session subscribes at QoS 1 again, so the
                     // broker keeps what comes while it is away.
                     let _ = self.client.try_subscribe(self.up_filter(), QoS::AtMostOnce);
                     let _ = self.client.try_subscribe(

@@ -5,7 +5,9 @@
 //! - **memory**: the bridge's peak RSS with 100 devices and 1,000,000 stored events, after
 //!   it served them all by cursor.
 //! - **HTTP**: `POST .../messages` p99 latency under 100 concurrent clients, beside the p99
-//!   of a raw SQLite commit of one row with the same durability (WAL, `synchronous=FULL`).
+//!   of a raw SQLite commit of one row with the same durability (WAL, `synchronous=FULL`);
+//!   and beside `GET /healthz` under the same clients (no goal): the part of the POST's
+//!   time that HTTP, the connections and the machine take, store or no store.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -362,7 +364,53 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// `POST .../messages` p99 under 100 concurrent clients, beside a raw SQLite commit.
+/// What one client asks for its `i`th request: method, path, body, and the status that
+/// must come back.
+type Ask = fn(usize, usize) -> (&'static str, String, Option<String>, u16);
+
+/// `clients` threads, released together, each making `each` requests (a new connection
+/// each) one after the other; every request's time, sorted.
+fn concurrent(
+    port: u16,
+    token: &str,
+    clients: usize,
+    each: usize,
+    ask: Ask,
+) -> anyhow::Result<Vec<Duration>> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (token, barrier) = (token.to_string(), barrier.clone());
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                barrier.wait();
+                let mut times = Vec::with_capacity(each);
+                for i in 0..each {
+                    let (method, path, body, want) = ask(c, i);
+                    let t = Instant::now();
+                    let (status, answer) = http(port, &token, method, &path, body.as_deref())?;
+                    times.push(t.elapsed());
+                    if status != want {
+                        bail!("{method} {path}: {status} {answer}");
+                    }
+                }
+                Ok(times)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(clients * each);
+    for t in threads {
+        all.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??,
+        );
+    }
+    all.sort();
+    Ok(all)
+}
+
+/// `POST .../messages` p99 under 100 concurrent clients, beside a raw SQLite commit; and,
+/// for scale, beside `GET /healthz` (no store, no session) under the same clients: what
+/// HTTP and the machine alone cost at that concurrency.
 pub fn http_post(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let (clients, each) = if ctx.quick { (10, 5) } else { (100, 20) };
     let db = ctx.file("bridge-http.db")?;
@@ -375,37 +423,20 @@ pub fn http_post(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     }
     let broker = Broker::start(&ctx.dir.join("broker-bridge-http"))?;
     let bridge = BridgeProc::spawn(&ctx.dir.join("bridge-http"), &db, &broker.url())?;
-    let (port, token) = (bridge.port, bridge.token.clone());
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            let (token, barrier) = (token.clone(), barrier.clone());
-            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-                let path = format!("/v1/devices/site1/dev-{c:03}/messages");
-                barrier.wait();
-                let mut times = Vec::with_capacity(each);
-                for i in 0..each {
-                    let body = format!("{{\"OrderCancelled\":{{\"order_id\":\"SO-{c}-{i}\"}}}}");
-                    let t = Instant::now();
-                    let (status, answer) = http(port, &token, "POST", &path, Some(&body))?;
-                    times.push(t.elapsed());
-                    if status != 202 {
-                        bail!("POST {path}: {status} {answer}");
-                    }
-                }
-                Ok(times)
-            })
-        })
-        .collect();
-    let mut fh = Vec::new();
-    for t in threads {
-        fh.extend(
-            t.join()
-                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??,
-        );
-    }
+    let fh = concurrent(bridge.port, &bridge.token, clients, each, |c, i| {
+        (
+            "POST",
+            format!("/v1/devices/site1/dev-{c:03}/messages"),
+            Some(format!(
+                "{{\"OrderCancelled\":{{\"order_id\":\"SO-{c}-{i}\"}}}}"
+            )),
+            202,
+        )
+    })?;
+    let health = concurrent(bridge.port, &bridge.token, clients, each, |_, _| {
+        ("GET", "/healthz".to_string(), None, 200)
+    })?;
     drop(bridge);
-    fh.sort();
     // The baseline: one row per transaction in a WAL database with synchronous=FULL.
     let mut base = timed_message_commits(
         &ctx.file("bridge-http-base.db")?,
@@ -413,19 +444,31 @@ pub fn http_post(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     )?;
     base.sort();
     let (p99, base_p99) = (quantile(&fh, 0.99), quantile(&base, 0.99));
-    eprintln!(
-        "  bridge http: {} POSTs, p50 {:.2} ms, p99 {:.2} ms; raw commit p50 {:.2} ms",
-        fh.len(),
-        quantile(&fh, 0.5).as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        quantile(&base, 0.5).as_secs_f64() * 1e3
-    );
+    let health_p99 = quantile(&health, 0.99);
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-    Ok(vec![Row::new(
-        &format!("bridge: POST message p99, {clients} concurrent clients vs one SQLite commit"),
+    eprintln!(
+        "  bridge http: {} POSTs, p50 {}, p99 {}; GET /healthz p50 {}, p99 {}; raw commit p50 {}",
+        fh.len(),
+        ms(quantile(&fh, 0.5)),
         ms(p99),
-        ms(base_p99),
-        p99.as_secs_f64() / base_p99.as_secs_f64(),
-        Some(Goal::AtMost(3.0)),
-    )])
+        ms(quantile(&health, 0.5)),
+        ms(health_p99),
+        ms(quantile(&base, 0.5))
+    );
+    Ok(vec![
+        Row::new(
+            &format!("bridge: POST message p99, {clients} concurrent clients vs one SQLite commit"),
+            ms(p99),
+            ms(base_p99),
+            p99.as_secs_f64() / base_p99.as_secs_f64(),
+            Some(Goal::AtMost(3.0)),
+        ),
+        Row::new(
+            &format!("bridge: POST message p99 vs GET /healthz p99, {clients} concurrent clients"),
+            ms(p99),
+            ms(health_p99),
+            p99.as_secs_f64() / health_p99.as_secs_f64(),
+            None,
+        ),
+    ])
 }

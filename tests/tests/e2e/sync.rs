@@ -137,11 +137,9 @@ async fn drain_through_outage(persistence: bool) {
     // missed while it reconnected: a few windows at most, each a re-send the agent counted.
     let stats = agent.sync.stats.borrow().clone();
     let bound = stats.resent.min(4 * WINDOW as u64);
-    // Only the tap's copies are counted, not its completeness: mosquitto_sub waits a second
-    // before it reconnects, and meanwhile the broker queues at most its stock 1,000
-    // messages for the tap (a restarted broker drops the rest; a killed one lost the tap's
-    // session). What a restarted broker delivers to the tap again under the same packet
-    // id is its own redelivery, counted apart from the agent's copies.
+    // Only the tap's copies are counted, not its completeness: the tap (QoS 0) gets nothing
+    // while mosquitto_sub waits a second to reconnect. A copy the broker itself delivers
+    // again under the same packet id would be counted apart (`redelivered`).
     let t = tap.tally("d1");
     assert!(t.changed.is_empty(), "seqs re-sent with other bytes");
     assert!(t.seqs().iter().all(|s| (1..=N).contains(s)));

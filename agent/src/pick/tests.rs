@@ -1360,3 +1360,62 @@ fn a_scan_storm_leaves_one_report_per_class_per_second_carrying_every_refusal() 
     // A stop flushes what waits; nothing waits now.
     assert_eq!(r.p.refusals().flush::<Effect>(), []);
 }
+
+#[test]
+fn the_same_scan_once_the_bounce_window_has_passed_counts_again() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    let now = r.now + 1_000;
+    r.p.handle(now, Input::scan(WIDGET.as_bytes()));
+    let window = PickConfig::default().bounce_ms;
+    let e = r.p.handle(now + window - 1, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(beeps(&e), [], "a bounce inside the window");
+    // The window is open at its end: a scan exactly `bounce_ms` later is the next unit.
+    let e = r.p.handle(now + window, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(shown(&e), "scan Item: 2/3 Widget 1");
+}
+
+#[test]
+fn with_units_in_hand_the_picker_can_neither_log_out_nor_undo() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    for (what, e) in [("badge", r.scan("OP7")), ("F4", r.key(Key::F(4)))] {
+        assert_eq!(persisted(&e), None, "{what}");
+        // "... before logging out", cut to the screen's width.
+        assert!(
+            shown(&e).starts_with("Error: Confirm or short the units in hand before log"),
+            "{what}: {e:?}"
+        );
+    }
+    let e = r.key(Key::F(3));
+    assert_eq!(persisted(&e), None);
+    assert_eq!(shown(&e), "Error: Confirm the units in hand first");
+    // The unit is still in hand and confirms.
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ConfirmPick { units, .. }) if units.qty == 1),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn only_a_plain_code_or_an_sscc_is_taken_for_the_tote() {
+    let mut t = task(1, "A-01", 1, 0, 1);
+    t.tote_required = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    // A GS1 label with no SSCC (here a customer's order number, AI 400) is no tote.
+    let e = r.scan("]C1400PO-77");
+    assert_eq!(beeps(&e), [Beep::Error]);
+    let e = r.key(Key::Enter);
+    assert_eq!(shown(&e), "scan Tote: Widget 1", "still asked for a tote");
+    // An SSCC label is: the tote is its 18 digits.
+    r.scan("]C100003401234567890125");
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!(units.tote.as_deref(), Some("003401234567890125"));
+}

@@ -479,13 +479,20 @@ fn serial_numbered_units_are_confirmed_one_by_one_and_a_serial_only_once() {
     );
 }
 
-#[test]
-fn a_tote_is_asked_for_before_the_confirmation_where_required() {
+/// A picker at the one task, which needs a tote, with its one unit scanned; and the
+/// effects of that scan.
+fn one_unit_of_a_tote_task_in_hand() -> (Rig, Vec<Effect>) {
     let mut t = task(1, "A-01", 1, 0, 1);
     t.tote_required = true;
     let mut r = Rig::logged_in(vec![t]);
     r.arrive("A-01");
     let e = r.scan(WIDGET);
+    (r, e)
+}
+
+#[test]
+fn a_tote_is_asked_for_before_the_confirmation_where_required() {
+    let (mut r, e) = one_unit_of_a_tote_task_in_hand();
     assert_eq!(shown(&e), "scan Tote: Widget 1");
     let e = r.key(Key::Enter);
     assert_eq!(beeps(&e), [Beep::Attention]);
@@ -1401,11 +1408,7 @@ fn with_units_in_hand_the_picker_can_neither_log_out_nor_undo() {
 
 #[test]
 fn only_a_plain_code_or_an_sscc_is_taken_for_the_tote() {
-    let mut t = task(1, "A-01", 1, 0, 1);
-    t.tote_required = true;
-    let mut r = Rig::logged_in(vec![t]);
-    r.arrive("A-01");
-    r.scan(WIDGET);
+    let (mut r, _) = one_unit_of_a_tote_task_in_hand();
     // A GS1 label with no SSCC (here a customer's order number, AI 400) is no tote.
     let e = r.scan("]C1400PO-77");
     assert_eq!(beeps(&e), [Beep::Error]);

@@ -885,7 +885,7 @@ fn a_task_the_store_closed_at_exactly_its_picked_units_leaves_the_path_without_a
 }
 
 #[test]
-fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
+fn a_closed_task_a_new_version_asks_more_of_is_offered_again_and_counted_once_when_done() {
     let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
     r.arrive("A-01");
     r.scan(WIDGET);
@@ -895,6 +895,15 @@ fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
     let e = r.input(Input::Tasks(vec![with_picked(task(1, "A-01", 1, 0, 3), 1)]));
     assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
     r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "wave done 1 picked 0 short",
+        "one task, done once"
+    );
 }
 
 #[test]
@@ -1421,4 +1430,230 @@ fn only_a_plain_code_or_an_sscc_is_taken_for_the_tote() {
         panic!("{e:?}")
     };
     assert_eq!(units.tote.as_deref(), Some("003401234567890125"));
+}
+
+#[test]
+fn in_the_reasons_menu_the_task_is_held_and_each_key_is_audited_against_it() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "B-01", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::F(1));
+    assert!(matches!(screen(&e), Some(Screen::Reasons { .. })), "{e:?}");
+    let e = r.key(Key::Down);
+    assert_eq!(audit(&e).task_id, Some(1), "{:?}", audit(&e));
+    assert_eq!(r.p.held(), [1], "its fate must reach the picker");
+}
+
+#[test]
+fn a_commit_answer_for_an_earlier_command_never_completes_the_pending_one() {
+    let mut r = Rig {
+        p: Picker::new(PickConfig::default()),
+        now: 0,
+    };
+    r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 1)]));
+    let login = r.scan("OP7");
+    r.commit(&login);
+    let login_id = login.iter().find_map(|e| match e {
+        Effect::Persist { id, .. } => Some(*id),
+        _ => None,
+    });
+    let start = r.scan("A-01");
+    assert!(
+        matches!(persisted(&start), Some(Command::StartTask { task_id: 1 })),
+        "{start:?}"
+    );
+    // The login's answer again (a late or repeated one): not the start's.
+    let e = r.input(Input::Committed {
+        id: login_id.unwrap(),
+    });
+    assert_eq!(beeps(&e), [], "no ok-beep for a save that did not happen");
+    assert!(audit(&e).outcome.contains("ignored"), "{:?}", audit(&e));
+    let e = r.scan(WIDGET);
+    assert_eq!(beeps(&e), [Beep::Error], "still saving the start");
+    r.commit(&start);
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "Info: Enter: confirm 1 Widget 1");
+}
+
+#[test]
+fn units_in_hand_of_a_closed_task_the_oms_then_takes_away_go_back_through_the_store() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    // A new version asks for the 1 unit confirmed: the 2 in hand go back, the store
+    // need not hear of them.
+    let e = r.input(Input::Tasks(vec![task(2, "A-02", 2, 0, 1)]));
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    // Before they are back, the OMS revokes the task: its confirmed unit goes back too,
+    // and the store must record that put-back.
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 3 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 3,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+}
+
+#[test]
+fn down_from_the_last_reason_wraps_to_the_first() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.key(Key::F(1));
+    let e = r.keys(&[Key::Down; 3]);
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 3, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Down);
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 0, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(
+            persisted(&e),
+            Some(Command::ShortPick { reason, .. }) if *reason == REASONS[0].0
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_surplus_put_back_the_store_stops_asking_for_is_dropped_though_another_task_has_one() {
+    let mut r = Rig::logged_in(vec![]);
+    let surplus = |id: u64, loc: &str| {
+        (
+            with_picked(task(id, loc, id as u32, 0, 1), 2),
+            Owed::Surplus,
+        )
+    };
+    let read = |owed| {
+        Input::Path(Path {
+            put_backs: vec![owed],
+            ..Path::default()
+        })
+    };
+    let e = r.input(read(surplus(5, "E-05")));
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 5 at E-05");
+    // The next read asks for task 6's surplus only: task 5's is no longer wanted.
+    let e = r.input(read(surplus(6, "F-06")));
+    assert_eq!(r.p.held(), [6]);
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 6 at F-06");
+}
+
+#[test]
+fn the_task_under_the_picker_leaving_the_path_with_nothing_picked_is_withdrawn_not_done() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)]);
+    // The store's next window no longer has task 1, and nothing of it was picked.
+    let e = r.input(window(vec![task(2, "A-02", 2, 0, 1)], false, None));
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::Show(Screen::Message { text, .. })
+            if text.as_str() == "Task withdrawn: Widget 1")),
+        "{e:?}"
+    );
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "wave done 1 picked 0 short",
+        "task 1 was not done"
+    );
+}
+
+#[test]
+fn a_surplus_of_the_last_closed_task_goes_back_and_a_later_revocation_asks_only_what_is_left() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    r.now += 1_000;
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+    // A new version asks for 2 of the 3 picked: the store lists the surplus.
+    let e = r.input(Input::Path(Path {
+        put_backs: vec![(with_picked(task(1, "A-01", 1, 0, 2), 3), Owed::Surplus)],
+        ..Path::default()
+    }));
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    let e = r.scan("A-01");
+    let back = |qty| Command::PutBack {
+        task_id: 1,
+        qty,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&back(1)));
+    r.commit(&e);
+    // Then the OMS takes the task away: the 2 units the picker still holds go back.
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    let e = r.scan("A-01");
+    assert_eq!(persisted(&e), Some(&back(2)));
+}
+
+#[test]
+fn units_in_hand_count_only_against_their_own_task_in_a_store_update_or_a_withdrawal() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    // Task 2 (1 unit) is read again: the 2 units in hand are task 1's, not its.
+    let e = r.input(window(
+        vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)],
+        false,
+        None,
+    ));
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert!(r.p.put_backs.is_empty(), "{:?}", r.p.put_backs);
+    // Task 2 is taken away with nothing picked: nothing to put back, the picker goes on.
+    let e = r.input(Input::Withdrawn {
+        task_id: 2,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert!(r.p.put_backs.is_empty(), "{:?}", r.p.put_backs);
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ConfirmPick { task_id: 1, units }) if units.qty == 2),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_second_unit_of_the_same_expiry_joins_the_first_and_another_expiry_is_refused() {
+    let mut t = task(1, "A-01", 1, 0, 3);
+    t.capture.expiry = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    let label = |expiry: &str| format!("]C101{:0>14}17{expiry}", WIDGET);
+    let e = r.scan(&label("270630"));
+    assert_eq!(shown(&e), "scan Item: 1/3 Widget 1");
+    r.now += 1_000;
+    let e = r.scan(&label("270630"));
+    assert_eq!(shown(&e), "scan Item: 2/3 Widget 1");
+    let e = r.scan(&label("270731"));
+    assert_eq!(
+        shown(&e),
+        "Error: Other expiry 2027-07-31: confirm these first"
+    );
 }

@@ -1657,3 +1657,84 @@ fn a_second_unit_of_the_same_expiry_joins_the_first_and_another_expiry_is_refuse
         "Error: Other expiry 2027-07-31: confirm these first"
     );
 }
+
+#[test]
+fn clear_at_the_location_prompt_drops_the_typed_check_code() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    let e = r.keys(&[Key::Digit(4), Key::Digit(4)]);
+    assert_eq!(shown(&e), "Check code 44/99");
+    let e = r.key(Key::Clear);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x1");
+    let e = r.keys(&[Key::Digit(4), Key::Digit(2), Key::Enter]);
+    assert_eq!(persisted(&e), Some(&Command::StartTask { task_id: 1 }));
+}
+
+#[test]
+fn every_unit_still_to_pick_in_hand_after_a_smaller_new_quantity_is_kept_for_the_confirmation() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    // A new version asks for exactly the 2 units in hand: none goes back.
+    let e = r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    assert_eq!(beeps(&e), [], "{e:?}");
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ConfirmPick { units, .. }) if units.qty == 2),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn units_short_picked_go_back_when_the_order_is_then_cancelled() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    r.key(Key::F(1));
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ShortPick { units, .. }) if units.qty == 2),
+        "{e:?}"
+    );
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+}
+
+#[test]
+fn the_audit_names_every_kind_of_input() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    let input = |e: &[Effect]| audit(e).input.clone();
+    let e = r.scan("]C101095060001343521\x1d10L7");
+    assert_eq!(input(&e), "scan ]C101095060001343521\\x1d10L7");
+    assert_eq!(input(&r.key(Key::F(2))), "key F(2)");
+    assert_eq!(input(&r.input(Input::Committed { id: 99 })), "committed 99");
+    let e = r.input(Input::Failed {
+        id: 98,
+        reason: "disk full".into(),
+    });
+    assert_eq!(input(&e), "failed 98: disk full");
+    let e = r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    assert_eq!(input(&e), "tasks (1)");
+    let e = r.input(Input::Path(Path {
+        tasks: vec![task(1, "A-01", 1, 0, 2)],
+        more: true,
+        put_backs: vec![(with_picked(task(5, "E-05", 5, 0, 1), 2), Owed::Surplus)],
+        withdrawn: vec![(7, Withdrawal::Revoked)],
+        ..Path::default()
+    }));
+    assert_eq!(
+        input(&e),
+        "path (1 tasks and more, 1 put-backs, 1 withdrawn)"
+    );
+    let e = r.input(Input::Withdrawn {
+        task_id: 3,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(input(&e), "task 3 OrderCancelled");
+}

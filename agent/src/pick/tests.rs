@@ -1738,3 +1738,56 @@ fn the_audit_names_every_kind_of_input() {
     });
     assert_eq!(input(&e), "task 3 OrderCancelled");
 }
+
+#[test]
+fn f1_at_the_location_prompt_short_picks_nothing_and_back_returns_to_the_prompt() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    let e = r.key(Key::F(1));
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 0, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Back);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x3");
+    r.key(Key::F(1));
+    let e = r.key(Key::Enter);
+    let expected = Command::ShortPick {
+        task_id: 1,
+        units: Units::default(),
+        reason: ShortReason::LocationEmpty,
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+}
+
+#[test]
+fn clear_drops_a_typed_quantity_and_keeps_the_units_scanned() {
+    let mut t = task(1, "A-01", 1, 0, 10);
+    t.qty_entry = QtyEntry::Typed;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.keys(&[Key::Digit(7), Key::Clear]);
+    assert_eq!(shown(&e), "scan Item: 1/10 Widget 1");
+    let e = r.keys(&[Key::Digit(3), Key::Enter]);
+    assert_eq!(shown(&e), "scan Item: 3/10 Widget 1");
+}
+
+#[test]
+fn a_digit_beyond_the_reasons_menu_chooses_nothing() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.keys(&[Key::F(1), Key::Digit(2)]);
+    for d in [0, 5, 9] {
+        let e = r.key(Key::Digit(d));
+        assert_eq!(beeps(&e), [Beep::Error], "digit {d}");
+    }
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(
+            persisted(&e),
+            Some(Command::ShortPick { reason, .. }) if *reason == REASONS[1].0
+        ),
+        "{e:?}"
+    );
+}

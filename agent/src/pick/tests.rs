@@ -1791,3 +1791,92 @@ fn a_digit_beyond_the_reasons_menu_chooses_nothing() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_store_update_listing_a_closed_task_as_it_closed_changes_nothing() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.input(Input::Tasks(vec![with_picked(task(1, "A-01", 1, 0, 1), 1)]));
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "wave done 1 picked 0 short"
+    );
+}
+
+#[test]
+fn a_stale_surplus_read_after_a_withdrawal_still_puts_back_everything_picked() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    // A read from before the revocation reached the store: task 1 as a surplus of 1.
+    r.input(Input::Path(Path {
+        tasks: vec![task(2, "A-02", 2, 0, 1)],
+        put_backs: vec![(with_picked(task(1, "A-01", 1, 0, 1), 2), Owed::Surplus)],
+        ..Path::default()
+    }));
+    let e = r.scan("A-01");
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 2,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+}
+
+#[test]
+fn an_undone_task_counts_once_when_it_is_done_again() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+    let e = r.key(Key::F(3));
+    assert!(
+        matches!(persisted(&e), Some(Command::UndoPick { task_id: 1, .. })),
+        "{e:?}"
+    );
+    r.commit(&e);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "wave done 1 picked 0 short",
+        "one task, done once"
+    );
+}
+
+#[test]
+fn a_picker_with_nothing_done_and_no_tasks_is_told_to_wait_not_that_a_wave_is_done() {
+    let r = Rig::logged_in(vec![]);
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "Info: No tasks: wait for the next wave"
+    );
+}
+
+#[test]
+fn a_serial_on_the_label_of_an_item_that_does_not_capture_serials_is_not_recorded() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(&format!("]C101{:0>14}21S1", WIDGET));
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!((units.qty, units.serial.as_deref()), (1, None));
+}

@@ -479,13 +479,20 @@ fn serial_numbered_units_are_confirmed_one_by_one_and_a_serial_only_once() {
     );
 }
 
-#[test]
-fn a_tote_is_asked_for_before_the_confirmation_where_required() {
+/// A picker at the one task, which needs a tote, with its one unit scanned; and the
+/// effects of that scan.
+fn one_unit_of_a_tote_task_in_hand() -> (Rig, Vec<Effect>) {
     let mut t = task(1, "A-01", 1, 0, 1);
     t.tote_required = true;
     let mut r = Rig::logged_in(vec![t]);
     r.arrive("A-01");
     let e = r.scan(WIDGET);
+    (r, e)
+}
+
+#[test]
+fn a_tote_is_asked_for_before_the_confirmation_where_required() {
+    let (mut r, e) = one_unit_of_a_tote_task_in_hand();
     assert_eq!(shown(&e), "scan Tote: Widget 1");
     let e = r.key(Key::Enter);
     assert_eq!(beeps(&e), [Beep::Attention]);
@@ -878,7 +885,7 @@ fn a_task_the_store_closed_at_exactly_its_picked_units_leaves_the_path_without_a
 }
 
 #[test]
-fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
+fn a_closed_task_a_new_version_asks_more_of_is_offered_again_and_counted_once_when_done() {
     let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
     r.arrive("A-01");
     r.scan(WIDGET);
@@ -888,6 +895,15 @@ fn a_closed_task_a_new_version_asks_more_of_is_offered_again() {
     let e = r.input(Input::Tasks(vec![with_picked(task(1, "A-01", 1, 0, 3), 1)]));
     assert_eq!(shown(&e), "pick A-01 Widget 1 x2");
     r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "wave done 1 picked 0 short",
+        "one task, done once"
+    );
 }
 
 #[test]
@@ -1359,4 +1375,508 @@ fn a_scan_storm_leaves_one_report_per_class_per_second_carrying_every_refusal() 
     }
     // A stop flushes what waits; nothing waits now.
     assert_eq!(r.p.refusals().flush::<Effect>(), []);
+}
+
+#[test]
+fn the_same_scan_once_the_bounce_window_has_passed_counts_again() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    let now = r.now + 1_000;
+    r.p.handle(now, Input::scan(WIDGET.as_bytes()));
+    let window = PickConfig::default().bounce_ms;
+    let e = r.p.handle(now + window - 1, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(beeps(&e), [], "a bounce inside the window");
+    // The window is open at its end: a scan exactly `bounce_ms` later is the next unit.
+    let e = r.p.handle(now + window, Input::scan(WIDGET.as_bytes()));
+    assert_eq!(shown(&e), "scan Item: 2/3 Widget 1");
+}
+
+#[test]
+fn with_units_in_hand_the_picker_can_neither_log_out_nor_undo() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    for (what, e) in [("badge", r.scan("OP7")), ("F4", r.key(Key::F(4)))] {
+        assert_eq!(persisted(&e), None, "{what}");
+        // "... before logging out", cut to the screen's width.
+        assert!(
+            shown(&e).starts_with("Error: Confirm or short the units in hand before log"),
+            "{what}: {e:?}"
+        );
+    }
+    let e = r.key(Key::F(3));
+    assert_eq!(persisted(&e), None);
+    assert_eq!(shown(&e), "Error: Confirm the units in hand first");
+    // The unit is still in hand and confirms.
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ConfirmPick { units, .. }) if units.qty == 1),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn only_a_plain_code_or_an_sscc_is_taken_for_the_tote() {
+    let (mut r, _) = one_unit_of_a_tote_task_in_hand();
+    // A GS1 label with no SSCC (here a customer's order number, AI 400) is no tote.
+    let e = r.scan("]C1400PO-77");
+    assert_eq!(beeps(&e), [Beep::Error]);
+    let e = r.key(Key::Enter);
+    assert_eq!(shown(&e), "scan Tote: Widget 1", "still asked for a tote");
+    // An SSCC label is: the tote is its 18 digits.
+    r.scan("]C100003401234567890125");
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!(units.tote.as_deref(), Some("003401234567890125"));
+}
+
+#[test]
+fn in_the_reasons_menu_the_task_is_held_and_each_key_is_audited_against_it() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "B-01", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::F(1));
+    assert!(matches!(screen(&e), Some(Screen::Reasons { .. })), "{e:?}");
+    let e = r.key(Key::Down);
+    assert_eq!(audit(&e).task_id, Some(1), "{:?}", audit(&e));
+    assert_eq!(r.p.held(), [1], "its fate must reach the picker");
+}
+
+#[test]
+fn a_commit_answer_for_an_earlier_command_never_completes_the_pending_one() {
+    let mut r = Rig {
+        p: Picker::new(PickConfig::default()),
+        now: 0,
+    };
+    r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 1)]));
+    let login = r.scan("OP7");
+    r.commit(&login);
+    let login_id = login.iter().find_map(|e| match e {
+        Effect::Persist { id, .. } => Some(*id),
+        _ => None,
+    });
+    let start = r.scan("A-01");
+    assert!(
+        matches!(persisted(&start), Some(Command::StartTask { task_id: 1 })),
+        "{start:?}"
+    );
+    // The login's answer again (a late or repeated one): not the start's.
+    let e = r.input(Input::Committed {
+        id: login_id.unwrap(),
+    });
+    assert_eq!(beeps(&e), [], "no ok-beep for a save that did not happen");
+    assert!(audit(&e).outcome.contains("ignored"), "{:?}", audit(&e));
+    let e = r.scan(WIDGET);
+    assert_eq!(beeps(&e), [Beep::Error], "still saving the start");
+    r.commit(&start);
+    let e = r.scan(WIDGET);
+    assert_eq!(shown(&e), "Info: Enter: confirm 1 Widget 1");
+}
+
+#[test]
+fn units_in_hand_of_a_closed_task_the_oms_then_takes_away_go_back_through_the_store() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    // A new version asks for the 1 unit confirmed: the 2 in hand go back, the store
+    // need not hear of them.
+    let e = r.input(Input::Tasks(vec![task(2, "A-02", 2, 0, 1)]));
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    // Before they are back, the OMS revokes the task: its confirmed unit goes back too,
+    // and the store must record that put-back.
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 3 of Widget 1 at A-01");
+    let e = r.key(Key::Enter);
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 3,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+}
+
+#[test]
+fn down_from_the_last_reason_wraps_to_the_first() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.key(Key::F(1));
+    let e = r.keys(&[Key::Down; 3]);
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 3, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Down);
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 0, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(
+            persisted(&e),
+            Some(Command::ShortPick { reason, .. }) if *reason == REASONS[0].0
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_surplus_put_back_the_store_stops_asking_for_is_dropped_though_another_task_has_one() {
+    let mut r = Rig::logged_in(vec![]);
+    let surplus = |id: u64, loc: &str| {
+        (
+            with_picked(task(id, loc, id as u32, 0, 1), 2),
+            Owed::Surplus,
+        )
+    };
+    let read = |owed| {
+        Input::Path(Path {
+            put_backs: vec![owed],
+            ..Path::default()
+        })
+    };
+    let e = r.input(read(surplus(5, "E-05")));
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 5 at E-05");
+    // The next read asks for task 6's surplus only: task 5's is no longer wanted.
+    let e = r.input(read(surplus(6, "F-06")));
+    assert_eq!(r.p.held(), [6]);
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 6 at F-06");
+}
+
+#[test]
+fn the_task_under_the_picker_leaving_the_path_with_nothing_picked_is_withdrawn_not_done() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1), task(2, "A-02", 2, 0, 1)]);
+    // The store's next window no longer has task 1, and nothing of it was picked.
+    let e = r.input(window(vec![task(2, "A-02", 2, 0, 1)], false, None));
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Effect::Show(Screen::Message { text, .. })
+            if text.as_str() == "Task withdrawn: Widget 1")),
+        "{e:?}"
+    );
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    r.arrive("A-02");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "wave done 1 picked 0 short",
+        "task 1 was not done"
+    );
+}
+
+#[test]
+fn a_surplus_of_the_last_closed_task_goes_back_and_a_later_revocation_asks_only_what_is_left() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    r.now += 1_000;
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+    // A new version asks for 2 of the 3 picked: the store lists the surplus.
+    let e = r.input(Input::Path(Path {
+        put_backs: vec![(with_picked(task(1, "A-01", 1, 0, 2), 3), Owed::Surplus)],
+        ..Path::default()
+    }));
+    assert_eq!(shown(&e), "Warning: Put back 1 of Widget 1 at A-01");
+    let e = r.scan("A-01");
+    let back = |qty| Command::PutBack {
+        task_id: 1,
+        qty,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&back(1)));
+    r.commit(&e);
+    // Then the OMS takes the task away: the 2 units the picker still holds go back.
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    let e = r.scan("A-01");
+    assert_eq!(persisted(&e), Some(&back(2)));
+}
+
+#[test]
+fn units_in_hand_count_only_against_their_own_task_in_a_store_update_or_a_withdrawal() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    // Task 2 (1 unit) is read again: the 2 units in hand are task 1's, not its.
+    let e = r.input(window(
+        vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)],
+        false,
+        None,
+    ));
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert!(r.p.put_backs.is_empty(), "{:?}", r.p.put_backs);
+    // Task 2 is taken away with nothing picked: nothing to put back, the picker goes on.
+    let e = r.input(Input::Withdrawn {
+        task_id: 2,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert!(r.p.put_backs.is_empty(), "{:?}", r.p.put_backs);
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ConfirmPick { task_id: 1, units }) if units.qty == 2),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_second_unit_of_the_same_expiry_joins_the_first_and_another_expiry_is_refused() {
+    let mut t = task(1, "A-01", 1, 0, 3);
+    t.capture.expiry = true;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    let label = |expiry: &str| format!("]C101{:0>14}17{expiry}", WIDGET);
+    let e = r.scan(&label("270630"));
+    assert_eq!(shown(&e), "scan Item: 1/3 Widget 1");
+    r.now += 1_000;
+    let e = r.scan(&label("270630"));
+    assert_eq!(shown(&e), "scan Item: 2/3 Widget 1");
+    let e = r.scan(&label("270731"));
+    assert_eq!(
+        shown(&e),
+        "Error: Other expiry 2027-07-31: confirm these first"
+    );
+}
+
+#[test]
+fn clear_at_the_location_prompt_drops_the_typed_check_code() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    let e = r.keys(&[Key::Digit(4), Key::Digit(4)]);
+    assert_eq!(shown(&e), "Check code 44/99");
+    let e = r.key(Key::Clear);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x1");
+    let e = r.keys(&[Key::Digit(4), Key::Digit(2), Key::Enter]);
+    assert_eq!(persisted(&e), Some(&Command::StartTask { task_id: 1 }));
+}
+
+#[test]
+fn every_unit_still_to_pick_in_hand_after_a_smaller_new_quantity_is_kept_for_the_confirmation() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    // A new version asks for exactly the 2 units in hand: none goes back.
+    let e = r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    assert_eq!(beeps(&e), [], "{e:?}");
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ConfirmPick { units, .. }) if units.qty == 2),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn units_short_picked_go_back_when_the_order_is_then_cancelled() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    r.key(Key::F(1));
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(persisted(&e), Some(Command::ShortPick { units, .. }) if units.qty == 2),
+        "{e:?}"
+    );
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "pick A-02 Widget 2 x1");
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+}
+
+#[test]
+fn the_audit_names_every_kind_of_input() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 2)]);
+    let input = |e: &[Effect]| audit(e).input.clone();
+    let e = r.scan("]C101095060001343521\x1d10L7");
+    assert_eq!(input(&e), "scan ]C101095060001343521\\x1d10L7");
+    assert_eq!(input(&r.key(Key::F(2))), "key F(2)");
+    assert_eq!(input(&r.input(Input::Committed { id: 99 })), "committed 99");
+    let e = r.input(Input::Failed {
+        id: 98,
+        reason: "disk full".into(),
+    });
+    assert_eq!(input(&e), "failed 98: disk full");
+    let e = r.input(Input::Tasks(vec![task(1, "A-01", 1, 0, 2)]));
+    assert_eq!(input(&e), "tasks (1)");
+    let e = r.input(Input::Path(Path {
+        tasks: vec![task(1, "A-01", 1, 0, 2)],
+        more: true,
+        put_backs: vec![(with_picked(task(5, "E-05", 5, 0, 1), 2), Owed::Surplus)],
+        withdrawn: vec![(7, Withdrawal::Revoked)],
+        ..Path::default()
+    }));
+    assert_eq!(
+        input(&e),
+        "path (1 tasks and more, 1 put-backs, 1 withdrawn)"
+    );
+    let e = r.input(Input::Withdrawn {
+        task_id: 3,
+        why: Withdrawal::OrderCancelled,
+    });
+    assert_eq!(input(&e), "task 3 OrderCancelled");
+}
+
+#[test]
+fn f1_at_the_location_prompt_short_picks_nothing_and_back_returns_to_the_prompt() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    let e = r.key(Key::F(1));
+    assert!(
+        matches!(screen(&e), Some(Screen::Reasons { selected: 0, .. })),
+        "{e:?}"
+    );
+    let e = r.key(Key::Back);
+    assert_eq!(shown(&e), "pick A-01 Widget 1 x3");
+    r.key(Key::F(1));
+    let e = r.key(Key::Enter);
+    let expected = Command::ShortPick {
+        task_id: 1,
+        units: Units::default(),
+        reason: ShortReason::LocationEmpty,
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+}
+
+#[test]
+fn clear_drops_a_typed_quantity_and_keeps_the_units_scanned() {
+    let mut t = task(1, "A-01", 1, 0, 10);
+    t.qty_entry = QtyEntry::Typed;
+    let mut r = Rig::logged_in(vec![t]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.keys(&[Key::Digit(7), Key::Clear]);
+    assert_eq!(shown(&e), "scan Item: 1/10 Widget 1");
+    let e = r.keys(&[Key::Digit(3), Key::Enter]);
+    assert_eq!(shown(&e), "scan Item: 3/10 Widget 1");
+}
+
+#[test]
+fn a_digit_beyond_the_reasons_menu_chooses_nothing() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 3), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.keys(&[Key::F(1), Key::Digit(2)]);
+    for d in [0, 5, 9] {
+        let e = r.key(Key::Digit(d));
+        assert_eq!(beeps(&e), [Beep::Error], "digit {d}");
+    }
+    let e = r.key(Key::Enter);
+    assert!(
+        matches!(
+            persisted(&e),
+            Some(Command::ShortPick { reason, .. }) if *reason == REASONS[1].0
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_store_update_listing_a_closed_task_as_it_closed_changes_nothing() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.input(Input::Tasks(vec![with_picked(task(1, "A-01", 1, 0, 1), 1)]));
+    assert_eq!(beeps(&e), [], "{e:?}");
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "wave done 1 picked 0 short"
+    );
+}
+
+#[test]
+fn a_stale_surplus_read_after_a_withdrawal_still_puts_back_everything_picked() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 5), task(2, "A-02", 2, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    r.scan(&format!("0{WIDGET}"));
+    let e = r.key(Key::Enter);
+    r.commit(&e);
+    let e = r.input(Input::Withdrawn {
+        task_id: 1,
+        why: Withdrawal::Revoked,
+    });
+    assert_eq!(shown(&e), "Warning: Put back 2 of Widget 1 at A-01");
+    // A read from before the revocation reached the store: task 1 as a surplus of 1.
+    r.input(Input::Path(Path {
+        tasks: vec![task(2, "A-02", 2, 0, 1)],
+        put_backs: vec![(with_picked(task(1, "A-01", 1, 0, 1), 2), Owed::Surplus)],
+        ..Path::default()
+    }));
+    let e = r.scan("A-01");
+    let expected = Command::PutBack {
+        task_id: 1,
+        qty: 2,
+        location: "A-01".into(),
+    };
+    assert_eq!(persisted(&e), Some(&expected));
+}
+
+#[test]
+fn an_undone_task_counts_once_when_it_is_done_again() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(shown(&e), "wave done 1 picked 0 short");
+    let e = r.key(Key::F(3));
+    assert!(
+        matches!(persisted(&e), Some(Command::UndoPick { task_id: 1, .. })),
+        "{e:?}"
+    );
+    r.commit(&e);
+    r.arrive("A-01");
+    r.scan(WIDGET);
+    let e = r.key(Key::Enter);
+    let e = r.commit(&e);
+    assert_eq!(
+        shown(&e),
+        "wave done 1 picked 0 short",
+        "one task, done once"
+    );
+}
+
+#[test]
+fn a_picker_with_nothing_done_and_no_tasks_is_told_to_wait_not_that_a_wave_is_done() {
+    let r = Rig::logged_in(vec![]);
+    assert_eq!(
+        shown(&[Effect::Show(r.p.screen())]),
+        "Info: No tasks: wait for the next wave"
+    );
+}
+
+#[test]
+fn a_serial_on_the_label_of_an_item_that_does_not_capture_serials_is_not_recorded() {
+    let mut r = Rig::logged_in(vec![task(1, "A-01", 1, 0, 1)]);
+    r.arrive("A-01");
+    r.scan(&format!("]C101{:0>14}21S1", WIDGET));
+    let e = r.key(Key::Enter);
+    let Some(Command::ConfirmPick { units, .. }) = persisted(&e) else {
+        panic!("{e:?}")
+    };
+    assert_eq!((units.qty, units.serial.as_deref()), (1, None));
 }

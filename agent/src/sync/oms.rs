@@ -659,8 +659,9 @@ impl Core {
                     // client and drops the rest: a site's devices sending their windows
                     // at once (after an outage) overran that queue, and each device
                     // stalled until its re-send timer (measured: 50 devices, 9,400
-                    // events/s at QoS 1, 25,000 at QoS 0). A stopping session subscribes
-                    // at QoS 1 again, so the broker keeps what comes while it is away.
+                    // events/s at QoS 1, 25,000 at QoS 0). A persistent session subscribes
+                    // at QoS 1 again as it stops, so the broker keeps what comes while it
+                    // is away.
                     let _ = self.client.try_subscribe(self.up_filter(), QoS::AtMostOnce);
                     let _ = self.client.try_subscribe(
                         self.shared(topics::oms_state_pattern(&self.site)),

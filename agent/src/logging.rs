@@ -2,7 +2,6 @@
 //! or journald-friendly lines under systemd; `RUST_LOG` filters (default `info`).
 
 use std::io::IsTerminal;
-use std::path::Path;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::FmtContext;
@@ -12,14 +11,13 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::config::{Config, LogFormat};
 
 /// The format `floorhand run` logs in: `--log-json` wins, else the config's `[log]
-/// format`. An unreadable config gives `Text`; `run` then reports the config error itself.
-pub fn format_for_run(config: &Path, json_flag: bool) -> LogFormat {
+/// format`. No config (it could not be read) gives `Text`; `run` then reports the config
+/// error itself.
+pub fn format_for_run(config: Option<&Config>, json_flag: bool) -> LogFormat {
     if json_flag {
         return LogFormat::Json;
     }
-    Config::load(config)
-        .map(|c| c.log.format)
-        .unwrap_or(LogFormat::Text)
+    config.map_or(LogFormat::Text, |c| c.log.format)
 }
 
 /// Installs the global subscriber, writing to stderr.

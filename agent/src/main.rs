@@ -105,8 +105,16 @@ pub struct BrokerArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_format = match &cli.command {
-        Command::Run { config, log_json } => floorhand::logging::format_for_run(config, *log_json),
+    // `floorhand run` reads its config file once: the log format comes from it, then the
+    // settings (an unreadable file is reported once logging is up).
+    let loaded = match &cli.command {
+        Command::Run { config, .. } => Some(floorhand::config::Config::load(config)),
+        _ => None,
+    };
+    let log_format = match (&cli.command, &loaded) {
+        (Command::Run { log_json, .. }, Some(loaded)) => {
+            floorhand::logging::format_for_run(loaded.as_ref().ok(), *log_json)
+        }
         _ => floorhand::config::LogFormat::Text,
     };
     // The demo logs to a file under its --out dir, so its progress display stays readable.
@@ -117,7 +125,7 @@ fn main() -> ExitCode {
     if !demo {
         floorhand::logging::init(log_format);
     }
-    match run(cli) {
+    match run(cli, loaded) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("floorhand: error: {e:#}");
@@ -126,9 +134,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(
+    cli: Cli,
+    loaded: Option<Result<floorhand::config::Config, floorhand::config::ConfigError>>,
+) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, .. } => run_agent(&config),
+        Command::Run { config, .. } => run_agent(
+            &config,
+            loaded.unwrap_or_else(|| floorhand::config::Config::load(&config)),
+        ),
         #[cfg(feature = "sim")]
         Command::Oms(cmd) => oms_cmd::run(cmd),
         #[cfg(feature = "bridge")]
@@ -211,9 +225,12 @@ async fn terminated() {
     }
 }
 
-fn run_agent(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn run_agent(
+    path: &std::path::Path,
+    loaded: Result<floorhand::config::Config, floorhand::config::ConfigError>,
+) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    let cfg = floorhand::config::Config::load(path)?;
+    let cfg = loaded?;
     // A panic anywhere (a store job, one of the link's tasks) stops the agent with a
     // failure, so systemd's Restart=on-failure starts it again.
     floorhand::run::watch_panics();

@@ -414,6 +414,15 @@ pub fn up() -> Vec<(&'static str, Envelope<UpMsg>)> {
                 },
             ),
         ),
+        (
+            "Event/TerminalConnected",
+            event(
+                48_229,
+                EventKind::TerminalConnected {
+                    software: "0.1.0".into(),
+                },
+            ),
+        ),
     ]
 }
 

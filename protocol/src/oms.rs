@@ -538,6 +538,15 @@ pub enum EventKind {
         /// Refusals this event stands for, at least 1.
         count: u32,
     },
+    /// A picker's display terminal said hello with this firmware version: sent once per
+    /// agent run for the first terminal, and again whenever a terminal with another
+    /// version connects (a swapped or re-flashed terminal), so the OMS always knows what
+    /// runs at the picker's hand.
+    TerminalConnected {
+        /// The terminal firmware's software version, as its link `Hello` gave it
+        /// (at most 16 bytes).
+        software: String,
+    },
 }
 
 /// Something that happened on the device, sent exactly once in `seq` order.

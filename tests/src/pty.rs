@@ -1,45 +1,31 @@
-//! Real pseudo-terminal pairs from `socat`, and waiting for things with a time limit.
+//! The serial cable of the end-to-end tests (the shared `floorhand::rigs::pty::PtyPair`,
+//! the demo's too), and waiting for things with a time limit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Two ptys joined by `socat`: bytes written to one come out of the other, as on a
-/// serial cable. The `socat` process is killed when this is dropped.
+/// Two ptys joined back to back at `dir/a` and `dir/b`: bytes written to one come out of
+/// the other, as on a serial cable. Dropping it pulls the cable: both ptys go away, an
+/// end still open reads a hang-up, and the links are removed.
 pub struct PtyPair {
     /// One end, e.g. for the agent.
     pub a: PathBuf,
     /// The other end, e.g. for the terminal.
     pub b: PathBuf,
-    socat: Child,
+    _cable: floorhand::rigs::pty::PtyPair,
 }
 
 impl PtyPair {
-    /// Starts `socat` with links `dir/a` and `dir/b` and waits until both exist.
+    /// Opens the pair with links `dir/a` and `dir/b` (replacing any there).
     pub fn new(dir: &Path) -> PtyPair {
         let (a, b) = (dir.join("a"), dir.join("b"));
-        let socat = Command::new("socat")
-            .arg("-d")
-            .arg("-d")
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start socat (is it installed? scripts/setup installs it)");
-        let pair = PtyPair { a, b, socat };
-        wait_until(Duration::from_secs(10), "socat to create both ptys", || {
-            (pair.a.exists() && pair.b.exists()).then_some(())
-        });
-        pair
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
+        let cable = floorhand::rigs::pty::PtyPair::linked_at(a.clone(), b.clone())
+            .unwrap_or_else(|e| panic!("a pty pair in {}: {e}", dir.display()));
+        PtyPair {
+            a,
+            b,
+            _cable: cable,
+        }
     }
 }
 

@@ -342,7 +342,7 @@ pub struct Seen<T> {
 /// Frames that passed one way.
 pub type Log<T> = Arc<Mutex<Vec<Seen<T>>>>;
 
-/// The agent's serial port joined to QEMU's UART0 through the test: a socat pty pair
+/// The agent's serial port joined to QEMU's UART0 through the test: a pty pair
 /// (the agent opens one end) and relay threads, which copy every byte unchanged and
 /// record each frame both ways. The terminal's end can be moved to another QEMU, as a
 /// terminal swapped mid-shift: bytes the agent sends while none is attached are lost,

@@ -1,5 +1,5 @@
 //! Helpers for the station end-to-end tests: the real `floorhand run` process, a scanner
-//! on a socat pty, and the test standing in for the display terminal on another pty
+//! on a pty pair, and the test standing in for the display terminal on another pty
 //! (reading the agent's frames with the protocol's decoder and sending key and scan
 //! frames). Both can be unplugged and plugged in again; the terminal can read as slowly
 //! as a real serial line.
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use floorhand_protocol::Envelope;
 use floorhand_protocol::frame::{self, FrameDecoder};
 use floorhand_protocol::limits::MAX_LINK_FRAME;
-use floorhand_protocol::link::{FromTerminal, Key, Scan, ToTerminal};
+use floorhand_protocol::link::{Display, FromTerminal, Hello, Key, Scan, ToTerminal};
 
 use crate::pty::PtyPair;
 use crate::workspace_bin;
@@ -347,6 +347,16 @@ impl TerminalWire {
             m = self.wait_shown(m, then, &log);
         }
         m
+    }
+
+    /// Says hello as a terminal whose firmware is `software` (a mono display), as real
+    /// firmware does at start and after every reconnect.
+    pub fn hello(&mut self, software: &str) {
+        self.send(&FromTerminal::Hello(Hello {
+            protocol: floorhand_protocol::PROTOCOL_VERSION,
+            software: software.try_into().expect("a version of at most 16 bytes"),
+            display: Display::Mono128x64,
+        }));
     }
 
     fn send(&mut self, msg: &FromTerminal) {

@@ -91,7 +91,15 @@ impl WireTap {
         let id = format!("wiretap-{}-{}", std::process::id(), port);
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-            .args(["-c", "-i", &id, "-t", "floorhand/v1/+/+/up", "-F", "%t %m %x"])
+            .args([
+                "-c",
+                "-i",
+                &id,
+                "-t",
+                "floorhand/v1/+/+/up",
+                "-F",
+                "%t %m %x",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use super::chart;
 use super::floor::{Floor, FloorSettings};
 use super::http::AppState;
+use crate::clock::{unix_now, unix_now_ms};
 use crate::store::oms_store::OmsStore;
 
 /// The page, served as is.
@@ -63,19 +64,13 @@ pub struct Live {
 
 impl Live {
     fn touch(&self) {
-        self.asked_ms.store(now_ms(), Ordering::Relaxed);
+        self.asked_ms.store(unix_now_ms(), Ordering::Relaxed);
     }
 
     /// Streams open now.
     pub fn viewers(&self) -> usize {
         self.viewers.load(Ordering::Relaxed)
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 type Reader = Arc<Mutex<Box<dyn OmsStore>>>;
@@ -140,10 +135,6 @@ fn first_cursor_since(db: &dyn OmsStore, from: u64) -> Result<u64, crate::store:
         }
     }
     Ok(hi)
-}
-
-fn unix_now() -> u64 {
-    now_ms() / 1000
 }
 
 /// Starts the view's task; it ends when `stopping` turns true.
@@ -214,7 +205,7 @@ pub fn spawn(
             floor.prune(now);
             let asked = watched.asked_ms.load(Ordering::Relaxed);
             let watching = watched.viewers() > 0
-                || now_ms().saturating_sub(asked) < WATCHED_FOR.as_millis() as u64
+                || unix_now_ms().saturating_sub(asked) < WATCHED_FOR.as_millis() as u64
                 || version == 0;
             if watching && let Some(devices) = with_store(&reader, |db| db.devices()).await {
                 let view = floor.view(now, &devices);

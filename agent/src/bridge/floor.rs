@@ -85,6 +85,8 @@ struct DeviceFacts {
     labels: VecDeque<u64>,
     /// The last two storage alarm percentages: a rise means the alarm is on.
     storage_alarm: Option<(u8, bool)>,
+    /// The firmware version of the picker's terminal, from its last `TerminalConnected`.
+    terminal: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -313,6 +315,10 @@ impl Floor {
                     }
                     None => refused.push_back((at, *reason, *count)),
                 }
+            }
+            EventKind::TerminalConnected { software } => {
+                pick_role(self);
+                self.device(site, dev).terminal = Some(software.clone());
             }
             EventKind::LoggedIn | EventKind::LoggedOut => {}
         }
@@ -587,6 +593,7 @@ impl Floor {
                 "storage_pct": status.as_ref().map(|s| s.storage_pct),
                 "storage_alarm_pct": storage_alarm,
                 "software": birth.as_ref().map(|b| b.software.clone()),
+                "terminal": facts.and_then(|f| f.terminal.clone()),
             }));
             if role == Role::Pack {
                 stations.push(json!({
@@ -1142,6 +1149,19 @@ mod tests {
         ));
         let v = f.view(NOW, &d);
         assert_eq!(v["devices"][0]["operator"], 7);
+        assert_eq!(v["devices"][0]["role"], "pick");
+    }
+
+    #[test]
+    fn a_picker_row_shows_its_terminals_latest_firmware_version() {
+        let mut f = Floor::new(FloorSettings::default());
+        let d = [row("hh1", true, NOW, None)];
+        assert_eq!(f.view(NOW, &d)["devices"][0]["terminal"], Value::Null);
+        let hello = |v: &str| EventKind::TerminalConnected { software: v.into() };
+        f.apply_event(&ev(1, "hh1", NOW, 0, hello("1.2.0")));
+        f.apply_event(&ev(2, "hh1", NOW, 0, hello("1.3.0")));
+        let v = f.view(NOW, &d);
+        assert_eq!(v["devices"][0]["terminal"], "1.3.0");
         assert_eq!(v["devices"][0]["role"], "pick");
     }
 

@@ -1,38 +1,45 @@
 //! `floorhand demo`: a whole shift on one command. An embedded broker, the OMS side as a
-//! real `floorhand bridge` (whose floor view the demo prints the URL of), a picker and a
-//! pack station with their own SQLite files, virtual devices on real ptys and sockets,
-//! and a network outage in the middle; at the end a summary and the exactly-once check
-//! (what the OMS received equals what the agents committed). The floor view stays up
-//! after the summary until Enter (or end of input); `--quick` exits at once.
+//! real `floorhand bridge` (whose floor view the demo prints the URL of), a handheld and a
+//! pack station, each `floorhand run`'s own agent (`run::Agent`: its store, MQTT link and
+//! station runtime, from a generated config file) with its SQLite file, virtual devices
+//! on real ptys and sockets with a scripted operator at each station, and a network
+//! outage in the middle; at the end a summary and the exactly-once check (what the OMS
+//! received equals what the agents committed). The floor view stays up after the summary
+//! until Enter (or end of input); `--quick` exits at once.
 //!
 //! - [`broker`]: rumqttd embedded (Mosquitto fallback, or `--broker`).
 //! - [`oms`]: the bridge in the demo's process, its API and its store.
 //! - [`proxy`]: the TCP fault proxy that cuts the agents' broker link.
-//! - [`pty`]: two ptys joined by a relay thread (`openpty`), the virtual devices' cable.
-//! - [`vdev`]: scanner pty, ZPL printer on TCP, the firmware terminal host runner.
-//! - [`picker`], [`packer`]: the stations (the seam to the station runtime).
+//! - [`vdev`]: the scanners and the terminals (`floorhand-terminal`, the firmware's host
+//!   runner, at the handheld), each on a `rigs::pty` pair.
+//! - [`picker`], [`packer`]: the scripted operators.
+//! - [`commits`]: what each agent committed, read back from its database.
 //! - [`summary`]: the exactly-once check (pure) and the report.
 
 pub mod broker;
+pub mod commits;
 pub mod oms;
 pub mod packer;
 pub mod picker;
 pub mod proxy;
-pub mod pty;
 pub mod summary;
 pub mod vdev;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use floorhand_protocol::oms::{Address, Down, EventKind, PackLine, PackOrder, Wave};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::sync::agent::LinkState;
+use crate::run::{Agent, AgentError, Stopper};
+use crate::store::{Db, Store};
+use crate::sync::agent::{LinkState, SyncHandle};
 use crate::sync::tools::{SimPlan, sim_waves};
+use commits::Commits;
+pub use commits::{Committed, Written};
 use oms::DemoBridge;
 use summary::{AgentSide, Counters, Summary};
 
@@ -85,74 +92,6 @@ impl DemoError {
     }
 }
 
-/// Every event an agent committed through the demo's stations: `(seq, operator, kind)`
-/// per device, to compare with what the OMS received.
-#[derive(Clone, Default)]
-pub struct CommitLog(Arc<Mutex<Committed>>);
-
-/// Per device, `(seq, operator, kind)` of each committed event.
-pub type Committed = BTreeMap<String, Written>;
-
-/// `(seq, operator, kind)` of events one transaction wrote.
-pub type Written = Vec<(u64, u32, EventKind)>;
-
-impl CommitLog {
-    fn record(&self, device: &str, events: Written) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        g.entry(device.to_string()).or_default().extend(events);
-    }
-
-    fn snapshot(&self) -> Committed {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// Runs `f`, one station command's store transaction, and reads back the outbox events it
-/// wrote, `(seq, operator, kind)`. The store thread runs one job at a time, so no ack can
-/// delete them in between: this is what the agent committed, as the OMS must receive it.
-fn with_events<R>(
-    db: &mut crate::store::Db,
-    f: impl FnOnce(&mut crate::store::Db) -> Result<R, crate::store::StoreError>,
-) -> Result<(R, Written), crate::store::StoreError> {
-    let before = db.outbox_stats(0)?.high_seq;
-    let r = f(db)?;
-    let events = db
-        .outbox_pending(before, usize::MAX)?
-        .into_iter()
-        .filter_map(
-            |row| match floorhand_protocol::oms::decode_up(&row.payload) {
-                Ok(env) => match env.body.body {
-                    floorhand_protocol::oms::Up::Event(e) => Some((row.seq, e.operator, e.kind)),
-                    _ => None,
-                },
-                Err(e) => {
-                    tracing::error!(seq = row.seq, "outbox row does not decode: {e}");
-                    None
-                }
-            },
-        )
-        .collect();
-    Ok((r, events))
-}
-
-/// Shared counters the stations bump and the display reads.
-#[derive(Clone)]
-pub struct Progress {
-    counters: Arc<Mutex<Counters>>,
-    device_picker: String,
-    device_pack: String,
-}
-
-impl Progress {
-    fn count(&self, f: impl FnOnce(&mut Counters)) {
-        f(&mut self.counters.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    fn get(&self) -> Counters {
-        *self.counters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Shift sizes.
 struct Plan {
     waves: u32,
@@ -167,7 +106,9 @@ const SITE: &str = "demo";
 const PICKER: &str = "handheld-1";
 const PACK: &str = "pack-1";
 
-fn agent_config(out: &Path, device: &str, broker_url: &str) -> String {
+/// The config file of the agent `device`, with its station and device sections
+/// (`station`, appended as they are).
+fn agent_config(out: &Path, device: &str, broker_url: &str, station: &str) -> String {
     format!(
         r#"# Generated by `floorhand demo`; `floorhand run --config` accepts it as it is.
 device = "{device}"
@@ -183,7 +124,7 @@ synchronous = "normal"
 status_interval_s = 5
 resend_after_s = 2
 max_backoff_s = 1
-"#,
+{station}"#,
         db = out.join(format!("{device}.db")).display()
     )
 }
@@ -298,6 +239,9 @@ pub fn run(args: &DemoArgs) -> Result<bool, DemoError> {
     Ok(summary.exactly_once)
 }
 
+/// The shift, step by step: the parts start, the OMS pushes the work, the operators work
+/// through it while [`watch`] shows progress and runs the outage, the backlog drains, and
+/// the summary sets what the OMS received against what the agents committed.
 async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), DemoError> {
     let started = Instant::now();
     let out = args.out.clone();
@@ -317,116 +261,296 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
     println!("floor view (live while the shift runs): {url}");
     tracing::info!("floor view at http://{}/", oms.addr);
 
-    // The agents, from generated config files.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut agents = Vec::new();
-    for (device, proxy) in [PICKER, PACK].iter().zip(&proxies) {
-        let path = out.join(format!("{device}.toml"));
-        std::fs::write(&path, agent_config(&out, device, &proxy.url()))
-            .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
-        let cfg = Config::load(&path).map_err(|e| DemoError::Agent(e.to_string()))?;
-        // The store and the MQTT link, as `run::Agent` opens them, without its station
-        // runtime: the demo's stations (`picker`, `packer`) drive the workflows.
-        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
-        let store = crate::store::Store::open(&cfg.database.path, cfg.store_config())
-            .map_err(|e| fail(&e))?;
-        let settings = cfg.settings(&path).map_err(|e| fail(&e))?;
-        let (sync, task) = crate::sync::agent::start(settings.sync, store.clone(), stop_rx.clone())
-            .await
-            .map_err(|e| fail(&e))?;
-        agents.push((store, sync, task));
+    let mut devices = Devices::start(&out)?;
+    let agents = start_agents(&out, &proxies, &devices).await?;
+    let work = Work::plan(plan);
+    let operators = start_operators(&agents, &mut devices, &work, plan)?;
+
+    wait_for_births(&oms).await?;
+    push_work(&oms, &work).await?;
+    let display = Display::new(&work);
+    let mut progress = Progress::new(&agents, devices.picker_beeps.clone());
+    let watched = watch(
+        &oms,
+        &proxies,
+        plan,
+        &work,
+        &mut progress,
+        &agents,
+        &display,
+        operators,
+    )
+    .await?;
+    // Refused scans a station still counts are written at its next tick, within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drain(&oms, &agents, &display).await?;
+    display.bars.clear().ok();
+
+    let agent_side = agent_sides(&agents, &work).await?;
+    progress.read().await?;
+    let counters = progress.counters(true).await?;
+    let committed = progress.committed();
+    let acked = ack_points(&oms).await?;
+    let duplicates = oms.metric("event_duplicates_total").await?;
+    agents.stop().await;
+    // What the OMS received: every event the bridge stored, read back from its store.
+    let received = oms.events().await?;
+    let mut problems = summary::exactly_once(&received, &committed, &agent_side);
+    problems.extend(watched.failures);
+    let files = files_left(&out, devices, watched.operators);
+    let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
+    let summary = Summary {
+        broker: broker.kind.clone(),
+        counters,
+        events_sent,
+        events_acked: acked.values().sum(),
+        oms_events_received: received.len() as u64,
+        duplicates_suppressed: duplicates,
+        outage_s: watched.outage.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        max_backlog: watched.max_backlog.iter().sum(),
+        cancelled_order: work.cancelled,
+        problems,
+        screens: files.screens,
+        labels: files.labels,
+        label_previews: files.label_previews,
+        notes: files.notes,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        exactly_once: false,
     }
-    let (picker_store, picker_sync) = (agents[0].0.clone(), agents[0].1.clone());
-    let (pack_store, pack_sync) = (agents[1].0.clone(), agents[1].1.clone());
+    .finish();
+    Ok((summary, oms))
+}
 
-    let progress = Progress {
-        counters: Arc::default(),
-        device_picker: PICKER.into(),
-        device_pack: PACK.into(),
+/// The virtual devices: a scanner and a terminal line per station on ptys (each taken
+/// by its operator), and the label printer on TCP. The handheld's terminal is
+/// `floorhand-terminal` drawing its screens when it is built; the pack station's is the
+/// demo standing in.
+struct Devices {
+    scanner: Option<vdev::VirtualScanner>,
+    terminal: Option<vdev::TerminalLine>,
+    pack_scanner: Option<vdev::VirtualScanner>,
+    pack_terminal: Option<vdev::TerminalLine>,
+    /// Where the stations' config files point.
+    ports: Ports,
+    picker_beeps: vdev::ErrorBeeps,
+    /// Up until the summary: the pack station's printer thread talks to it to the end.
+    _printer: crate::rigs::fake_printer::FakePrinter,
+    /// Why the handheld's terminal draws no screens, if it does not.
+    terminal_note: Option<String>,
+}
+
+/// The agent ends of the devices' ptys, and the printer's address.
+struct Ports {
+    scanner: PathBuf,
+    terminal: PathBuf,
+    pack_scanner: PathBuf,
+    pack_terminal: PathBuf,
+    printer: String,
+}
+
+impl Devices {
+    fn start(out: &Path) -> Result<Devices, DemoError> {
+        let pty_dir = out.join("pty");
+        let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
+        let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
+        let labels_dir = out.join("labels");
+        let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
+            .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
+        let (screens, log) = (out.join("screens"), out.join("terminal.log"));
+        let (terminal, terminal_note) =
+            vdev::TerminalLine::start(&pty_dir, "terminal", Some((&screens, &log)))?;
+        let (pack_terminal, _) = vdev::TerminalLine::start(&pty_dir, "pack-terminal", None)?;
+        Ok(Devices {
+            ports: Ports {
+                scanner: scanner.agent_port.clone(),
+                terminal: terminal.agent_port.clone(),
+                pack_scanner: pack_scanner.agent_port.clone(),
+                pack_terminal: pack_terminal.agent_port.clone(),
+                printer: printer.addr().to_string(),
+            },
+            picker_beeps: terminal.error_beeps(),
+            scanner: Some(scanner),
+            terminal: Some(terminal),
+            pack_scanner: Some(pack_scanner),
+            pack_terminal: Some(pack_terminal),
+            _printer: printer,
+            terminal_note,
+        })
+    }
+}
+
+/// The station sections of the handheld's config: its scanner and terminal.
+fn picker_station(ports: &Ports) -> String {
+    format!(
+        "[scanner]\nserial = {:?}\nbaud = 9600\n[terminal]\nserial = {:?}\n",
+        ports.scanner.display().to_string(),
+        ports.terminal.display().to_string()
+    )
+}
+
+/// The station sections of the pack station's config: its role and weights, scanner,
+/// terminal, label printer and labels.
+fn pack_station(ports: &Ports) -> String {
+    format!(
+        "[station]\nrole = \"pack\"\ntare_g = {tare}\nweight_tolerance_pct = 5\n\
+         weight_tolerance_min_g = 20\n\
+         [scanner]\nserial = {:?}\nbaud = 9600\n[terminal]\nserial = {:?}\n\
+         [printer]\ntcp = {:?}\ntimeout_ms = 2000\nretry_ms = 200\n\
+         [label]\ncompany_prefix = \"9506000\"\nextension = 0\n",
+        ports.pack_scanner.display().to_string(),
+        ports.pack_terminal.display().to_string(),
+        ports.printer,
+        tare = packer::TARE_G,
+    )
+}
+
+/// A running agent: `run::Agent` started as `floorhand run` starts it, waited on by its
+/// own task.
+struct Station {
+    store: Store,
+    sync: SyncHandle,
+    stopper: Stopper,
+    running: tokio::task::JoinHandle<Result<(), AgentError>>,
+}
+
+/// The two agents.
+struct Agents {
+    picker: Station,
+    pack: Station,
+}
+
+impl Agents {
+    /// Stops both agents as SIGTERM would, and waits for them (at most 10 s each).
+    async fn stop(self) {
+        for s in [self.picker, self.pack] {
+            s.stopper.stop();
+            match tokio::time::timeout(Duration::from_secs(10), s.running).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!("an agent stopped with a failure: {e}"),
+                Ok(Err(e)) => tracing::error!("an agent's task failed: {e}"),
+                Err(_) => tracing::error!("an agent did not stop within 10 s"),
+            }
+        }
+    }
+}
+
+/// Starts the agents from generated config files, each through its own fault proxy,
+/// with its database keeping a copy of its outbox for the demo (`Db::keep_outbox_copy`).
+async fn start_agents(
+    out: &Path,
+    proxies: &[proxy::FaultProxy; 2],
+    devices: &Devices,
+) -> Result<Agents, DemoError> {
+    let stations = [picker_station(&devices.ports), pack_station(&devices.ports)];
+    let mut started = Vec::new();
+    for ((device, proxy), station) in [PICKER, PACK].iter().zip(proxies).zip(stations) {
+        let path = out.join(format!("{device}.toml"));
+        std::fs::write(&path, agent_config(out, device, &proxy.url(), &station))
+            .map_err(|e| DemoError::io(&path.display().to_string(), e))?;
+        let fail = |e: &dyn std::fmt::Display| DemoError::Agent(format!("{device}: {e}"));
+        let settings = Config::load_settings(&path).map_err(|e| fail(&e))?;
+        Db::open(&settings.database, &settings.store)
+            .and_then(|db| db.keep_outbox_copy())
+            .map_err(|e| fail(&e))?;
+        let agent = Agent::start(&settings).await.map_err(|e| fail(&e))?;
+        started.push(Station {
+            store: agent.store.clone(),
+            sync: agent.sync.clone(),
+            stopper: agent.stopper(),
+            running: tokio::spawn(agent.wait()),
+        });
+    }
+    let pack = started.pop().expect("two agents");
+    let picker = started.pop().expect("two agents");
+    Ok(Agents { picker, pack })
+}
+
+/// The OMS's plan: waves for the handheld, a pack order per order for the pack station,
+/// and the order it cancels mid-shift.
+struct Work {
+    waves: Vec<Wave>,
+    orders: Vec<PackOrder>,
+    cancelled: String,
+    total_tasks: usize,
+}
+
+impl Work {
+    fn plan(plan: &Plan) -> Work {
+        let waves = sim_waves(
+            &SimPlan {
+                devices: vec![PICKER.into()],
+                waves: plan.waves,
+                tasks: plan.tasks,
+            },
+            0,
+        );
+        let orders = pack_orders(&waves);
+        let cancelled = waves
+            .last()
+            .and_then(|w| w.tasks.last())
+            .map(|t| t.order_id.clone())
+            .unwrap_or_default();
+        let total_tasks = waves.iter().map(|w| w.tasks.len()).sum();
+        Work {
+            waves,
+            orders,
+            cancelled,
+            total_tasks,
+        }
+    }
+}
+
+/// The two operators at work, each on its own task, handing itself back at the end.
+struct Operators {
+    picking: tokio::task::JoinHandle<(Result<(), DemoError>, picker::PickOperator)>,
+    packing: tokio::task::JoinHandle<(Result<(), DemoError>, packer::PackOperator)>,
+}
+
+/// Sends the picker and the packer to their stations (they wait for their work), each
+/// taking its scanner and terminal from `devices`.
+fn start_operators(
+    agents: &Agents,
+    devices: &mut Devices,
+    work: &Work,
+    plan: &Plan,
+) -> Result<Operators, DemoError> {
+    let taken = || DemoError::Device("a device was handed out twice".into());
+    let mut pick = picker::PickOperator {
+        scanner: devices.scanner.take().ok_or_else(taken)?,
+        terminal: devices.terminal.take().ok_or_else(taken)?,
+        store: agents.picker.store.clone(),
     };
-    let ledger = CommitLog::default();
-
-    // Devices.
-    let pty_dir = out.join("pty");
-    let scanner = vdev::VirtualScanner::start(&pty_dir, "scanner")?;
-    let pack_scanner = vdev::VirtualScanner::start(&pty_dir, "pack-scanner")?;
-    let labels_dir = out.join("labels");
-    let printer = crate::rigs::fake_printer::FakePrinter::storing(&labels_dir)
-        .map_err(|e| DemoError::io(&labels_dir.display().to_string(), e))?;
-    let screens_dir = out.join("screens");
-    let terminal_runner =
-        vdev::TerminalRunner::start(&pty_dir, &screens_dir, &out.join("terminal.log"));
-    // The terminal's own key and scan events are not used: the scripted operator's
-    // keys go to the workflow directly (see `picker`), its scans through the scanner pty.
-    let (terminal, _terminal_events, terminal_note) = match &terminal_runner {
-        Ok(t) => match crate::devices::terminal::spawn(&crate::devices::terminal::TerminalConfig {
-            path: t.agent_port.to_string_lossy().into_owned(),
-            baud: 115_200,
-        }) {
-            Ok((h, events)) => (Some(h), Some(events), None),
-            Err(e) => (None, None, Some(format!("terminal link: {e}"))),
-        },
-        Err(e) => (None, None, Some(e.to_string())),
-    };
-
-    // The OMS's plan: waves for the handheld, a pack order per order for the pack station.
-    let waves = sim_waves(
-        &SimPlan {
-            devices: vec![PICKER.into()],
-            waves: plan.waves,
-            tasks: plan.tasks,
-        },
-        0,
-    );
-    let orders = pack_orders(&waves);
-    let cancelled = waves
-        .last()
-        .and_then(|w| w.tasks.last())
-        .map(|t| t.order_id.clone())
-        .unwrap_or_default();
-    let total_tasks: usize = waves.iter().map(|w| w.tasks.len()).sum();
-
-    let mut pick_station = picker::PickStation {
-        badge_prefix: crate::pick::PickConfig::default().badge_prefix,
-        picker: crate::pick::Picker::new(crate::pick::PickConfig::default()),
-        store: picker_store.clone(),
-        sync: picker_sync.clone(),
-        scanner,
-        terminal,
-        started: Instant::now(),
-        ledger: ledger.clone(),
-        progress: progress.clone(),
-    };
-    let mut pack_station = packer::PackStation {
-        store: pack_store.clone(),
-        sync: pack_sync.clone(),
-        scanner: pack_scanner,
-        printer_addr: printer.addr().to_string(),
-        ledger: ledger.clone(),
-        progress: progress.clone(),
+    let mut pack = packer::PackOperator {
+        scanner: devices.pack_scanner.take().ok_or_else(taken)?,
+        terminal: devices.pack_terminal.take().ok_or_else(taken)?,
+        commits: Commits::new(PACK, agents.pack.store.clone()),
     };
     let deadline = Instant::now() + Duration::from_secs(45);
     let pace = plan.pace;
-    let (w2, c2) = (waves.clone(), cancelled.clone());
+    let waves = work.waves.clone();
     let picking = tokio::spawn(async move {
-        let r = pick_station.run_shift(&w2, pace, deadline).await;
-        (r, pick_station)
+        let r = pick.run_shift(&waves, pace, deadline).await;
+        (r, pick)
     });
-    let o2 = orders.clone();
+    let (orders, cancelled) = (work.orders.clone(), work.cancelled.clone());
     let packing = tokio::spawn(async move {
-        let r = pack_station.run_shift(&o2, &c2, pace * 4, deadline).await;
-        (r, pack_station)
+        let r = pack
+            .run_shift(&orders, &cancelled, pace * 4, deadline)
+            .await;
+        (r, pack)
     });
+    Ok(Operators { picking, packing })
+}
 
-    // Push the shift once the bridge has seen both agents' births (an agent publishes it
-    // after its subscribe on the same connection, so from then on a message sent to it
-    // is not lost): the waves, a pack order per order (the cancellation comes later).
+/// Waits until the bridge has seen both agents' births: an agent publishes it after its
+/// subscribe on the same connection, so from then on a message sent to it is not lost.
+async fn wait_for_births(oms: &DemoBridge) -> Result<(), DemoError> {
     let listening = Instant::now() + Duration::from_secs(10);
     loop {
         let rows = oms.devices().await?;
         let born = |d: &str| rows.iter().any(|r| r.device == d && r.birth_at > 0);
         if born(PICKER) && born(PACK) {
-            break;
+            return Ok(());
         }
         if Instant::now() > listening {
             return Err(DemoError::Broker(
@@ -435,112 +559,275 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for w in &waves {
+}
+
+/// The OMS pushes the shift: the waves, a pack order per order (the cancellation comes
+/// later, from [`watch`]).
+async fn push_work(oms: &DemoBridge, work: &Work) -> Result<(), DemoError> {
+    for w in &work.waves {
         oms.send(SITE, PICKER, &Down::WaveAssigned(w.clone()))
             .await?;
     }
-    for o in &orders {
+    for o in &work.orders {
         oms.send(SITE, PACK, &Down::PackOrder(Box::new(o.clone())))
             .await?;
     }
+    Ok(())
+}
 
-    // The display, the cancellation and the outage.
-    let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let picks = bars.add(ProgressBar::new(total_tasks as u64));
-    picks.set_style(style.clone());
-    picks.set_prefix("picks");
-    let cartons = bars.add(ProgressBar::new(
-        orders.len().saturating_sub(1).max(1) as u64
-    ));
-    cartons.set_style(style);
-    cartons.set_prefix("cartons");
-    let link = bars.add(ProgressBar::new_spinner());
-    let mut cancel_sent = false;
-    let mut blackholed = false;
-    let mut outage: Option<(Instant, Option<Duration>)> = None;
-    let mut max_backlog = [0u64; 2];
-    // Until both stations are done and the outage has run its full length.
-    while !(picking.is_finished() && packing.is_finished() && matches!(outage, Some((_, Some(_)))))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let c = progress.get();
-        let done = (c.tasks_picked + c.tasks_short) as usize;
-        if !cancel_sent && done >= 2 {
-            cancel_sent = true;
-            let cancel = Down::OrderCancelled {
-                order_id: cancelled.clone(),
-            };
-            oms.send(SITE, PICKER, &cancel).await?;
-            oms.send(SITE, PACK, &cancel).await?;
+/// What the stations did, as their commits and the handheld's terminal line tell it.
+struct Progress {
+    picker: Commits,
+    pack: Commits,
+    picker_beeps: vdev::ErrorBeeps,
+}
+
+impl Progress {
+    fn new(agents: &Agents, picker_beeps: vdev::ErrorBeeps) -> Progress {
+        Progress {
+            picker: Commits::new(PICKER, agents.picker.store.clone()),
+            pack: Commits::new(PACK, agents.pack.store.clone()),
+            picker_beeps,
         }
-        // The outage: first one-way (the agents' events reach the OMS but they hear
-        // no acks, so they re-send and the OMS drops the copies), then a black hole with
-        // every connection cut; then the link comes back.
-        match outage {
-            None if done >= total_tasks / 3 || picking.is_finished() => {
-                for p in &proxies {
-                    p.set_mode(proxy::Mode::Deaf);
-                }
-                outage = Some((Instant::now(), None));
+    }
+
+    /// Reads what both stations committed since the last read.
+    async fn read(&mut self) -> Result<(), DemoError> {
+        self.picker.read().await?;
+        self.pack.read().await
+    }
+
+    /// The counters, from the events read so far; with `bounces`, the scanner bounces the
+    /// handheld ignored, from its scan audit (read once, at the end).
+    async fn counters(&self, bounces: bool) -> Result<Counters, DemoError> {
+        let bounces_ignored = if bounces {
+            self.picker
+                .store()
+                .call(|db| db.audits_starting("ignored: same scan again"))
+                .await
+                .map_err(|e| DemoError::Agent(format!("{PICKER}: {e}")))?
+                .map_err(|e| DemoError::Agent(format!("{PICKER}: {e}")))?
+        } else {
+            0
+        };
+        Ok(Counters {
+            tasks_picked: self.picker.count(|k| matches!(k, EventKind::Picked(_))),
+            tasks_short: self
+                .picker
+                .count(|k| matches!(k, EventKind::ShortPicked { .. })),
+            exceptions: self.picker_beeps.get(),
+            bounces_ignored,
+            cartons: self
+                .pack
+                .count(|k| matches!(k, EventKind::CartonClosed { .. })),
+            labels_printed: self
+                .pack
+                .count(|k| matches!(k, EventKind::LabelPrinted { .. })),
+        })
+    }
+
+    /// Every event both agents committed, as read so far.
+    fn committed(&self) -> Committed {
+        [&self.picker, &self.pack]
+            .into_iter()
+            .map(|l| (l.device().to_string(), l.events().clone()))
+            .collect()
+    }
+}
+
+/// The live display: picks, cartons and the link.
+struct Display {
+    bars: MultiProgress,
+    picks: ProgressBar,
+    cartons: ProgressBar,
+    link: ProgressBar,
+}
+
+impl Display {
+    fn new(work: &Work) -> Display {
+        let bars = MultiProgress::new();
+        let style = ProgressStyle::with_template("{prefix:>10} {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let picks = bars.add(ProgressBar::new(work.total_tasks as u64));
+        picks.set_style(style.clone());
+        picks.set_prefix("picks");
+        let cartons = bars.add(ProgressBar::new(
+            work.orders.len().saturating_sub(1).max(1) as u64
+        ));
+        cartons.set_style(style);
+        cartons.set_prefix("cartons");
+        let link = bars.add(ProgressBar::new_spinner());
+        Display {
+            bars,
+            picks,
+            cartons,
+            link,
+        }
+    }
+}
+
+/// What [`watch`] saw: how long the link was cut, the largest backlogs, and each
+/// operator's failure; and the operators, handed back.
+struct Watched {
+    outage: Option<Duration>,
+    max_backlog: [u64; 2],
+    failures: Vec<String>,
+    operators: (picker::PickOperator, packer::PackOperator),
+}
+
+/// The network outage on the agents' links, a third of the way through the shift: first
+/// one-way (the agents' events reach the OMS but they hear no acks, so they re-send and
+/// the OMS drops the copies), then a black hole with every connection cut; then the link
+/// comes back.
+struct Outage<'a> {
+    proxies: &'a [proxy::FaultProxy; 2],
+    /// When it began, and how long it lasted once it is over.
+    cut: Option<(Instant, Option<Duration>)>,
+    blackholed: bool,
+}
+
+impl Outage<'_> {
+    /// Starts, deepens or ends the outage as the shift goes on.
+    fn step(&mut self, plan: &Plan, third_done: bool) {
+        match self.cut {
+            None if third_done => {
+                self.set(proxy::Mode::Deaf);
+                self.cut = Some((Instant::now(), None));
             }
-            Some((t0, None)) if t0.elapsed() >= plan.outage => {
-                for p in &proxies {
-                    p.set_mode(proxy::Mode::Pass);
-                }
-                outage = Some((t0, Some(t0.elapsed())));
-            }
-            Some((t0, None)) if !blackholed && t0.elapsed() >= plan.deaf => {
-                blackholed = true;
-                for p in &proxies {
+            Some((t0, None)) if t0.elapsed() >= plan.outage => self.end(),
+            Some((t0, None)) if !self.blackholed && t0.elapsed() >= plan.deaf => {
+                self.blackholed = true;
+                for p in self.proxies {
                     p.set_mode(proxy::Mode::Blackhole);
                     p.cut();
                 }
             }
             _ => {}
         }
-        let backlog = [backlog(&picker_store).await, backlog(&pack_store).await];
-        for (m, b) in max_backlog.iter_mut().zip(backlog) {
-            *m = (*m).max(b);
+    }
+
+    /// Lets the link through again, if it is cut.
+    fn end(&mut self) {
+        if let Some((t0, None)) = self.cut {
+            self.set(proxy::Mode::Pass);
+            self.cut = Some((t0, Some(t0.elapsed())));
         }
-        picks.set_position(done as u64);
-        picks.set_message(format!(
+    }
+
+    fn set(&self, mode: proxy::Mode) {
+        for p in self.proxies {
+            p.set_mode(mode);
+        }
+    }
+
+    fn ongoing(&self) -> bool {
+        matches!(self.cut, Some((_, None)))
+    }
+
+    fn over(&self) -> bool {
+        matches!(self.cut, Some((_, Some(_))))
+    }
+}
+
+impl Display {
+    /// Shows the counters, the link's state and each agent's backlog.
+    fn show(&self, c: &Counters, link: &LinkState, outage: bool, backlog: [u64; 2]) {
+        self.picks.set_position(c.tasks_picked + c.tasks_short);
+        self.picks.set_message(format!(
             "{} short, {} exceptions",
             c.tasks_short, c.exceptions
         ));
-        cartons.set_position(c.cartons);
-        cartons.set_message(format!("{} labels printed", c.labels_printed));
-        let link_state = match (outage, &*picker_sync.state.borrow()) {
-            (Some((_, None)), _) => "OUTAGE (link cut)".to_string(),
+        self.cartons.set_position(c.cartons);
+        self.cartons
+            .set_message(format!("{} labels printed", c.labels_printed));
+        let link_state = match (outage, link) {
+            (true, _) => "OUTAGE (link cut)".to_string(),
             (_, LinkState::Up { .. }) => "up".to_string(),
             (_, LinkState::Down { error, .. }) => format!("down: {error}"),
         };
-        link.set_message(format!(
+        self.link.set_message(format!(
             "link: {link_state}; backlog {PICKER}: {}, {PACK}: {}",
             backlog[0], backlog[1]
         ));
-        link.tick();
+        self.link.tick();
     }
-    let (pick_result, pick_station) = picking
+}
+
+/// Shows progress until both operators are done and the [`Outage`] has run its full
+/// length; sends the cancellation once two tasks are done.
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    oms: &DemoBridge,
+    proxies: &[proxy::FaultProxy; 2],
+    plan: &Plan,
+    work: &Work,
+    progress: &mut Progress,
+    agents: &Agents,
+    display: &Display,
+    operators: Operators,
+) -> Result<Watched, DemoError> {
+    let Operators { picking, packing } = operators;
+    let mut cancel_sent = false;
+    let mut outage = Outage {
+        proxies,
+        cut: None,
+        blackholed: false,
+    };
+    let mut max_backlog = [0u64; 2];
+    while !(picking.is_finished() && packing.is_finished() && outage.over()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        progress.read().await?;
+        let c = progress.counters(false).await?;
+        let done = (c.tasks_picked + c.tasks_short) as usize;
+        if !cancel_sent && done >= 2 {
+            cancel_sent = true;
+            let cancel = Down::OrderCancelled {
+                order_id: work.cancelled.clone(),
+            };
+            oms.send(SITE, PICKER, &cancel).await?;
+            oms.send(SITE, PACK, &cancel).await?;
+        }
+        outage.step(plan, done >= work.total_tasks / 3 || picking.is_finished());
+        let backlog = [
+            backlog(&agents.picker.store).await,
+            backlog(&agents.pack.store).await,
+        ];
+        for (m, b) in max_backlog.iter_mut().zip(backlog) {
+            *m = (*m).max(b);
+        }
+        let link = agents.picker.sync.state.borrow().clone();
+        display.show(&c, &link, outage.ongoing(), backlog);
+    }
+    let (pick_result, pick) = picking
         .await
         .map_err(|e| DemoError::Agent(format!("picker task: {e}")))?;
-    let (pack_result, _pack_station) = packing
+    let (pack_result, pack) = packing
         .await
         .map_err(|e| DemoError::Agent(format!("pack task: {e}")))?;
-    if let Some((t0, None)) = outage {
-        for p in &proxies {
-            p.set_mode(proxy::Mode::Pass);
-        }
-        outage = Some((t0, Some(t0.elapsed())));
+    outage.end();
+    let mut failures = Vec::new();
+    if let Err(e) = pick_result {
+        failures.push(format!("picker: {e}"));
     }
+    if let Err(e) = pack_result {
+        failures.push(format!("pack station: {e}"));
+    }
+    Ok(Watched {
+        outage: outage.cut.and_then(|(_, d)| d),
+        max_backlog,
+        failures,
+        operators: (pick, pack),
+    })
+}
 
-    // The backlog drains: wait until the OMS has acked everything each agent wrote.
+/// The backlog drains: waits (at most 20 s) until the OMS has acked everything each
+/// agent wrote.
+async fn drain(oms: &DemoBridge, agents: &Agents, display: &Display) -> Result<(), DemoError> {
     let drain_deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut drained = true;
-        let acked = ack_points(&oms).await?;
-        for (device, store) in [(PICKER, &picker_store), (PACK, &pack_store)] {
+        let acked = ack_points(oms).await?;
+        for (device, store) in [(PICKER, &agents.picker.store), (PACK, &agents.pack.store)] {
             let high = store
                 .call(move |db| db.outbox_stats(0).map(|s| (s.count, s.high_seq)))
                 .await
@@ -552,20 +839,23 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
             }
         }
         if drained || Instant::now() > drain_deadline {
-            break;
+            return Ok(());
         }
-        link.set_message("link: up; draining the backlog".to_string());
-        link.tick();
+        display
+            .link
+            .set_message("link: up; draining the backlog".to_string());
+        display.link.tick();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bars.clear().ok();
-    drop(pick_station);
+}
 
-    // Agent side facts, straight from each store.
-    let mut agent_side = Vec::new();
-    for (device, store) in [(PICKER, &picker_store), (PACK, &pack_store)] {
+/// Each agent's side, straight from its store: its highest seq, what is unacked, and
+/// the picker's units per task.
+async fn agent_sides(agents: &Agents, work: &Work) -> Result<Vec<AgentSide>, DemoError> {
+    let mut sides = Vec::new();
+    for (device, store) in [(PICKER, &agents.picker.store), (PACK, &agents.pack.store)] {
         let ids: Vec<u64> = if device == PICKER {
-            waves
+            work.waves
                 .iter()
                 .flat_map(|w| w.tasks.iter().map(|t| t.task_id))
                 .collect()
@@ -591,23 +881,27 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
             .await
             .map_err(|e| DemoError::Agent(e.to_string()))?
             .map_err(|e| DemoError::Agent(e.to_string()))?;
-        agent_side.push(side);
+        sides.push(side);
     }
-    let _ = stop_tx.send(true);
-    let acked = ack_points(&oms).await?;
-    let duplicates = oms.metric("event_duplicates_total").await?;
-    for (_, _, link) in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(2), link).await;
-    }
-    // What the OMS received: every event the bridge stored, read back from its store.
-    let received = oms.events().await?;
-    let mut problems = summary::exactly_once(&received, &ledger.snapshot(), &agent_side);
-    if let Err(e) = pick_result {
-        problems.push(format!("picker: {e}"));
-    }
-    if let Err(e) = pack_result {
-        problems.push(format!("pack station: {e}"));
-    }
+    Ok(sides)
+}
+
+/// What the shift left on disk, listed once the terminal has drawn its last screen.
+struct Files {
+    screens: Vec<String>,
+    labels: Vec<String>,
+    label_previews: Vec<String>,
+    /// Why a device or a preview is missing.
+    notes: Vec<String>,
+}
+
+/// Stops the handheld's terminal (so its last PNG is complete) and lists the labels,
+/// their previews (or why there are none) and the screens.
+fn files_left(
+    out: &Path,
+    devices: Devices,
+    operators: (picker::PickOperator, packer::PackOperator),
+) -> Files {
     let files = |dir: &Path, ext: &str| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .map(|rd| {
@@ -622,10 +916,9 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
         v
     };
     let labels = files(&out.join("labels"), "zpl");
-    let mut notes: Vec<String> = terminal_note.into_iter().collect();
-    if let Ok(t) = terminal_runner
-        && let Err(why) = t.stop()
-    {
+    let mut notes: Vec<String> = devices.terminal_note.into_iter().collect();
+    let (mut pick, _pack) = operators;
+    if let Err(why) = pick.terminal.stop() {
         notes.push(why);
     }
     let label_previews = match vdev::label_previews(&labels) {
@@ -635,31 +928,12 @@ async fn shift(args: &DemoArgs, plan: &Plan) -> Result<(Summary, DemoBridge), De
             Vec::new()
         }
     };
-    let c = progress.get();
-    let events_sent: u64 = agent_side.iter().map(|a| a.high_seq).sum();
-    let summary = Summary {
-        broker: broker.kind.clone(),
-        counters: c,
-        events_sent,
-        events_acked: acked.values().sum(),
-        oms_events_received: received.len() as u64,
-        duplicates_suppressed: duplicates,
-        outage_s: outage
-            .and_then(|(_, d)| d)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0),
-        max_backlog: max_backlog.iter().sum(),
-        cancelled_order: cancelled,
-        problems,
-        screens: files(&screens_dir, "png"),
+    Files {
+        screens: files(&out.join("screens"), "png"),
         labels,
         label_previews,
         notes,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        exactly_once: false,
     }
-    .finish();
-    Ok((summary, oms))
 }
 
 /// Each device's ack point: the highest event seq the bridge acknowledged.
@@ -672,7 +946,7 @@ async fn ack_points(oms: &DemoBridge) -> Result<BTreeMap<String, u64>, DemoError
         .collect())
 }
 
-async fn backlog(store: &crate::store::Store) -> u64 {
+async fn backlog(store: &Store) -> u64 {
     store
         .call(|db| db.outbox_stats(0).map(|s| s.count))
         .await
@@ -685,13 +959,31 @@ async fn backlog(store: &crate::store::Store) -> u64 {
 mod tests {
     use super::*;
     use crate::pack::Commit;
-    use crate::store::{Db, StoreConfig};
+    use crate::store::StoreConfig;
+
+    /// `(seq, operator, kind)` of the copied events after `after`.
+    fn copied(db: &Db, after: u64) -> Written {
+        db.outbox_copy(after)
+            .unwrap()
+            .into_iter()
+            .filter_map(
+                |(seq, payload)| match floorhand_protocol::oms::decode_up(&payload) {
+                    Ok(env) => match env.body.body {
+                        floorhand_protocol::oms::Up::Event(e) => Some((seq, e.operator, e.kind)),
+                        _ => None,
+                    },
+                    Err(e) => panic!("outbox copy row {seq} does not decode: {e}"),
+                },
+            )
+            .collect()
+    }
 
     #[test]
-    fn the_demo_pack_station_closes_a_carton_as_the_runtime_does_and_ledgers_only_its_events() {
+    fn a_carton_the_pack_runtime_closes_is_in_the_demos_outbox_copy_with_exactly_its_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = Db::open(&dir.path().join("pack.db"), &StoreConfig::default()).unwrap();
-        // An older unacked event is in the outbox already: not part of the next commit.
+        db.keep_outbox_copy().unwrap();
+        // An older event is in the copy already: not part of the next commit.
         db.append_event(1, 0, EventKind::LoggedIn).unwrap();
         let close = Commit::CartonClosed {
             at: 2,
@@ -704,17 +996,14 @@ mod tests {
             contents: Vec::new(),
             label: b"^XA^XZ".to_vec(),
         };
-        let (job, events) = with_events(&mut db, |db| {
-            crate::station::pack::execute(db, 0, "", close)
-        })
-        .unwrap();
-        let job = job.expect("closing a carton queues its label");
-        let kinds: Vec<_> = events
-            .iter()
-            .map(|(seq, op, k)| (*seq, *op, k.clone()))
-            .collect();
+        let job = crate::station::pack::execute(&mut db, 0, "", close)
+            .unwrap()
+            .expect("closing a carton queues its label");
+        // The OMS acks everything: the outbox is empty, the copy still has it all.
+        db.ack(3).unwrap();
+        assert!(db.outbox_pending(0, 10).unwrap().is_empty());
         assert_eq!(
-            kinds,
+            copied(&db, 1),
             vec![
                 (
                     2,
@@ -748,12 +1037,9 @@ mod tests {
             sscc: "095060000000000017".into(),
             job_id: job,
         };
-        let (_, events) = with_events(&mut db, |db| {
-            crate::station::pack::execute(db, 0, "", printed)
-        })
-        .unwrap();
+        crate::station::pack::execute(&mut db, 0, "", printed).unwrap();
         assert_eq!(
-            events,
+            copied(&db, 3),
             vec![(
                 4,
                 0,

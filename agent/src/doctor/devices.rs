@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use super::Check;
-use crate::config::Config;
+use crate::config::DeviceSections;
 use crate::devices::PortError;
 use crate::devices::printer::{Fault, Printer, PrinterConfig, Transport};
 use crate::devices::scanner::{self, Source};
@@ -24,31 +24,34 @@ use crate::devices::terminal::{self, TerminalConfig, TerminalError};
 /// Extra time a check gets beyond its own timeouts before it is declared hung.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// The checks for every device `cfg` configures, in config order.
-pub async fn checks(cfg: &Config) -> Vec<Check> {
+/// The checks for every device section, in config order.
+pub async fn checks(devices: &DeviceSections) -> Vec<Check> {
     let mut running = Vec::new();
-    if let Some(s) = &cfg.scanner {
-        let source = s.source.clone();
+    if let Some(s) = &devices.scanner {
+        let (source, key) = (s.settings.source.clone(), s.port_key);
         running.push(start("scanner", GRACE, move || {
-            probe_check("scanner", "the path in scanner.source", &source)
+            probe_check("scanner", key, &source)
         }));
     }
-    if let Some(p) = cfg.printer_config() {
+    if let Some(p) = &devices.printer {
         // Connect, write and answer each get the printer's timeout.
-        let limit = p.timeout * 3 + GRACE;
-        running.push(start("printer", limit, move || printer_check(p)));
+        let limit = p.settings.timeout * 3 + GRACE;
+        let (p, key) = (p.settings.clone(), p.port_key);
+        running.push(start("printer", limit, move || printer_check(p, key)));
     }
-    if let Some(t) = cfg.terminal_config() {
-        running.push(start("terminal", GRACE, move || terminal_check(&t)));
+    if let Some(t) = &devices.terminal {
+        let (t, key) = (t.settings.clone(), t.port_key);
+        running.push(start("terminal", GRACE, move || terminal_check(&t, key)));
     }
-    if let Some(s) = &cfg.scale {
+    if let Some(s) = &devices.scale {
         // The scale's reader opens its port through the scanner's code: the same open here.
         let source = Source::Serial {
-            path: s.port.clone(),
-            baud: s.baud,
+            path: s.settings.port.clone(),
+            baud: s.settings.baud,
         };
+        let key = s.port_key;
         running.push(start("scale", GRACE, move || {
-            probe_check("scale", "scale.port", &source)
+            probe_check("scale", key, &source)
         }));
     }
     let mut out = Vec::new();
@@ -118,7 +121,7 @@ fn probe_check(device: &str, key: &str, source: &Source) -> Check {
     }
 }
 
-fn terminal_check(t: &TerminalConfig) -> Check {
+fn terminal_check(t: &TerminalConfig, key: &str) -> Check {
     match terminal::open(t) {
         Ok(_port) => Check::pass(
             "terminal",
@@ -127,7 +130,7 @@ fn terminal_check(t: &TerminalConfig) -> Check {
         Err(TerminalError::Open { source, .. }) => Check::fail(
             "terminal",
             source.to_string(),
-            port_fix(&source, "terminal", "terminal.port"),
+            port_fix(&source, "terminal", key),
         ),
         Err(e) => Check::fail(
             "terminal",
@@ -138,13 +141,13 @@ fn terminal_check(t: &TerminalConfig) -> Check {
                     message: e.to_string(),
                 },
                 "terminal",
-                "terminal.port",
+                key,
             ),
         ),
     }
 }
 
-fn printer_check(cfg: PrinterConfig) -> Check {
+fn printer_check(cfg: PrinterConfig, key: &str) -> Check {
     let name = cfg.transport.name().to_string();
     let timeout_ms = cfg.timeout.as_millis();
     // A serial port is opened once on its own first, to tell a missing port from a
@@ -152,11 +155,7 @@ fn printer_check(cfg: PrinterConfig) -> Check {
     if let Transport::Serial { path, baud } = &cfg.transport
         && let Err(e) = crate::devices::open_serial(path, *baud, cfg.timeout)
     {
-        return Check::fail(
-            "printer",
-            e.to_string(),
-            port_fix(&e, "printer", "printer.serial"),
-        );
+        return Check::fail("printer", e.to_string(), port_fix(&e, "printer", key));
     }
     let tcp = matches!(cfg.transport, Transport::Tcp(_));
     match Printer::new(cfg).status() {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Checkup, Config};
 use crate::store::{Db, SCHEMA_VERSION, StoreError};
 use crate::sync::mqtt::BrokerSettings;
 use crate::sync::probe::{ProbeError, probe};
@@ -90,21 +90,17 @@ impl Report {
     }
 }
 
-/// Runs every check for the configuration at `path`.
+/// Runs every check for the configuration at `path`, on the settings the config works
+/// out for it ([`Checkup`]: what `floorhand run` would take, and every device section).
 pub async fn run(path: &Path) -> Report {
     let mut report = Report::default();
-    let cfg = match Config::load(path) {
-        Ok(cfg) => {
+    let checkup = match Config::load_checkup(path) {
+        Ok(c) => {
             report.checks.push(Check::pass(
                 "config",
-                format!(
-                    "{}: device {} at site {}",
-                    path.display(),
-                    cfg.device,
-                    cfg.site
-                ),
+                format!("{}: device {} at site {}", path.display(), c.device, c.site),
             ));
-            cfg
+            c
         }
         Err(e) => {
             report.checks.push(Check::fail(
@@ -116,11 +112,11 @@ pub async fn run(path: &Path) -> Report {
             return report;
         }
     };
-    report.checks.extend(database_checks(&cfg));
-    match cfg.broker_settings(path) {
+    report.checks.extend(database_checks(&checkup));
+    match &checkup.broker {
         Ok(settings) => report
             .checks
-            .push(broker_check(&cfg.device, &settings).await),
+            .push(broker_check(&checkup.device, settings).await),
         Err(e) => report.checks.push(Check::fail(
             "broker",
             e.to_string(),
@@ -128,13 +124,15 @@ pub async fn run(path: &Path) -> Report {
              service's environment",
         )),
     }
-    report.checks.extend(devices::checks(&cfg).await);
+    report
+        .checks
+        .extend(devices::checks(&checkup.devices).await);
     report
 }
 
 /// The database's directory (writable), the file (integrity, schema) and free disk.
-fn database_checks(cfg: &Config) -> Vec<Check> {
-    let path = &cfg.database.path;
+fn database_checks(checkup: &Checkup) -> Vec<Check> {
+    let path = &checkup.database;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -208,22 +206,23 @@ fn database_checks(cfg: &Config) -> Vec<Check> {
             "install the floorhand version that wrote this file, or move the file aside",
         ),
     });
-    let need = cfg.database.max_mb * 1024 * 1024;
+    const MIB: u64 = 1024 * 1024;
+    let need = checkup.store.max_bytes;
     checks.push(match free_bytes(&dir) {
         Ok(free) if free >= need => Check::pass(
             "disk",
             format!(
                 "{} MiB free for the database (database.max_mb = {})",
-                free / (1024 * 1024),
-                cfg.database.max_mb
+                free / MIB,
+                need / MIB
             ),
         ),
         Ok(free) => Check::fail(
             "disk",
             format!(
                 "only {} MiB free on the database's filesystem, less than database.max_mb = {}",
-                free / (1024 * 1024),
-                cfg.database.max_mb
+                free / MIB,
+                need / MIB
             ),
             "free space on that filesystem or lower database.max_mb",
         ),
@@ -310,7 +309,7 @@ mod tests {
             dir.path().display().to_string()
         );
         let cfg = Config::parse(Path::new("f.toml"), &text).unwrap();
-        let checks = database_checks(&cfg);
+        let checks = database_checks(&cfg.checkup(Path::new("f.toml")).unwrap());
         assert_eq!(checks.len(), 1, "{checks:?}");
         let problem = checks[0].outcome.clone().unwrap_err();
         assert!(

@@ -109,26 +109,37 @@ fn refusal_reason(r: RefusalReason) -> oms::RefusalReason {
     }
 }
 
-/// Writes a report of refused scans as one `ScanRefused` event (one transaction, like any
-/// event) and returns its seq. Nothing is written once the database has reached its
-/// storage limit (`Ok(None)`): a refusal is information, not work, and must not take
-/// the room a pick needs. Shared by both stations and `floorhand demo`.
+/// Writes an event that is information, not work (a report of refused scans, a
+/// terminal's firmware version), in one transaction like any event, and returns its seq.
+/// Nothing is written once the database has reached its storage limit (`Ok(None)`):
+/// information must not take the room a pick needs.
+fn record_info(
+    db: &mut Db,
+    now: u64,
+    operator: u32,
+    kind: EventKind,
+) -> Result<Option<u64>, StoreError> {
+    let usage = db.usage()?;
+    if usage.bytes >= usage.max_bytes {
+        return Ok(None);
+    }
+    db.append_event(now, operator, kind).map(Some)
+}
+
+/// Writes a report of refused scans as one `ScanRefused` event (see [`record_info`]).
+/// Shared by both stations.
 pub(crate) fn record_refusal(
     db: &mut Db,
     now: u64,
     operator: u32,
     r: Refusal,
 ) -> Result<Option<u64>, StoreError> {
-    let usage = db.usage()?;
-    if usage.bytes >= usage.max_bytes {
-        return Ok(None);
-    }
     let kind = EventKind::ScanRefused {
         reason: refusal_reason(r.reason),
         task_id: r.task_id,
         count: r.count,
     };
-    db.append_event(now, operator, kind).map(Some)
+    record_info(db, now, operator, kind)
 }
 
 impl Shell {
@@ -140,14 +151,32 @@ impl Shell {
             .store
             .call(move |db| record_refusal(db, now, operator, r))
             .await;
+        self.reported(
+            written,
+            &format!("refused scans ({:?}, {})", r.reason, r.count),
+        );
+    }
+
+    /// Reports the firmware version of the terminal that said hello as a
+    /// `TerminalConnected` event (see [`record_info`]); a failure is logged, never fatal.
+    pub async fn report_terminal(&self, operator: u32, software: String) {
+        let now = unix_now();
+        let what = format!("the terminal's version ({software})");
+        let kind = EventKind::TerminalConnected { software };
+        let written = self
+            .store
+            .call(move |db| record_info(db, now, operator, kind))
+            .await;
+        self.reported(written, &what);
+    }
+
+    fn reported(&self, written: Result<Result<Option<u64>, StoreError>, StoreError>, what: &str) {
         match written {
             Ok(Ok(Some(_))) => self.sync.outbox_changed(),
-            Ok(Ok(None)) => tracing::warn!(
-                count = r.count,
-                "refused scans ({:?}) not reported: the database is at its storage limit",
-                r.reason
-            ),
-            Ok(Err(e)) | Err(e) => tracing::error!("refused scans not reported: {e}"),
+            Ok(Ok(None)) => {
+                tracing::warn!("{what} not reported: the database is at its storage limit")
+            }
+            Ok(Err(e)) | Err(e) => tracing::error!("{what} not reported: {e}"),
         }
     }
 

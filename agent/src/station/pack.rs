@@ -26,7 +26,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use floorhand_protocol::link::{Beep, Level};
-use floorhand_protocol::oms::{EventKind, PackOrder, PrinterState};
+use floorhand_protocol::oms::{EventKind, PrinterState};
 use tokio::sync::{mpsc, watch};
 
 use super::{Device, ScaleThread, Shell, StationError, join_within, next};
@@ -38,7 +38,7 @@ use crate::devices::scale::ScaleEvent;
 use crate::devices::scanner::ScannerEvent;
 use crate::devices::terminal::TerminalEvent;
 use crate::pack::{Capture, Commit, Effect, Input, Line, LineGtin, Order, PackConfig, Packer};
-use crate::store::{Applied, CartonClose, CartonItem, Db, StoreError};
+use crate::store::{Applied, CartonClose, CartonItem, Db, PackOrderRow, StoreError};
 use crate::sync::agent::DeviceReport;
 
 /// How long shutdown waits for the printer to finish the attempt it is on: connect,
@@ -50,10 +50,10 @@ fn printer_stop(cfg: &PrinterConfig) -> Duration {
 /// How long shutdown waits for a printer thread with no job queued.
 pub const IDLE_PRINTER_STOP: Duration = Duration::from_millis(300);
 
-/// The store's copy of a pack order (kept in the contract's form) as the pack workflow's
-/// [`Order`]: converted here, at the station's edge, as `pick_task` converts tasks.
-impl From<&PackOrder> for Order {
-    fn from(o: &PackOrder) -> Order {
+/// The store's copy of a pack order as the pack workflow's [`Order`]: converted here, at
+/// the station's edge, as `pick_task` converts tasks.
+impl From<&PackOrderRow> for Order {
+    fn from(o: &PackOrderRow) -> Order {
         Order {
             order_id: o.order_id.clone(),
             lines: o
@@ -258,7 +258,7 @@ pub(crate) async fn run(
 
 /// Runs one workflow commit in its one store transaction (its outbox events inside it);
 /// returns the print job it created, if any. `fault_kind` is the printer state of the
-/// fault a `PrintFailed` reports. Shared with `floorhand demo`'s pack station.
+/// fault a `PrintFailed` reports. The demo's outbox copy test runs it too.
 pub(crate) fn execute(
     db: &mut Db,
     operator: u32,
@@ -597,7 +597,7 @@ mod tests {
 
     use super::*;
 
-    fn example() -> PackOrder {
+    fn example() -> floorhand_protocol::oms::PackOrder {
         floorhand_protocol::examples::down()
             .into_iter()
             .find_map(|(_, env)| match env.body.body {
@@ -626,7 +626,7 @@ mod tests {
             },
             unit_weight_g: 350,
         });
-        let order = Order::from(&o);
+        let order = Order::from(&PackOrderRow::from(&o));
         assert_eq!(order.order_id, o.order_id);
         assert_eq!(
             (&order.ship_from, &order.ship_to),

@@ -186,7 +186,6 @@ fn short_reason(r: ShortReason) -> oms::ShortReason {
 }
 
 /// Runs one durable command in its one store transaction; returns the outbox seq.
-/// Shared with `floorhand demo`'s picker.
 pub(crate) fn execute(
     db: &mut Db,
     now: u64,
@@ -236,7 +235,7 @@ pub(crate) fn execute(
 }
 
 /// Writes the workflow's scan audit line; a failure is logged, never fatal (the scan
-/// itself was handled). Shared with `floorhand demo`'s picker.
+/// itself was handled).
 pub(crate) async fn audit(store: &Store, a: Audit) {
     let now = unix_now();
     let r = store
@@ -259,6 +258,8 @@ struct Station {
     banner: bool,
     /// Unix seconds the banner's figures were last filled in, while it is up.
     banner_at: Option<u64>,
+    /// The terminal firmware version last reported to the OMS in this run.
+    terminal_reported: Option<String>,
 }
 
 /// Runs the handheld until shutdown.
@@ -272,6 +273,7 @@ pub(crate) async fn run(shell: Shell, config: PickConfig) {
         offline_since: None,
         banner: false,
         banner_at: None,
+        terminal_reported: None,
     };
     // Subscribed before the first load: a wave applied meanwhile is announced afterwards.
     let mut applied = st.shell.sync.applied();
@@ -477,7 +479,17 @@ impl Station {
         match ev {
             TerminalEvent::Key(k) => self.input(Input::Key(k)).await,
             TerminalEvent::Scan(s) => self.input(Input::scan(&s.data)).await,
-            TerminalEvent::Connected(_) => tracing::info!("terminal connected"),
+            TerminalEvent::Connected(hello) => {
+                let software = hello.software.to_string();
+                tracing::info!("terminal connected (firmware {software})");
+                // Once per run, and again when a terminal with another version connects:
+                // a flapping adapter does not fill the outbox.
+                if self.terminal_reported.as_deref() != Some(software.as_str()) {
+                    self.terminal_reported = Some(software.clone());
+                    let operator = self.picker.operator().unwrap_or(0);
+                    self.shell.report_terminal(operator, software).await;
+                }
+            }
             TerminalEvent::LinkLost => tracing::warn!("terminal link lost"),
             TerminalEvent::VersionMismatch { terminal } => {
                 tracing::error!(

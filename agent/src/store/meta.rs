@@ -46,17 +46,12 @@ pub(super) fn down_point(conn: &Connection) -> Result<DownPoint, StoreError> {
 }
 
 /// A random non-zero id from the operating system's randomness (std's hasher keys are
-/// seeded from it), so no two databases share one.
+/// seeded from it per thread, and each `RandomState` takes the next key), so no two
+/// databases share one. The store reads no clock for it.
 fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     loop {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
         h.write_u32(std::process::id());
         let id = h.finish();
         if id != 0 {

@@ -51,6 +51,7 @@ pub use cartons::{Carton, CartonClose, CartonItem};
 pub use limits::Usage;
 pub use meta::DownPoint;
 pub use outbox::{BirthSnapshot, OutboxRow, OutboxStats};
+pub use pack_orders::{PackLineRow, PackOrderRow};
 pub use path::{Owed, PathTask};
 pub use print_queue::PrintJob;
 pub use schema::SCHEMA_VERSION;

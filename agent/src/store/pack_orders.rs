@@ -1,11 +1,93 @@
 //! Pack orders as the OMS sent them, with their totes and lines: stored, looked up by
-//! order or tote, closed when shipped.
+//! order or tote (as the store's [`PackOrderRow`], which the pack station converts to
+//! `pack::Order` at its edge, as it converts [`super::TaskRow`] to `pick::PickTask`),
+//! closed when shipped.
 
-use floorhand_protocol::oms::{Capture, GtinPack, PackLine, PackOrder};
+use floorhand_protocol::oms::{Address, PackOrder};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codec::{decode_address, decode_gtins, encode_address, encode_gtins};
-use super::{Db, StoreError, sql};
+use super::{CaptureFlags, Db, Gtin, StoreError, sql};
+
+/// A pack order as the store keeps it. The addresses stay in the contract's form: the
+/// label prints them field by field, and `pack::Order` keeps them so too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackOrderRow {
+    /// Order id.
+    pub order_id: String,
+    /// Totes that hold the order's items (scanning one finds the order).
+    pub totes: Vec<String>,
+    /// The lines to pack, in the OMS's order.
+    pub lines: Vec<PackLineRow>,
+    /// Sender.
+    pub ship_from: Address,
+    /// Recipient.
+    pub ship_to: Address,
+    /// Carrier, e.g. `DHL`.
+    pub carrier: String,
+    /// Carrier service.
+    pub service: String,
+    /// Carrier tracking number.
+    pub tracking: String,
+}
+
+/// A line of a [`PackOrderRow`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackLineRow {
+    /// Line of the order.
+    pub order_line: u32,
+    /// GTINs the item may be scanned by.
+    pub gtins: Vec<Gtin>,
+    /// Item number.
+    pub sku: String,
+    /// Description.
+    pub description: String,
+    /// Units to pack.
+    pub qty: u32,
+    /// What to capture per unit.
+    pub capture: CaptureFlags,
+    /// Expected weight of one unit in grams, 0 if unknown.
+    pub unit_weight_g: u32,
+}
+
+impl From<&PackOrder> for PackOrderRow {
+    /// What the store keeps of `order` (and [`Db::pack_order`] reads back).
+    fn from(order: &PackOrder) -> PackOrderRow {
+        PackOrderRow {
+            order_id: order.order_id.clone(),
+            totes: order.totes.clone(),
+            lines: order
+                .lines
+                .iter()
+                .map(|l| PackLineRow {
+                    order_line: l.order_line,
+                    gtins: l
+                        .gtins
+                        .iter()
+                        .map(|g| Gtin {
+                            gtin: g.gtin.clone(),
+                            pack_qty: g.pack_qty,
+                        })
+                        .collect(),
+                    sku: l.sku.clone(),
+                    description: l.description.clone(),
+                    qty: l.qty,
+                    capture: CaptureFlags {
+                        lot: l.capture.lot,
+                        serial: l.capture.serial,
+                        expiry: l.capture.expiry,
+                    },
+                    unit_weight_g: l.unit_weight_g,
+                })
+                .collect(),
+            ship_from: order.ship_from.clone(),
+            ship_to: order.ship_to.clone(),
+            carrier: order.carrier.clone(),
+            service: order.service.clone(),
+            tracking: order.tracking.clone(),
+        }
+    }
+}
 
 /// Stores a pack order, replacing an earlier copy with its totes and lines.
 pub(super) fn insert_pack_order(
@@ -62,7 +144,7 @@ pub(super) fn insert_pack_order(
 impl Db {
     /// The open pack order with this order id, or the one the tote with this code belongs
     /// to. A shipped or cancelled order is never served for packing again: `None`.
-    pub fn pack_order(&self, order_id_or_tote: &str) -> Result<Option<PackOrder>, StoreError> {
+    pub fn pack_order(&self, order_id_or_tote: &str) -> Result<Option<PackOrderRow>, StoreError> {
         type Head = (String, String, String, String, String, String);
         let head: Option<Head> = self
             .conn
@@ -104,19 +186,13 @@ impl Db {
         let mut rows = stmt.query([&order_id])?;
         while let Some(r) = rows.next()? {
             let gtins: String = r.get(1)?;
-            lines.push(PackLine {
+            lines.push(PackLineRow {
                 order_line: r.get(0)?,
-                gtins: decode_gtins(&gtins)?
-                    .into_iter()
-                    .map(|g| GtinPack {
-                        gtin: g.gtin,
-                        pack_qty: g.pack_qty,
-                    })
-                    .collect(),
+                gtins: decode_gtins(&gtins)?,
                 sku: r.get(2)?,
                 description: r.get(3)?,
                 qty: r.get(4)?,
-                capture: Capture {
+                capture: CaptureFlags {
                     lot: r.get(5)?,
                     serial: r.get(6)?,
                     expiry: r.get(7)?,
@@ -124,7 +200,7 @@ impl Db {
                 unit_weight_g: r.get(8)?,
             });
         }
-        Ok(Some(PackOrder {
+        Ok(Some(PackOrderRow {
             order_id,
             totes,
             lines,

@@ -2,9 +2,11 @@
 //!
 //! Step `n` takes a database from version `n` to `n + 1`. Steps are never edited once
 //! released, only appended, so every historical schema can be rebuilt by running the first
-//! `n` steps ([`migrate_to`]), which is what the migration tests do.
+//! `n` steps ([`migrate_to`]), which is what the migration tests do. Two were edited after
+//! their release (v6 and v7, see [`v8`]); the frozen databases in `agent/tests/fixtures`
+//! hold a file of each released form, and a new step repairs what the old forms wrote.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use super::StoreError;
 
@@ -226,8 +228,58 @@ CREATE INDEX tasks_path ON tasks (
 CREATE INDEX tasks_put_back ON tasks (task_id) WHERE state = 'put_back' OR state = 'surplus';
 ";
 
+/// The partial indexes of the pick path as [`V7`] writes them today, built again by [`v8`].
+const V8_INDEXES: &str = "
+DROP INDEX tasks_path;
+DROP INDEX tasks_put_back;
+CREATE INDEX tasks_path ON tasks (
+        (CASE state WHEN 'skipped' THEN last_seq ELSE 0 END), priority DESC, pick_seq, location)
+    WHERE state = 'open' OR state = 'in_progress' OR state = 'skipped';
+CREATE INDEX tasks_put_back ON tasks (task_id) WHERE state = 'put_back' OR state = 'surplus';
+";
+
+/// Version 8: one schema for every file at version 8, whichever form of v6 and v7 wrote
+/// it. Two released steps were changed after their release by merges:
+/// - v6 as first released (91b9d2b, protocol v2) added only `waves.needs_repair`; the
+///   merge of the picktruth branch (01b7472) added `tasks.put_back_qty` to the same step,
+///   so a file written at v6 before that merge has no `put_back_qty`, and every read of a
+///   task failed on it ("no such column");
+/// - v7 as first released (036e171) wrote the partial indexes' conditions as `IN (...)`;
+///   97033f6 changed the step to `=` joined by `OR` (cheaper on every write of a task).
+///
+/// The column is added where it is missing, and the two partial indexes are built again
+/// as [`V7`] writes them today (the whole index from the table: tens of milliseconds for
+/// 100,000 tasks, once). No data changes.
+fn v8(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let has_put_back: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('tasks') WHERE name = 'put_back_qty')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_put_back {
+        tx.execute_batch("ALTER TABLE tasks ADD COLUMN put_back_qty INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    tx.execute_batch(V8_INDEXES)?;
+    Ok(())
+}
+
+/// One migration step: SQL, or code for a step that must look at the file first.
+enum Step {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> Result<(), StoreError>),
+}
+
 /// Every migration step, oldest first. Append only.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const STEPS: &[Step] = &[
+    Step::Sql(V1),
+    Step::Sql(V2),
+    Step::Sql(V3),
+    Step::Sql(V4),
+    Step::Sql(V5),
+    Step::Sql(V6),
+    Step::Sql(V7),
+    Step::Code(v8),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = STEPS.len() as u32;
@@ -255,7 +307,10 @@ pub(super) fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), Store
     }
     for step in found..target.min(SCHEMA_VERSION) {
         let tx = conn.transaction()?;
-        tx.execute_batch(STEPS[step as usize])?;
+        match STEPS[step as usize] {
+            Step::Sql(sql) => tx.execute_batch(sql)?,
+            Step::Code(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", step + 1)?;
         tx.commit()?;
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use floorhand_protocol::oms::{
-    ConfigUpdate, Date, Down, EventKind, PackOrder, RejectReason, ShortReason, Up, decode_up,
+    ConfigUpdate, Date, Down, EventKind, RejectReason, ShortReason, Up, decode_up,
 };
 use floorhand_protocol::{Envelope, examples};
 use rusqlite::Connection;
@@ -618,8 +618,13 @@ fn pack_order_is_found_by_order_id_and_by_tote_and_cancelled_with_its_order() {
     let Down::PackOrder(sent) = &down else {
         unreachable!()
     };
-    let by_id: PackOrder = f.db.pack_order("SO-10042").unwrap().unwrap();
-    assert_eq!(&by_id, sent.as_ref());
+    let by_id: PackOrderRow = f.db.pack_order("SO-10042").unwrap().unwrap();
+    assert_eq!(
+        by_id,
+        PackOrderRow::from(sent.as_ref()),
+        "every field read back"
+    );
+    assert_eq!(by_id.lines[0].description, sent.lines[0].description);
     assert_eq!(f.db.pack_order("T-0042").unwrap().unwrap(), by_id);
     assert!(f.db.pack_order("T-9999").unwrap().is_none());
     f.db.close_pack_order(T0, "SO-10042").unwrap();
@@ -2226,15 +2231,77 @@ fn the_default_config_opens_the_store_with_synchronous_full_and_normal_when_aske
     assert_eq!(synchronous_of(&db), 2, "StoreConfig::default()");
 }
 
-/// A copy, in a temp dir, of the frozen database of released schema `v`
-/// (`agent/tests/fixtures/schema-vN.db`, written once by the store code of the commit that
-/// released it; see the README there). Tests never open the committed file itself.
-fn frozen(v: u32) -> (TempDir, PathBuf) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/schema-v{v}.db"));
+/// The frozen databases of every released schema (`agent/tests/fixtures/`, each written
+/// once by the store code of a commit that released it; see the README there), with the
+/// schema version each holds. A version released twice with different contents (a step
+/// edited after its release) has a file for each.
+const FROZEN: &[(&str, u32)] = &[
+    ("schema-v1.db", 1),
+    ("schema-v2.db", 2),
+    ("schema-v3.db", 3),
+    ("schema-v4.db", 4),
+    ("schema-v5.db", 5),
+    // v6 as first released (91b9d2b): no `tasks.put_back_qty`.
+    ("schema-v6.db", 6),
+    // v6 as the picktruth merge (01b7472) changed it: with `tasks.put_back_qty`.
+    ("schema-v6b.db", 6),
+    // v7 as first released (036e171): partial indexes written with `IN (...)`.
+    ("schema-v7.db", 7),
+    // v7 as released since 97033f6 (written at 6164a02): the same indexes with `OR`.
+    ("schema-v7b.db", 7),
+];
+
+/// A copy, in a temp dir, of the frozen database `file` (see [`FROZEN`]). Tests never
+/// open the committed file itself.
+fn frozen(file: &str) -> (TempDir, PathBuf) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{file}"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     std::fs::copy(&src, &path).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
     (dir, path)
+}
+
+/// The shape of a schema: each table's columns (name, type, NOT NULL, default, key) in
+/// name order, and each index and trigger with its SQL. Column order is left out: a column
+/// a repair step added comes last in its table, which no query depends on.
+fn schema_shape(conn: &Connection) -> Vec<String> {
+    let mut shape: Vec<String> = tables(conn)
+        .into_iter()
+        .flat_map(|t| {
+            let mut cols: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{t}')"
+                ))
+                .unwrap()
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{t}.{}: {} notnull={} default={:?} pk={}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            cols.sort();
+            cols
+        })
+        .collect();
+    let others: Vec<String> = conn
+        .prepare(
+            "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master
+             WHERE type IN ('index', 'trigger') ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    shape.extend(others);
+    shape
 }
 
 /// Every table's columns and rows (as sorted debug strings), read with `conn`.
@@ -2282,35 +2349,43 @@ fn rows_of(conn: &Connection, table: &str, cols: &[String]) -> Vec<String> {
 
 #[test]
 fn every_released_schema_migrates_from_its_frozen_database_keeping_every_row() {
-    for v in 1..=5u32 {
-        let (_dir, path) = frozen(v);
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = Db::open(&fresh_dir.path().join("new.db"), &StoreConfig::default()).unwrap();
+    let fresh_shape = schema_shape(&fresh.conn);
+    for &(file, v) in FROZEN {
+        let (_dir, path) = frozen(file);
         let before = {
             let conn = Connection::open(&path).unwrap();
-            assert_eq!(schema::version(&conn).unwrap(), v, "fixture v{v}");
+            assert_eq!(schema::version(&conn).unwrap(), v, "{file}");
             snapshot(&conn)
         };
         let tasks_before = before
             .iter()
             .find(|(t, ..)| t == "tasks")
             .map(|(.., r)| r.len());
-        assert_eq!(
-            tasks_before,
-            Some(4),
-            "fixture v{v} holds the wave's four tasks"
-        );
+        assert_eq!(tasks_before, Some(4), "{file} holds the wave's four tasks");
         let mut db = Db::open(&path, &StoreConfig::default()).unwrap();
-        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION, "from v{v}");
-        assert_eq!(db.integrity_check().unwrap(), ["ok"], "from v{v}");
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION, "from {file}");
+        assert_eq!(db.integrity_check().unwrap(), ["ok"], "from {file}");
+        // The same tables, columns and indexes as a new file: no step was edited after
+        // its release without a later step that repairs the files it wrote.
+        let shape = schema_shape(&db.conn);
+        let missing: Vec<&String> = fresh_shape.iter().filter(|x| !shape.contains(x)).collect();
+        let extra: Vec<&String> = shape.iter().filter(|x| !fresh_shape.contains(x)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "from {file}: missing {missing:?}; not in a new file {extra:?}"
+        );
         // Every row of every old table is still there, column for column.
         for (table, cols, rows) in &before {
             let after = rows_of(&db.conn, table, cols);
             if table == "meta" {
                 // Newer agents add keys (the incarnation, the recorded storage limit).
                 for row in rows {
-                    assert!(after.contains(row), "from v{v}: meta row {row} lost");
+                    assert!(after.contains(row), "from {file}: meta row {row} lost");
                 }
             } else {
-                assert_eq!(&after, rows, "from v{v}: table {table}");
+                assert_eq!(&after, rows, "from {file}: table {table}");
             }
         }
         // And it means the same to today's code.
@@ -2318,27 +2393,31 @@ fn every_released_schema_migrates_from_its_frozen_database_keeping_every_row() {
             let t = db.task(id).unwrap().unwrap();
             (t.state, t.picked_qty)
         };
-        assert_eq!(state(&db, 100), (TaskState::Picked, 3), "from v{v}");
-        assert_eq!(state(&db, 101), (TaskState::InProgress, 1), "from v{v}");
-        assert_eq!(state(&db, 102), (TaskState::Skipped, 0), "from v{v}");
-        assert_eq!(state(&db, 103), (TaskState::Open, 0), "from v{v}");
+        assert_eq!(state(&db, 100), (TaskState::Picked, 3), "from {file}");
+        assert_eq!(state(&db, 101), (TaskState::InProgress, 1), "from {file}");
+        assert_eq!(state(&db, 102), (TaskState::Skipped, 0), "from {file}");
+        assert_eq!(state(&db, 103), (TaskState::Open, 0), "from {file}");
         let lot: Option<String> = db
             .conn
             .query_row("SELECT lot FROM picks WHERE task_id = 100", [], |r| {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(lot.as_deref(), Some("L42"), "from v{v}");
-        assert_eq!(db.acked_through().unwrap(), 2, "from v{v}");
+        assert_eq!(lot.as_deref(), Some("L42"), "from {file}");
+        assert_eq!(db.acked_through().unwrap(), 2, "from {file}");
         let high = db.high_seq();
-        assert!(high > 2, "from v{v}: the fixture's events are kept");
+        assert!(high > 2, "from {file}: the fixture's events are kept");
         if v >= 2 {
             let op = db.status(T0 + 100).unwrap().operator.map(|o| o.operator);
-            assert_eq!(op, Some(7), "from v{v}: the logged-in operator");
+            assert_eq!(op, Some(7), "from {file}: the logged-in operator");
         }
         if v >= 3 {
             let order = db.pack_order("T-0042").unwrap().map(|o| o.order_id);
-            assert_eq!(order.as_deref(), Some("SO-10042"), "from v{v}: by its tote");
+            assert_eq!(
+                order.as_deref(),
+                Some("SO-10042"),
+                "from {file}: by its tote"
+            );
             let jobs = db.pending_prints().unwrap();
             let first = jobs
                 .iter()
@@ -2346,12 +2425,16 @@ fn every_released_schema_migrates_from_its_frozen_database_keeping_every_row() {
                 .unwrap();
             assert!(
                 !first.sent,
-                "from v{v}: a label queued before v5 is not marked sent"
+                "from {file}: a label queued before v5 is not marked sent"
             );
         }
         if v >= 5 {
             let carton = db.carton("003401234567890135").unwrap().unwrap();
-            assert_eq!((carton.weight_g, carton.items.len()), (240, 1), "from v{v}");
+            assert_eq!(
+                (carton.weight_g, carton.items.len()),
+                (240, 1),
+                "from {file}"
+            );
             assert_eq!(carton.items[0].0.lot.as_deref(), Some("L7"));
             let jobs = db.pending_prints().unwrap();
             assert!(
@@ -2364,6 +2447,24 @@ fn every_released_schema_migrates_from_its_frozen_database_keeping_every_row() {
             db.confirm_pick(T0 + 200, 7, &pick(101, 2)).unwrap(),
             high + 1
         );
-        assert_eq!(state(&db, 101), (TaskState::Picked, 3), "from v{v}");
+        assert_eq!(state(&db, 101), (TaskState::Picked, 3), "from {file}");
+        // The pick path (v7) holds what is left, the skipped task last.
+        let (path, more) = db.path_window(10).unwrap();
+        let on_path: Vec<u64> = path.iter().map(|p| p.row.task_id).collect();
+        assert_eq!((on_path, more), (vec![103, 102], false), "from {file}");
+        // Units put back (v6): a new version asking for 2 of task 100's 3 picked units
+        // makes one a surplus; once it is put back the picker holds 2.
+        let mut tasks = sample_tasks(100, 4, 3);
+        tasks[0].qty = 2;
+        let revision = Down::WaveAssigned(sample_wave(10, 2, tasks));
+        let head = db.next_down_header().unwrap();
+        db.apply_down(head, &revision, T0 + 300).unwrap();
+        let (owed, _) = db.put_backs(10).unwrap();
+        let owed: Vec<_> = owed.iter().map(|p| (p.row.task_id, p.owed)).collect();
+        assert_eq!(owed, [(100, Some(Owed::Surplus))], "from {file}");
+        db.confirm_put_back(T0 + 301, 7, 100).unwrap();
+        let held = db.path_task(100).unwrap().unwrap().row.picked_qty;
+        assert_eq!(held, 2, "from {file}");
+        assert!(db.put_backs(10).unwrap().0.is_empty(), "from {file}");
     }
 }

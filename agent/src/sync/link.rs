@@ -1879,4 +1879,65 @@ mod tests {
         assert_eq!(briefs_of(&l.handle(5, Input::Tick)), ["apply 1"]);
         assert_eq!(l.stats().dropped, 2);
     }
+
+    #[test]
+    fn qos_0_messages_past_ack_ahead_still_wait_and_only_four_times_ack_ahead_drop_one() {
+        let at_most_once = |dseq: u64| {
+            let mut m = cancel(dseq);
+            if let Input::Message { qos, .. } = &mut m {
+                *qos = QoS::AtMostOnce;
+            }
+            m
+        };
+        let mut l = link(0, 0);
+        l.handle(0, Input::Connected);
+        l.handle(1, at_most_once(1));
+        assert_eq!(briefs_of(&l.handle(1, Input::Tick)), ["apply 1"]);
+        // ACK_AHEAD bounds the broker acks given on receipt, not what waits: while the
+        // first commits, four times ACK_AHEAD may wait (the batch being applied counts),
+        // far more than the OMS side's window of QoS 0 messages in flight.
+        let limit = 4 * ACK_AHEAD as u64;
+        for dseq in 2..=limit {
+            l.handle(2, at_most_once(dseq));
+        }
+        assert_eq!(l.stats().dropped, 0, "dropped below {limit} waiting");
+        l.handle(2, at_most_once(limit + 1));
+        assert_eq!(l.stats().dropped, 1, "not dropped at {limit} waiting");
+    }
+
+    #[test]
+    fn once_commits_make_room_a_new_message_still_waits_for_the_deferred_broker_acks_before_it() {
+        let briefs = |out: Vec<Action>| out.iter().map(brief).collect::<Vec<_>>();
+        let none = Vec::<String>::new();
+        let mut l = link(0, 0);
+        l.handle(0, Input::Connected);
+        l.handle(1, cancel(1));
+        assert_eq!(briefs(l.handle(1, Input::Tick)), ["apply 1"]);
+        // While the first commits, ACK_AHEAD are acked on receipt and three are deferred.
+        let full = ACK_AHEAD as u64;
+        for dseq in 2..=full + 3 {
+            l.handle(2, cancel(dseq));
+        }
+        // Two commits later fewer than ACK_AHEAD wait, the deferred three among them,
+        // not yet applied: a new message is still not acked before them.
+        let out = l.handle(3, applied(vec![cancelled()], 0, 1));
+        let first = out.iter().find_map(|a| match a {
+            Action::Apply(items) => Some(items.len() as u64),
+            _ => None,
+        });
+        assert_eq!(first, Some(DOWN_BATCH as u64));
+        let mut through = 1 + DOWN_BATCH as u64;
+        let out = l.handle(4, applied(vec![cancelled(); DOWN_BATCH], 0, through));
+        let waiting = full + 3 - through;
+        assert!(waiting < full, "{waiting} wait");
+        assert_eq!(broker_acks(&briefs_of(&out)), none);
+        assert_eq!(briefs(l.handle(5, cancel(full + 4))), none);
+        // Every deferred ack, and then the new one's, follows its commit in order.
+        let done = settle(&mut l, 6, out, &mut through);
+        assert_eq!(through, full + 4);
+        let acks: Vec<String> = (full + 1..=full + 4)
+            .map(|d| format!("broker ack {d}"))
+            .collect();
+        assert_eq!(broker_acks(&done), acks);
+    }
 }

@@ -653,15 +653,17 @@ impl Core {
                     self.connected = true;
                     self.conn.send_replace(true);
                     // Events at QoS 0: receipt promises nothing (the ack after the commit
-                    // does, and the agent re-sends whatever is not acknowledged), and
-                    // Mosquitto neither limits nor drops a connected subscriber's QoS 0
-                    // messages, where at QoS 1 it keeps 20 in flight and 1000 queued per
-                    // client and drops the rest: a site's devices sending their windows
-                    // at once (after an outage) overran that queue, and each device
-                    // stalled until its re-send timer (measured: 50 devices, 9,400
-                    // events/s at QoS 1, 25,000 at QoS 0). A persistent session subscribes
-                    // at QoS 1 again as it stops, so the broker keeps what comes while it
-                    // is away.
+                    // does, and the agent re-sends whatever is not acknowledged). At QoS 1
+                    // Mosquitto keeps 20 in flight and 1000 queued per client and drops
+                    // the rest: a site's devices sending their windows at once (after an
+                    // outage) overran that queue, and each device stalled until its
+                    // re-send timer (measured: 50 devices, 9,400 events/s at QoS 1, 25,000
+                    // at QoS 0). At QoS 0 a connected client's messages are written
+                    // straight out, never queued; Debian's 2.0.11 does not drop them, later
+                    // 2.0 releases only while 1000 packets wait for the client's socket
+                    // (docs/dev/field-notes.md), and a drop costs one re-send timer, never
+                    // an event. A persistent session subscribes at QoS 1 again as it stops,
+                    // so the broker keeps what comes while it is away.
                     let _ = self.client.try_subscribe(self.up_filter(), QoS::AtMostOnce);
                     let _ = self.client.try_subscribe(
                         self.shared(topics::oms_state_pattern(&self.site)),

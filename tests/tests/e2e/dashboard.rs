@@ -231,6 +231,16 @@ fn the_floor_view_in_a_real_browser_follows_a_shift_with_an_outage_a_printer_off
         "the printer tells a pack station: {devices}"
     );
     assert!(devices.contains(env!("CARGO_PKG_VERSION")), "{devices}");
+    // The handheld's terminal says hello: its firmware version joins the agent's.
+    term.hello("9.8.7");
+    page.wait_for(
+        "hh-1's terminal version",
+        WAIT,
+        &format!(
+            "return ({} || '').endsWith('terminal 9.8.7');",
+            cell("hh-1", "version")
+        ),
+    );
 
     // Two waves: one due in an hour, one due in 10 minutes (inside the 30-minute margin).
     let now = unix_now();

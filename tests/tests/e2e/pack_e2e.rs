@@ -1,5 +1,5 @@
 //! A pack station end to end with real parts: Mosquitto, the real `floorhand run` process
-//! with its SQLite file, a scanner and the terminal link on socat ptys, a fake printer on
+//! with its SQLite file, a scanner and the terminal link on pty pairs, a fake printer on
 //! a real TCP port, and an OMS session that pushes the pack orders and acks.
 //! Every carton gets exactly one label; a label queued while the printer is off survives
 //! an agent restart and prints exactly once when the printer is back. The packer logs in

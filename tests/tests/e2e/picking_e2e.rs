@@ -1,5 +1,5 @@
 //! A shift on a handheld, end to end with real parts: Mosquitto, the real `floorhand run`
-//! process with its SQLite file, a scanner on a socat pty, the terminal link on another
+//! process with its SQLite file, a scanner on a pty pair, the terminal link on another
 //! (the test reads the agent's frames and presses keys), and an OMS session that pushes
 //! the wave and acks. Every confirmation reaches the OMS exactly once.
 

@@ -1,8 +1,8 @@
 //! The printer module (`devices::printer`) against the shared fake Zebra printer
-//! (`floorhand_tests::fake_printer`) on a real TCP socket and on a real serial pty
-//! (socat): faults are never counted as printed and the job is retried after recovery; a
-//! label the printer took but still holds in its buffer is confirmed, never sent again,
-//! also after a restart; a stop ends the writer thread after its attempt.
+//! (`floorhand_tests::fake_printer`) on a real TCP socket and on a real serial pty (the
+//! shared pty pair): faults are never counted as printed and the job is retried after
+//! recovery; a label the printer took but still holds in its buffer is confirmed, never
+//! sent again, also after a restart; a stop ends the writer thread after its attempt.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;

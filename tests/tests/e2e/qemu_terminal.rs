@@ -133,6 +133,18 @@ async fn the_lm3s6965_image_in_qemu_is_a_picker_s_terminal_drawn_pixel_for_pixel
         _ => None,
     });
     assert_eq!(hello.display, floorhand_protocol::link::Display::Mono128x64);
+    // The firmware's version reaches the OMS (and so the floor view's device row).
+    let firmware = hello.software.to_string();
+    assert!(
+        !firmware.is_empty(),
+        "the firmware's hello names its version"
+    );
+    wait_until(WAIT, "the terminal's version at the OMS", || {
+        inbox.kinds().iter().any(
+            |k| matches!(k, EventKind::TerminalConnected { software } if *software == firmware),
+        )
+    })
+    .await;
     wait_frame(&tap.down, 0, "the agent's hello", &agent, |m| {
         matches!(m, ToTerminal::Hello(_)).then_some(())
     });

@@ -1,4 +1,4 @@
-//! The scale reader (`devices::scale`) over a real pseudo-terminal pair made by socat: a
+//! The scale reader (`devices::scale`) over a real pseudo-terminal pair (the shared one): a
 //! fake scale writes its continuous output, and only settled, stable weights come out,
 //! in grams; garbage and overload lines are skipped; an unplugged scale is reported and
 //! read again when it is back.

@@ -1,4 +1,4 @@
-//! The scanner reader over a real pseudo-terminal pair made by socat (the tests' shared
+//! The scanner reader over a real pseudo-terminal pair (the shared
 //! `PtyPair`): scans arrive with their GS bytes, and a scanner that goes away and comes
 //! back is reported and reopened.
 
@@ -69,7 +69,7 @@ fn serial_scanner_on_a_pty_delivers_scans_with_gs_and_reconnects_after_unplug() 
     assert_eq!(ev, ScannerEvent::Scan(b"OP7".to_vec()));
     assert_eq!(next(&rx), ScannerEvent::Scan(b"A-12-03-B".to_vec()));
 
-    // Unplug: socat goes away with both ptys.
+    // Unplug: the pair goes away with both ptys.
     drop(pty);
     assert!(matches!(next(&rx), ScannerEvent::Disconnected(_)));
 

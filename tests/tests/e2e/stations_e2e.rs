@@ -1,6 +1,6 @@
 //! Stations with some of their devices, end to end with real parts: Mosquitto, the real
-//! `floorhand run` process and its SQLite file, scanners, scales and terminals on socat
-//! ptys, a fake printer on TCP. Every device is optional: a station without one handles
+//! `floorhand run` process and its SQLite file, scanners, scales and terminals on pty
+//! pairs, a fake printer on TCP. Every device is optional: a station without one handles
 //! every input of the others, and SIGTERM stops it within a second. A terminal unplugged
 //! mid-shift comes back with its screen; a scan burst against a terminal reading at
 //! 115200 baud leaves the station answering.
@@ -341,6 +341,43 @@ async fn a_terminal_unplugged_mid_shift_is_reopened_and_shows_the_current_screen
     let m = term.wait_shown(m, "0/2", log);
     scanner.scan(&[BOLT]);
     term.wait_shown(m, "1/2", log);
+    stop_within_a_second(&mut agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminals_firmware_version_reaches_the_oms_once_per_run_and_again_when_it_changes() {
+    let site = Site::new("oms-terminal-version");
+    let (_scanner, mut term, devices) = site.scanner_and_terminal();
+    let mut agent = site.agent("hh-1", &devices).await;
+    let log = || agent.log();
+    let m = term.wait_shown(0, "Badge", log);
+    term.hello("1.2.0");
+    agent.wait_log("terminal connected (firmware 1.2.0)", 1);
+    // The same terminal again, then unplugged and back: no news for the OMS.
+    term.hello("1.2.0");
+    agent.wait_log("terminal connected (firmware 1.2.0)", 2);
+    term.unplug();
+    agent.wait_log("terminal unplugged", 1);
+    term.plug_in();
+    agent.wait_log("terminal back", 1);
+    term.hello("1.2.0");
+    agent.wait_log("terminal connected (firmware 1.2.0)", 3);
+    // A terminal re-flashed (or swapped) mid-shift is news.
+    term.hello("1.3.0");
+    // The badge comes after the hellos on the same line, so its event is written after
+    // theirs: once the login is at the OMS, every version event before it is too.
+    term.scans(&[("OP42", "No tasks")], m, log);
+    wait_until(WAIT, "the login at the OMS", || site.logins() == 1).await;
+    let versions: Vec<String> = site
+        .inbox
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::TerminalConnected { software } => Some(software),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions, ["1.2.0", "1.3.0"]);
     stop_within_a_second(&mut agent);
 }
 

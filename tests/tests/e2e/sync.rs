@@ -156,7 +156,11 @@ async fn drain_through_outage(persistence: bool) {
         stats.resent,
         stats.connects,
         t.redelivered,
-        tap.copies("d1").iter().filter(|(_, c)| **c > 1).take(10).collect::<Vec<_>>()
+        tap.copies("d1")
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .take(10)
+            .collect::<Vec<_>>()
     );
     eprintln!(
         "outage (persistence {persistence}): {} events, {} publishes on the wire ({} duplicates, \

@@ -1,4 +1,4 @@
-//! The agent's `devices::terminal` and the real `floorhand-terminal` binary on a socat pty
+//! The agent's `devices::terminal` and the real `floorhand-terminal` binary on a pty
 //! pair: a screen goes one way and is drawn to PNG, key presses and scans come back.
 
 use std::io::Write;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::devices::printer::{PrinterConfig, Transport};
+use crate::devices::printer::PrinterConfig;
 use crate::devices::scale::ScaleConfig;
-use crate::devices::scanner::{Framer, ScannerConfig};
+use crate::devices::scanner::ScannerConfig;
 use crate::devices::terminal::TerminalConfig;
 use crate::label::{Dpi, Sscc, Template};
 use crate::pack::PackConfig;
@@ -16,6 +16,10 @@ use crate::pick::PickConfig;
 use crate::store::{StoreConfig, Synchronous};
 use crate::sync::agent::SyncConfig;
 use crate::sync::mqtt::BrokerSettings;
+
+mod devices;
+
+pub use devices::{DeviceSections, Printer, Scale, Scanner, Section, Terminal};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,22 +40,22 @@ pub struct Config {
     #[serde(default)]
     pub station: Station,
     /// The barcode scanner, if one is attached to the agent's host.
-    pub scanner: Option<ScannerConfig>,
+    pub scanner: Option<Scanner>,
     /// The picker's display terminal, if any (else screens go to the log).
     pub terminal: Option<Terminal>,
     /// The label printer (required for a pack station).
     pub printer: Option<Printer>,
     /// A serial shipping scale at a pack station (else the packer types the weight).
-    pub scale: Option<ScaleConfig>,
+    pub scale: Option<Scale>,
     /// Shipping labels (required for a pack station).
     pub label: Option<Label>,
     /// Logging.
     #[serde(default)]
     pub log: Log,
-    /// The station's settings, worked out (and the label template parsed) once by
-    /// [`Config::parse`].
+    /// The device sections and the station's settings, worked out (and the label template
+    /// parsed) once by [`Config::parse`].
     #[serde(skip)]
-    station_settings: Option<StationSettings>,
+    checked: Option<(DeviceSections, StationSettings)>,
 }
 
 /// What `floorhand run` takes from the file, worked out once by [`Config::settings`]: each
@@ -73,6 +77,27 @@ pub struct Settings {
     pub log: LogFormat,
     /// The station: its role's workflow settings and its devices.
     pub station: StationSettings,
+}
+
+/// What `floorhand doctor` checks, worked out by [`Config::checkup`] from the same parse
+/// as [`Settings`]. Not `Settings` itself, for two reasons: the broker's password is read
+/// apart (one that cannot be read fails the broker's check, and the other checks still
+/// run), and every device section is there, also one the station's role leaves unused
+/// (a picker's `[printer]`): the doctor opens every port the file names.
+#[derive(Debug)]
+pub struct Checkup {
+    /// This device's id.
+    pub device: String,
+    /// The site id.
+    pub site: String,
+    /// The database file.
+    pub database: PathBuf,
+    /// The store's settings.
+    pub store: StoreConfig,
+    /// The broker, with its password read, or why the password could not be read.
+    pub broker: Result<BrokerSettings, ConfigError>,
+    /// Every device section in the file.
+    pub devices: DeviceSections,
 }
 
 /// The devices every station may have.
@@ -150,50 +175,6 @@ pub enum Role {
     Picker,
     /// A pack station: the pack workflow and a label printer.
     Pack,
-}
-
-/// `[terminal]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Terminal {
-    /// Serial port of the display terminal, e.g. `/dev/ttyAMA0`.
-    pub port: String,
-    /// Baud rate.
-    #[serde(default = "default_terminal_baud")]
-    pub baud: u32,
-}
-
-fn default_terminal_baud() -> u32 {
-    115_200
-}
-
-/// `[printer]`: exactly one of `tcp` and `serial`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Printer {
-    /// Raw TCP, `host:9100`.
-    pub tcp: Option<String>,
-    /// Serial port, e.g. `/dev/ttyUSB0`.
-    pub serial: Option<String>,
-    /// Baud rate of the serial port.
-    #[serde(default = "default_printer_baud")]
-    pub baud: u32,
-    /// Milliseconds to wait for a connection, a write or a `~HS` answer.
-    #[serde(default = "default_printer_timeout")]
-    pub timeout_ms: u64,
-    /// Milliseconds between attempts while the printer has a fault.
-    #[serde(default = "default_printer_retry")]
-    pub retry_ms: u64,
-}
-
-fn default_printer_baud() -> u32 {
-    9600
-}
-fn default_printer_timeout() -> u64 {
-    2000
-}
-fn default_printer_retry() -> u64 {
-    2000
 }
 
 /// `[label]`
@@ -377,7 +358,7 @@ pub const ID_RULE: &str = "use 1 to 64 of A-Z a-z 0-9 - _ (no `.`: RabbitMQ's MQ
      turns a `.` into a topic level of its own)";
 
 /// Fastest baud rate accepted: above what common USB serial adapters (FTDI, CP210x) do.
-const MAX_BAUD: u64 = 4_000_000;
+pub(crate) const MAX_BAUD: u64 = 4_000_000;
 
 /// One number of the file, with the values it may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,7 +475,7 @@ impl Config {
                 "set password_file or password_env, not both",
             ));
         }
-        cfg.station_settings = Some(cfg.check_station(path)?);
+        cfg.checked = Some(cfg.check_station(path)?);
         Ok(cfg)
     }
 
@@ -511,11 +492,7 @@ impl Config {
         sync.status_interval = Duration::from_secs(self.sync.status_interval_s.max(1));
         sync.resend_after = Duration::from_secs(self.sync.resend_after_s.max(1));
         sync.backoff.1 = Duration::from_secs(self.sync.max_backoff_s.max(1));
-        let station = match &self.station_settings {
-            Some(s) => s.clone(),
-            // A `Config` not made by `parse` (built in code): check it now.
-            None => self.check_station(path)?,
-        };
+        let (_, station) = self.checked(path)?;
         Ok(Settings {
             device: self.device.clone(),
             site: self.site.clone(),
@@ -525,6 +502,34 @@ impl Config {
             log: self.log.format,
             station,
         })
+    }
+
+    /// Reads and checks the file, then works out what `floorhand doctor` checks.
+    pub fn load_checkup(path: &Path) -> Result<Checkup, ConfigError> {
+        Self::load(path)?.checkup(path)
+    }
+
+    /// What `floorhand doctor` checks: the settings `floorhand run` would take, every
+    /// device section, and the broker's password read apart.
+    pub fn checkup(&self, path: &Path) -> Result<Checkup, ConfigError> {
+        let (devices, _) = self.checked(path)?;
+        Ok(Checkup {
+            device: self.device.clone(),
+            site: self.site.clone(),
+            database: self.database.path.clone(),
+            store: self.store_config(),
+            broker: self.broker.settings(path),
+            devices,
+        })
+    }
+
+    /// The device sections and station settings [`Config::parse`] worked out; a `Config`
+    /// not made by `parse` (built in code) is checked now.
+    fn checked(&self, path: &Path) -> Result<(DeviceSections, StationSettings), ConfigError> {
+        match &self.checked {
+            Some(c) => Ok(c.clone()),
+            None => self.check_station(path),
+        }
     }
 
     /// Every number in the file (optional sections only when present) with its range. The
@@ -572,32 +577,7 @@ impl Config {
                 "grams",
             ),
         ];
-        if let Some(sc) = &self.scanner {
-            if let crate::devices::scanner::Source::Serial { baud, .. } = &sc.source {
-                n.push(Number::new(
-                    "scanner.source.baud",
-                    *baud,
-                    50..=MAX_BAUD,
-                    "baud",
-                ));
-            }
-            let longest = floorhand_protocol::limits::MAX_SCAN_BYTES as u64;
-            n.extend([
-                Number::new("scanner.max_len", sc.max_len, 1..=longest, "bytes"),
-                Number::new("scanner.bounce_ms", sc.bounce_ms, 0..=10_000, "ms"),
-                Number::new("scanner.reopen_ms", sc.reopen_ms, 10..=60_000, "ms"),
-            ]);
-        }
-        if let Some(p) = &self.printer {
-            n.extend([
-                Number::new("printer.baud", p.baud, 50..=MAX_BAUD, "baud"),
-                Number::new("printer.timeout_ms", p.timeout_ms, 100..=60_000, "ms"),
-                Number::new("printer.retry_ms", p.retry_ms, 10..=60_000, "ms"),
-            ]);
-        }
-        if let Some(t) = &self.terminal {
-            n.push(Number::new("terminal.baud", t.baud, 50..=MAX_BAUD, "baud"));
-        }
+        self.written().numbers(&mut n);
         if let Some(l) = &self.label {
             n.push(Number::new(
                 "label.extension",
@@ -606,18 +586,23 @@ impl Config {
                 "(one digit)",
             ));
         }
-        if let Some(sc) = &self.scale {
-            n.extend([
-                Number::new("scale.baud", sc.baud, 50..=MAX_BAUD, "baud"),
-                Number::new("scale.reopen_ms", sc.reopen_ms, 10..=60_000, "ms"),
-            ]);
-        }
+        self.written().scale_numbers(&mut n);
         n
     }
 
-    /// Checks the station, device and label sections, and works out the station's settings
-    /// (the label template is read and parsed here, once).
-    fn check_station(&self, path: &Path) -> Result<StationSettings, ConfigError> {
+    /// The device sections as the file has them.
+    fn written(&self) -> devices::Written<'_> {
+        devices::Written {
+            scanner: self.scanner.as_ref(),
+            terminal: self.terminal.as_ref(),
+            printer: self.printer.as_ref(),
+            scale: self.scale.as_ref(),
+        }
+    }
+
+    /// Checks the station, device and label sections, and works out the device sections'
+    /// and the station's settings (the label template is read and parsed here, once).
+    fn check_station(&self, path: &Path) -> Result<(DeviceSections, StationSettings), ConfigError> {
         let bad = |key, why: String| ConfigError::Value {
             path: path.to_path_buf(),
             key,
@@ -629,52 +614,18 @@ impl Config {
                 "must not be empty: set it to what badge barcodes start with, e.g. \"OP\"".into(),
             ));
         }
-        if let Some(s) = &self.scanner
-            && let Err(e) = Framer::new(s)
-        {
-            return Err(bad("scanner", e.to_string()));
+        if self.scale.is_some() && self.station.role != Role::Pack {
+            return Err(bad(
+                "scale",
+                "only a pack station (station.role = \"pack\") reads a scale: remove \
+                 the [scale] section"
+                    .into(),
+            ));
         }
-        if let Some(t) = &self.terminal
-            && t.port.is_empty()
-        {
-            return Err(bad("terminal.port", "must name a serial port".into()));
-        }
-        if let Some(p) = &self.printer {
-            match (&p.tcp, &p.serial) {
-                (Some(_), Some(_)) => {
-                    return Err(bad(
-                        "printer.tcp",
-                        "set printer.tcp or printer.serial, not both".into(),
-                    ));
-                }
-                (None, None) => {
-                    return Err(bad(
-                        "printer.tcp",
-                        "set printer.tcp = \"host:9100\" or printer.serial = \"/dev/...\"".into(),
-                    ));
-                }
-                (Some(addr), None) if !addr.contains(':') => {
-                    return Err(bad(
-                        "printer.tcp",
-                        format!("{addr:?} has no port: write host:9100"),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if let Some(s) = &self.scale {
-            if self.station.role != Role::Pack {
-                return Err(bad(
-                    "scale",
-                    "only a pack station (station.role = \"pack\") reads a scale: remove \
-                     the [scale] section"
-                        .into(),
-                ));
-            }
-            if s.port.as_os_str().is_empty() {
-                return Err(bad("scale.port", "must name a serial port".into()));
-            }
-        }
+        let sections = self
+            .written()
+            .sections()
+            .map_err(|(key, why)| bad(key, why))?;
         let mut template = None;
         if let Some(l) = &self.label {
             let Some(dpi) = Dpi::from_number(l.dpi) else {
@@ -689,19 +640,19 @@ impl Config {
             });
         }
         let devices = Devices {
-            scanner: self.scanner.clone(),
-            terminal: self.terminal_config(),
+            scanner: sections.scanner.as_ref().map(|s| s.settings.clone()),
+            terminal: sections.terminal.as_ref().map(|s| s.settings.clone()),
         };
-        match self.station.role {
-            Role::Picker => Ok(StationSettings::Picker {
+        let station = match self.station.role {
+            Role::Picker => StationSettings::Picker {
                 pick: PickConfig {
                     badge_prefix: self.station.badge_prefix.clone(),
                     bounce_ms: self.station.bounce_ms,
                 },
                 devices,
-            }),
+            },
             Role::Pack => {
-                let Some(printer) = self.printer_config() else {
+                let Some(printer) = sections.printer.as_ref().map(|p| p.settings.clone()) else {
                     return Err(bad(
                         "printer",
                         "a pack station (station.role = \"pack\") needs a [printer] section: \
@@ -717,7 +668,7 @@ impl Config {
                             .into(),
                     ));
                 };
-                Ok(StationSettings::Pack {
+                StationSettings::Pack {
                     pack: PackConfig {
                         company_prefix: l.company_prefix.clone(),
                         extension: l.extension,
@@ -728,11 +679,12 @@ impl Config {
                     },
                     badge_prefix: self.station.badge_prefix.clone(),
                     printer,
-                    scale: self.scale.clone(),
+                    scale: sections.scale.as_ref().map(|s| s.settings.clone()),
                     devices,
-                })
+                }
             }
-        }
+        };
+        Ok((sections, station))
     }
 
     fn label_template_at(&self, path: &Path, t: &Path) -> Result<Template, ConfigError> {
@@ -743,33 +695,6 @@ impl Config {
         };
         let src = std::fs::read_to_string(t).map_err(|e| bad(format!("{}: {e}", t.display())))?;
         Template::parse(&src).map_err(|e| bad(format!("{}: {e}", t.display())))
-    }
-
-    /// The terminal link's settings.
-    pub fn terminal_config(&self) -> Option<TerminalConfig> {
-        self.terminal.as_ref().map(|t| TerminalConfig {
-            path: t.port.clone(),
-            baud: t.baud,
-        })
-    }
-
-    /// The printer's settings.
-    pub fn printer_config(&self) -> Option<PrinterConfig> {
-        let p = self.printer.as_ref()?;
-        let transport = match (&p.tcp, &p.serial) {
-            (Some(addr), _) => Transport::Tcp(addr.clone()),
-            (None, Some(path)) => Transport::Serial {
-                path: path.clone(),
-                baud: p.baud,
-            },
-            (None, None) => return None,
-        };
-        Some(PrinterConfig {
-            transport,
-            timeout: Duration::from_millis(p.timeout_ms.max(1)),
-            retry_every: Duration::from_millis(p.retry_ms.max(10)),
-            poll_every: Duration::from_secs(5),
-        })
     }
 
     /// The broker settings, with the password read from its file or variable.
@@ -795,6 +720,8 @@ impl Config {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::devices::printer::Transport;
+    use crate::devices::scanner::Source;
 
     const GOOD: &str = r#"
 device = "hh-07"
@@ -924,6 +851,120 @@ company_prefix = "0614141"
         );
     }
 
+    /// The doctor's view of `text`'s device sections.
+    fn sections(text: &str) -> DeviceSections {
+        let path = Path::new("f.toml");
+        Config::parse(path, text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .checkup(path)
+            .unwrap()
+            .devices
+    }
+
+    #[test]
+    fn every_device_section_names_its_connection_by_kind_and_older_files_still_load() {
+        // One style: the connection is one key named for its kind.
+        let new = sections(&format!(
+            "{GOOD}{PACK}[scanner]\nserial = \"/dev/s\"\nbaud = 19200\n\
+             [terminal]\nserial = \"/dev/t\"\n[scale]\nserial = \"/dev/w\"\n"
+        ));
+        // The older forms: the scanner's source table, the terminal's and scale's port.
+        let old = sections(&format!(
+            "{GOOD}{PACK}[scanner]\nsource = {{ kind = \"serial\", path = \"/dev/s\", baud = 19200 }}\n\
+             [terminal]\nport = \"/dev/t\"\n[scale]\nport = \"/dev/w\"\n"
+        ));
+        for (s, keys) in [
+            (&new, ["scanner.serial", "terminal.serial", "scale.serial"]),
+            (
+                &old,
+                ["the path in scanner.source", "terminal.port", "scale.port"],
+            ),
+        ] {
+            let (scanner, terminal, scale) = (
+                s.scanner.as_ref().unwrap(),
+                s.terminal.as_ref().unwrap(),
+                s.scale.as_ref().unwrap(),
+            );
+            assert_eq!(
+                scanner.settings,
+                ScannerConfig::serial("/dev/s", 19_200),
+                "the scanner module's defaults for the rest"
+            );
+            assert_eq!(terminal.settings.path, "/dev/t");
+            assert_eq!(scale.settings.port, Path::new("/dev/w"));
+            assert_eq!(
+                [scanner.port_key, terminal.port_key, scale.port_key],
+                keys,
+                "messages name the key the file used"
+            );
+        }
+        // A keyboard wedge ("-": standard input) and an input device.
+        let wedge = |line: &str| {
+            sections(&format!("{GOOD}[scanner]\n{line}\n"))
+                .scanner
+                .unwrap()
+                .settings
+                .source
+        };
+        assert_eq!(wedge("wedge = \"-\""), Source::Wedge { path: None });
+        assert_eq!(
+            wedge("wedge = \"/dev/tty2\""),
+            Source::Wedge {
+                path: Some("/dev/tty2".into())
+            }
+        );
+        assert_eq!(
+            wedge("input_device = \"/dev/input/event3\""),
+            Source::InputDevice {
+                path: "/dev/input/event3".into()
+            }
+        );
+        // None, two, or a form of each: refused, naming the key to fix.
+        for (section, want) in [
+            (
+                "[scanner]\nsuffix = \"\\r\"\n",
+                "`scanner`: set one of scanner.serial",
+            ),
+            (
+                "[scanner]\nserial = \"/dev/a\"\nwedge = \"/dev/b\"\n",
+                "`scanner.wedge`: set only one of",
+            ),
+            (
+                "[scanner]\nserial = \"/dev/a\"\nsource = { kind = \"wedge\" }\n",
+                "`scanner.source`: set only one of",
+            ),
+            (
+                "[scanner]\nwedge = \"/dev/a\"\nbaud = 9600\n",
+                "`scanner.baud`: only a serial scanner",
+            ),
+            (
+                "[terminal]\nbaud = 9600\n",
+                "`terminal`: set terminal.serial",
+            ),
+            (
+                "[terminal]\nserial = \"/dev/a\"\nport = \"/dev/b\"\n",
+                "`terminal.port`: set only one of",
+            ),
+            (
+                "[terminal]\nserial = \"\"\n",
+                "`terminal.serial`: must name",
+            ),
+        ] {
+            check(&format!("{GOOD}{section}"), Err(want));
+        }
+        check(
+            &format!("{GOOD}{PACK}[scale]\nbaud = 9600\n"),
+            Err("`scale`: set scale.serial"),
+        );
+        // The older scanner baud is range-checked under its own key.
+        check(
+            &format!(
+                "{GOOD}[scanner]\nsource = {{ kind = \"serial\", path = \"/dev/a\", baud = 0 }}\n"
+            ),
+            Err("`scanner.source.baud`: 0 is out of range"),
+        );
+    }
+
     #[test]
     fn a_bad_label_template_is_refused_at_load_naming_key_and_line() {
         let dir = std::env::temp_dir().join(format!("fh-config-{}", std::process::id()));
@@ -973,6 +1014,35 @@ company_prefix = "0614141"
     }
 
     #[test]
+    fn the_doctors_checkup_holds_every_device_section_and_keeps_an_unreadable_password_apart() {
+        let text = format!(
+            "{}[printer]\nserial = \"/dev/x\"\n[terminal]\nport = \"/dev/y\"\n",
+            GOOD.replace(
+                "[broker]\n",
+                "[broker]\npassword_env = \"FLOORHAND_TEST_UNSET_PW\"\n",
+            )
+        );
+        let path = Path::new("f.toml");
+        let cfg = Config::parse(path, &text).unwrap();
+        // `floorhand run` cannot start without the password; the doctor still checks the rest.
+        assert!(cfg.settings(path).is_err());
+        let c = cfg.checkup(path).unwrap();
+        let e = c.broker.unwrap_err().to_string();
+        assert!(e.contains("`broker.password_env`"), "{e}");
+        assert_eq!(c.database, Path::new("/var/lib/floorhand/floorhand.db"));
+        assert_eq!(c.store.max_bytes, cfg.database.max_mb * 1024 * 1024);
+        // A picker leaves its [printer] unused; the doctor opens it all the same.
+        let printer = c.devices.printer.expect("the printer section");
+        assert_eq!(printer.port_key, "printer.serial");
+        let terminal = c.devices.terminal.expect("the terminal section");
+        assert_eq!(
+            (terminal.settings.path.as_str(), terminal.port_key),
+            ("/dev/y", "terminal.port")
+        );
+        assert!(c.devices.scanner.is_none() && c.devices.scale.is_none());
+    }
+
+    #[test]
     fn the_example_configs_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
         for name in ["handheld.toml", "pack-station.toml"] {
@@ -1010,7 +1080,7 @@ company_prefix = "0614141"
     /// or `# [section]` line loses its `# ` (prose comments stay) unless it starts with
     /// one of `keep` (the alternatives of another variant). `edit` then rewrites lines.
     fn example_with(keep: &[&str], edit: &[(&str, &str)]) -> String {
-        let text = include_str!("../../examples/floorhand.toml");
+        let text = include_str!("../../../examples/floorhand.toml");
         let is_setting = |l: &str| {
             let l = l.trim();
             (l.starts_with('[') && l.ends_with(']'))
@@ -1018,10 +1088,22 @@ company_prefix = "0614141"
                     !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                 })
         };
+        // `keep` entries are line starts, anywhere or (`section/start`) in one section.
+        let kept = |section: &str, rest: &str| {
+            keep.iter().any(|k| match k.split_once('/') {
+                Some((s, start)) => s == section && rest.starts_with(start),
+                None => rest.starts_with(k),
+            })
+        };
+        let mut section = String::new();
         let mut out = String::new();
         for line in text.lines() {
+            let bare = line.strip_prefix("# ").unwrap_or(line).trim();
+            if bare.starts_with('[') && bare.ends_with(']') {
+                section = bare.trim_matches(['[', ']']).to_string();
+            }
             let line = match line.strip_prefix("# ") {
-                Some(rest) if is_setting(rest) && !keep.iter().any(|k| rest.starts_with(k)) => rest,
+                Some(rest) if is_setting(rest) && !kept(&section, rest) => rest,
                 _ => line,
             };
             let line = edit
@@ -1099,17 +1181,18 @@ company_prefix = "0614141"
             example_with(
                 &[
                     "password_env",
-                    "source = { kind = \"wedge\"",
-                    "source = { kind = \"input_device\"",
-                    "serial = ",
+                    "scanner/wedge = ",
+                    "scanner/input_device = ",
+                    "printer/serial = ",
                     "template = ",
                 ],
                 &[("role = ", "role = \"pack\"")],
             ),
             example_with(
                 &[
-                    "source = { kind = \"serial\"",
-                    "source = { kind = \"input_device\"",
+                    "scanner/serial = ",
+                    "scanner/baud = ",
+                    "scanner/input_device = ",
                     "tcp = ",
                     "template = ",
                 ],
@@ -1121,9 +1204,10 @@ company_prefix = "0614141"
             example_with(
                 &[
                     "password_env",
-                    "source = { kind = \"serial\"",
-                    "source = { kind = \"wedge\"",
-                    "serial = ",
+                    "scanner/serial = ",
+                    "scanner/baud = ",
+                    "scanner/wedge = ",
+                    "printer/serial = ",
                     "template = ",
                 ],
                 &[("role = ", "role = \"pack\"")],
@@ -1136,9 +1220,10 @@ company_prefix = "0614141"
             let c = Config::parse(Path::new("examples/floorhand.toml"), text)
                 .unwrap_or_else(|e| panic!("variant {i}: {e}\n{text}"));
             assert_eq!(c.database.synchronous, SyncMode::Full);
-            if let Some(s) = &c.scanner {
+            let checkup = c.checkup(Path::new("examples/floorhand.toml")).unwrap();
+            if let Some(s) = &checkup.devices.scanner {
                 // No wildcard: a new kind of source must be added to the example too.
-                kinds.insert(match s.source {
+                kinds.insert(match s.settings.source {
                     Source::Serial { .. } => "serial",
                     Source::Wedge { .. } => "wedge",
                     Source::InputDevice { .. } => "input_device",
@@ -1163,7 +1248,7 @@ company_prefix = "0614141"
         );
         // The template line is left out above (the file does not exist here); it is there.
         assert!(
-            include_str!("../../examples/floorhand.toml").contains("\n# template = \""),
+            include_str!("../../../examples/floorhand.toml").contains("\n# template = \""),
             "label.template is documented"
         );
         written
@@ -1176,10 +1261,10 @@ company_prefix = "0614141"
             ("database", fields::<Database>()),
             ("sync", fields::<Sync>()),
             ("station", fields::<Station>()),
-            ("scanner", fields::<ScannerConfig>()),
-            ("terminal", fields::<Terminal>()),
+            ("scanner", without(fields::<Scanner>(), "source")),
+            ("terminal", without(fields::<Terminal>(), "port")),
             ("printer", fields::<Printer>()),
-            ("scale", fields::<ScaleConfig>()),
+            ("scale", without(fields::<Scale>(), "port")),
             ("label", fields::<Label>()),
             ("log", fields::<Log>()),
         ]
@@ -1190,6 +1275,19 @@ company_prefix = "0614141"
             written, expected,
             "keys in the example vs keys the agent reads"
         );
+        // The older keys still load; the example says so in its prose, not as settings.
+        let example = include_str!("../../../examples/floorhand.toml");
+        assert!(example.contains("source = { kind = \"serial\", path ="));
+        assert_eq!(example.matches("older name, port, still loads").count(), 2);
+    }
+
+    /// `keys` without `key`: a key the agent reads but the example shows only in prose.
+    fn without(
+        mut keys: std::collections::BTreeSet<String>,
+        key: &str,
+    ) -> std::collections::BTreeSet<String> {
+        assert!(keys.remove(key), "{key} is a key");
+        keys
     }
 
     /// A pack station with every section and every number written out.
@@ -1216,7 +1314,8 @@ tare_g = 0
 weight_tolerance_pct = 10
 weight_tolerance_min_g = 50
 [scanner]
-source = { kind = "serial", path = "/dev/x", baud = 9600 }
+serial = "/dev/x"
+baud = 9600
 max_len = 128
 bounce_ms = 0
 reopen_ms = 1000
@@ -1226,13 +1325,13 @@ baud = 9600
 timeout_ms = 2000
 retry_ms = 2000
 [terminal]
-port = "/dev/y"
+serial = "/dev/y"
 baud = 115200
 [label]
 company_prefix = "0614141"
 extension = 0
 [scale]
-port = "/dev/z"
+serial = "/dev/z"
 baud = 9600
 reopen_ms = 1000
 "#;
@@ -1281,8 +1380,8 @@ reopen_ms = 1000
             ("station.tare_g", "1000000"),
             ("station.weight_tolerance_pct", "101"),
             ("station.weight_tolerance_min_g", "4294967295"),
-            ("scanner.source.baud", "0"),
-            ("scanner.source.baud", "4294967295"),
+            ("scanner.baud", "0"),
+            ("scanner.baud", "4294967295"),
             ("scanner.max_len", "0"),
             ("scanner.max_len", "129"),
             ("scanner.bounce_ms", huge),
@@ -1325,7 +1424,7 @@ reopen_ms = 1000
 
     #[test]
     fn the_example_documents_the_range_of_every_number_next_to_its_key() {
-        let text = include_str!("../../examples/floorhand.toml");
+        let text = include_str!("../../../examples/floorhand.toml");
         let full = Config::parse(Path::new("f.toml"), FULL).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         for n in full.numbers() {

@@ -1,12 +1,17 @@
 //! Two pseudo-terminals joined like a null-modem cable, made with `openpty(3)` and a relay
-//! thread, so the demo's virtual devices need nothing but Rust (no `socat`).
+//! thread: the one serial cable of the tests and the demo's virtual devices, needing
+//! nothing but Rust (no `socat`).
 //!
 //! Each pty's slave end is a real tty (`/dev/pts/N`) that `serialport` opens like a USB
 //! serial device; the relay copies bytes between the two master ends. Both slaves are held
 //! open for the pair's lifetime: a master whose slave has no open file reports a hang-up
-//! on every `poll`. (Reopening an end is not supported: serialport opens a port in
-//! exclusive mode, which the held slave keeps; the demo opens each end once.)
-//! Dropping the pair stops the relay (it polls with a short timeout) and closes every fd.
+//! on every `poll`. An end can be closed and opened again, as an agent restarting does:
+//! serialport takes its exclusive mode (`TIOCEXCL`) back when it closes a port, and bytes
+//! sent meanwhile wait in the tty, as with nobody reading a real cable's UART. (A process
+//! killed while it holds an end leaves `TIOCEXCL` set, with or without the held slave:
+//! only root may open that end again, as with any pty.)
+//! Dropping the pair (pulling the cable) stops the relay (it polls with a short timeout),
+//! closes every fd, so whoever has an end open reads a hang-up, and removes the links.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -16,6 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// What a tap on the line is handed: each run of bytes from the agent's end.
+pub type Tap = Box<dyn FnMut(&[u8]) + Send>;
 
 /// How long the relay waits in `poll` before looking at the stop flag.
 const POLL_MS: libc::c_int = 50;
@@ -146,22 +154,49 @@ impl PtyPair {
     /// starts the relay between them.
     pub fn new(dir: &Path, name: &str) -> io::Result<PtyPair> {
         std::fs::create_dir_all(dir)?;
-        let (dev, agent) = (open_pty()?, open_pty()?);
-        let device = dir.join(format!("{name}-device"));
-        let agent_link = dir.join(format!("{name}-agent"));
+        PtyPair::start(
+            dir.join(format!("{name}-agent")),
+            dir.join(format!("{name}-device")),
+            None,
+        )
+    }
+
+    /// Opens two ptys, links their ttys at `agent` and `device` (replacing what is there:
+    /// a cable plugged in again at the same names), and starts the relay between them.
+    pub fn linked_at(agent: PathBuf, device: PathBuf) -> io::Result<PtyPair> {
+        PtyPair::start(agent, device, None)
+    }
+
+    /// As [`PtyPair::new`], with a tap on the line: `tap` sees every byte the agent's end
+    /// sends, in order, before the device's end gets it (a line monitor on the cable).
+    pub fn tapped(dir: &Path, name: &str, tap: Tap) -> io::Result<PtyPair> {
+        std::fs::create_dir_all(dir)?;
+        PtyPair::start(
+            dir.join(format!("{name}-agent")),
+            dir.join(format!("{name}-device")),
+            Some(tap),
+        )
+    }
+
+    fn start(agent: PathBuf, device: PathBuf, tap: Option<Tap>) -> io::Result<PtyPair> {
+        let (dev, agent_pty) = (open_pty()?, open_pty()?);
         link(&dev.path, &device)?;
-        link(&agent.path, &agent_link)?;
+        link(&agent_pty.path, &agent)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, b) = (File::from(dev.master), File::from(agent.master));
+        let (a, b) = (File::from(dev.master), File::from(agent_pty.master));
         let s = stop.clone();
+        let name = device
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let relay = std::thread::Builder::new()
-            .name(format!("{name}-pty"))
-            .spawn(move || relay(a, b, &s))?;
+            .name(format!("pty-{name}"))
+            .spawn(move || relay(a, b, tap, &s))?;
         Ok(PtyPair {
             device,
-            agent: agent_link,
+            agent,
             device_tty: dev.slave,
-            _agent_tty: agent.slave,
+            _agent_tty: agent_pty.slave,
             stop,
             relay: Some(relay),
         })
@@ -186,10 +221,12 @@ impl Drop for PtyPair {
     }
 }
 
-/// Copies bytes between the two masters until `stop`. Bytes arrive in order on each
-/// direction. One thread serves both directions: while one side's input queue is full,
-/// the other direction waits too (the demo's devices read promptly, so it never does).
-fn relay(a: File, b: File, stop: &AtomicBool) {
+/// Copies bytes between the two masters (`a` the device side's, `b` the agent side's)
+/// until `stop`; `tap` sees what goes from `b` to `a`. Bytes arrive in order on each
+/// direction. One thread serves both directions: while one side's input queue is full
+/// (nobody has read that end for a while), the other direction waits too; a device that
+/// talks only when spoken to is never held up by it.
+fn relay(a: File, b: File, mut tap: Option<Tap>, stop: &AtomicBool) {
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let mut fds = [
@@ -221,6 +258,11 @@ fn relay(a: File, b: File, stop: &AtomicBool) {
             if ev & libc::POLLIN != 0 {
                 match from.read(&mut buf) {
                     Ok(n) if n > 0 => {
+                        if i == 1
+                            && let Some(t) = tap.as_mut()
+                        {
+                            t(&buf[..n]);
+                        }
                         if let Err(e) = write_all(to, &buf[..n], stop) {
                             tracing::error!("pty relay: {e}");
                             return;
@@ -311,6 +353,61 @@ mod tests {
         assert_eq!(read_n(&mut dev, 5, LONG), b"ack\r\n");
         // No echo back to the writer (anything echoed would be here well within this).
         assert_eq!(read_n(&mut agent, 1, Duration::from_millis(300)), b"");
+    }
+
+    #[test]
+    fn an_end_closed_and_opened_again_gets_what_was_sent_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = PtyPair::linked_at(dir.path().join("a"), dir.path().join("b")).unwrap();
+        let mut dev = open(&pair.device);
+        let agent = open(&pair.agent);
+        // The agent stops: its exclusive open ends with it.
+        drop(agent);
+        dev.write_all(b"while away\r").unwrap();
+        let mut agent = open(&pair.agent);
+        assert_eq!(read_n(&mut agent, 11, LONG), b"while away\r");
+        agent.write_all(b"back").unwrap();
+        assert_eq!(read_n(&mut dev, 4, LONG), b"back");
+    }
+
+    #[test]
+    fn a_tap_sees_what_the_agent_sends_and_not_what_the_device_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let tap: Tap = Box::new(move |b| s.lock().unwrap().extend_from_slice(b));
+        let pair = PtyPair::tapped(dir.path(), "t", tap).unwrap();
+        let (mut dev, mut agent) = (open(&pair.device), open(&pair.agent));
+        dev.write_all(b"from the device").unwrap();
+        assert_eq!(read_n(&mut agent, 15, LONG), b"from the device");
+        agent.write_all(b"to the device").unwrap();
+        assert_eq!(read_n(&mut dev, 13, LONG), b"to the device");
+        assert_eq!(seen.lock().unwrap().as_slice(), b"to the device");
+    }
+
+    #[test]
+    fn pulling_the_cable_hangs_up_an_open_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = PtyPair::new(dir.path(), "t").unwrap();
+        let mut agent = open(&pair.agent);
+        drop(pair);
+        let deadline = Instant::now() + LONG;
+        let mut buf = [0u8; 16];
+        let hung_up = loop {
+            match agent.read(&mut buf) {
+                Ok(0) => break true,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(_) => break true,
+                Ok(_) => {}
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+        };
+        assert!(
+            hung_up,
+            "the open end reads a hang-up once the cable is pulled"
+        );
     }
 
     #[test]

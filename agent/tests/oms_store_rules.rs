@@ -16,8 +16,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use floorhand::store::oms_db::OmsDb;
 use floorhand::store::oms_pg::PgStore;
 use floorhand::store::oms_store::{
-    DownLogRow, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued, StoreTotals, Stored,
-    StoredEvent,
+    DownLogRow, DownRange, DownRequest, DownRow, DownState, DownStream, OmsStore, Queued,
+    StoreTotals, Stored, StoredEvent,
 };
 use floorhand_protocol::oms::{Down, Event, EventKind, RejectReason};
 
@@ -445,6 +445,52 @@ fn down_states_go_from_queued_to_sent_to_applied_or_rejected(b: &Backend) {
             detail: "late".into()
         })
     );
+}
+
+fn ranges_of_several_devices_are_read_in_order_and_marked_sent_together(b: &Backend) {
+    let mut db = b.open("a");
+    for (d, inc) in [("d1", 5), ("d2", 6)] {
+        db.set_incarnation("s1", d, inc, None, T0).unwrap();
+        db.queue_downs("s1", d, &[cancel("A"), cancel("B"), cancel("C")], T0)
+            .unwrap();
+    }
+    let got = db
+        .down_ranges(&[
+            DownRange {
+                site: "s1",
+                device: "d2",
+                stream: 6,
+                from: 2,
+                to: 3,
+            },
+            DownRange {
+                site: "s1",
+                device: "d1",
+                stream: 5,
+                from: 1,
+                to: 1,
+            },
+            // Another device's stream number: nothing.
+            DownRange {
+                site: "s1",
+                device: "d1",
+                stream: 6,
+                from: 1,
+                to: 3,
+            },
+        ])
+        .unwrap();
+    let dseqs: Vec<Vec<(u64, u64)>> = got
+        .iter()
+        .map(|rows| rows.iter().map(|r| (r.stream, r.dseq)).collect())
+        .collect();
+    assert_eq!(dseqs, vec![vec![(6, 2), (6, 3)], vec![(5, 1)], vec![]]);
+    assert_eq!(got[0][1].body, cancel("C"));
+    let state = |d: &str, no| db.down_state("s1", d, no).unwrap();
+    assert_eq!(state("d2", 1), Some(DownState::Queued));
+    assert_eq!(state("d2", 3), Some(DownState::Sent));
+    assert_eq!(state("d1", 1), Some(DownState::Sent));
+    assert_eq!(state("d1", 2), Some(DownState::Queued));
 }
 
 fn a_down_ack_counts_what_it_releases_and_the_ack_point_is_below_the_first_unacknowledged(
@@ -925,6 +971,7 @@ rules!(
     messages_queued_before_a_device_is_known_go_to_its_first_incarnation,
     down_messages_are_numbered_contiguously_per_device_and_stream,
     down_states_go_from_queued_to_sent_to_applied_or_rejected,
+    ranges_of_several_devices_are_read_in_order_and_marked_sent_together,
     a_down_ack_counts_what_it_releases_and_the_ack_point_is_below_the_first_unacknowledged,
     a_new_incarnation_readdresses_unapplied_messages_from_1_and_names_the_events_lost,
     a_new_incarnation_with_nothing_lost_or_waiting_raises_no_alarm,

@@ -462,6 +462,20 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_keeps_the_store_and_token_in_the_service_s_state_directory() {
+        // packaging/bridge/bridge.toml, installed as /etc/floorhand-bridge/bridge.toml: the
+        // unit's ProtectSystem=strict leaves only /var/lib/floorhand-bridge writable.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/bridge/bridge.toml");
+        let s = BridgeConfig::load(&path).unwrap();
+        let state = Path::new("/var/lib/floorhand-bridge");
+        assert!(matches!(&s.store, StoreSpec::Sqlite(p) if p.parent() == Some(state)));
+        assert_eq!(s.token_file.parent(), Some(state));
+        let defaults = BridgeConfig::default().settings(None).unwrap();
+        assert_eq!(s.listen, defaults.listen);
+        assert_eq!(s.broker.url, defaults.broker.url);
+    }
+
+    #[test]
     fn no_file_means_the_embedded_defaults() {
         let s = BridgeConfig::default().settings(None).unwrap();
         assert!(

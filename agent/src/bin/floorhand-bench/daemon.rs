@@ -118,7 +118,12 @@ pub fn memory_and_idle(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let down_pct = pct(d0, d1, down_secs);
     // mosquitto_sub retries its broker too; a sub that gave up shows as "-".
     let sub_down = b0.zip(b1).map(|(a, b)| pct(a, b, down_secs));
-    let bin = procs::floorhand_bin()?;
+    let bin = procs::station_bin()?;
+    let bin_name = bin
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let pub_bin = which("mosquitto_pub")?;
     let bin_mib = file_mib(&bin)?;
     // mosquitto_pub is linked dynamically: count the MQTT library it loads too.
@@ -126,7 +131,7 @@ pub fn memory_and_idle(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let w = window.as_secs_f64();
     Ok(vec![
         Row::absolute(
-            &format!("agent RSS, {tasks} tasks mirrored (VmHWM)"),
+            &format!("agent RSS, {tasks} tasks mirrored (VmHWM, {bin_name})"),
             mib(hwm),
             format!("{:.1} MiB", mib(hwm)),
             format!("{:.1} MiB", mib(sub_rss)),
@@ -141,7 +146,7 @@ pub fn memory_and_idle(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             None,
         ),
         Row::new(
-            "release binary size (mosquitto_pub+libmosquitto)",
+            &format!("{bin_name} binary size (mosquitto_pub+libmosquitto)"),
             format!("{bin_mib:.1} MiB"),
             format!("{pub_mib:.2} MiB"),
             bin_mib / pub_mib,
@@ -219,7 +224,7 @@ pub fn start_to_ready(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         let mut agent = AgentProc::spawn(&config)?;
         agent.wait_for(READY, Duration::from_secs(30))
     })?;
-    let bin = procs::floorhand_bin()?;
+    let bin = procs::station_bin()?;
     let base = median(reps, |_| {
         let t = Instant::now();
         let st = std::process::Command::new(&bin)

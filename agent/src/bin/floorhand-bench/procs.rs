@@ -96,6 +96,28 @@ pub fn floorhand_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The agent binary for the station rows: `floorhand-station`, the station package's build
+/// (no default features: no demo, simulator or bridge), which `scripts/bench` builds beside
+/// this benchmark. Without it (a harness check run on the test build's binaries) the full
+/// `floorhand`, said once on stderr; its figures are then a larger binary's.
+pub fn station_bin() -> anyhow::Result<PathBuf> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let station = std::env::current_exe()?.with_file_name("floorhand-station");
+    if station.is_file() {
+        return Ok(station);
+    }
+    let full = floorhand_bin()?;
+    SAID.call_once(|| {
+        eprintln!(
+            "floorhand-bench: no {} (scripts/bench builds it); the agent rows run {}, \
+             the full build with the demo and the bridge",
+            station.display(),
+            full.display()
+        );
+    });
+    Ok(full)
+}
+
 /// Writes an agent config for `db` and `broker_url` into `dir` and returns its path. The
 /// agent has no devices, and sends its status every 10 s (a link down for 30 s is then
 /// down for longer than the status interval).
@@ -124,7 +146,7 @@ impl AgentProc {
     /// Spawns `floorhand run --config CONFIG`.
     pub fn spawn(config: &Path) -> anyhow::Result<AgentProc> {
         let spawned = Instant::now();
-        let mut child = Command::new(floorhand_bin()?)
+        let mut child = Command::new(station_bin()?)
             .arg("run")
             .arg("--config")
             .arg(config)

@@ -158,8 +158,9 @@ impl Shell {
     }
 
     /// Reports the firmware version of the terminal that said hello as a
-    /// `TerminalConnected` event (see [`record_info`]); a failure is logged, never fatal.
-    pub async fn report_terminal(&self, operator: u32, software: String) {
+    /// `TerminalConnected` event (see [`record_info`]). False when it was not written: a
+    /// failure is logged, never fatal, and the caller may try again.
+    pub async fn report_terminal(&self, operator: u32, software: String) -> bool {
         let now = unix_now();
         let what = format!("the terminal's version ({software})");
         let kind = EventKind::TerminalConnected { software };
@@ -167,17 +168,26 @@ impl Shell {
             .store
             .call(move |db| record_info(db, now, operator, kind))
             .await;
-        self.reported(written, &what);
+        self.reported(written, &what)
     }
 
-    fn reported(&self, written: Result<Result<Option<u64>, StoreError>, StoreError>, what: &str) {
+    /// Logs a report that was not written; true when it was (and the outbox told).
+    fn reported(
+        &self,
+        written: Result<Result<Option<u64>, StoreError>, StoreError>,
+        what: &str,
+    ) -> bool {
         match written {
-            Ok(Ok(Some(_))) => self.sync.outbox_changed(),
+            Ok(Ok(Some(_))) => {
+                self.sync.outbox_changed();
+                return true;
+            }
             Ok(Ok(None)) => {
                 tracing::warn!("{what} not reported: the database is at its storage limit")
             }
             Ok(Err(e)) | Err(e) => tracing::error!("{what} not reported: {e}"),
         }
+        false
     }
 
     /// Milliseconds since the station started: the workflows' clock.

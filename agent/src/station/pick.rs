@@ -484,10 +484,13 @@ impl Station {
                 tracing::info!("terminal connected (firmware {software})");
                 // Once per run, and again when a terminal with another version connects:
                 // a flapping adapter does not fill the outbox.
+                // A report that was not written (storage full, a database error) is tried
+                // again at the terminal's next hello.
                 if self.terminal_reported.as_deref() != Some(software.as_str()) {
-                    self.terminal_reported = Some(software.clone());
                     let operator = self.picker.operator().unwrap_or(0);
-                    self.shell.report_terminal(operator, software).await;
+                    if self.shell.report_terminal(operator, software.clone()).await {
+                        self.terminal_reported = Some(software);
+                    }
                 }
             }
             TerminalEvent::LinkLost => tracing::warn!("terminal link lost"),

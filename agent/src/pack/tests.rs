@@ -935,3 +935,203 @@ fn refused_scans_are_reported_by_class_once_a_second_and_refused_keys_are_not() 
     assert_eq!(refusals(&e), report(RefusalReason::BadBarcode));
     assert_eq!(s.packer.refusals().flush::<Effect>(), vec![]);
 }
+
+#[test]
+fn a_weight_exactly_at_the_edge_of_the_tolerance_closes_without_a_recheck() {
+    // Expected 200 g tare + 100 g, tolerance max(10 %, 30 g) = 30 g: 330 g is inside.
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.type_number(330);
+    assert_eq!(s.key(Key::Enter), [Effect::AllocateSscc]);
+}
+
+#[test]
+fn on_the_recheck_screen_an_emptied_scale_or_a_key_code_beyond_nine_changes_nothing() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.type_number(900);
+    assert_eq!(beeps(&s.key(Key::Enter)), [Beep::Attention]);
+    // The carton lifted off the scale (0 g) is not a new weight to check.
+    assert_eq!(s.feed(Input::ScaleWeight(0)), []);
+    // A terminal sending a digit key with a code beyond 9 types no weight.
+    assert_eq!(s.key(Key::Digit(12)), []);
+    // The recheck still stands: Enter confirms the 900 g.
+    let e = s.key(Key::Enter);
+    assert!(matches!(
+        only_commit(&s.allocate(&e)),
+        Commit::CartonClosed { weight_g: 900, .. }
+    ));
+}
+
+#[test]
+fn a_refused_scan_is_reported_right_after_its_error_beep_and_before_the_screen_that_follows() {
+    let mut s = Station::new();
+    assert_eq!(
+        s.scan("SO-NOPE"),
+        vec![Effect::LookUpOrder("SO-NOPE".into())]
+    );
+    let e = s.feed(Input::OrderNotFound("SO-NOPE".into()));
+    assert_eq!(
+        e,
+        [
+            message(Level::Error, "No open order or tote SO-NOPE"),
+            Effect::Beep(Beep::Error),
+            Effect::ScanRefused(report(RefusalReason::NoTask)[0]),
+            scan_prompt(ScanTarget::Order, "Scan order or tote"),
+        ]
+    );
+}
+
+#[test]
+fn the_own_badge_scanned_while_an_order_is_being_looked_up_does_not_log_out() {
+    let mut s = Station::new();
+    s.packer = Packer::new(s.packer.config.clone()).with_login("OP");
+    s.scan("OP42");
+    s.commit();
+    let o = order();
+    let id = o.order_id.clone();
+    assert_eq!(s.scan(&id), vec![Effect::LookUpOrder(id)]);
+    check_refused(&s.scan("OP42"), "Finish this order");
+    assert_eq!(s.packer.operator(), Some(42));
+    // The order the lookup finds is packed by the operator still logged in.
+    let e = s.feed(Input::Order(Box::new(as_stored(&o))));
+    assert_eq!(beeps(&e), [Beep::Ok]);
+}
+
+#[test]
+fn on_the_weight_screen_enter_with_nothing_typed_or_a_key_code_beyond_nine_weighs_nothing() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    check_refused(&s.key(Key::Enter), "Type the carton weight");
+    assert_eq!(s.key(Key::Digit(12)), []);
+    // Still nothing typed: the weight is typed as the packer means it.
+    assert!(matches!(
+        s.close_with_weight(300),
+        Commit::CartonClosed { weight_g: 300, .. }
+    ));
+}
+
+#[test]
+fn back_from_the_lot_prompt_or_the_reason_menu_returns_to_packing_with_nothing_packed() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&nut());
+    let item_prompt = || scan_prompt(ScanTarget::Item, "Scan item");
+    assert_eq!(s.key(Key::Back), [item_prompt()]);
+    // The nut was not packed: scanned again, it asks for its lot again.
+    assert_eq!(
+        s.scan(&nut()),
+        [
+            Effect::Beep(Beep::Attention),
+            scan_prompt(ScanTarget::Lot, "Scan lot")
+        ]
+    );
+    s.key(Key::Back);
+    s.key(Key::F(keys::SHORT));
+    assert_eq!(s.key(Key::Back), [item_prompt()]);
+    // Packing goes on: the bolt is taken.
+    assert_eq!(beeps(&s.scan(&bolt())), [Beep::Ok]);
+}
+
+#[test]
+fn a_cancellation_after_a_closed_carton_asks_to_set_every_carton_aside() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    s.close_with_weight(300);
+    s.commit();
+    check_refused(
+        &s.feed(Input::OrderCancelled("SO-10042".into())),
+        "CANCELLED: set all 2 cartons aside",
+    );
+}
+
+#[test]
+fn every_recent_cancellation_is_remembered_not_only_the_last() {
+    let mut s = Station::new();
+    s.feed(Input::OrderCancelled("SO-10042".into()));
+    s.feed(Input::OrderCancelled("SO-OTHER".into()));
+    // A late lookup answer for the first cancelled order is refused.
+    s.scan("SO-10042");
+    check_refused(
+        &s.feed(Input::Order(Box::new(as_stored(&order())))),
+        "SO-10042 is cancelled",
+    );
+}
+
+#[test]
+fn a_printed_label_forgets_only_its_own_job_and_the_other_cartons_still_report() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { sscc: first, .. } = s.close_with_weight(300) else {
+        panic!()
+    };
+    let (first_job, _) = s.commit();
+    s.scan(&bolt());
+    s.key(Key::F(keys::CLOSE));
+    let Commit::CartonClosed { sscc: second, .. } = s.close_with_weight(300) else {
+        panic!()
+    };
+    let (second_job, _) = s.commit();
+    let printed = |job_id, sscc| {
+        [Effect::Commit(Commit::LabelPrinted {
+            at: NOW,
+            sscc,
+            job_id,
+        })]
+    };
+    let e = s.feed(Input::PrintReport {
+        job_id: first_job,
+        fault: None,
+    });
+    assert_eq!(e, printed(first_job, first));
+    s.feed(Input::Committed { job_id: None });
+    let e = s.feed(Input::PrintReport {
+        job_id: second_job,
+        fault: None,
+    });
+    assert_eq!(e, printed(second_job, second));
+    s.feed(Input::Committed { job_id: None });
+    // The first job's report again is no news: its job is done.
+    assert_eq!(
+        s.feed(Input::PrintReport {
+            job_id: first_job,
+            fault: None,
+        }),
+        []
+    );
+}
+
+#[test]
+fn at_the_last_carton_number_an_incomplete_order_closes_no_more_cartons_and_a_complete_one_does() {
+    let mut s = Station::new();
+    s.start(order());
+    s.scan(&bolt());
+    // As if 65,534 cartons of this order were closed already.
+    s.packer.active.as_mut().unwrap().carton_no = u16::MAX;
+    check_refused(
+        &s.key(Key::F(keys::CLOSE)),
+        "Too many cartons for one order",
+    );
+    s.scan(&bolt());
+    s.scan(&nut());
+    s.scan("LOT-9");
+    s.key(Key::F(keys::CLOSE));
+    assert!(matches!(
+        s.close_with_weight(450),
+        Commit::CartonClosed {
+            carton_no: u16::MAX,
+            order_complete: true,
+            ..
+        }
+    ));
+}

@@ -2605,3 +2605,108 @@ fn purge_deletes_and_counts_a_closed_session_past_retention_and_keeps_an_open_on
     };
     assert_eq!(sessions, [8], "the open session stays");
 }
+
+#[test]
+fn a_retention_update_takes_effect_at_once_without_a_restart() {
+    let mut f = fixture();
+    let update = Down::ConfigUpdate(ConfigUpdate {
+        status_interval_s: None,
+        retention_hours: Some(2),
+        storage_alarm_pct: None,
+    });
+    f.db.apply_seq(1, &update, T0).unwrap();
+    f.db.apply_seq(2, &wave(10, 1, 100, 1), T0).unwrap();
+    let seq = f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
+    f.db.ack(seq).unwrap();
+    assert_eq!(f.db.purge(T0 + 3600).unwrap(), 0, "an hour on: kept");
+    assert!(f.db.task(100).unwrap().is_some());
+    assert_eq!(
+        f.db.purge(T0 + 7200).unwrap(),
+        3,
+        "two hours on: the pick, the task and its wave"
+    );
+}
+
+#[test]
+fn purge_deletes_and_counts_a_finished_print_job_past_retention_and_keeps_a_pending_one() {
+    let mut f = fixture_with(one_hour_retention());
+    let printed =
+        f.db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+    f.db.enqueue_print(T0, "003401234567890135", b"^XA^XZ")
+        .unwrap();
+    f.db.mark_printed(printed, T0 + 1).unwrap();
+    assert_eq!(f.db.purge(T0 + 600).unwrap(), 0, "within retention");
+    assert_eq!(f.db.purge(T0 + 1 + 3600).unwrap(), 1, "the printed job");
+    assert_eq!(
+        f.db.pending_prints().unwrap().len(),
+        1,
+        "the pending job stays"
+    );
+}
+
+#[test]
+fn a_read_only_open_refuses_a_newer_schema_as_too_new_and_an_older_one_as_too_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer = dir.path().join("new.db");
+    Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = Db::open_read_only(&newer).err().unwrap();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    let older = dir.path().join("old.db");
+    database_at(&older, SCHEMA_VERSION - 1);
+    let err = Db::open_read_only(&older).err().unwrap();
+    assert!(matches!(err, StoreError::SchemaTooOld { .. }), "{err}");
+}
+
+#[test]
+fn the_store_keeps_its_query_plans_stable() {
+    let f = fixture();
+    let qpsg =
+        f.db.conn
+            .db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
+            .unwrap();
+    assert!(
+        qpsg,
+        "a cached statement is not compiled again on every use"
+    );
+}
+
+#[test]
+fn purge_deletes_and_counts_a_cancelled_pack_order_past_retention() {
+    let mut f = fixture_with(one_hour_retention());
+    let (_, order) = example_pack_order();
+    f.db.apply_seq(1, &order, T0).unwrap();
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-10042".into(),
+    };
+    f.db.apply_seq(2, &cancel, T0 + 1).unwrap();
+    assert_eq!(f.db.purge(T0 + 600).unwrap(), 0, "within retention");
+    assert_eq!(f.db.purge(T0 + 1 + 3600).unwrap(), 1, "the cancelled order");
+    let left: i64 =
+        f.db.conn
+            .query_row("SELECT count(*) FROM pack_orders", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn an_outbox_range_is_exactly_the_rows_from_its_first_to_its_last_seq_in_order() {
+    let mut f = fixture();
+    let seqs = [
+        f.db.login(T0, 7, "B7").unwrap(),
+        f.db.logout(T0 + 1, 7).unwrap(),
+        f.db.login(T0 + 2, 7, "B7").unwrap(),
+        f.db.logout(T0 + 3, 7).unwrap(),
+    ];
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let rows = |rows: &[OutboxRow]| -> Vec<(u64, Vec<u8>)> {
+        rows.iter().map(|r| (r.seq, r.payload.clone())).collect()
+    };
+    let all = f.db.outbox_pending(0, usize::MAX).unwrap();
+    let range = f.db.outbox_range(2, 3).unwrap();
+    assert_eq!(rows(&range), rows(&all[1..3]));
+    assert_eq!(range.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+}

@@ -2710,3 +2710,27 @@ fn an_outbox_range_is_exactly_the_rows_from_its_first_to_its_last_seq_in_order()
     assert_eq!(rows(&range), rows(&all[1..3]));
     assert_eq!(range.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
 }
+
+#[test]
+fn a_task_scanned_by_two_gtins_keeps_both_with_their_pack_quantities() {
+    let mut f = fixture();
+    let tasks = sample_tasks(100, 1, 12);
+    // The example task: the each and the case of twelve.
+    let sent: Vec<(String, u32)> = tasks[0]
+        .gtins
+        .iter()
+        .map(|g| (g.gtin.clone(), g.pack_qty))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    f.db.apply_seq(1, &Down::WaveAssigned(sample_wave(10, 1, tasks)), T0)
+        .unwrap();
+    let read: Vec<(String, u32)> =
+        f.db.task(100)
+            .unwrap()
+            .unwrap()
+            .gtins
+            .into_iter()
+            .map(|g| (g.gtin, g.pack_qty))
+            .collect();
+    assert_eq!(read, sent);
+}

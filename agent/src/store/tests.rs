@@ -2468,3 +2468,269 @@ fn every_released_schema_migrates_from_its_frozen_database_keeping_every_row() {
         assert!(db.put_backs(10).unwrap().0.is_empty(), "from {file}");
     }
 }
+
+#[test]
+fn a_wave_with_a_gtin_that_is_not_all_digits_is_refused_naming_the_task_and_stores_nothing() {
+    let mut f = fixture();
+    let mut tasks = sample_tasks(100, 2, 3);
+    tasks[1].gtins[0].gtin = "0950600013435X".into();
+    let applied =
+        f.db.apply_seq(1, &Down::WaveAssigned(sample_wave(10, 1, tasks)), T0)
+            .unwrap();
+    assert_eq!(
+        applied,
+        Applied::Refused {
+            reason: RejectReason::Invalid,
+            detail: "task 101 has GTIN \"0950600013435X\"; a GTIN is digits only".into()
+        }
+    );
+    assert!(
+        f.db.task(100).unwrap().is_none(),
+        "nothing of the wave stored"
+    );
+}
+
+#[test]
+fn a_task_whose_surplus_was_put_back_is_not_reopened_by_a_version_asking_for_more() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &revision(10, 1, &[(100, 5), (101, 1)]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 4)).unwrap();
+    f.db.apply_seq(2, &revision(10, 2, &[(100, 3), (101, 1)]), T0 + 1)
+        .unwrap();
+    f.db.confirm_put_back(T0 + 2, 7, 100).unwrap();
+    assert_eq!(state(&f.db, 100), TaskState::Picked);
+    f.db.apply_seq(3, &revision(10, 3, &[(100, 6), (101, 1)]), T0 + 3)
+        .unwrap();
+    let t = f.db.task(100).unwrap().unwrap();
+    assert_eq!(
+        (t.state, t.qty, t.picked_qty),
+        (TaskState::Picked, 3, 4),
+        "the unit put back is not asked for again on this device"
+    );
+    assert_eq!(
+        conflicts(&f.db, 100)[1],
+        "task 100 is picked with 3 of 3 units picked; wave 10 version 3 asks for 6: not \
+         reopened on this device"
+    );
+}
+
+#[test]
+fn purge_deletes_and_counts_the_message_ids_an_older_schema_left_in_the_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // Version 5 was the last to record each applied message id in the inbox.
+    database_at(&path, 5);
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO inbox (msg_id, applied_at) VALUES (1, 1), (2, 1)",
+            [],
+        )
+        .unwrap();
+    let mut db = Db::open(&path, &one_hour_retention()).unwrap();
+    assert_eq!(db.purge(T0).unwrap(), 2, "the two inbox rows, nothing else");
+    let left: i64 = db
+        .conn
+        .query_row("SELECT count(*) FROM inbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn the_store_opens_with_a_page_cache_of_8_mib_not_of_8192_pages() {
+    let f = fixture();
+    let cache: i64 =
+        f.db.conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap();
+    // Negative: KiB, so a 10,000-task wave's pages stay in memory until its commit.
+    assert_eq!(cache, -8192);
+}
+
+#[test]
+fn a_pack_order_sent_again_once_a_carton_of_it_is_closed_is_refused_not_replaced() {
+    let mut f = fixture();
+    let (_, order) = example_pack_order();
+    f.db.apply_seq(1, &order, T0).unwrap();
+    f.db.close_carton(T0, 7, &carton_one(), &[item(1, 3)])
+        .unwrap();
+    assert_eq!(
+        f.db.apply_seq(2, &order, T0 + 1).unwrap(),
+        Applied::Refused {
+            reason: RejectReason::Invalid,
+            detail: "pack order SO-10042 is being packed (a carton is closed); it is not \
+                     replaced"
+                .into()
+        }
+    );
+}
+
+#[test]
+fn a_resync_request_is_answered_whatever_its_header_and_takes_no_place_in_the_down_stream() {
+    let mut f = fixture();
+    for (dseq, to_incarnation) in [(0, f.db.incarnation()), (1, f.db.incarnation()), (1, 99)] {
+        let head = floorhand_protocol::oms::DownHeader {
+            dseq,
+            oms_incarnation: OMS,
+            to_incarnation,
+        };
+        assert_eq!(
+            f.db.apply_down(head, &Down::ResyncRequest, T0).unwrap(),
+            Applied::Resync,
+            "dseq {dseq} to {to_incarnation}"
+        );
+    }
+    // Down message 1 is still the next one.
+    assert!(matches!(
+        f.db.apply_seq(1, &wave(10, 1, 100, 1), T0).unwrap(),
+        Applied::WaveApplied { .. }
+    ));
+}
+
+#[test]
+fn purge_deletes_and_counts_a_closed_session_past_retention_and_keeps_an_open_one() {
+    let mut f = fixture_with(one_hour_retention());
+    f.db.login(T0, 7, "B7").unwrap();
+    f.db.logout(T0 + 60, 7).unwrap();
+    f.db.login(T0 + 120, 8, "B8").unwrap();
+    assert_eq!(f.db.purge(T0 + 600).unwrap(), 0, "within retention");
+    assert_eq!(f.db.purge(T0 + 60 + 3600).unwrap(), 1, "the closed session");
+    let sessions: Vec<u32> = {
+        let mut stmt = f.db.conn.prepare("SELECT operator FROM sessions").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(sessions, [8], "the open session stays");
+}
+
+#[test]
+fn a_retention_update_takes_effect_at_once_without_a_restart() {
+    let mut f = fixture();
+    let update = Down::ConfigUpdate(ConfigUpdate {
+        status_interval_s: None,
+        retention_hours: Some(2),
+        storage_alarm_pct: None,
+    });
+    f.db.apply_seq(1, &update, T0).unwrap();
+    f.db.apply_seq(2, &wave(10, 1, 100, 1), T0).unwrap();
+    let seq = f.db.confirm_pick(T0, 7, &pick(100, 3)).unwrap();
+    f.db.ack(seq).unwrap();
+    assert_eq!(f.db.purge(T0 + 3600).unwrap(), 0, "an hour on: kept");
+    assert!(f.db.task(100).unwrap().is_some());
+    assert_eq!(
+        f.db.purge(T0 + 7200).unwrap(),
+        3,
+        "two hours on: the pick, the task and its wave"
+    );
+}
+
+#[test]
+fn purge_deletes_and_counts_a_finished_print_job_past_retention_and_keeps_a_pending_one() {
+    let mut f = fixture_with(one_hour_retention());
+    let printed =
+        f.db.enqueue_print(T0, "003401234567890128", b"^XA^XZ")
+            .unwrap();
+    f.db.enqueue_print(T0, "003401234567890135", b"^XA^XZ")
+        .unwrap();
+    f.db.mark_printed(printed, T0 + 1).unwrap();
+    assert_eq!(f.db.purge(T0 + 600).unwrap(), 0, "within retention");
+    assert_eq!(f.db.purge(T0 + 1 + 3600).unwrap(), 1, "the printed job");
+    assert_eq!(
+        f.db.pending_prints().unwrap().len(),
+        1,
+        "the pending job stays"
+    );
+}
+
+#[test]
+fn a_read_only_open_refuses_a_newer_schema_as_too_new_and_an_older_one_as_too_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer = dir.path().join("new.db");
+    Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = Db::open_read_only(&newer).err().unwrap();
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+    let older = dir.path().join("old.db");
+    database_at(&older, SCHEMA_VERSION - 1);
+    let err = Db::open_read_only(&older).err().unwrap();
+    assert!(matches!(err, StoreError::SchemaTooOld { .. }), "{err}");
+}
+
+#[test]
+fn the_store_keeps_its_query_plans_stable() {
+    let f = fixture();
+    let qpsg =
+        f.db.conn
+            .db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
+            .unwrap();
+    assert!(
+        qpsg,
+        "a cached statement is not compiled again on every use"
+    );
+}
+
+#[test]
+fn purge_deletes_and_counts_a_cancelled_pack_order_past_retention() {
+    let mut f = fixture_with(one_hour_retention());
+    let (_, order) = example_pack_order();
+    f.db.apply_seq(1, &order, T0).unwrap();
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-10042".into(),
+    };
+    f.db.apply_seq(2, &cancel, T0 + 1).unwrap();
+    assert_eq!(f.db.purge(T0 + 600).unwrap(), 0, "within retention");
+    assert_eq!(f.db.purge(T0 + 1 + 3600).unwrap(), 1, "the cancelled order");
+    let left: i64 =
+        f.db.conn
+            .query_row("SELECT count(*) FROM pack_orders", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn an_outbox_range_is_exactly_the_rows_from_its_first_to_its_last_seq_in_order() {
+    let mut f = fixture();
+    let seqs = [
+        f.db.login(T0, 7, "B7").unwrap(),
+        f.db.logout(T0 + 1, 7).unwrap(),
+        f.db.login(T0 + 2, 7, "B7").unwrap(),
+        f.db.logout(T0 + 3, 7).unwrap(),
+    ];
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let rows = |rows: &[OutboxRow]| -> Vec<(u64, Vec<u8>)> {
+        rows.iter().map(|r| (r.seq, r.payload.clone())).collect()
+    };
+    let all = f.db.outbox_pending(0, usize::MAX).unwrap();
+    let range = f.db.outbox_range(2, 3).unwrap();
+    assert_eq!(rows(&range), rows(&all[1..3]));
+    assert_eq!(range.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+}
+
+#[test]
+fn a_task_scanned_by_two_gtins_keeps_both_with_their_pack_quantities() {
+    let mut f = fixture();
+    let tasks = sample_tasks(100, 1, 12);
+    // The example task: the each and the case of twelve.
+    let sent: Vec<(String, u32)> = tasks[0]
+        .gtins
+        .iter()
+        .map(|g| (g.gtin.clone(), g.pack_qty))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    f.db.apply_seq(1, &Down::WaveAssigned(sample_wave(10, 1, tasks)), T0)
+        .unwrap();
+    let read: Vec<(String, u32)> =
+        f.db.task(100)
+            .unwrap()
+            .unwrap()
+            .gtins
+            .into_iter()
+            .map(|g| (g.gtin, g.pack_qty))
+            .collect();
+    assert_eq!(read, sent);
+}

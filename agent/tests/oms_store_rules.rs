@@ -1017,7 +1017,7 @@ fn every_rule_holds_on_postgresql() {
                     .entry(store.to_string())
                     .or_insert_with(|| pg.database(&format!("r{i}_{store}")))
                     .clone();
-                Box::new(PgStore::open(&url, None, 2).unwrap())
+                Box::new(PgStore::open(&url, None, 2, None).unwrap())
             }),
             shared: true,
         };

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -73,6 +74,12 @@ pub struct Store {
     pub password_file: Option<PathBuf>,
     /// PostgreSQL: connections in the pool.
     pub pool_size: u64,
+    /// PostgreSQL over TLS: the CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PostgreSQL over TLS: a client certificate, if the server asks for one.
+    pub cert_file: Option<PathBuf>,
+    /// PostgreSQL over TLS: the client certificate's key.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for Store {
@@ -83,6 +90,9 @@ impl Default for Store {
             url: None,
             password_file: None,
             pool_size: 4,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -110,6 +120,8 @@ pub enum StoreSpec {
         password: Option<String>,
         /// Pool size.
         pool_size: usize,
+        /// TLS to the server (`ca_file`), or plain.
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
 }
 
@@ -118,8 +130,9 @@ impl std::fmt::Debug for StoreSpec {
         match self {
             StoreSpec::Sqlite(p) => write!(f, "sqlite {}", p.display()),
             // The URL may hold a password: only its host part is shown.
-            StoreSpec::Postgres { url, .. } => {
-                write!(f, "postgres {}", url.rsplit('@').next().unwrap_or(""))
+            StoreSpec::Postgres { url, tls, .. } => {
+                let tls = if tls.is_some() { " (TLS)" } else { "" };
+                write!(f, "postgres {}{tls}", url.rsplit('@').next().unwrap_or(""))
             }
         }
     }
@@ -362,8 +375,17 @@ impl BridgeConfig {
                 format!("{:?}: {e} (use ADDRESS:PORT)", self.http.listen),
             )
         })?;
-        let store = match self.store.backend {
-            Backend::Sqlite => StoreSpec::Sqlite(resolve(&self.store.path)),
+        let st = &self.store;
+        let store = match st.backend {
+            Backend::Sqlite => {
+                if st.ca_file.is_some() || st.cert_file.is_some() || st.key_file.is_some() {
+                    return Err(bad(
+                        "store.ca_file",
+                        "TLS files are for backend = \"postgres\"; a SQLite file needs none".into(),
+                    ));
+                }
+                StoreSpec::Sqlite(resolve(&st.path))
+            }
             Backend::Postgres => {
                 let url = self.store.url.clone().ok_or_else(|| {
                     bad(
@@ -371,9 +393,39 @@ impl BridgeConfig {
                         "backend \"postgres\" needs url = \"postgres://user@host:5432/db\"".into(),
                     )
                 })?;
-                if let Err(e) = url.parse::<tokio_postgres::Config>() {
-                    return Err(bad("store.url", e.to_string()));
-                }
+                let parsed = url
+                    .parse::<tokio_postgres::Config>()
+                    .map_err(|e| bad("store.url", e.to_string()))?;
+                let tls = match &st.ca_file {
+                    Some(ca) => {
+                        let (cert, key) = (st.cert_file.as_deref(), st.key_file.as_deref());
+                        let (cert, key) = (cert.map(resolve), key.map(resolve));
+                        let tls = crate::sync::mqtt::rustls_config(
+                            &resolve(ca),
+                            cert.as_deref(),
+                            key.as_deref(),
+                        )
+                        .map_err(|e| bad("store.ca_file", e.to_string()))?;
+                        Some(Arc::new(tls))
+                    }
+                    None if st.cert_file.is_some() || st.key_file.is_some() => {
+                        return Err(bad(
+                            "store.cert_file",
+                            "a client certificate needs TLS: set store.ca_file too".into(),
+                        ));
+                    }
+                    None => {
+                        if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                            return Err(bad(
+                                "store.ca_file",
+                                "the url asks for sslmode=require: set ca_file to the CA that \
+                                 signed the server's certificate, so it can be checked"
+                                    .into(),
+                            ));
+                        }
+                        None
+                    }
+                };
                 let password = match &self.store.password_file {
                     Some(f) => {
                         let f = resolve(f);
@@ -387,7 +439,8 @@ impl BridgeConfig {
                 StoreSpec::Postgres {
                     url,
                     password,
-                    pool_size: self.store.pool_size as usize,
+                    pool_size: st.pool_size as usize,
+                    tls,
                 }
             }
         };
@@ -523,6 +576,19 @@ mod tests {
                 "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\npassword_file = \"/nonexistent/pw\"\n",
                 "store.password_file",
             ),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db?sslmode=require\"\n",
+                "store.ca_file",
+            ),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\nca_file = \"/nonexistent/ca.pem\"\n",
+                "store.ca_file",
+            ),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\ncert_file = \"c.pem\"\nkey_file = \"c.key\"\n",
+                "store.cert_file",
+            ),
+            ("[store]\nca_file = \"ca.pem\"\n", "store.ca_file"),
             ("[mqtt]\nclient_id = \"\"\n", "mqtt.client_id"),
             ("[broker]\nurl = \"http://x\"\n", "broker.url"),
             (

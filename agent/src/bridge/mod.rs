@@ -92,13 +92,14 @@ pub struct Shared {
 /// Why the bridge could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
-    /// The store could not be opened.
-    #[error("store {path}: {source}")]
+    /// The store could not be opened. (`why`, not `source`: as a source the cause was
+    /// printed twice by `{:#}`.)
+    #[error("store {path}: {why}")]
     Store {
         /// The file.
         path: String,
         /// Why.
-        source: StoreError,
+        why: StoreError,
     },
     /// The token file could not be read or made.
     #[error("token file {path}: {why}")]
@@ -170,12 +171,13 @@ pub fn open_store(s: &Settings) -> Result<Box<dyn OmsStore>, BridgeError> {
             url,
             password,
             pool_size,
-        } => PgStore::open(url, password.as_deref(), *pool_size)
+            tls,
+        } => PgStore::open(url, password.as_deref(), *pool_size, tls.clone())
             .map(|db| Box::new(db) as Box<dyn OmsStore>),
     };
-    opened.map_err(|source| BridgeError::Store {
+    opened.map_err(|why| BridgeError::Store {
         path: format!("{:?}", s.store),
-        source,
+        why,
     })
 }
 

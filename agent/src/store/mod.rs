@@ -32,6 +32,8 @@ pub mod oms_store;
 mod outbox;
 mod pack_orders;
 mod path;
+#[cfg(feature = "bridge")]
+pub mod pg_tls;
 mod picks;
 mod print_queue;
 mod schema;

@@ -13,18 +13,21 @@
 //! advisory lock; the schema is created under an advisory lock, by version.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
 };
 use floorhand_protocol::oms::{Down, Event, EventKind};
 use tokio_postgres::Row;
+use tokio_postgres::config::SslMode;
 
 use super::StoreError;
 use super::oms_store::{
     DeviceRow, DownLogRow, DownRange, DownRequest, DownRow, DownState, DownStream, OmsStore,
     Queued, StoreTotals, Stored, StoredEvent,
 };
+use super::pg_tls::RustlsConnect;
 use crate::ledger::{self, Placement};
 
 /// Schema steps by version (append only); version 1 is the whole of OmsDb's schema;
@@ -132,15 +135,26 @@ impl Drop for PgStore {
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`, or the key=value form), with
     /// `password` when given, with a pool of `pool_size`; creates or upgrades the schema,
-    /// and loads or makes the store's incarnation.
+    /// and loads or makes the store's incarnation. With `tls`, every connection is TLS
+    /// (never a plain fallback) and the server's certificate is checked by that config;
+    /// without it, a URL asking for `sslmode=require` is refused here.
     pub fn open(
         url: &str,
         password: Option<&str>,
         pool_size: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<PgStore, StoreError> {
         let mut cfg: tokio_postgres::Config = url.parse().map_err(pg)?;
         if let Some(p) = password {
             cfg.password(p);
+        }
+        if tls.is_some() {
+            cfg.ssl_mode(SslMode::Require);
+        } else if cfg.get_ssl_mode() == SslMode::Require {
+            return Err(pg(
+                "the url asks for sslmode=require: give the CA that signed the server's \
+                 certificate ([store] ca_file in the bridge's config)",
+            ));
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -148,13 +162,13 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(pg)?;
-        let mgr = Manager::from_config(
-            cfg,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mgr_cfg = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let mgr = match tls {
+            Some(tls) => Manager::from_config(cfg, RustlsConnect(tls), mgr_cfg),
+            None => Manager::from_config(cfg, tokio_postgres::NoTls, mgr_cfg),
+        };
         let pool = {
             let _guard = rt.enter();
             Pool::builder(mgr)
@@ -183,8 +197,21 @@ impl PgStore {
         }
     }
 
+    /// A pooled connection. A failed connect says why, its causes included (the pool's
+    /// and tokio-postgres's messages alone end at "error performing TLS handshake").
     async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
-        pool.get().await.map_err(pg)
+        pool.get().await.map_err(|e| {
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !why.contains(&text) {
+                    why = format!("{why}: {text}");
+                }
+                cause = c.source();
+            }
+            pg(why)
+        })
     }
 }
 

@@ -228,9 +228,20 @@ pub fn tls_config(s: &BrokerSettings) -> Result<rustls::ClientConfig, SettingsEr
                 .into(),
         )
     })?;
+    rustls_config(ca, s.cert_file.as_deref(), s.key_file.as_deref())
+}
+
+/// A rustls client config with the ring provider, `ca` (PEM) as the only root, and a
+/// client certificate when `cert` and `key` are both given: the broker's TLS, and the
+/// bridge's to PostgreSQL.
+pub fn rustls_config(
+    ca: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<rustls::ClientConfig, SettingsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in read_certs("ca_file", ca)? {
-        roots.add(cert).map_err(|e| SettingsError::TlsFile {
+    for c in read_certs("ca_file", ca)? {
+        roots.add(c).map_err(|e| SettingsError::TlsFile {
             what: "ca_file",
             path: ca.to_path_buf(),
             why: e.to_string(),
@@ -242,13 +253,13 @@ pub fn tls_config(s: &BrokerSettings) -> Result<rustls::ClientConfig, SettingsEr
     .with_safe_default_protocol_versions()
     .map_err(|e| SettingsError::Tls(e.to_string()))?
     .with_root_certificates(roots);
-    match (&s.cert_file, &s.key_file) {
+    match (cert, key) {
         (None, None) => Ok(builder.with_no_client_auth()),
         (Some(cert), Some(key)) => {
             let chain = read_certs("cert_file", cert)?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| SettingsError::TlsFile {
                 what: "key_file",
-                path: key.clone(),
+                path: key.to_path_buf(),
                 why: e.to_string(),
             })?;
             builder

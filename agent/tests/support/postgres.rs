@@ -19,6 +19,17 @@ pub(crate) struct Postgres {
 impl Postgres {
     /// Starts a new cluster (`scripts/setup` installs the server).
     pub(crate) fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// Starts a new cluster that takes TCP connections over TLS only (`hostssl`; a plain
+    /// one is rejected), with this certificate and key (PEM files).
+    #[allow(dead_code)] // the bridge's TLS test
+    pub(crate) fn start_tls_only(cert: &std::path::Path, key: &std::path::Path) -> Postgres {
+        Postgres::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Postgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is not installed: run scripts/setup")
             .filter_map(|e| e.ok())
@@ -52,10 +63,38 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1",
             pg.dir.path().display()
         );
+        if let Some((cert, key)) = tls {
+            opts.push_str(" -c ssl=on");
+            // The server reads its key only if the key is its own user's and no one
+            // else's (mode 0600).
+            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = pg.dir.path().join(name);
+                std::fs::copy(from, &to).unwrap();
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if Postgres::as_root() {
+                    let ok = Command::new("chown").arg("postgres").arg(&to).status();
+                    assert!(ok.unwrap().success(), "chown postgres {}", to.display());
+                }
+                let setting = if name == "server.crt" {
+                    "ssl_cert_file"
+                } else {
+                    "ssl_key_file"
+                };
+                opts.push_str(&format!(" -c {setting}={}", to.display()));
+            }
+            // TCP over TLS only (the file keeps its owner: it is rewritten, not replaced).
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+        }
         let log = pg.dir.path().join("log");
         pg.run(
             "pg_ctl",

@@ -332,6 +332,73 @@ async fn on_postgresql_pushed_messages_apply_and_events_arrive_once_by_long_poll
     shift(Backend::Postgres(&pg)).await;
 }
 
+/// A PostgreSQL server that takes TCP over TLS only: the bridge reaches it with
+/// `[store] ca_file`, the CA that signed the server's certificate. A server certificate
+/// of another CA, or no TLS at all, stops the bridge at its start with an error that
+/// says why, before it serves anything.
+#[test]
+fn on_a_tls_only_postgresql_the_bridge_connects_with_its_ca_and_refuses_another_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server's certificate names the address the bridge dials, as an IP SAN.
+    let pki = crate::sync::make_pki_for(&dir.path().join("pki"), "127.0.0.1");
+    let other = crate::sync::make_pki_for(&dir.path().join("other-pki"), "127.0.0.1");
+    let pg = Postgres::start_tls_only(&pki.server_cert, &pki.server_key);
+    let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
+    let config_with = |name: &str, ca: Option<&Path>| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let port = free_port();
+        let config = write_config_on(&d, Backend::Postgres(&pg), &broker.url(), port, 1 << 20);
+        if let Some(ca) = ca {
+            let text = std::fs::read_to_string(&config).unwrap().replace(
+                "pool_size = 2\n",
+                &format!("pool_size = 2\nca_file = \"{}\"\n", ca.display()),
+            );
+            std::fs::write(&config, text).unwrap();
+        }
+        config
+    };
+
+    let bridge = Bridge::start(&config_with("right-ca", Some(&pki.ca)));
+    // Up means its schema was made over TLS; a read goes through the pool too.
+    let r = bridge.client.get("/v1/events?limit=1").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(bridge.stop().success(), "the bridge stops cleanly");
+
+    for (name, ca, why) in [
+        ("other-ca", Some(other.ca.as_path()), "certificate"),
+        ("plain", None, "no encryption"),
+    ] {
+        let config = config_with(name, ca);
+        let log_path = config.parent().unwrap().join("bridge.log");
+        let mut child = Command::new(workspace_bin("floorhand"))
+            .args(["bridge", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "{name}: the bridge kept running: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(!status.success(), "{name}: exit {status}: {log}");
+        assert!(log.contains(why), "{name}: the error says {why:?}: {log}");
+        eprintln!("{name}: {}", log.trim());
+    }
+}
+
 /// A shift through the bridge on `backend`: pushes, long polls, streams, presence.
 async fn shift(backend: Backend<'_>) {
     let dir = tempfile::tempdir().unwrap();
@@ -801,7 +868,7 @@ async fn bad_input(backend: Backend<'_>) {
             let db: Box<dyn OmsStore> = match &pg_url {
                 None => Box::new(floorhand::store::oms_db::OmsDb::open(&store_path).unwrap()),
                 Some(url) => {
-                    Box::new(floorhand::store::oms_pg::PgStore::open(url, None, 1).unwrap())
+                    Box::new(floorhand::store::oms_pg::PgStore::open(url, None, 1, None).unwrap())
                 }
             };
             let t = db.totals().unwrap();

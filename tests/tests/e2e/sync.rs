@@ -295,15 +295,21 @@ async fn nothing_is_lost_through_twenty_cuts_stalls_and_black_holes() {
 }
 
 /// A CA and a broker certificate for `localhost`, and a client certificate.
-struct Pki {
-    ca: std::path::PathBuf,
-    server_cert: std::path::PathBuf,
-    server_key: std::path::PathBuf,
-    client_cert: std::path::PathBuf,
-    client_key: std::path::PathBuf,
+pub(crate) struct Pki {
+    pub(crate) ca: std::path::PathBuf,
+    pub(crate) server_cert: std::path::PathBuf,
+    pub(crate) server_key: std::path::PathBuf,
+    pub(crate) client_cert: std::path::PathBuf,
+    pub(crate) client_key: std::path::PathBuf,
 }
 
 fn make_pki(dir: &std::path::Path) -> Pki {
+    make_pki_for(dir, "localhost")
+}
+
+/// A new CA in `dir`, a server certificate for `server` (a DNS name, or an IP address,
+/// which becomes an IP SAN) and a client certificate `d1`, all signed by it.
+pub(crate) fn make_pki_for(dir: &std::path::Path, server: &str) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     // Every certificate needs its own subject: OpenSSL (in Mosquitto) takes a
     // certificate whose subject equals its issuer for a self-signed one.
@@ -319,7 +325,7 @@ fn make_pki(dir: &std::path::Path) -> Pki {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let server_key = KeyPair::generate().unwrap();
-    let server = params(vec!["localhost".to_string()], "localhost")
+    let server = params(vec![server.to_string()], server)
         .signed_by(&server_key, &issuer)
         .unwrap();
     let client_key = KeyPair::generate().unwrap();

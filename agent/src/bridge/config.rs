@@ -405,7 +405,20 @@ impl BridgeConfig {
                             cert.as_deref(),
                             key.as_deref(),
                         )
-                        .map_err(|e| bad("store.ca_file", e.to_string()))?;
+                        .map_err(|e| {
+                            use crate::sync::mqtt::SettingsError::{Tls, TlsFile};
+                            let key = match &e {
+                                TlsFile {
+                                    what: "cert_file", ..
+                                }
+                                | Tls(_) => "store.cert_file",
+                                TlsFile {
+                                    what: "key_file", ..
+                                } => "store.key_file",
+                                _ => "store.ca_file",
+                            };
+                            bad(key, e.to_string())
+                        })?;
                         Some(Arc::new(tls))
                     }
                     None if st.cert_file.is_some() || st.key_file.is_some() => {

@@ -344,7 +344,7 @@ fn on_a_tls_only_postgresql_the_bridge_connects_with_its_ca_and_refuses_another_
     let other = crate::sync::make_pki_for(&dir.path().join("other-pki"), "127.0.0.1");
     let pg = Postgres::start_tls_only(&pki.server_cert, &pki.server_key);
     let broker = Mosquitto::start(&dir.path().join("broker"), Options::default());
-    let config_with = |name: &str, ca: Option<&Path>| {
+    let config_with = |name: &str, ca: Option<&Path>, extra: &str| {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
         let port = free_port();
@@ -352,24 +352,37 @@ fn on_a_tls_only_postgresql_the_bridge_connects_with_its_ca_and_refuses_another_
         if let Some(ca) = ca {
             let text = std::fs::read_to_string(&config).unwrap().replace(
                 "pool_size = 2\n",
-                &format!("pool_size = 2\nca_file = \"{}\"\n", ca.display()),
+                &format!("pool_size = 2\nca_file = \"{}\"\n{extra}", ca.display()),
             );
             std::fs::write(&config, text).unwrap();
         }
         config
     };
 
-    let bridge = Bridge::start(&config_with("right-ca", Some(&pki.ca)));
+    let bridge = Bridge::start(&config_with("right-ca", Some(&pki.ca), ""));
     // Up means its schema was made over TLS; a read goes through the pool too.
     let r = bridge.client.get("/v1/events?limit=1").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(bridge.stop().success(), "the bridge stops cleanly");
 
-    for (name, ca, why) in [
-        ("other-ca", Some(other.ca.as_path()), "certificate"),
-        ("plain", None, "no encryption"),
+    // A client certificate that cannot be read is named by its key, before any connect.
+    let no_client_cert = "cert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/c.key\"\n";
+    for (name, ca, extra, why) in [
+        (
+            "other-ca",
+            Some(other.ca.as_path()),
+            "",
+            "invalid peer certificate",
+        ),
+        ("plain", None, "", "no encryption"),
+        (
+            "client-cert",
+            Some(pki.ca.as_path()),
+            no_client_cert,
+            "store.cert_file",
+        ),
     ] {
-        let config = config_with(name, ca);
+        let config = config_with(name, ca, extra);
         let log_path = config.parent().unwrap().join("bridge.log");
         let mut child = Command::new(workspace_bin("floorhand"))
             .args(["bridge", "--config"])

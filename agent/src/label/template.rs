@@ -399,6 +399,19 @@ mod tests {
     }
 
     #[test]
+    fn a_template_names_its_placeholders_in_the_order_they_are_used_one_per_use() {
+        let t = Template::parse(
+            "^XA^CI28^FO10,10^FH^FD{{ship_to.name}} {{carrier}}^FS\
+             ^FO10,40^FH^FD{{sscc}} {{carrier}}^FS^XZ",
+        )
+        .unwrap();
+        assert_eq!(
+            t.placeholders().collect::<Vec<_>>(),
+            ["ship_to.name", "carrier", "sscc", "carrier"]
+        );
+    }
+
+    #[test]
     fn each_broken_rule_gets_its_own_clear_error() {
         check(
             "^XA^CI28^FH^FD{{ship_to.nmae}}^FS^XZ",

@@ -2621,6 +2621,11 @@ fn a_retention_update_takes_effect_at_once_without_a_restart() {
     assert_eq!(f.db.purge(T0 + 3600).unwrap(), 0, "an hour on: kept");
     assert!(f.db.task(100).unwrap().is_some());
     assert_eq!(
+        f.db.purge(T0 + 7199).unwrap(),
+        0,
+        "a second short of two hours: kept"
+    );
+    assert_eq!(
         f.db.purge(T0 + 7200).unwrap(),
         3,
         "two hours on: the pick, the task and its wave"
@@ -2733,4 +2738,86 @@ fn a_task_scanned_by_two_gtins_keeps_both_with_their_pack_quantities() {
             .map(|g| (g.gtin, g.pack_qty))
             .collect();
     assert_eq!(read, sent);
+}
+
+#[test]
+fn an_unreadable_down_message_is_refused_in_its_place_only_when_it_is_for_this_database() {
+    let mut f = fixture();
+    let me = f.db.incarnation();
+    let head = |dseq, to| floorhand_protocol::oms::DownHeader {
+        dseq,
+        oms_incarnation: OMS,
+        to_incarnation: to,
+    };
+    let refuse = |db: &mut Db, h, detail: &str| {
+        db.reject_down(h, RejectReason::Invalid, detail.into(), T0)
+            .unwrap()
+    };
+    assert_eq!(
+        refuse(&mut f.db, head(1, me + 1), "not mine"),
+        Applied::NotForMe {
+            to_incarnation: me + 1
+        }
+    );
+    assert!(
+        events(&f.db).is_empty(),
+        "nothing recorded for another database"
+    );
+    assert_eq!(
+        refuse(&mut f.db, head(1, me), "unreadable"),
+        Applied::Refused {
+            reason: RejectReason::Invalid,
+            detail: "unreadable".into()
+        }
+    );
+    assert!(matches!(
+        &events(&f.db)[..],
+        [(1, EventKind::Rejected { msg_id: 1, reason: RejectReason::Invalid, detail })]
+            if detail == "unreadable"
+    ));
+    // Its seq is done: the same again is a duplicate, and the stream moves on.
+    assert_eq!(
+        refuse(&mut f.db, head(1, me), "unreadable"),
+        Applied::Duplicate
+    );
+    assert!(matches!(
+        f.db.apply_seq(2, &wave(1, 1, 100, 1), T0).unwrap(),
+        Applied::WaveApplied { wave_id: 1, .. }
+    ));
+}
+
+#[test]
+fn a_task_a_new_wave_takes_over_from_another_moves_to_it_with_the_new_wave_s_values() {
+    let mut f = fixture();
+    f.db.apply_seq(1, &wave(1, 1, 100, 2), T0).unwrap();
+    // The OMS moves task 101, nothing picked, into a wave this store has not seen yet.
+    let moved = Down::WaveAssigned(sample_wave(2, 1, sample_tasks(101, 1, 7)));
+    f.db.apply_seq(2, &moved, T0).unwrap();
+    let task = f.db.task(101).unwrap().unwrap();
+    assert_eq!((task.wave_id, task.qty), (2, 7));
+    assert_eq!(
+        f.db.task(100).unwrap().unwrap().wave_id,
+        1,
+        "the other stays"
+    );
+}
+
+#[test]
+fn a_wave_the_oms_revokes_every_task_of_is_purged_with_its_tasks_once_retention_has_passed() {
+    let mut f = fixture_with(one_hour_retention());
+    f.db.apply_seq(1, &wave(10, 1, 100, 2), T0).unwrap();
+    let revoke = Down::TasksRevoked {
+        wave_id: 10,
+        task_ids: vec![100, 101],
+    };
+    f.db.apply_seq(2, &revoke, T0 + 10).unwrap();
+    // The wave is done since the revocation, so the first purge past retention takes it
+    // with its tasks. (No purge before it: one that found the revoked tasks still there
+    // would settle the wave itself, dated by them; a purge that settles a wave whose tasks
+    // it has just deleted dates it by its own time, and the wave waits a retention more.)
+    assert_eq!(
+        f.db.purge(T0 + 3610).unwrap(),
+        3,
+        "both tasks and their wave, in one purge"
+    );
 }

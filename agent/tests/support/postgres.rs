@@ -42,14 +42,7 @@ impl Postgres {
         let pg = Postgres { dir, port, bin };
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(pg.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        if Postgres::as_root() {
-            let ok = Command::new("chown")
-                .arg("postgres")
-                .arg(pg.dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown postgres");
-        }
+        Postgres::give_to_postgres(pg.dir.path());
         let data = pg.dir.path().join("data");
         pg.run(
             "initdb",
@@ -71,19 +64,14 @@ impl Postgres {
             opts.push_str(" -c ssl=on");
             // The server reads its key only if the key is its own user's and no one
             // else's (mode 0600).
-            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            for (from, name, setting) in [
+                (cert, "server.crt", "ssl_cert_file"),
+                (key, "server.key", "ssl_key_file"),
+            ] {
                 let to = pg.dir.path().join(name);
                 std::fs::copy(from, &to).unwrap();
                 std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
-                if Postgres::as_root() {
-                    let ok = Command::new("chown").arg("postgres").arg(&to).status();
-                    assert!(ok.unwrap().success(), "chown postgres {}", to.display());
-                }
-                let setting = if name == "server.crt" {
-                    "ssl_cert_file"
-                } else {
-                    "ssl_key_file"
-                };
+                Postgres::give_to_postgres(&to);
                 opts.push_str(&format!(" -c {setting}={}", to.display()));
             }
             // TCP over TLS only (the file keeps its owner: it is rewritten, not replaced).
@@ -110,6 +98,15 @@ impl Postgres {
             ],
         );
         pg
+    }
+
+    /// Makes `path` the server's user's when the test runs as root (the server runs as
+    /// `postgres` then); otherwise it is the test's user's already.
+    fn give_to_postgres(path: &std::path::Path) {
+        if Postgres::as_root() {
+            let ok = Command::new("chown").arg("postgres").arg(path).status();
+            assert!(ok.unwrap().success(), "chown postgres {}", path.display());
+        }
     }
 
     fn as_root() -> bool {

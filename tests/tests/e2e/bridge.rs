@@ -79,19 +79,7 @@ impl Bridge {
             .and_then(|s| s.split('"').next())
             .and_then(|p| p.parse().ok())
             .expect("port in the config");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("bridge.log"))
-            .unwrap();
-        let child = Command::new(workspace_bin("floorhand"))
-            .args(["bridge", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_bridge(config);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         // Owned by the value from here on, so a failed start kills it too (Drop).
         let mut bridge = Bridge {
@@ -129,14 +117,38 @@ impl Bridge {
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "the bridge ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+        exit_within(&mut self.child, Duration::from_secs(10)).expect("the bridge ignored SIGTERM")
+    }
+}
+
+/// `floorhand bridge --config CONFIG`, its log appended to `bridge.log` beside the config.
+fn spawn_bridge(config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.parent().unwrap().join("bridge.log"))
+        .unwrap();
+    Command::new(workspace_bin("floorhand"))
+        .args(["bridge", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// The child's exit status, if it exits within `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -384,26 +396,13 @@ fn on_a_tls_only_postgresql_the_bridge_connects_with_its_ca_and_refuses_another_
     ] {
         let config = config_with(name, ca, extra);
         let log_path = config.parent().unwrap().join("bridge.log");
-        let mut child = Command::new(workspace_bin("floorhand"))
-            .args(["bridge", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "{name}: the bridge kept running: {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut child = spawn_bridge(&config);
+        let Some(status) = exit_within(&mut child, Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!(
+                "{name}: the bridge kept running: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
         };
         let log = std::fs::read_to_string(&log_path).unwrap();
         assert!(!status.success(), "{name}: exit {status}: {log}");

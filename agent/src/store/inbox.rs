@@ -16,6 +16,7 @@ use floorhand_protocol::oms::{
 use rusqlite::{OptionalExtension, params};
 
 use super::DownPoint;
+use super::bulk;
 use super::codec::encode_gtins;
 use super::conditions::WAVE_IS_DONE;
 use super::limits;
@@ -23,6 +24,7 @@ use super::meta::{
     CFG_ALARM_PCT, CFG_RETENTION_H, CFG_STATUS_INTERVAL_S, DOWN_INCARNATION, DOWN_THROUGH,
     down_point, meta_set,
 };
+use super::order_map;
 use super::{Applied, Db, Settings, StoreError, TaskState, Tx, sql, unsql};
 use crate::ledger::{self, Placement};
 
@@ -32,6 +34,17 @@ const INSERT_TASK: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, or
         capture_serial, capture_expiry, tote_required, state, updated_at, priority)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 'open', ?17,
         ?18)";
+
+/// [`INSERT_TASK`] for a whole wave from `wave_tasks(?1)`, skipping ids already stored
+/// (`WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert clause).
+const INSERT_WAVE_TASKS: &str = "INSERT INTO tasks (task_id, wave_id, wave_version, order_id,
+        order_line, location, pick_seq, location_check, gtins, sku, description, qty,
+        capture_lot, capture_serial, capture_expiry, tote_required, state, updated_at, priority)
+     SELECT task_id, ?2, ?3, order_id, order_line, location, pick_seq, location_check, gtins,
+        sku, description, qty, capture_lot, capture_serial, capture_expiry, tote_required,
+        'open', ?4, ?5
+     FROM wave_tasks(?1) WHERE true
+     ON CONFLICT (task_id) DO NOTHING";
 
 /// With [`INSERT_TASK`]: an existing task takes every new value only where nothing was
 /// ever picked for it (a skipped one stays skipped). A task with picks is left to
@@ -51,19 +64,6 @@ const ON_CONFLICT_UPDATE: &str = "ON CONFLICT (task_id) DO UPDATE SET
      WHERE tasks.picked_qty = 0
        AND (tasks.state = 'open' OR tasks.state = 'skipped' OR tasks.state = 'revoked'
             OR tasks.state = 'cancelled')";
-
-/// An order's tasks, through the `(wave_id, order_id)` index: the recursive part walks
-/// the distinct wave ids (one index seek each, a "loose index scan"), and each wave
-/// is then searched for the order with one more seek. Never a scan of the whole table.
-pub(super) const ORDER_TASKS: &str = "
-    WITH RECURSIVE w (id) AS (
-        SELECT MIN(wave_id) FROM tasks
-        UNION ALL
-        SELECT (SELECT MIN(wave_id) FROM tasks WHERE wave_id > w.id) FROM w
-        WHERE w.id IS NOT NULL
-    )
-    SELECT tasks.task_id, tasks.wave_id FROM w JOIN tasks
-        ON tasks.wave_id = w.id AND tasks.order_id = ?1";
 
 /// How work was taken away from the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,7 +396,7 @@ impl Tx<'_> {
                 now,
                 resync_needed
             ])?;
-        self.upsert_tasks(wave, have.is_none())?;
+        let all_new = self.upsert_tasks(wave, have.is_none())?;
         // The wave carries its complete task set: what a new version left out is revoked.
         // (A wave seen for the first time has no other tasks: skip the scan.)
         let missing: Vec<u64> = if have.is_none() {
@@ -416,6 +416,14 @@ impl Tx<'_> {
         for task_id in missing {
             self.end_task(task_id, Some(wave.wave_id), Ending::Revoked)?;
         }
+        // Every task new: the wave's own pairs are what the table holds. Otherwise some
+        // tasks kept an order of an earlier version (those with picks), so read the table.
+        if all_new {
+            let pairs = wave.tasks.iter().map(|t| (t.order_id.as_str(), t.task_id));
+            order_map::write(&self.tx, wave.wave_id, pairs)?;
+        } else {
+            order_map::rebuild(&self.tx, wave.wave_id)?;
+        }
         self.close_wave_if_done(wave.wave_id)?;
         limits::raise_alarm_if_needed(self, settings)?;
         Ok(Applied::WaveApplied {
@@ -431,13 +439,17 @@ impl Tx<'_> {
     /// and takes only the new quantity ([`Tx::revise_task`]); its wave version moves in
     /// any case, so it is not mistaken for a task the OMS dropped.
     ///
-    /// For a wave seen for the first time almost every task is new: a plain insert that
-    /// skips existing ids is tried first, and only a task that already exists (moved from
-    /// another wave) takes the upsert. Statements are prepared once for the whole wave.
-    fn upsert_tasks(&mut self, wave: &Wave, first_time: bool) -> Result<(), StoreError> {
-        let mut insert = self
-            .tx
-            .prepare_cached(&format!("{INSERT_TASK} ON CONFLICT (task_id) DO NOTHING"))?;
+    /// For a wave seen for the first time almost every task is new: one insert of the
+    /// whole wave that skips existing ids is tried first. Only if some id existed (a task
+    /// moved from another wave) does every task take the upsert, one statement each.
+    /// True when the first insert stored every task.
+    fn upsert_tasks(&mut self, wave: &Wave, first_time: bool) -> Result<bool, StoreError> {
+        // A new wave whose task ids are all new: one statement for the whole wave.
+        if first_time && self.insert_new_tasks(wave)? == wave.tasks.len() {
+            return Ok(true);
+        }
+        // Otherwise each task on its own. After a partial bulk insert this runs the upsert
+        // on tasks just inserted too, which writes the same values again.
         let mut upsert = self
             .tx
             .prepare_cached(&format!("{INSERT_TASK} {ON_CONFLICT_UPDATE}"))?;
@@ -465,16 +477,28 @@ impl Tx<'_> {
                 now,
                 wave.priority,
             ];
-            let inserted = first_time && insert.execute(values)? == 1;
-            if !inserted && upsert.execute(values)? == 0 {
+            if upsert.execute(values)? == 0 {
                 revise.push(task);
             }
         }
-        drop((insert, upsert));
+        drop(upsert);
         for task in revise {
             self.revise_task(wave, task)?;
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Inserts the wave's tasks whose ids are not stored yet, in one statement
+    /// ([`super::bulk`]), and returns how many it inserted.
+    fn insert_new_tasks(&mut self, wave: &Wave) -> Result<usize, StoreError> {
+        let mut stmt = self.tx.prepare_cached(INSERT_WAVE_TASKS)?;
+        let rest = params![
+            sql(wave.wave_id),
+            wave.version,
+            sql(self.now),
+            wave.priority
+        ];
+        Ok(bulk::insert(&mut stmt, &wave.tasks, rest)?)
     }
 
     /// A new wave version for a task with picks. Confirmed units are never discarded: the
@@ -636,14 +660,7 @@ impl Tx<'_> {
     }
 
     fn cancel_order(&mut self, order_id: &str) -> Result<Applied, StoreError> {
-        let tasks: Vec<(u64, u64)> = {
-            let mut stmt = self.tx.prepare_cached(ORDER_TASKS)?;
-            let rows = stmt.query_map([order_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            rows.map(|r| r.map(|(t, w)| (unsql(t), unsql(w))))
-                .collect::<Result<Vec<_>, rusqlite::Error>>()?
-        };
+        let tasks = self.order_tasks(order_id)?;
         let mut tally = Tally::default();
         for &(task_id, _) in &tasks {
             tally.add(self.end_task(task_id, None, Ending::Cancelled)?);
@@ -665,6 +682,27 @@ impl Tx<'_> {
             tasks: tally.tasks,
             put_backs: tally.put_backs,
         })
+    }
+
+    /// The order's tasks as `(task_id, wave_id)`, by wave then task id: the order map's
+    /// candidates that still belong to the order.
+    fn order_tasks(&mut self, order_id: &str) -> Result<Vec<(u64, u64)>, StoreError> {
+        let candidates = order_map::candidates(&self.tx, order_id)?;
+        let mut check = self
+            .tx
+            .prepare_cached("SELECT wave_id FROM tasks WHERE task_id = ?1 AND order_id = ?2")?;
+        let mut tasks = Vec::new();
+        for task_id in candidates {
+            if let Some(wave_id) = check
+                .query_row(params![sql(task_id), order_id], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
+                tasks.push((task_id, unsql(wave_id)));
+            }
+        }
+        tasks.sort_unstable_by_key(|&(t, w)| (w, t));
+        tasks.dedup();
+        Ok(tasks)
     }
 
     /// Marks a wave done once none of its tasks needs the picker any more.

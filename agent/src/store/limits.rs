@@ -135,6 +135,11 @@ impl Db {
                    AND NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.wave_id = waves.wave_id)",
                 [cutoff],
             )?;
+            // The order map of a wave that went (a handful of rows per wave; not counted).
+            t.tx.execute(
+                "DELETE FROM order_tasks WHERE wave_id NOT IN (SELECT wave_id FROM waves)",
+                [],
+            )?;
             n +=
                 t.tx.execute("DELETE FROM inbox WHERE applied_at <= ?1", [cutoff])?;
             n += t.tx.execute(

@@ -15,6 +15,7 @@
 //!   purge deletes, and only completed, acknowledged data;
 //! - the store never reads the clock: every `now` is unix seconds passed in by the caller.
 
+mod bulk;
 mod cartons;
 mod codec;
 mod conditions;
@@ -29,6 +30,7 @@ pub mod oms_db;
 pub mod oms_pg;
 #[cfg(feature = "oms")]
 pub mod oms_store;
+mod order_map;
 mod outbox;
 mod pack_orders;
 mod path;
@@ -503,6 +505,7 @@ impl Db {
         conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         stable_plans(&conn)?;
+        bulk::register(&conn)?;
         schema::migrate(&mut conn)?;
         let mut db = Db {
             conn,

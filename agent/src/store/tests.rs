@@ -924,7 +924,7 @@ fn a_print_fault_keeps_the_job_queued_and_is_reported_once_per_kind() {
 }
 
 #[test]
-fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
+fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_order_map() {
     let mut f = fixture();
     let tasks = |wave_id: u64, first: u64, orders: &[&str]| {
         let mut tasks = sample_tasks(first, orders.len(), 1);
@@ -963,22 +963,179 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_index() {
     ] {
         assert_eq!(state(&f.db, task_id), want, "task {task_id}");
     }
-    // The lookup seeks the index; it never reads the whole tasks table.
+    // The lookup seeks the order map once per wave; it never reads the tasks table.
     let conn = Connection::open(&f.path).unwrap();
     let plan: Vec<String> = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {}", inbox::ORDER_TASKS))
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", order_map::CANDIDATES))
         .unwrap()
-        .query_map(["SO-1"], |r| r.get::<_, String>(3))
+        .query_map(rusqlite::params!["SO-1", 7], |r| r.get::<_, String>(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     assert!(
-        plan.iter().any(|p| p.contains("tasks_by_wave_order")),
+        plan.iter()
+            .any(|p| p.starts_with("SEARCH m USING PRIMARY KEY (wave_id=? AND bucket=?)")),
         "{plan:?}"
     );
+    assert!(!plan.iter().any(|p| p.contains("tasks")), "{plan:?}");
+    assert!(!plan.iter().any(|p| p.starts_with("SCAN m")), "{plan:?}");
+}
+
+#[test]
+fn cancelling_an_order_finds_a_task_that_kept_its_order_or_moved_wave_and_nothing_else() {
+    let mut f = fixture();
+    let wave_of = |wave_id: u64, version: u32, tasks: &[(u64, &str)]| {
+        let list = tasks
+            .iter()
+            .map(|&(id, order)| {
+                let mut t = sample_tasks(id, 1, 3).remove(0);
+                t.order_id = order.into();
+                t
+            })
+            .collect();
+        Down::WaveAssigned(sample_wave(wave_id, version, list))
+    };
+    f.db.apply_seq(1, &wave_of(10, 1, &[(100, "SO-1"), (101, "SO-2")]), T0)
+        .unwrap();
+    f.db.confirm_pick(T0, 7, &pick(100, 1)).unwrap();
+    // Version 2 names another order for task 100; with a unit picked it keeps SO-1.
+    f.db.apply_seq(2, &wave_of(10, 2, &[(100, "SO-9"), (101, "SO-2")]), T0)
+        .unwrap();
+    assert_eq!(f.db.task(100).unwrap().unwrap().order_id, "SO-1");
+    // Task 101 (nothing picked) moves to wave 20; wave 10's map still names it.
+    f.db.apply_seq(3, &wave_of(20, 1, &[(101, "SO-2"), (200, "SO-2")]), T0)
+        .unwrap();
+    let cancel = |f: &mut Fixture, dseq: u64, order: &str| {
+        let down = Down::OrderCancelled {
+            order_id: order.into(),
+        };
+        match f.db.apply_seq(dseq, &down, T0 + 1).unwrap() {
+            Applied::Cancelled {
+                tasks, put_backs, ..
+            } => (tasks, put_backs),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(cancel(&mut f, 4, "SO-9"), (0, 0), "no task has SO-9");
+    assert_eq!(
+        cancel(&mut f, 5, "SO-1"),
+        (1, 1),
+        "task 100, one unit to put back"
+    );
+    assert_eq!(
+        cancel(&mut f, 6, "SO-2"),
+        (2, 0),
+        "tasks 101 and 200, each once"
+    );
+    assert_eq!(state(&f.db, 101), TaskState::Cancelled);
+    assert_eq!(state(&f.db, 200), TaskState::Cancelled);
+}
+
+#[test]
+fn a_wave_inserted_in_one_statement_stores_exactly_the_rows_the_per_task_upsert_stores() {
+    // Tasks that differ in every column the OMS sends.
+    let mut tasks = sample_tasks(100, 4, 3);
+    for (i, t) in tasks.iter_mut().enumerate() {
+        let i32_ = i as u32;
+        t.order_id = format!("SO-{}", i % 2);
+        t.order_line = i32_ + 1;
+        t.location_check = 10 + i as u8;
+        t.sku = format!("SKU-{i}");
+        t.description = format!("item {i}, ünïcode");
+        t.qty = 2 + i32_;
+        t.capture.lot = i % 2 == 0;
+        t.capture.serial = i % 3 == 0;
+        t.capture.expiry = i == 1;
+        t.tote_required = i != 2;
+        t.gtins.truncate(i % 2 + 1);
+        t.gtins[0].pack_qty = 6 * i32_ + 1;
+    }
+    let rows = |f: &Fixture| -> Vec<String> {
+        let mut stmt =
+            f.db.conn
+                .prepare("SELECT * FROM tasks WHERE wave_id = 2 ORDER BY task_id")
+                .unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i)
+                        .map(|v| format!("{v:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.join("|"))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    let wave2 = Down::WaveAssigned(sample_wave(2, 1, tasks.clone()));
+    // One statement: every id is new.
+    let mut bulk = fixture();
+    bulk.db.apply_seq(1, &wave2, T0).unwrap();
+    // Per task: task 103 is already stored (in wave 1), so the whole wave takes the upsert.
+    let mut each = fixture();
+    let earlier = Down::WaveAssigned(sample_wave(1, 1, sample_tasks(103, 1, 9)));
+    each.db.apply_seq(1, &earlier, T0 - 10).unwrap();
+    each.db.apply_seq(2, &wave2, T0).unwrap();
+    let (bulk_rows, each_rows) = (rows(&bulk), rows(&each));
+    assert_eq!(bulk_rows.len(), 4);
+    assert_eq!(bulk_rows, each_rows);
+    // And each reads back as sent.
+    for t in &tasks {
+        let stored = bulk.db.task(t.task_id).unwrap().unwrap();
+        let gtins: Vec<(&str, u32)> = stored
+            .gtins
+            .iter()
+            .map(|g| (g.gtin.as_str(), g.pack_qty))
+            .collect();
+        let sent: Vec<(&str, u32)> = t
+            .gtins
+            .iter()
+            .map(|g| (g.gtin.as_str(), g.pack_qty))
+            .collect();
+        assert_eq!(
+            (stored.order_id.as_str(), stored.qty, gtins),
+            (t.order_id.as_str(), t.qty, sent),
+            "task {}",
+            t.task_id
+        );
+    }
+}
+
+#[test]
+fn the_order_map_finds_each_of_a_thousand_orders_sharing_its_sixty_four_rows() {
+    let f = fixture();
+    let orders: Vec<String> = (0..1000).map(|i| format!("SO-{i:05}")).collect();
+    // Three tasks an order, scattered: order i has tasks i, i + 1000 and i + 2000.
+    let pairs = (0..3000u64).map(|t| (orders[(t % 1000) as usize].as_str(), t));
+    order_map::write(&f.db.conn, 7, pairs).unwrap();
+    f.db.conn
+        .execute(
+            "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at,
+                    needs_repair) VALUES (7, 1, 0, 0, 'open', 0, 0)",
+            [],
+        )
+        .unwrap();
+    let rows: i64 =
+        f.db.conn
+            .query_row(
+                "SELECT count(*) FROM order_tasks WHERE wave_id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert_eq!(rows, 64);
+    for (i, order) in orders.iter().enumerate() {
+        let mut found = order_map::candidates(&f.db.conn, order).unwrap();
+        found.sort_unstable();
+        let i = i as u64;
+        assert_eq!(found, [i, i + 1000, i + 2000], "{order}");
+    }
     assert!(
-        !plan.iter().any(|p| p.starts_with("SCAN tasks")),
-        "{plan:?}"
+        order_map::candidates(&f.db.conn, "SO-X")
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -2249,6 +2406,8 @@ const FROZEN: &[(&str, u32)] = &[
     ("schema-v7.db", 7),
     // v7 as released since 97033f6 (written at 6164a02): the same indexes with `OR`.
     ("schema-v7b.db", 7),
+    // v8, written at 23cd494, before v9 replaced the (wave_id, order_id) index.
+    ("schema-v8.db", 8),
 ];
 
 /// A copy, in a temp dir, of the frozen database `file` (see [`FROZEN`]). Tests never
@@ -2397,6 +2556,13 @@ fn every_released_schema_migrates_from_its_frozen_database_keeping_every_row() {
         assert_eq!(state(&db, 101), (TaskState::InProgress, 1), "from {file}");
         assert_eq!(state(&db, 102), (TaskState::Skipped, 0), "from {file}");
         assert_eq!(state(&db, 103), (TaskState::Open, 0), "from {file}");
+        // The order map (v9) lists the wave's tasks under their orders.
+        let order = db.task(103).unwrap().unwrap().order_id;
+        let listed = order_map::candidates(&db.conn, &order).unwrap();
+        assert!(
+            listed.contains(&103),
+            "from {file}: {order} lists {listed:?}"
+        );
         let lot: Option<String> = db
             .conn
             .query_row("SELECT lot FROM picks WHERE task_id = 100", [], |r| {
@@ -2820,4 +2986,9 @@ fn a_wave_the_oms_revokes_every_task_of_is_purged_with_its_tasks_once_retention_
         3,
         "both tasks and their wave, in one purge"
     );
+    let map_rows: i64 =
+        f.db.conn
+            .query_row("SELECT count(*) FROM order_tasks", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(map_rows, 0, "the wave's order map went with it");
 }

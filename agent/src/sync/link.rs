@@ -1383,8 +1383,12 @@ mod tests {
     #[test]
     fn silence_re_sends_from_the_lowest_unacked_seq_backing_off_and_counts_it() {
         use Step::*;
+        // A window of 256 (the numbers below follow from it).
         let l = run(
-            link(0, 300),
+            Link::new(Setup {
+                window: 256,
+                ..setup(0, 300)
+            }),
             vec![
                 // The window: 256 in flight at most.
                 At(0, Input::Connected, &[SUB, "read birth", "read 1..=256 s1"]),

@@ -33,27 +33,20 @@ fn bucket(hash: u64) -> i64 {
     (hash % BUCKETS) as i64
 }
 
-/// Replaces wave `wave_id`'s map with `pairs` (order id, task id).
+/// A wave's map rows for `pairs` (order id, task id): `(bucket, encoded entries)`. Pure.
 ///
 /// Within a row, an order's tasks are stored together: a third of the bytes of one pair
 /// per task. They are brought together by sorting on the hash (integers, far cheaper to
 /// compare than the ids); two orders with the same hash may then alternate, which only
 /// splits an order into several entries, and [`candidates`] reads them all.
-pub(super) fn write<'a>(
-    conn: &Connection,
-    wave_id: u64,
-    pairs: impl IntoIterator<Item = (&'a str, u64)>,
-) -> Result<(), StoreError> {
-    let mut rows: Vec<Vec<(u64, u64, &str)>> = vec![Vec::new(); BUCKETS as usize];
+pub(super) fn rows<'a>(pairs: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<(i64, Vec<u8>)> {
+    let mut buckets: Vec<Vec<(u64, u64, &str)>> = vec![Vec::new(); BUCKETS as usize];
     for (order, task) in pairs {
         let h = hash(order);
-        rows[bucket(h) as usize].push((h, task, order));
+        buckets[bucket(h) as usize].push((h, task, order));
     }
-    conn.prepare_cached("DELETE FROM order_tasks WHERE wave_id = ?1")?
-        .execute([sql(wave_id)])?;
-    let mut insert = conn
-        .prepare_cached("INSERT INTO order_tasks (wave_id, bucket, tasks) VALUES (?1, ?2, ?3)")?;
-    for (b, row) in rows.iter_mut().enumerate() {
+    let mut rows = Vec::new();
+    for (b, row) in buckets.iter_mut().enumerate() {
         if row.is_empty() {
             continue;
         }
@@ -67,9 +60,27 @@ pub(super) fn write<'a>(
                 start = i + 1;
             }
         }
-        let bytes = postcard::to_allocvec(&entries)
-            .map_err(|e| StoreError::Corrupt(format!("order map of wave {wave_id}: {e}")))?;
-        insert.execute(params![sql(wave_id), b as i64, bytes])?;
+        // Strings and integers only: encoding into a Vec cannot fail.
+        rows.push((
+            b as i64,
+            postcard::to_allocvec(&entries).unwrap_or_default(),
+        ));
+    }
+    rows
+}
+
+/// Replaces wave `wave_id`'s map with `rows` (from [`rows`]).
+pub(super) fn store(
+    conn: &Connection,
+    wave_id: u64,
+    rows: &[(i64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM order_tasks WHERE wave_id = ?1")?
+        .execute([sql(wave_id)])?;
+    let mut insert = conn
+        .prepare_cached("INSERT INTO order_tasks (wave_id, bucket, tasks) VALUES (?1, ?2, ?3)")?;
+    for (b, bytes) in rows {
+        insert.execute(params![sql(wave_id), b, bytes])?;
     }
     Ok(())
 }
@@ -81,7 +92,11 @@ pub(super) fn rebuild(conn: &Connection, wave_id: u64) -> Result<(), StoreError>
         .prepare_cached("SELECT order_id, task_id FROM tasks WHERE wave_id = ?1")?
         .query_map([sql(wave_id)], |r| Ok((r.get(0)?, unsql(r.get(1)?))))?
         .collect::<Result<_, _>>()?;
-    write(conn, wave_id, pairs.iter().map(|(o, t)| (o.as_str(), *t)))
+    store(
+        conn,
+        wave_id,
+        &rows(pairs.iter().map(|(o, t)| (o.as_str(), *t))),
+    )
 }
 
 /// Per wave, the one row that may hold order `?1`'s tasks (`?2`: its bucket): one seek

@@ -180,6 +180,48 @@ fn wave_whose_digest_does_not_match_asks_for_a_resync() {
 }
 
 #[test]
+fn a_large_wave_checked_beside_its_insert_records_its_digest_check_and_its_orders() {
+    // At SIDE_THREAD_TASKS tasks the digest and the order map are worked out on a second
+    // thread while the tasks are inserted.
+    let n = inbox::SIDE_THREAD_TASKS;
+    let mut f = fixture();
+    let mut tasks = sample_tasks(1, n, 1);
+    for (i, t) in tasks.iter_mut().enumerate() {
+        t.order_id = format!("SO-{}", i % 7);
+    }
+    let good = sample_wave(10, 1, tasks.clone());
+    let mut bad = sample_wave(20, 1, sample_tasks(n as u64 + 1, n, 1));
+    bad.digest ^= 1;
+    for (dseq, w, want) in [(1, good, false), (2, bad, true)] {
+        let applied = f.db.apply_seq(dseq, &Down::WaveAssigned(w), T0).unwrap();
+        assert!(
+            matches!(applied, Applied::WaveApplied { resync_needed, tasks, .. }
+                if resync_needed == want && tasks == n),
+            "{applied:?}"
+        );
+    }
+    let repair: Vec<(u64, bool)> =
+        f.db.birth_snapshot()
+            .unwrap()
+            .waves
+            .iter()
+            .map(|w| (w.wave_id, w.needs_repair))
+            .collect();
+    assert!(
+        repair.contains(&(10, false)) && repair.contains(&(20, true)),
+        "{repair:?}"
+    );
+    let cancel = Down::OrderCancelled {
+        order_id: "SO-3".into(),
+    };
+    let want = tasks.iter().filter(|t| t.order_id == "SO-3").count();
+    assert!(matches!(
+        f.db.apply_seq(3, &cancel, T0 + 1).unwrap(),
+        Applied::Cancelled { tasks, .. } if tasks == want
+    ));
+}
+
+#[test]
 fn cancellation_after_a_pick_keeps_the_pick_and_asks_for_a_put_back() {
     let mut f = fixture();
     f.db.apply_seq(1, &wave(10, 1, 100, 2), T0).unwrap();
@@ -1109,7 +1151,7 @@ fn the_order_map_finds_each_of_a_thousand_orders_sharing_its_sixty_four_rows() {
     let orders: Vec<String> = (0..1000).map(|i| format!("SO-{i:05}")).collect();
     // Three tasks an order, scattered: order i has tasks i, i + 1000 and i + 2000.
     let pairs = (0..3000u64).map(|t| (orders[(t % 1000) as usize].as_str(), t));
-    order_map::write(&f.db.conn, 7, pairs).unwrap();
+    order_map::store(&f.db.conn, 7, &order_map::rows(pairs)).unwrap();
     f.db.conn
         .execute(
             "INSERT INTO waves (wave_id, version, priority, cutoff, status, received_at,

@@ -5,7 +5,7 @@
 //! scattered along the walk, so its keys landed all over the index, and writing them was
 //! the largest single cost of applying a wave. Here a wave's `(order, task)` pairs go into
 //! [`BUCKETS`] rows by a hash of the order id: at most 64 rows for a wave of any size,
-//! with no sort. A lookup is one seek per wave, as before, and reads one row.
+//! and no sort of the ids. A lookup is one seek per wave, as before, and reads one row.
 //!
 //! The map may list more than is true (a task since moved to another wave, or purged), so
 //! readers check each listed task against its row. It never lists less: only applying
@@ -99,17 +99,17 @@ pub(super) fn rebuild(conn: &Connection, wave_id: u64) -> Result<(), StoreError>
     )
 }
 
-/// Per wave, the one row that may hold order `?1`'s tasks (`?2`: its bucket): one seek
+/// Per wave, the one row of bucket `?1`, where an order hashed to it is listed: one seek
 /// per wave (CROSS JOIN keeps `waves` the outer loop; otherwise SQLite may scan the map).
 pub(super) const CANDIDATES: &str = "
     SELECT w.wave_id, m.tasks FROM waves w
-    CROSS JOIN order_tasks m ON m.wave_id = w.wave_id AND m.bucket = ?2";
+    CROSS JOIN order_tasks m ON m.wave_id = w.wave_id AND m.bucket = ?1";
 
 /// Every task the maps list for `order_id`, in any wave: candidates, to be checked
 /// against their rows.
 pub(super) fn candidates(conn: &Connection, order_id: &str) -> Result<Vec<u64>, StoreError> {
     let mut stmt = conn.prepare_cached(CANDIDATES)?;
-    let mut rows = stmt.query(params![order_id, bucket(hash(order_id))])?;
+    let mut rows = stmt.query([bucket(hash(order_id))])?;
     let mut found = Vec::new();
     while let Some(r) = rows.next()? {
         let bytes: Vec<u8> = r.get(1)?;

@@ -264,9 +264,9 @@ fn v8(tx: &Transaction<'_>) -> Result<(), StoreError> {
 }
 
 /// Version 9: the `(wave_id, order_id)` index gives way to a `wave_id` index and the
-/// order map ([`super::order_map`]), filled here from the tasks table. Applying a wave
-/// then writes one index entry per task fewer, and the one it writes (`wave_id`, in
-/// order) is the cheapest kind. No data changes.
+/// order map ([`super::order_map`]), filled here from the tasks table. The index entry a
+/// new wave writes per task is then a `wave_id`, appended in order, where an order id
+/// landed anywhere in the index. No data changes.
 fn v9(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch(
         "DROP INDEX tasks_by_wave_order;

@@ -1010,7 +1010,7 @@ fn cancelling_an_order_finds_its_tasks_in_every_wave_through_the_order_map() {
     let plan: Vec<String> = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", order_map::CANDIDATES))
         .unwrap()
-        .query_map(rusqlite::params!["SO-1", 7], |r| r.get::<_, String>(3))
+        .query_map([7], |r| r.get::<_, String>(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

@@ -701,10 +701,20 @@ impl Core {
                     // agents' re-send timers have fired), and commands waiting are served
                     // between messages (a POST does not wait for the burst to end).
                     self.flush_acks();
+                    let mut served = false;
                     while let Some(cmd) = held.take().or_else(|| cmds.try_recv().ok()) {
+                        served = true;
                         if let Some(reply) = self.serve(cmd, &mut cmds, &mut held) {
                             break 'run Some(reply);
                         }
+                    }
+                    // A push just served may have given a sender something to send, and
+                    // nothing else would wake this loop for it: an idle sender has no
+                    // deadline, so a message pushed while the device's birth was being
+                    // handled waited for the device's next message (its status, a minute
+                    // later by default).
+                    if served {
+                        self.send_due();
                     }
                 }
                 Ok(_) => {}
